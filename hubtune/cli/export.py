@@ -1,0 +1,63 @@
+"""``hubtune export``: imports only typer and the stdlib at import time."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+
+def export(
+    model_dir: str = typer.Argument(..., help="A model folder, or a run directory (uses merged/ for LoRA, model/ for full)."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="ONNX folder [default: MODEL_DIR/onnx]."),
+    optimize: Optional[str] = typer.Option(None, "--optimize", help="Also an ORT-optimized variant: O1, O2 or O3."),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="Also a dynamic-quantized variant: int8."),
+    eval_dataset: Optional[str] = typer.Option(
+        None, "--eval-dataset", help="Labeled examples for the gates [default: the run's held-out examples]."
+    ),
+    tolerance: float = typer.Option(1e-4, "--tolerance", help="fp32 gate: max |logit diff| vs PyTorch."),
+    max_accuracy_drop: float = typer.Option(
+        0.5, "--max-accuracy-drop", help="Variant gate: accuracy points an optimized/int8 variant may lose."
+    ),
+    max_examples: int = typer.Option(1000, "--max-examples", help="Examples used by the gates."),
+    bench_rows: int = typer.Option(128, "--bench-rows", help="Rows for the CPU throughput measure."),
+    opset: Optional[int] = typer.Option(None, "--opset", help="ONNX opset [default: optimum's]."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing ONNX folder."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Export to ONNX (+ optional O1-O3 / int8 variants) in MODEL_DIR/onnx, each checked against PyTorch."""
+    from hubtune.cli._common import print_json, stderr
+    from hubtune.export import ExportOptions, export as run_export
+
+    res = run_export(
+        ExportOptions(
+            source=model_dir,
+            output=output,
+            optimize=optimize,
+            quantize=quantize,
+            eval_dataset=eval_dataset,
+            tolerance=tolerance,
+            max_accuracy_drop_pt=max_accuracy_drop,
+            max_examples=max_examples,
+            bench_rows=bench_rows,
+            opset=opset,
+            overwrite=overwrite,
+        ),
+        progress=None if json_out else (lambda m: stderr(f"[export] {m}")),
+    )
+    if json_out:
+        print_json(res)
+        return
+    typer.echo(f"ONNX written to {res.output_dir} (checked on {res.num_examples} examples from {res.eval_source})")
+    typer.echo(f"{'variant':<12} {'file':<28} {'MB':>8} {'rows/s':>8} {'max diff':>10} {'agree':>7} {'acc':>7}")
+    for v in list(res.variants.values()) + list(res.refused.values()):
+        p = v.parity
+        acc = v.metrics.get("accuracy") if v.metrics else None
+        typer.echo(
+            f"{v.name:<12} {(v.file or 'REFUSED'):<28} {v.size_mb:>8.2f} "
+            f"{(v.throughput or {}).get('rows_per_s') or '-':>8} "
+            f"{(f'{p.max_abs_diff:.2e}' if p else '-'):>10} {(f'{p.label_agreement:.1%}' if p else '-'):>7} "
+            f"{(f'{acc:.4f}' if acc is not None else '-'):>7}"
+        )
+    for v in res.refused.values():
+        stderr(f"warning: {v.name} refused and removed: {v.reason}")

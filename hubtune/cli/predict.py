@@ -1,0 +1,108 @@
+"""``hubtune batch-predict`` and ``hubtune merge-predictions``."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from hubtune.cli._common import print_json, stderr
+
+
+def batch_predict(
+    model: str = typer.Option(..., "--model", "-m", help="Model directory, run directory or Hub id (ORG/NAME)."),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="name[:config]:split or a local csv/tsv/jsonl/json/parquet file or directory."),
+    output: str = typer.Option(..., "--output", "-o", help="preds.parquet, preds.jsonl or preds.csv."),
+    backend: str = typer.Option("torch", "--backend", help="torch or onnx (onnxruntime)."),
+    device: str = typer.Option("auto", "--device", help="cuda, cpu or auto (cuda when available)."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Rows per batch (short texts may get more, by a token budget)."),
+    dtype: str = typer.Option("fp32", "--dtype", help="fp32, fp16 (cuda) or bf16 (torch backend)."),
+    keep_columns: Optional[str] = typer.Option(None, "--keep-columns", help="Input columns to copy to the output, comma-separated."),
+    all_scores: bool = typer.Option(False, "--all-scores", help="Also write score_<label> for every class."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Predict only the first N rows."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run into the same --output."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output and its parts."),
+    on_error: str = typer.Option("skip", "--on-error", help="skip: record bad rows in OUTPUT.errors.jsonl; fail: stop at the first."),
+    num_shards: int = typer.Option(1, "--num-shards", help="Split the input into K contiguous row ranges (one per runner)."),
+    shard_index: int = typer.Option(0, "--shard-index", help="Which range this runner predicts (0..K-1)."),
+    text_column: Optional[str] = typer.Option(None, "--text-column"),
+    text_pair_column: Optional[str] = typer.Option(None, "--text-pair-column"),
+    label_column: Optional[str] = typer.Option(None, "--label-column", help="Labels to compute metrics against (auto-detected)."),
+    onnx_file: Optional[str] = typer.Option(None, "--onnx-file", help="ONNX file in the model's onnx/ folder, e.g. model_quantized.onnx."),
+    chunk_size: int = typer.Option(4096, "--chunk-size", help="Rows per chunk = per output shard (the resume granularity)."),
+    max_length: Optional[int] = typer.Option(None, "--max-length", help="Truncate texts to N tokens (default: the model's limit)."),
+    revision: Optional[str] = typer.Option(None, "--revision", help="Hub revision of the model (and of a Hub dataset)."),
+    encoding: str = typer.Option("utf-8", "--encoding", help="Encoding of local csv/tsv files."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
+    keep_parts: bool = typer.Option(False, "--keep-parts", help="Keep OUTPUT.parts/ after assembling OUTPUT."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Batch-predict a dataset with a classifier into parquet/jsonl/csv (streamed, resumable, shardable)."""
+    from hubtune.predict import PredictOptions
+    from hubtune.predict import batch_predict as run
+
+    result = run(
+        PredictOptions(
+            model=model,
+            dataset=dataset,
+            output=output,
+            backend=backend.lower(),  # type: ignore[arg-type]
+            device=None if device == "auto" else device,
+            batch_size=batch_size,
+            dtype=dtype.lower(),  # type: ignore[arg-type]
+            keep_columns=[c.strip() for c in (keep_columns or "").split(",") if c.strip()],
+            all_scores=all_scores,
+            limit=limit,
+            resume=resume,
+            overwrite=overwrite,
+            on_error=on_error.lower(),  # type: ignore[arg-type]
+            num_shards=num_shards,
+            shard_index=shard_index,
+            text_column=text_column,
+            text_pair_column=text_pair_column,
+            label_column=label_column,
+            onnx_file=onnx_file,
+            chunk_size=chunk_size,
+            max_length=max_length,
+            revision=revision,
+            trust_remote_code=trust_remote_code,
+            encoding=encoding,
+            num_threads=threads,
+            keep_parts=keep_parts,
+            progress=not no_progress and not json_out,
+        )
+    )
+    for notice in result.notices:
+        stderr(f"notice: {notice}")
+    if json_out:
+        print_json(result)
+        return
+    extra = f", resumed after {result.resumed_rows}" if result.resumed_rows else ""
+    typer.echo(
+        f"predicted {result.rows} rows ({result.errors} errors{extra}) in {result.seconds:.1f}s "
+        f"({result.rows_per_s:.1f} rows/s) with {result.backend} on {result.device} -> {result.output}"
+    )
+    if result.errors_path:
+        typer.echo(f"errors: {result.errors_path}")
+    if result.metrics is not None:
+        typer.echo(
+            f"accuracy {result.metrics['accuracy']:.4f}  f1_macro {result.metrics['f1_macro']:.4f}  -> {result.metrics_path}"
+        )
+
+
+def merge_predictions(
+    parts: List[str] = typer.Argument(..., help="Outputs of `batch-predict --num-shards K --shard-index i`."),
+    output: str = typer.Option(..., "--output", "-o", help="preds.parquet, preds.jsonl or preds.csv."),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Join sharded batch-predict outputs into one, ordered by row id (refuses overlaps, gaps, mixed models)."""
+    from hubtune.predict import merge_predictions as run
+
+    result = run(parts, output, overwrite=overwrite)
+    if json_out:
+        print_json(result)
+        return
+    typer.echo(f"merged {result.parts} parts: {result.rows} rows ({result.errors} errors) -> {result.output}")

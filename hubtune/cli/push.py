@@ -1,0 +1,44 @@
+"""``hubtune push``: publish a folder to the Hub in one commit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from hubtune.cli._common import print_json
+
+
+def push(
+    folder: Path = typer.Argument(..., help="Folder to publish (a saved model, merged model, export or dataset)."),
+    repo_id: str = typer.Option(..., "--repo-id", help="Target repo, ORG/NAME."),
+    public: bool = typer.Option(False, "--public", help="Create the repo public (default: private)."),
+    revision: Optional[str] = typer.Option(None, "--revision", help="Branch to commit to (created from main)."),
+    tag: Optional[str] = typer.Option(None, "--tag", help="Tag the published commit."),
+    create_pr: bool = typer.Option(False, "--create-pr", help="Open a pull request instead of committing."),
+    commit_message: Optional[str] = typer.Option(None, "--commit-message", help="Commit title."),
+    repo_type: str = typer.Option("model", "--type", help="model or dataset."),
+    endpoint: Optional[str] = typer.Option(None, "--endpoint", help="Hub URL (default: HF_ENDPOINT)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Publish FOLDER to the Hub (HF_ENDPOINT) in one commit; no commit when nothing changed.
+
+    The repo is created private unless --public. The token comes from HF_TOKEN or the stored
+    login and is never printed. .git/, .cache/, __pycache__/ and trainer checkpoints
+    (checkpoint-*/, checkpoints/) are excluded and listed in the --json output.
+    """
+    from hubtune.hub import PushOptions
+    from hubtune.hub import push as push_folder
+
+    result = push_folder(PushOptions(
+        folder=folder, repo_id=repo_id, repo_type=repo_type, private=not public, revision=revision, tag=tag,
+        create_pr=create_pr, commit_message=commit_message, endpoint=endpoint,
+    ))
+    if as_json:
+        print_json(result)
+        return
+    what = "committed" if result.committed else "unchanged, no new commit"
+    extra = f", pull request {result.pr_url}" if result.pr_url else ""
+    extra += f", tag {result.tag}" if result.tag else ""
+    typer.echo(f"pushed {len(result.files)} files to {result.url} ({what}: {result.commit_oid[:12]}{extra})")

@@ -1,0 +1,81 @@
+"""``hubtune train``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from hubtune.cli._common import parse_overrides, print_json
+
+
+def train(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config; flags override it."),
+    base_model: Optional[str] = typer.Option(None, "--base-model", help="Hub id, local directory or packaged:minilm."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Train data: name[:config]:split or a local file."),
+    eval_dataset: Optional[str] = typer.Option(None, "--eval-dataset", help="Eval data (default: carve validation_split)."),
+    output_dir: Optional[str] = typer.Option(None, "--output-dir", "-o", help="Run directory to write."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="full or lora."),
+    text_column: Optional[str] = typer.Option(None, "--text-column"),
+    text_pair_column: Optional[str] = typer.Option(None, "--text-pair-column"),
+    label_column: Optional[str] = typer.Option(None, "--label-column"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Use at most N training rows (max_samples)."),
+    encoding: Optional[str] = typer.Option(None, "--encoding", help="Encoding of local csv/tsv files."),
+    epochs: Optional[float] = typer.Option(None, "--epochs", help="num_epochs."),
+    learning_rate: Optional[float] = typer.Option(None, "--learning-rate", "--lr"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+    max_length: Optional[int] = typer.Option(None, "--max-length"),
+    precision: Optional[str] = typer.Option(None, "--precision", help="auto, fp32, fp16 or bf16."),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    trust_remote_code: Optional[bool] = typer.Option(None, "--trust-remote-code", help="Run model code from the Hub."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Any config key: --set lora.r=16 (repeatable)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output directory."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in the output directory."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Fine-tune a text classifier (full or LoRA) and write a run directory."""
+    from hubtune.config import TrainConfig, resolve
+    from hubtune.train import train as run_train
+
+    overrides = {
+        "base_model": base_model,
+        "output_dir": output_dir,
+        "mode": mode,
+        "data.dataset": dataset,
+        "data.eval_dataset": eval_dataset,
+        "data.text_column": text_column,
+        "data.text_pair_column": text_pair_column,
+        "data.label_column": label_column,
+        "data.max_samples": limit,
+        "data.encoding": encoding,
+        "num_epochs": epochs,
+        "learning_rate": learning_rate,
+        "batch_size": batch_size,
+        "max_length": max_length,
+        "precision": precision,
+        "seed": seed,
+        "trust_remote_code": trust_remote_code,
+    }
+    overrides.update(parse_overrides(set_))
+    cfg = resolve(TrainConfig, config, overrides)
+    result = run_train(cfg, overwrite=overwrite, resume=resume, progress=progress)
+    if json_out:
+        print_json(
+            {
+                "output_dir": str(result.output_dir),
+                "model_dir": str(result.model_dir),
+                "mode": result.mode,
+                "labels": result.label_names,
+                "sizes": result.sizes,
+                "seconds": result.seconds,
+                "eval": {k: v for k, v in result.eval_metrics.items() if isinstance(v, (int, float))},
+            }
+        )
+        return
+    m = result.eval_metrics
+    typer.echo(
+        f"trained {result.mode} model on {result.sizes['train']} rows in {result.seconds:.1f}s -> {result.model_dir}\n"
+        f"eval ({result.sizes['eval']} rows): accuracy {m['accuracy']:.4f}  f1_macro {m['f1_macro']:.4f}"
+    )

@@ -1,0 +1,295 @@
+"""Configuration: dataclasses, loaded from YAML and overridden by CLI flags (defaults < YAML < flags).
+
+Unknown keys are errors that name the key and the closest valid one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Mapping, TypeVar
+
+from hubtune.errors import ConfigError
+
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------------------------------
+# Generic loader
+# --------------------------------------------------------------------------------------------------
+def _closest(key: str, valid: list[str]) -> str:
+    match = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    return f"; did you mean '{match[0]}'?" if match else f"; valid keys: {', '.join(sorted(valid))}"
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        non_none = [a for a in args if a is not type(None)]
+        errors = []
+        for a in non_none:
+            try:
+                return _coerce(value, a, where)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if origin is typing.Literal:
+        if isinstance(value, str):
+            for a in args:
+                if value.lower() == str(a).lower():
+                    return a
+        if value in args:
+            return value
+        raise ConfigError(
+            f"{where}: found {value!r}, expected one of {', '.join(map(repr, args))}; fix the value in the YAML or flag"
+        )
+    if is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: found {type(value).__name__} {value!r}, expected a mapping of keys")
+        return from_dict(tp, value, where=where)
+    if origin in (list, tuple) or tp in (list, tuple):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: found {value!r}, expected a list")
+        inner = args[0] if args else Any
+        return [_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict or tp is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: found {value!r}, expected a mapping")
+        vt = args[1] if len(args) == 2 else Any
+        return {str(k): _coerce(v, vt, f"{where}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
+            return value.lower() in ("true", "yes", "1", "on")
+        raise ConfigError(f"{where}: found {value!r}, expected true or false")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: found {value!r}, expected an integer")
+        try:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: found {value!r}, expected an integer") from None
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: found {value!r}, expected a number")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: found {value!r}, expected a number") from None
+    if tp is str:
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{where}: found {value!r}, expected a string")
+        return str(value)
+    return value
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
+    """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise ConfigError."""
+    hints = typing.get_type_hints(cls)
+    valid = [f.name for f in fields(cls) if f.init]
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        key = str(key).replace("-", "_")
+        full = f"{where}.{key}" if where else key
+        if key not in valid:
+            raise ConfigError(f"unknown config key '{full}'{_closest(key, valid)}")
+        kwargs[key] = _coerce(value, hints[key], full)
+    try:
+        obj = cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{where or cls.__name__}: {exc}") from None
+    validate = getattr(obj, "validate", None)
+    if callable(validate):
+        validate()
+    return obj
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    return dataclasses.asdict(obj)
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.replace("-", "_").split(".")
+    cur = data
+    for p in parts[:-1]:
+        nxt = cur.get(p)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            cur[p] = nxt
+        cur = nxt
+    cur[parts[-1]] = value
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}; pass an existing YAML file with --config")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {p} is not valid YAML ({' '.join(str(exc).split())}); fix the file") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p} holds a {type(data).__name__}, expected a mapping of keys")
+    return data
+
+
+def resolve(
+    cls: type[T],
+    config_path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> T:
+    """defaults < YAML < overrides. ``overrides`` use dotted keys (``lora.r``); ``None`` values are skipped."""
+    data: dict[str, Any] = load_yaml(config_path) if config_path else {}
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        _set_dotted(data, key, value)
+    return from_dict(cls, data)
+
+
+def dump_yaml(obj: Any) -> str:
+    import yaml
+
+    return yaml.safe_dump(to_dict(obj) if is_dataclass(obj) else obj, sort_keys=False)
+
+
+# --------------------------------------------------------------------------------------------------
+# The configs
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class DataConfig:
+    """Where the examples come from and which columns hold what."""
+
+    dataset: str = ""
+    eval_dataset: str | None = None
+    text_column: str | None = None
+    text_pair_column: str | None = None
+    label_column: str | None = None
+    max_samples: int | None = None
+    eval_max_samples: int | None = None
+    validation_split: float = 0.1
+    encoding: str = "utf-8"
+    seed: int = 42
+
+    def validate(self) -> None:
+        if not 0.0 < self.validation_split < 1.0:
+            raise ConfigError(
+                f"validation_split is {self.validation_split}, expected a fraction between 0 and 1 (e.g. 0.1)"
+            )
+        for name in ("max_samples", "eval_max_samples"):
+            v = getattr(self, name)
+            if v is not None and v <= 0:
+                raise ConfigError(f"{name} is {v}, expected a positive number of rows (--limit)")
+
+
+@dataclass
+class LoraSettings:
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.1
+    target_modules: list[str] | None = None
+    bias: typing.Literal["none", "all", "lora_only"] = "none"
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``hubtune train`` needs. Keys of the YAML file are these field names."""
+
+    base_model: str = ""
+    output_dir: str = "runs/hubtune"
+    data: DataConfig = field(default_factory=DataConfig)
+    mode: typing.Literal["full", "lora"] = "full"
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    num_epochs: float = 3.0
+    max_steps: int = -1
+    learning_rate: float = 5e-5
+    batch_size: int = 16
+    eval_batch_size: int = 64
+    gradient_accumulation_steps: int = 1
+    max_length: int = 256
+    group_by_length: bool = False
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.0
+    metric_for_best_model: str = "f1_macro"
+    early_stopping_patience: int | None = None
+    precision: typing.Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    seed: int = 42
+    logging_steps: int = 50
+    report_to: list[str] = field(default_factory=lambda: ["none"])
+    trust_remote_code: bool = False
+    revision: str | None = None
+    dataloader_num_workers: int = 0
+
+    def validate(self) -> None:
+        if not self.base_model:
+            raise ConfigError("base_model is empty; set base_model in the YAML or pass --base-model (Hub id or directory)")
+        if not self.data.dataset:
+            raise ConfigError("data.dataset is empty; set data.dataset in the YAML or pass --dataset SPEC")
+        for name in ("batch_size", "eval_batch_size", "gradient_accumulation_steps", "max_length"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} is {getattr(self, name)}, expected a positive integer")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"learning_rate is {self.learning_rate}, expected a positive number")
+        if self.num_epochs <= 0 and self.max_steps <= 0:
+            raise ConfigError("num_epochs and max_steps are both <= 0; set --epochs or max_steps")
+
+
+@dataclass
+class PublishSettings:
+    """Where ``train-and-push`` publishes."""
+
+    repo_id: str | None = None
+    private: bool = True
+    revision: str | None = None
+    tag: str | None = None
+    create_pr: bool = False
+    license: str = "apache-2.0"
+    language: str = "en"
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ExportSettings:
+    onnx: bool = True
+    optimize: typing.Literal["O1", "O2", "O3"] | None = None
+    quantize: typing.Literal["int8"] | None = None
+    tolerance: float = 1e-4
+
+
+@dataclass
+class GateSettings:
+    """Checks that stop ``train-and-push`` before anything is pushed."""
+
+    min_metrics: dict[str, float] = field(default_factory=dict)
+    merge_tolerance: float = 1e-4
+    max_accuracy_drop: float = 0.5
+    golden_examples: int = 32
+
+
+@dataclass
+class PipelineConfig(TrainConfig):
+    """``hubtune train-and-push``: a TrainConfig plus publish, export and gate sections."""
+
+    publish: PublishSettings = field(default_factory=PublishSettings)
+    export: ExportSettings = field(default_factory=ExportSettings)
+    gates: GateSettings = field(default_factory=GateSettings)

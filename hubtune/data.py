@@ -1,0 +1,504 @@
+"""The data step: one dataset-spec syntax for every command.
+
+Spec forms
+    ``imdb:test``, ``glue:mrpc:validation``, ``stanfordnlp/imdb:train``  Hub datasets (name[:config]:split)
+    ``data/tweets.csv``, ``x.tsv``, ``x.jsonl``, ``x.json``, ``x.parquet``  local files
+    ``data/dir/``                                                       a directory of such files
+
+Every loader returns a :class:`LoadedData`: a ``datasets.Dataset`` with the columns ``text``,
+optionally ``text_pair``, and ``label`` (an integer id), plus the label names in id order.
+"""
+
+from __future__ import annotations
+
+import codecs
+import difflib
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Literal, Sequence
+
+from hubtune.errors import (
+    ColumnNotFoundError,
+    DataEncodingError,
+    DataError,
+    DatasetNotFoundError,
+    EmptyDatasetError,
+    LabelError,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    import datasets
+
+LOCAL_FORMATS = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+TEXT_CANDIDATES = (
+    "text", "sentence", "review", "content", "document", "tweet", "body", "comment",
+    "utterance", "sentence1", "premise", "question", "text_a", "input",
+)
+PAIR_CANDIDATES = {"sentence1": "sentence2", "premise": "hypothesis", "text_a": "text_b", "question": "sentence", "text": "text_pair"}
+LABEL_CANDIDATES = ("label", "labels", "sentiment", "class", "category", "target", "polarity", "emotion", "y")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A parsed dataset spec."""
+
+    raw: str
+    kind: Literal["hub", "local"]
+    path: str
+    config: str | None = None
+    split: str | None = None
+
+    @property
+    def display(self) -> str:
+        return self.raw
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    text: str
+    label: str | None
+    text_pair: str | None = None
+
+
+@dataclass
+class LoadedData:
+    """Examples with normalised columns ``text`` [``text_pair``] ``label`` and the label names in id order."""
+
+    dataset: "datasets.Dataset"
+    label_names: list[str]
+    columns: ColumnMap
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    @property
+    def has_pair(self) -> bool:
+        return "text_pair" in self.dataset.column_names
+
+
+@dataclass
+class TrainEvalData:
+    train: LoadedData
+    eval: LoadedData
+    label_names: list[str]
+    eval_source: str = "validation_split"
+    sizes: dict[str, int] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------------
+# Spec parsing
+# --------------------------------------------------------------------------------------------------
+def _looks_local(spec: str) -> bool:
+    if spec.startswith(("/", "./", "../", "~")) or os.sep in spec and os.path.exists(os.path.expanduser(spec)):
+        return True
+    if os.path.exists(os.path.expanduser(spec)):
+        return True
+    return Path(spec).suffix.lower() in LOCAL_FORMATS
+
+
+def parse_spec(spec: str, default_split: str | None = None) -> DatasetSpec:
+    """Parse ``name[:config]:split`` (Hub) or a local file/directory path."""
+    raw = spec.strip()
+    if not raw:
+        raise DataError("empty dataset spec; expected name[:config]:split or a local file, e.g. --dataset imdb:test")
+    if _looks_local(raw):
+        return DatasetSpec(raw=raw, kind="local", path=str(Path(os.path.expanduser(raw))), split=default_split)
+    parts = raw.split(":")
+    if len(parts) > 3 or any(not p for p in parts):
+        raise DataError(
+            f"dataset spec {raw!r} is malformed; expected name[:config]:split such as imdb:test or glue:mrpc:validation"
+        )
+    name = parts[0]
+    if name.count("/") > 1 or name.startswith("/") or ".." in name:
+        raise DataError(f"dataset id {name!r} is malformed; expected 'name' or 'org/name'")
+    if len(parts) == 1:
+        return DatasetSpec(raw=raw, kind="hub", path=name, split=default_split)
+    if len(parts) == 2:
+        return DatasetSpec(raw=raw, kind="hub", path=name, split=parts[1])
+    return DatasetSpec(raw=raw, kind="hub", path=name, config=parts[1], split=parts[2])
+
+
+# --------------------------------------------------------------------------------------------------
+# Raw loading
+# --------------------------------------------------------------------------------------------------
+def _local_files(path: Path) -> tuple[str, list[str], dict[str, Any]]:
+    if not path.exists():
+        raise DatasetNotFoundError(
+            f"dataset file {path} does not exist; pass an existing file or directory, or a Hub id such as imdb:test"
+        )
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in LOCAL_FORMATS)
+        if not files:
+            raise DatasetNotFoundError(
+                f"directory {path} holds no data files; expected {', '.join(sorted(LOCAL_FORMATS))} files"
+            )
+        suffixes = {p.suffix.lower() for p in files}
+        builders = {LOCAL_FORMATS[s] for s in suffixes}
+        if len(builders) > 1 or suffixes == {".csv", ".tsv"}:
+            raise DataError(
+                f"directory {path} mixes formats ({', '.join(sorted(suffixes))}); expected files of one format"
+            )
+        suffix = suffixes.pop()
+    else:
+        suffix = path.suffix.lower()
+        if suffix not in LOCAL_FORMATS:
+            raise DataError(
+                f"file {path} has an unknown format {suffix or '(no extension)'!r}; "
+                f"expected one of {', '.join(sorted(LOCAL_FORMATS))}"
+            )
+        files = [path]
+    kwargs: dict[str, Any] = {}
+    if suffix == ".tsv":
+        kwargs["sep"] = "\t"
+    return LOCAL_FORMATS[suffix], [str(f) for f in files], kwargs
+
+
+def _check_encoding(files: Sequence[str], encoding: str) -> None:
+    """Fail fast, naming the option, when a text file does not decode with ``encoding``."""
+    for f in files:
+        if f.endswith(".parquet"):
+            continue
+        decoder = codecs.getincrementaldecoder(encoding)()
+        offset = 0
+        with open(f, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as exc:
+                    raise DataEncodingError(
+                        f"file {f} is not valid {encoding} (byte {offset + exc.start}); "
+                        "expected UTF-8 text: re-save it as UTF-8 or pass --encoding (e.g. --encoding latin-1)"
+                    ) from None
+                offset += len(chunk)
+            try:
+                decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                raise DataEncodingError(
+                    f"file {f} ends inside a multi-byte {encoding} character; re-save it or pass --encoding"
+                ) from None
+
+
+def open_dataset(
+    spec: DatasetSpec | str,
+    *,
+    encoding: str = "utf-8",
+    streaming: bool = False,
+    revision: str | None = None,
+    default_split: str = "train",
+) -> "datasets.Dataset | datasets.IterableDataset":
+    """Open a spec as a ``datasets`` (Iterable)Dataset with its original columns."""
+    import datasets
+
+    if isinstance(spec, str):
+        spec = parse_spec(spec)
+    datasets.logging.set_verbosity_error()
+    if spec.kind == "local":
+        builder, files, kwargs = _local_files(Path(spec.path))
+        if builder == "csv":
+            _check_encoding(files, encoding)
+            kwargs["encoding"] = encoding
+            kwargs["keep_default_na"] = False
+            kwargs["na_values"] = [""]
+        elif builder == "json":
+            _check_encoding(files, "utf-8" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding)
+        try:
+            return datasets.load_dataset(builder, data_files=files, split="train", streaming=streaming, **kwargs)
+        except DataError:
+            raise
+        except Exception as exc:  # the builders raise many types for unreadable files
+            raise DataError(
+                f"could not read {spec.path} as {builder} ({type(exc).__name__}: {_short(exc)}); "
+                "expected a well-formed file of that format"
+            ) from exc
+    split = spec.split or default_split
+    try:
+        return datasets.load_dataset(spec.path, spec.config, split=split, streaming=streaming, revision=revision)
+    except Exception as exc:
+        raise _hub_dataset_error(spec, split, exc) from exc
+
+
+def _short(exc: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _hub_dataset_error(spec: DatasetSpec, split: str, exc: Exception) -> DataError:
+    from datasets.exceptions import DatasetNotFoundError as HFDatasetNotFound
+
+    text = _short(exc)
+    if isinstance(exc, HFDatasetNotFound) or "doesn't exist" in text or "not found" in text.lower():
+        return DatasetNotFoundError(
+            f"dataset {spec.path!r} was not found on the Hub ({os.environ.get('HF_ENDPOINT', 'https://huggingface.co')}); "
+            "check the id, HF_ENDPOINT and HF_TOKEN, or pass a local file to --dataset"
+        )
+    if "Unknown split" in text or ("split" in text.lower() and split in text):
+        return DataError(f"dataset {spec.path!r} has no split {split!r} ({text}); pick one in the spec, e.g. {spec.path}:test")
+    if "config" in text.lower() and spec.config:
+        return DataError(f"dataset {spec.path!r} has no config {spec.config!r} ({text}); fix name:config:split in --dataset")
+    return DataError(f"could not load dataset {spec.raw!r} ({type(exc).__name__}: {text}); check the spec and HF_ENDPOINT")
+
+
+# --------------------------------------------------------------------------------------------------
+# Columns and labels
+# --------------------------------------------------------------------------------------------------
+def _missing_column(kind: str, wanted: str, available: Sequence[str], flag: str) -> ColumnNotFoundError:
+    close = difflib.get_close_matches(wanted, list(available), n=1, cutoff=0.4)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return ColumnNotFoundError(
+        f"{kind} column '{wanted}' not found; the dataset has columns: {', '.join(available) or '(none)'}{hint} "
+        f"(set it with {flag})"
+    )
+
+
+def resolve_columns(
+    available: Sequence[str],
+    *,
+    text_column: str | None = None,
+    text_pair_column: str | None = None,
+    label_column: str | None = None,
+    require_label: bool = True,
+) -> ColumnMap:
+    """Pick the text/pair/label columns: the override when given, else the first known name."""
+    cols = list(available)
+    lower = {c.lower(): c for c in cols}
+    if text_column:
+        if text_column not in cols:
+            raise _missing_column("text", text_column, cols, "--text-column")
+        text = text_column
+    else:
+        text = next((lower[c] for c in TEXT_CANDIDATES if c in lower), None)
+        if text is None:
+            raise ColumnNotFoundError(
+                f"no text column found among: {', '.join(cols) or '(none)'}; expected one of "
+                f"{', '.join(TEXT_CANDIDATES[:6])}, ... (set it with --text-column)"
+            )
+    if text_pair_column:
+        if text_pair_column not in cols:
+            raise _missing_column("text pair", text_pair_column, cols, "--text-pair-column")
+        pair = text_pair_column
+    else:
+        cand = PAIR_CANDIDATES.get(text.lower())
+        pair = lower.get(cand) if cand and text.lower() != "text" else None
+        if text.lower() == "text" and "text_pair" in lower:
+            pair = lower["text_pair"]
+    label: str | None
+    if label_column:
+        if label_column not in cols:
+            raise _missing_column("label", label_column, cols, "--label-column")
+        label = label_column
+    else:
+        label = next((lower[c] for c in LABEL_CANDIDATES if c in lower), None)
+        if label is None and require_label:
+            raise ColumnNotFoundError(
+                f"no label column found among: {', '.join(cols) or '(none)'}; expected one of "
+                f"{', '.join(LABEL_CANDIDATES[:6])}, ... (set it with --label-column)"
+            )
+    return ColumnMap(text=text, label=label, text_pair=pair)
+
+
+def _is_missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and not v.strip())
+
+
+def _label_names_from_feature(feature: Any) -> list[str] | None:
+    names = getattr(feature, "names", None)
+    return list(names) if names else None
+
+
+def _infer_label_names(values: Sequence[Any], feature: Any) -> list[str]:
+    names = _label_names_from_feature(feature)
+    if names:
+        return names
+    uniques = set(values)
+    if all(isinstance(v, (int,)) and not isinstance(v, bool) for v in uniques):
+        if min(uniques) < 0:
+            raise LabelError(f"label ids must be >= 0, found {min(uniques)}; map labels to names or ids 0..K-1")
+        return [str(i) for i in range(max(uniques) + 1)]
+    return sorted(str(v) for v in uniques)
+
+
+def _to_ids(values: Sequence[Any], feature: Any, label_names: list[str], source: str, flag_hint: str) -> list[int]:
+    index = {n: i for i, n in enumerate(label_names)}
+    own_names = _label_names_from_feature(feature)
+    ids: list[int] = []
+    unseen: dict[str, int] = {}
+    for v in values:
+        if isinstance(v, bool):
+            v = int(v)
+        if own_names is not None and isinstance(v, int):
+            key = own_names[v]
+        elif isinstance(v, float) and v.is_integer():
+            key = str(int(v))
+        else:
+            key = str(v)
+        if key in index:
+            ids.append(index[key])
+        elif isinstance(v, int) and 0 <= v < len(label_names) and own_names is None and not any(
+            n.isdigit() for n in label_names
+        ):
+            ids.append(v)
+        else:
+            unseen[key] = unseen.get(key, 0) + 1
+    if unseen:
+        shown = ", ".join(f"{k!r} ({n} rows)" for k, n in list(unseen.items())[:5])
+        raise LabelError(
+            f"{source} has labels the model was not trained on: {shown}; expected one of "
+            f"{', '.join(label_names)} ({flag_hint})"
+        )
+    return ids
+
+
+def normalise(
+    ds: "datasets.Dataset",
+    *,
+    source: str,
+    text_column: str | None = None,
+    text_pair_column: str | None = None,
+    label_column: str | None = None,
+    label_names: list[str] | None = None,
+    require_label: bool = True,
+) -> LoadedData:
+    """Rename to ``text``/``text_pair``/``label`` (ids) and validate. ``label_names`` fixes the id order."""
+    if len(ds) == 0:
+        raise EmptyDatasetError(f"dataset {source} has no rows; expected at least one example (check the spec or --limit)")
+    cols = resolve_columns(
+        ds.column_names,
+        text_column=text_column,
+        text_pair_column=text_pair_column,
+        label_column=label_column,
+        require_label=require_label,
+    )
+    texts = ds[cols.text]
+    bad_text = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
+    if bad_text:
+        raise DataError(
+            f"{source}: {len(bad_text)} rows have an empty or non-string '{cols.text}' (first at row {bad_text[0]}); "
+            "expected text in every row: clean the data or pick another --text-column"
+        )
+    keep = {cols.text: "text"}
+    if cols.text_pair:
+        keep[cols.text_pair] = "text_pair"
+    label_ids: list[int] | None = None
+    names = list(label_names) if label_names else []
+    if cols.label is not None:
+        raw = ds[cols.label]
+        missing = [i for i, v in enumerate(raw) if _is_missing(v)]
+        if missing:
+            raise LabelError(
+                f"{source}: {len(missing)} rows have no label in '{cols.label}' (NaN/None/empty, first at row {missing[0]}); "
+                "expected a label in every row: drop those rows or pick another --label-column"
+            )
+        feature = ds.features.get(cols.label)
+        if not names:
+            names = _infer_label_names(raw, feature)
+        label_ids = _to_ids(raw, feature, names, source, "train on data that has them, or fix --label-column")
+    out = ds.select_columns(list(keep)).rename_columns(keep)
+    if label_ids is not None:
+        out = out.add_column("label", label_ids)
+    return LoadedData(dataset=out, label_names=names, columns=cols, source=source)
+
+
+# --------------------------------------------------------------------------------------------------
+# Public loaders
+# --------------------------------------------------------------------------------------------------
+def _limit(ds: "datasets.Dataset", n: int | None, seed: int) -> "datasets.Dataset":
+    ds = ds.shuffle(seed=seed)
+    if n is not None and n < len(ds):
+        ds = ds.select(range(n))
+    return ds
+
+
+def load_labeled(
+    spec: str,
+    *,
+    text_column: str | None = None,
+    text_pair_column: str | None = None,
+    label_column: str | None = None,
+    label_names: list[str] | None = None,
+    max_samples: int | None = None,
+    seed: int = 42,
+    encoding: str = "utf-8",
+    default_split: str = "test",
+    require_label: bool = True,
+    revision: str | None = None,
+) -> LoadedData:
+    """Load one spec, normalised. With ``label_names`` (e.g. a model's), labels map onto those ids."""
+    parsed = parse_spec(spec)
+    ds = open_dataset(parsed, encoding=encoding, default_split=default_split, revision=revision)
+    if max_samples is not None:
+        ds = _limit(ds, max_samples, seed)
+    return normalise(
+        ds,
+        source=spec,
+        text_column=text_column,
+        text_pair_column=text_pair_column,
+        label_column=label_column,
+        label_names=label_names,
+        require_label=require_label,
+    )
+
+
+def load_train_eval(cfg: Any) -> TrainEvalData:
+    """Train and eval examples for a :class:`hubtune.config.DataConfig`.
+
+    Shuffling is deterministic by ``cfg.seed``; a validation split is carved out (stratified) when
+    ``cfg.eval_dataset`` is not given.
+    """
+    ds = open_dataset(parse_spec(cfg.dataset), encoding=cfg.encoding, default_split="train")
+    if len(ds) == 0:
+        raise EmptyDatasetError(f"dataset {cfg.dataset} has no rows; expected at least one example")
+    ds = _limit(ds, cfg.max_samples, cfg.seed)
+    train = normalise(
+        ds,
+        source=cfg.dataset,
+        text_column=cfg.text_column,
+        text_pair_column=cfg.text_pair_column,
+        label_column=cfg.label_column,
+    )
+    if len(train.label_names) < 2:
+        raise LabelError(
+            f"{cfg.dataset} has {len(train.label_names)} distinct label(s) ({', '.join(train.label_names)}); "
+            "expected at least 2 classes to train a classifier (check --label-column or --limit)"
+        )
+    if cfg.eval_dataset:
+        ev_raw = open_dataset(parse_spec(cfg.eval_dataset), encoding=cfg.encoding, default_split="validation")
+        ev_raw = _limit(ev_raw, cfg.eval_max_samples, cfg.seed)
+        ev = normalise(
+            ev_raw,
+            source=cfg.eval_dataset,
+            text_column=cfg.text_column,
+            text_pair_column=cfg.text_pair_column,
+            label_column=cfg.label_column,
+            label_names=train.label_names,
+        )
+        eval_source = cfg.eval_dataset
+    else:
+        full = train.dataset
+        if len(full) < 4:
+            raise EmptyDatasetError(
+                f"dataset {cfg.dataset} has {len(full)} rows, too few to carve a validation split; "
+                "expected at least 4 rows or pass --eval-dataset"
+            )
+        from datasets import ClassLabel
+
+        full = full.cast_column("label", ClassLabel(names=train.label_names))
+        try:
+            parts = full.train_test_split(test_size=cfg.validation_split, seed=cfg.seed, stratify_by_column="label")
+        except ValueError:  # a class too small to stratify
+            parts = full.train_test_split(test_size=cfg.validation_split, seed=cfg.seed)
+        train = LoadedData(parts["train"], train.label_names, train.columns, cfg.dataset)
+        ev = LoadedData(parts["test"], train.label_names, train.columns, f"{cfg.dataset} (validation_split={cfg.validation_split})")
+        if cfg.eval_max_samples is not None and cfg.eval_max_samples < len(ev):
+            ev.dataset = ev.dataset.select(range(cfg.eval_max_samples))
+        eval_source = "validation_split"
+    if len(ev) == 0:
+        raise EmptyDatasetError(f"evaluation data {ev.source} has no rows; expected at least one example")
+    sizes = {"train": len(train), "eval": len(ev)}
+    return TrainEvalData(train=train, eval=ev, label_names=train.label_names, eval_source=eval_source, sizes=sizes)
+
+
+def iter_texts(data: LoadedData) -> Iterable[str]:
+    return iter(data.dataset["text"])

@@ -1,0 +1,69 @@
+"""The evaluate step: metrics of a model (directory, LoRA adapter or Hub id) on a labeled dataset."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from hubtune.data import load_labeled
+from hubtune.errors import LabelError
+from hubtune.modeling import evaluate_loaded, load_classifier
+
+
+@dataclass
+class EvalOptions:
+    model: str
+    dataset: str
+    text_column: str | None = None
+    text_pair_column: str | None = None
+    label_column: str | None = None
+    limit: int | None = None
+    batch_size: int = 64
+    device: str | None = "cpu"
+    revision: str | None = None
+    trust_remote_code: bool = False
+    encoding: str = "utf-8"
+    seed: int = 42
+
+
+@dataclass
+class EvalReport:
+    model: str
+    dataset: str
+    metrics: dict[str, Any]
+    num_examples: int
+    seconds: float
+    label_names: list[str] = field(default_factory=list)
+
+
+def evaluate(opts: EvalOptions) -> EvalReport:
+    t0 = time.perf_counter()
+    loaded = load_classifier(
+        opts.model, revision=opts.revision, trust_remote_code=opts.trust_remote_code, device=opts.device
+    )
+    if not loaded.label_names:
+        raise LabelError(
+            f"model {opts.model!r} has no id2label in its config; expected a classifier saved with label names"
+        )
+    data = load_labeled(
+        opts.dataset,
+        text_column=opts.text_column,
+        text_pair_column=opts.text_pair_column,
+        label_column=opts.label_column,
+        label_names=loaded.label_names,
+        max_samples=opts.limit,
+        seed=opts.seed,
+        encoding=opts.encoding,
+    )
+    metrics = evaluate_loaded(loaded, data, batch_size=opts.batch_size)
+    return EvalReport(
+        model=opts.model,
+        dataset=opts.dataset,
+        metrics=metrics,
+        num_examples=len(data),
+        seconds=round(time.perf_counter() - t0, 3),
+        label_names=loaded.label_names,
+    )
+
+

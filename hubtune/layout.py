@@ -1,0 +1,49 @@
+"""The run directory that ``hubtune train`` writes and every later step reads.
+
+    RUN_DIR/
+      model/              full model (safetensors) or LoRA adapter, + tokenizer and config.json with label names
+      metrics.json        {"train": {...}, "eval": {...}}: Trainer figures and the evaluation of the saved model
+      config.yaml         the resolved configuration
+      run_summary.json    versions, data sizes, label map, timings, mode, base model, dataset
+      checkpoints/        Trainer checkpoints (for --resume); never published
+      merged/             (merge) the LoRA adapter merged into a standalone model
+      <published>/onnx/   (export) ONNX variants inside the folder that will be published
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    root: Path
+
+    @classmethod
+    def of(cls, root: str | Path) -> "RunLayout":
+        return cls(Path(root))
+
+    @property
+    def model_dir(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "run_summary.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def merged_dir(self) -> Path:
+        return self.root / "merged"

