@@ -209,6 +209,10 @@ def open_dataset(
         except DataError:
             raise
         except Exception as exc:  # the builders raise many types for unreadable files
+            if "corresponds to no data" in str(exc):
+                raise EmptyDatasetError(
+                    f"dataset {spec.path} has no rows; expected at least one example"
+                ) from None
             raise DataError(
                 f"could not read {spec.path} as {builder} ({type(exc).__name__}: {_short(exc)}); "
                 "expected a well-formed file of that format"

@@ -133,7 +133,9 @@ def eval_data(
         return EvalData(data=data, spec=override)
     if run is None or not dc.get("dataset"):
         return None
-    limit = max_samples if max_samples is not None else dc.get("eval_max_samples")
+    # the run's own held-out set (eval_max_samples), capped further by ``max_samples`` when that is smaller
+    caps = [int(v) for v in (max_samples, dc.get("eval_max_samples")) if v is not None]
+    limit = min(caps) if caps else None
     if dc.get("eval_dataset"):
         spec = str(dc["eval_dataset"])
         data = load_labeled(

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from huggingface_hub.errors import RepositoryNotFoundError
 
 from hubtune.errors import ConfigError, HubAuthError, HubUnreachableError
 from hubtune.hub import PushOptions, download_snapshot, push, verify_published
@@ -40,10 +41,9 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = BertConfig(
         vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
         max_position_embeddings=128, num_labels=3, id2label=LABELS, label2id={v: k for k, v in LABELS.items()},
+        initializer_range=1.0,  # large random weights: predictions differ across texts
     )
     model = BertForSequenceClassification(config).eval()
-    with torch.no_grad():  # make the random head decisive so labels differ across texts
-        model.classifier.weight.mul_(50)
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
     (out / "README.md").write_text("---\nlicense: apache-2.0\npipeline_tag: text-classification\n---\n# tiny\n")
@@ -81,11 +81,12 @@ def test_push_creates_private_repo_in_one_commit_with_provenance(
     assert len(commits) == 2 and commits[0].commit_id == result.commit_oid
     assert "run" in commits[0].title and "3 files" in commits[0].title
     assert "https://github.com/acme/hubtune/actions/runs/4242" in commits[0].message
-    assert local_hub.api(token=False).list_repo_refs  # anonymous client exists
-    with pytest.raises(Exception):
+    with pytest.raises(RepositoryNotFoundError):
         local_hub.api(token=False).model_info("org/run")  # private: invisible without token
     assert HUB_TOKEN not in repr(result) and HUB_TOKEN not in caplog.text
-    assert verify_published(small_folder, "org/run") == ["checkpoint-10/optimizer.pt"]
+    assert verify_published(small_folder, "org/run") == []
+    (small_folder / "config.json").write_text("{}")
+    assert verify_published(small_folder, "org/run") == ["config.json"]
 
 
 def test_repush_identical_files_makes_no_new_commit(local_hub: LocalHub, small_folder: Path) -> None:
@@ -212,11 +213,10 @@ LOAD_DATASET = """
 import json, sys
 import datasets
 ds = datasets.load_dataset(sys.argv[1], split="test")
-print(json.dumps({"n": len(ds), "text": ds["text"], "label": ds["label"]}))
+print(json.dumps({"n": len(ds), "text": list(ds["text"]), "label": list(ds["label"])}))
 """
 
 
-@pytest.mark.slow
 def test_load_dataset_reads_pushed_parquet(local_hub: LocalHub, tmp_path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -241,7 +241,6 @@ HfApi().upload_file(path_or_fileobj=sys.argv[1], path_in_repo="big.safetensors",
 """
 
 
-@pytest.mark.slow
 def test_client_killed_mid_lfs_upload_leaves_previous_commit(local_hub: LocalHub, tmp_path: Path,
                                                                small_folder: Path) -> None:
     before = push(PushOptions(small_folder, "org/big")).commit_oid
@@ -262,4 +261,4 @@ def test_client_killed_mid_lfs_upload_leaves_previous_commit(local_hub: LocalHub
     assert local_hub.api().repo_info("org/big").sha == before
     assert "big.safetensors" not in local_hub.api().list_repo_files("org/big")
     assert list(tmp_dir.glob("*.part")) == []
-    assert len(list((local_hub.root / "blobs").rglob("*"))) < 10  # no 64 MiB blob landed
+    assert all(p.stat().st_size < 64 << 20 for p in (local_hub.root / "blobs").rglob("*") if p.is_file())

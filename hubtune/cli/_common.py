@@ -90,3 +90,10 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, str]:
 
 def stderr(msg: str) -> None:
     print(msg, file=sys.stderr)
+
+
+def library_output():
+    """Route what libraries print (Trainer logs, progress) to stderr, keeping stdout for the result."""
+    import contextlib
+
+    return contextlib.redirect_stdout(sys.stderr)

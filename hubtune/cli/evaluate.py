@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from hubtune.cli._common import print_json
+from hubtune.cli._common import library_output, print_json
 
 
 def evaluate(
@@ -29,22 +29,23 @@ def evaluate(
     from hubtune.evaluate import evaluate as run_evaluate
     from hubtune.metrics import format_table
 
-    report = run_evaluate(
-        EvalOptions(
-            model=model,
-            dataset=dataset,
-            text_column=text_column,
-            text_pair_column=text_pair_column,
-            label_column=label_column,
-            limit=limit,
-            batch_size=batch_size,
-            device=device,
-            revision=revision,
-            trust_remote_code=trust_remote_code,
-            encoding=encoding,
-            seed=seed,
+    with library_output():
+        report = run_evaluate(
+            EvalOptions(
+                model=model,
+                dataset=dataset,
+                text_column=text_column,
+                text_pair_column=text_pair_column,
+                label_column=label_column,
+                limit=limit,
+                batch_size=batch_size,
+                device=device,
+                revision=revision,
+                trust_remote_code=trust_remote_code,
+                encoding=encoding,
+                seed=seed,
+            )
         )
-    )
     if json_out:
         print_json(report)
         return

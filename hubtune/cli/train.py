@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from hubtune.cli._common import parse_overrides, print_json
+from hubtune.cli._common import library_output, parse_overrides, print_json
 
 
 def train(
@@ -60,7 +60,8 @@ def train(
     }
     overrides.update(parse_overrides(set_))
     cfg = resolve(TrainConfig, config, overrides)
-    result = run_train(cfg, overwrite=overwrite, resume=resume, progress=progress)
+    with library_output():
+        result = run_train(cfg, overwrite=overwrite, resume=resume, progress=progress)
     if json_out:
         print_json(
             {

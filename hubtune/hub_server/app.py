@@ -28,7 +28,6 @@ from hubtune.hub_server.store import (
     BadRequest,
     Commit,
     Conflict,
-    EntryNotFound,
     HubStore,
     Repo,
     RepoNotFound,

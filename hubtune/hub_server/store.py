@@ -169,10 +169,6 @@ class Repo:
     created_at: str
     path: Path
 
-    @property
-    def url_prefix(self) -> str:
-        return "" if self.repo_type == "model" else f"{self.repo_type}s/"
-
 
 @dataclass
 class Commit:
@@ -277,14 +273,6 @@ class HubStore:
             raise RepoNotFound(f"{repo_type} repository {repo_id!r} not found")
         meta = _read_json(meta_file)
         return Repo(repo_type, meta["id"], bool(meta["private"]), meta["createdAt"], path)
-
-    def list_repos(self, repo_type: str) -> list[Repo]:
-        base = self.root / "repos" / f"{repo_type}s"
-        out = []
-        for meta_file in sorted(base.glob("*/*/repo.json")):
-            meta = _read_json(meta_file)
-            out.append(Repo(repo_type, meta["id"], bool(meta["private"]), meta["createdAt"], meta_file.parent))
-        return out
 
     def create_repo(self, repo_type: str, repo_id: str, *, private: bool, author: str = "hubtune") -> Repo:
         """Create a repo with an initial commit holding ``.gitattributes``; Conflict if it exists."""

@@ -1,0 +1,341 @@
+"""The card step: README.md (metadata + model-index + body) for the folder that will be published.
+
+The figures come from the exact files being published: the PyTorch model in the published folder is
+re-evaluated on the run's held-out examples (``--eval-dataset`` overrides); ONNX variants use the figures the
+export gate measured on those exact files, kept only while the file's sha256 still matches.
+
+``base_model`` rule (the Hub wants a Hub id, and a card must never leak a local path):
+
+1. a base given as a Hub id (``org/name`` or ``name``, not an existing local path) is used as is;
+2. a local folder inside a Hub cache (``models--org--name``) gives ``org/name``;
+3. a local folder whose ``config.json`` ``_name_or_path`` is a Hub id (``org/name``) gives that id;
+4. otherwise ``--base-model-id`` if given, else no ``base_model`` metadata and only the folder's basename
+   in the body.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from hubtune.errors import ConfigError, ModelLoadError, VerificationError
+from hubtune.modeling import is_adapter_dir, read_json
+from hubtune.parity import bench_model, bench_texts, file_sha256, size_mb, weight_files
+from hubtune.rundir import RunInfo, eval_data, find_run_dir, load_run, published_dir, update_summary
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
+TOKEN_RE = re.compile(r"\bhf_[A-Za-z0-9]{20,}\b")
+ABS_PATH_RE = re.compile(r"(?<![\w.:/])(/(?:home|root|tmp|work|Users|var|opt|mnt|data|srv|private)/[^\s`'\")]+|[A-Za-z]:\\\\?[^\s`'\"]+)")
+METRICS = (
+    # key, metric type, display name, metric args
+    ("accuracy", "accuracy", "Accuracy", None),
+    ("f1_macro", "f1", "F1 (macro)", {"average": "macro"}),
+    ("f1_micro", "f1", "F1 (micro)", {"average": "micro"}),
+    ("precision_macro", "precision", "Precision (macro)", {"average": "macro"}),
+    ("recall_macro", "recall", "Recall (macro)", {"average": "macro"}),
+    ("roc_auc", "roc_auc", "ROC AUC", None),
+)
+SPLIT_STEMS = {"train", "test", "validation", "valid", "val", "dev", "eval"}
+
+
+@dataclass
+class CardOptions:
+    run_dir: str
+    template: str | None = None  # default: the packaged hubtune/templates/default.md
+    repo_id: str | None = None  # ORG/NAME, used in the usage snippets and as model name
+    license: str = "apache-2.0"
+    language: list[str] = field(default_factory=lambda: ["en"])
+    tags: list[str] = field(default_factory=list)
+    eval_dataset: str | None = None  # default: the run's held-out examples
+    dataset_id: str | None = None  # Hub id to record for a local dataset
+    base_model_id: str | None = None  # Hub id of a local base model
+    output: str | None = None  # default: <published folder>/README.md
+    bench_rows: int = 128
+    batch_size: int = 32
+
+
+@dataclass
+class CardResult:
+    path: str
+    published_dir: str
+    metadata: dict[str, Any]
+    eval_results: list[dict[str, Any]]
+    metrics: dict[str, Any]
+    variants: list[str]
+    eval_source: str | None
+
+
+def template_path(explicit: str | None = None) -> Path:
+    if explicit:
+        p = Path(explicit)
+        if not p.is_file():
+            raise ConfigError(f"card template {p} does not exist; pass an existing Jinja file with --template")
+        return p
+    return Path(__file__).parent / "templates" / "default.md"
+
+
+def _is_hub_id(s: str) -> bool:
+    return bool(HUB_ID.match(s)) and not s.startswith(".") and ".." not in s
+
+
+def hub_base_model(base: str | None, override: str | None = None) -> tuple[str | None, str | None]:
+    """(Hub id for ``base_model`` metadata or None, display name without local paths). See the module doc."""
+    if override:
+        return override, override
+    if not base:
+        return None, None
+    p = Path(os.path.expanduser(base))
+    if not p.exists() and _is_hub_id(base):
+        return base, base
+    for part in p.parts:
+        if part.startswith("models--"):
+            hub = part[len("models--") :].replace("--", "/")
+            if _is_hub_id(hub):
+                return hub, hub
+    cfg = p / "config.json"
+    if cfg.is_file():
+        try:
+            name = str(read_json(cfg).get("_name_or_path") or "")
+        except (OSError, ValueError):
+            name = ""
+        if "/" in name and _is_hub_id(name) and not Path(name).exists():
+            return name, name
+    return None, p.name if p.name not in ("model", "") else f"{p.parent.name}/{p.name}"
+
+
+def public_spec(spec: str | None) -> str | None:
+    """A dataset spec safe to publish: Hub specs as is; local paths relative, or reduced to parent/name."""
+    if not spec:
+        return spec
+    suffix = ""
+    m = re.match(r"^(.*?)( \(.*\))$", spec)
+    if m:
+        spec, suffix = m.group(1), m.group(2)
+    if os.path.isabs(os.path.expanduser(spec)) or spec.startswith("~"):
+        p = Path(spec)
+        spec = f"{p.parent.name}/{p.name}" if p.parent.name else p.name
+    return spec + suffix
+
+
+def _dataset_identity(spec: str | None, split: str | None, dataset_id: str | None) -> dict[str, Any]:
+    """dataset type/name/config/split for model-index, and whether it is a Hub dataset."""
+    from hubtune.data import parse_spec
+
+    if not spec:
+        return {}
+    base = re.sub(r" \(.*\)$", "", spec)
+    try:
+        parsed = parse_spec(base)
+    except Exception:  # noqa: BLE001
+        parsed = None
+    if parsed is not None and parsed.kind == "hub":
+        return {"type": dataset_id or parsed.path, "name": parsed.path, "config": parsed.config, "split": split or parsed.split, "hub": True}
+    p = Path(base)
+    stem = p.stem
+    name = p.parent.name if stem.lower() in SPLIT_STEMS and p.parent.name else stem
+    sp = split or (stem.lower() if stem.lower() in SPLIT_STEMS else None)
+    return {"type": dataset_id or name, "name": dataset_id or name, "config": None, "split": sp, "hub": bool(dataset_id)}
+
+
+def _fmt(v: Any, digits: int = 4) -> str:
+    return "-" if v is None else (f"{v:.{digits}f}" if isinstance(v, float) else str(v))
+
+
+def card(opts: CardOptions, progress: Callable[[str], None] | None = None) -> CardResult:
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    from hubtune import __version__
+    from hubtune.modeling import evaluate_loaded, load_classifier
+
+    say = progress or (lambda _m: None)
+    root = find_run_dir(opts.run_dir)
+    if root is None or Path(opts.run_dir) != root:
+        raise ModelLoadError(
+            f"{opts.run_dir} is not a run directory (expected model/ and run_summary.json or config.yaml); "
+            "pass the folder written by hubtune train"
+        )
+    tpl = template_path(opts.template)
+    run: RunInfo = load_run(root)
+    pub = published_dir(root)
+    adapter = is_adapter_dir(pub)
+    say(f"evaluating the published files in {pub.name}/")
+    loaded = load_classifier(str(pub), device="cpu")
+    names = loaded.label_names
+    ev = eval_data(run, names, override=opts.eval_dataset)
+    metrics: dict[str, Any] = {}
+    if ev is not None and len(ev.data):
+        metrics = evaluate_loaded(loaded, ev.data)
+    # variants: PyTorch measured now (or the export's figures when the weights are unchanged), ONNX from export
+    recorded: dict[str, Any] = dict(run.summary.get("variants") or {})
+    wfiles = weight_files(pub)
+    sha = file_sha256(wfiles[0]) if wfiles else None
+    pt_rec = recorded.get("pytorch") or {}
+    throughput = pt_rec.get("throughput") if (pt_rec.get("sha256") == sha and sha) else None
+    if throughput is None:
+        say("measuring PyTorch CPU throughput")
+        texts = list(ev.data.dataset["text"]) if ev is not None else []
+        throughput = bench_model(loaded.model, loaded.tokenizer, bench_texts(texts, opts.bench_rows), opts.batch_size, loaded.max_length)
+    rows: list[dict[str, Any]] = [
+        {
+            "name": "PyTorch" + (" (LoRA adapter)" if adapter else ""),
+            "file": ", ".join(p.name for p in wfiles),
+            "accuracy": _fmt(metrics.get("accuracy")),
+            "f1_macro": _fmt(metrics.get("f1_macro")),
+            "examples": _fmt(metrics.get("num_examples")),
+            "size_mb": _fmt(size_mb(wfiles), 1),
+            "rows_per_s": _fmt(throughput.get("rows_per_s"), 0),
+            "latency": _fmt(throughput.get("latency_ms_per_batch"), 1),
+        }
+    ]
+    onnx_files: list[str] = []
+    quantized_file = None
+    for key, rec in recorded.items():
+        if key == "pytorch" or not rec.get("file"):
+            continue
+        f = pub / rec["file"]
+        if not f.is_file() or (rec.get("sha256") and file_sha256(f) != rec["sha256"]):
+            say(f"skipping {key}: {rec['file']} is missing or changed since hubtune export (re-run export)")
+            continue
+        m = rec.get("metrics") or {}
+        tp = rec.get("throughput") or {}
+        label = {"onnx": "ONNX (fp32)", "onnx-int8": "ONNX int8 (dynamic)"}.get(key, key.replace("onnx-", "ONNX optimized "))
+        rows.append(
+            {
+                "name": label,
+                "file": rec["file"],
+                "accuracy": _fmt(m.get("accuracy")),
+                "f1_macro": _fmt(m.get("f1_macro")),
+                "examples": _fmt(m.get("num_examples")),
+                "size_mb": _fmt(rec.get("size_mb"), 1),
+                "rows_per_s": _fmt(tp.get("rows_per_s"), 0),
+                "latency": _fmt(tp.get("latency_ms_per_batch"), 1),
+            }
+        )
+        onnx_files.append(Path(rec["file"]).name)
+        if key == "onnx-int8":
+            quantized_file = Path(rec["file"]).name
+
+    cfg = run.config
+    base_id, base_display = hub_base_model(run.base_model, opts.base_model_id)
+    dc = run.data_config
+    train_ds = public_spec(dc.get("dataset") or run.summary.get("dataset"))
+    eval_spec = public_spec(ev.spec) if ev is not None else None
+    ident = _dataset_identity(eval_spec, ev.split if ev is not None else None, opts.dataset_id)
+    model_name = opts.repo_id.split("/")[-1] if opts.repo_id else root.resolve().name
+    eval_results = []
+    for key, mtype, mname, margs in METRICS:
+        if key in metrics and ident:
+            eval_results.append(
+                EvalResult(
+                    task_type="text-classification",
+                    task_name="Text Classification",
+                    dataset_type=ident["type"],
+                    dataset_name=ident["name"],
+                    dataset_config=ident.get("config"),
+                    dataset_split=ident.get("split"),
+                    dataset_revision=run.summary.get("eval_dataset_revision") or run.summary.get("dataset_revision"),
+                    metric_type=mtype,
+                    metric_name=mname,
+                    metric_value=float(metrics[key]),
+                    metric_args=margs,
+                )
+            )
+    datasets = []
+    for spec in (dc.get("dataset"), dc.get("eval_dataset")):
+        i = _dataset_identity(public_spec(spec), None, opts.dataset_id) if spec else {}
+        if i.get("hub") and i["type"] not in datasets:
+            datasets.append(i["type"])
+    tags = list(dict.fromkeys(["text-classification", "hubtune", *(["lora", "peft"] if run.mode == "lora" else []), *(["onnx"] if onnx_files else []), *opts.tags]))
+    data = ModelCardData(
+        language=opts.language or None,
+        license=opts.license,
+        library_name="peft" if adapter else "transformers",
+        pipeline_tag="text-classification",
+        tags=tags,
+        base_model=base_id,
+        datasets=datasets or None,
+        metrics=sorted({r.metric_type for r in eval_results}) or None,
+        model_name=model_name,
+        eval_results=eval_results or None,
+    )
+    hyper = {}
+    for k in ("num_epochs", "max_steps", "learning_rate", "batch_size", "gradient_accumulation_steps", "max_length", "weight_decay", "warmup_ratio", "precision", "seed"):
+        if k in cfg and not (k == "max_steps" and cfg[k] in (-1, None)):
+            hyper[k.replace("_", " ")] = cfg[k]
+    example = "The service was quick and the staff were friendly."
+    text_vars = dict(
+        model_name=model_name,
+        repo_id=opts.repo_id or f"YOUR_ORG/{model_name}",
+        base_model_id=base_id,
+        base_model_display=base_display,
+        train_dataset=train_ds,
+        label_names=names,
+        has_pair=bool(dc.get("text_pair_column")),
+        is_adapter=adapter,
+        mode=run.mode,
+        lora=cfg.get("lora") if run.mode == "lora" else None,
+        hyperparameters=hyper,
+        sizes={"train": (run.summary.get("sizes") or {}).get("train"), "eval": (run.summary.get("sizes") or {}).get("eval")},
+        versions={k: v for k, v in (run.summary.get("versions") or {}).items() if isinstance(v, (str, int, float))},
+        eval_dataset=eval_spec,
+        eval_split=ident.get("split"),
+        eval_examples=metrics.get("num_examples"),
+        per_class=metrics.get("per_class"),
+        variants=rows,
+        bench_batch_size=throughput.get("batch_size", opts.batch_size),
+        onnx_files=onnx_files,
+        quantized_file=quantized_file,
+        has_quantized=quantized_file is not None,
+        example_text=example,
+        max_length=min(loaded.max_length, int(cfg.get("max_length") or loaded.max_length)),
+        hubtune_version=__version__,
+    )
+    mc = ModelCard.from_template(data, template_path=str(tpl), **text_vars)
+    text = str(mc)
+    _check_public(text, root, pub)
+    out = Path(opts.output) if opts.output else pub / "README.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, out)
+    summary_rec = {
+        "path": _rel(out, root),
+        "published_dir": _rel(pub, root),
+        "eval_source": eval_spec,
+        "metrics": {k: metrics[k] for k, *_ in METRICS if k in metrics},
+        "variants": [r["name"] for r in rows],
+    }
+    update_summary(root, "card", summary_rec)
+    return CardResult(
+        path=str(out),
+        published_dir=str(pub),
+        metadata=data.to_dict(),
+        eval_results=[r.__dict__ for r in eval_results],
+        metrics={k: metrics[k] for k, *_ in METRICS if k in metrics},
+        variants=[r["name"] for r in rows],
+        eval_source=eval_spec,
+    )
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return path.name
+
+
+def _check_public(text: str, root: Path, pub: Path) -> None:
+    """Refuse a card that would leak a token or a local absolute path."""
+    secrets = [v for k, v in os.environ.items() if ("TOKEN" in k.upper() or k.upper().startswith("HF_API")) and len(v) >= 8]
+    if TOKEN_RE.search(text) or any(s in text for s in secrets):
+        raise VerificationError("the rendered card contains an access token; expected none: remove it from the template or variables")
+    locals_ = {str(Path(p).resolve()) for p in (root, pub, Path.cwd(), Path.home())} - {"/"}
+    hit = next((p for p in locals_ if re.search(r"(?<![\w.:/-])" + re.escape(p) + r"(?![\w.-])", text)), None) or (ABS_PATH_RE.search(text).group(0) if ABS_PATH_RE.search(text) else None)
+    if hit:
+        raise VerificationError(
+            f"the rendered card contains a local absolute path ({hit}); expected only Hub ids and relative names: "
+            "pass --base-model-id / --dataset-id or fix the template"
+        )

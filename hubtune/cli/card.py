@@ -1,0 +1,47 @@
+"""``hubtune card``: imports only typer and the stdlib at import time."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+
+def card(
+    run_dir: str = typer.Argument(..., help="The run directory written by hubtune train."),
+    template: Optional[str] = typer.Option(None, "--template", help="Jinja template [default: the packaged model_cards/default.md]."),
+    repo_id: Optional[str] = typer.Option(None, "--repo-id", help="ORG/NAME the model will be published as."),
+    license: str = typer.Option("apache-2.0", "--license", help="License id for the metadata."),
+    language: List[str] = typer.Option(["en"], "--language", help="Language code(s); repeat for several."),
+    tag: List[str] = typer.Option([], "--tag", help="Extra tag(s); repeat for several."),
+    eval_dataset: Optional[str] = typer.Option(None, "--eval-dataset", help="Labeled examples [default: the run's held-out examples]."),
+    dataset_id: Optional[str] = typer.Option(None, "--dataset-id", help="Hub dataset id to record for a local dataset."),
+    base_model_id: Optional[str] = typer.Option(None, "--base-model-id", help="Hub id of a local base model."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Card path [default: <published folder>/README.md]."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Write README.md (metadata, model-index, evaluation of the published files) into the folder to publish."""
+    from hubtune.card import CardOptions, card as run_card
+    from hubtune.cli._common import print_json, stderr
+
+    res = run_card(
+        CardOptions(
+            run_dir=run_dir,
+            template=template,
+            repo_id=repo_id,
+            license=license,
+            language=list(language),
+            tags=list(tag),
+            eval_dataset=eval_dataset,
+            dataset_id=dataset_id,
+            base_model_id=base_model_id,
+            output=output,
+        ),
+        progress=None if json_out else (lambda m: stderr(f"[card] {m}")),
+    )
+    if json_out:
+        print_json(res)
+        return
+    typer.echo(f"model card written to {res.path} ({len(res.eval_results)} model-index results; variants: {', '.join(res.variants)})")
+    for k, v in res.metrics.items():
+        typer.echo(f"  {k:<16} {v:.4f}")
