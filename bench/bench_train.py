@@ -1,0 +1,131 @@
+"""Benchmark `hubtune train` against the tutorial recipe (every example padded to max_length=512).
+
+    python bench/bench_train.py --train-rows 240 --eval-rows 240     # ~10 minutes on 2 cores
+
+Same model (packaged MiniLM-L6, full fine-tune), same data, same epochs, learning rate, batch size and
+seed, in one process one after the other. Texts are review-length (tweets of one label concatenated to
+~175 words; see bench_predict.make_reviews); train and eval reviews come from disjoint halves of the corpus.
+
+  baseline   the tutorial recipe: tokenizer(..., padding="max_length", max_length=512, truncation=True) + Trainer
+  hubtune    hubtune.train.train(max_length=512): dynamic padding (DataCollatorWithPadding)
+  hubtune+gbl  the same with group_by_length=True (length-grouped batches)
+
+Reported: Trainer's train_samples_per_second and eval accuracy of each; ratios against the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).parent))
+
+from bench_predict import corpus, make_reviews, minilm_dir  # noqa: E402
+
+LABELS = ["negative", "neutral", "positive"]
+
+
+def tutorial_recipe(model_dir: str, train_csv: Path, eval_csv: Path, args: argparse.Namespace, out: Path) -> dict:
+    import datasets
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    ds = datasets.load_dataset("csv", data_files={"train": str(train_csv), "test": str(eval_csv)})
+    ds = ds.map(lambda b: {"label": [LABELS.index(x) for x in b["label"]]}, batched=True)
+    ds = ds.map(lambda b: tok(b["text"], padding="max_length", max_length=512, truncation=True), batched=True)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        model_dir, num_labels=3, id2label=dict(enumerate(LABELS)), label2id={n: i for i, n in enumerate(LABELS)}
+    )
+    targs = TrainingArguments(
+        output_dir=str(out), num_train_epochs=args.epochs, learning_rate=args.lr,
+        per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=32, seed=args.seed,
+        data_seed=args.seed, report_to="none", save_strategy="no", eval_strategy="no", disable_tqdm=True,
+        use_cpu=True, logging_steps=1000,
+    )
+    trainer = Trainer(model=model, args=targs, train_dataset=ds["train"], eval_dataset=ds["test"])
+    m = trainer.train().metrics
+    pred = trainer.predict(ds["test"])
+    acc = float((pred.predictions.argmax(-1) == np.array(ds["test"]["label"])).mean())
+    return {"train_samples_per_second": m["train_samples_per_second"], "train_runtime": m["train_runtime"], "accuracy": acc}
+
+
+def hubtune_recipe(model_dir: str, train_csv: Path, eval_csv: Path, args: argparse.Namespace, out: Path, gbl: bool) -> dict:
+    from hubtune.config import DataConfig, TrainConfig
+    from hubtune.train import train
+
+    cfg = TrainConfig(
+        base_model=model_dir, output_dir=str(out), mode="full",
+        data=DataConfig(dataset=str(train_csv), eval_dataset=str(eval_csv)),
+        num_epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size, eval_batch_size=32,
+        max_length=512, group_by_length=gbl, seed=args.seed, logging_steps=1000,
+    )
+    res = train(cfg, overwrite=True, progress=False)
+    return {
+        "train_samples_per_second": res.train_metrics["train_samples_per_second"],
+        "train_runtime": res.train_metrics["train_runtime"],
+        "accuracy": res.eval_metrics["accuracy"],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--train-rows", type=int, default=240)
+    ap.add_argument("--eval-rows", type=int, default=240)
+    ap.add_argument("--epochs", type=float, default=1.0)
+    ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+
+    import torch
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    df = corpus().sample(frac=1.0, random_state=0).reset_index(drop=True)
+    half = len(df) // 2
+    work = Path(tempfile.mkdtemp(prefix="bench_train_"))
+    train_csv, eval_csv = work / "train.csv", work / "eval.csv"
+    tr = make_reviews(df.iloc[:half], args.train_rows, seed=1)
+    ev = make_reviews(df.iloc[half:], args.eval_rows, seed=2)
+    tr.to_csv(train_csv, index=False)
+    ev.to_csv(eval_csv, index=False)
+    model = minilm_dir()
+    tok = transformers.AutoTokenizer.from_pretrained(model)
+    lens = [len(x) for x in tok(tr["text"].tolist(), truncation=True, max_length=512)["input_ids"]]
+
+    results = {}
+    t0 = time.perf_counter()
+    results["baseline (pad to 512)"] = tutorial_recipe(model, train_csv, eval_csv, args, work / "base")
+    results["hubtune (dynamic padding)"] = hubtune_recipe(model, train_csv, eval_csv, args, work / "ht", gbl=False)
+    results["hubtune (dynamic + group_by_length)"] = hubtune_recipe(model, train_csv, eval_csv, args, work / "htg", gbl=True)
+    base = results["baseline (pad to 512)"]
+    report = {
+        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+                   f"torch {torch.__version__}, transformers {transformers.__version__}",
+        "data": {"train_rows": args.train_rows, "eval_rows": args.eval_rows,
+                 "train_tokens_median": int(np.median(lens)), "train_tokens_mean": round(float(np.mean(lens)), 1),
+                 "share_truncated_at_512": round(float(np.mean(np.array(lens) >= 512)), 3)},
+        "settings": {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed},
+        "results": results,
+        "ratios": {k: round(v["train_samples_per_second"] / base["train_samples_per_second"], 2) for k, v in results.items()},
+        "accuracy_delta_pt": {k: round(100 * (v["accuracy"] - base["accuracy"]), 2) for k, v in results.items()},
+        "wall_seconds": round(time.perf_counter() - t0, 1),
+    }
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
