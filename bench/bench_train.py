@@ -97,6 +97,8 @@ def main() -> None:
     train_csv, eval_csv = work / "train.csv", work / "eval.csv"
     tr = make_reviews(df.iloc[:half], args.train_rows, seed=1)
     ev = make_reviews(df.iloc[half:], args.eval_rows, seed=2)
+    for frame in (tr, ev):  # the corpus holds stray CR/LF inside tweets
+        frame["text"] = frame["text"].map(lambda t: " ".join(str(t).split()))
     tr.to_csv(train_csv, index=False)
     ev.to_csv(eval_csv, index=False)
     model = minilm_dir()

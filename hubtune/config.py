@@ -212,14 +212,73 @@ class LoraSettings:
 
 
 @dataclass
+class PeftSettings:
+    """Settings of the PEFT methods beside LoRA (``mode: ia3`` and ``mode: prefix``)."""
+
+    num_virtual_tokens: int = 10  # prefix tuning: virtual tokens per layer
+    ia3_target_modules: list[str] | None = None  # None: peft's per-architecture default
+    ia3_feedforward_modules: list[str] | None = None
+
+    def validate(self) -> None:
+        if self.num_virtual_tokens <= 0:
+            raise ConfigError(f"peft.num_virtual_tokens is {self.num_virtual_tokens}, expected a positive integer")
+
+
+@dataclass
+class UlmfitSettings:
+    """ULMFiT training techniques (Howard & Ruder 2018). All off by default.
+
+    ``discriminative_lr_decay``: lr of layer l-1 = lr of layer l / decay (2.6 in the paper); the head gets
+    ``learning_rate``. ``slanted_triangular``: linear warm-up to the peak at ``cut_frac`` of the steps,
+    then linear decay to peak/``ratio``. ``gradual_unfreezing``: epoch 1 trains the head only, each
+    later epoch unfreezes the next lower layer group.
+    """
+
+    discriminative_lr_decay: float | None = None
+    slanted_triangular: bool = False
+    cut_frac: float = 0.1
+    ratio: float = 32.0
+    gradual_unfreezing: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.discriminative_lr_decay or self.slanted_triangular or self.gradual_unfreezing)
+
+    def validate(self) -> None:
+        if self.discriminative_lr_decay is not None and self.discriminative_lr_decay < 1.0:
+            raise ConfigError(
+                f"ulmfit.discriminative_lr_decay is {self.discriminative_lr_decay}, expected a factor >= 1 "
+                "(2.6 in the ULMFiT paper; leave it unset to disable)"
+            )
+        if not 0.0 < self.cut_frac < 1.0:
+            raise ConfigError(f"ulmfit.cut_frac is {self.cut_frac}, expected a fraction between 0 and 1 (e.g. 0.1)")
+        if self.ratio < 1.0:
+            raise ConfigError(f"ulmfit.ratio is {self.ratio}, expected a number >= 1 (e.g. 32)")
+
+
+TASKS = ("text-classification", "fill-mask", "text-generation", "generative-classification")
+ADAPTER_MODES = ("lora", "ia3", "prefix")
+
+
+@dataclass
 class TrainConfig:
     """Everything ``hubtune train`` needs. Keys of the YAML file are these field names."""
 
     base_model: str = ""
     output_dir: str = "runs/hubtune"
     data: DataConfig = field(default_factory=DataConfig)
-    mode: typing.Literal["full", "lora"] = "full"
+    task: typing.Literal["text-classification", "fill-mask", "text-generation", "generative-classification"] = (
+        "text-classification"
+    )
+    mode: typing.Literal["full", "lora", "ia3", "prefix"] = "full"
+    engine: typing.Literal["trainer", "accelerate"] = "trainer"
     lora: LoraSettings = field(default_factory=LoraSettings)
+    peft: PeftSettings = field(default_factory=PeftSettings)
+    ulmfit: UlmfitSettings = field(default_factory=UlmfitSettings)
+    # language-model tasks (fill-mask, text-generation): texts are concatenated and cut into blocks
+    block_size: int = 128
+    mlm_probability: float = 0.15
+    whole_word_mask: bool = False
     num_epochs: float = 3.0
     max_steps: int = -1
     learning_rate: float = 5e-5
@@ -252,6 +311,28 @@ class TrainConfig:
             raise ConfigError(f"learning_rate is {self.learning_rate}, expected a positive number")
         if self.num_epochs <= 0 and self.max_steps <= 0:
             raise ConfigError("num_epochs and max_steps are both <= 0; set --epochs or max_steps")
+        if self.block_size <= 1:
+            raise ConfigError(f"block_size is {self.block_size}, expected an integer > 1 (tokens per LM block)")
+        if not 0.0 < self.mlm_probability < 1.0:
+            raise ConfigError(
+                f"mlm_probability is {self.mlm_probability}, expected a fraction between 0 and 1 (0.15 in BERT)"
+            )
+        if self.task in ("fill-mask", "text-generation") and self.mode != "full":
+            raise ConfigError(
+                f"task {self.task} with mode {self.mode}: language-model adaptation trains the full model; "
+                "use --mode full (adapters apply to text-classification)"
+            )
+        if self.task == "generative-classification" and self.mode not in ("full", "lora"):
+            raise ConfigError(
+                f"task generative-classification with mode {self.mode}; expected --mode full or lora"
+            )
+        if self.engine == "accelerate" and (self.task != "text-classification" or self.ulmfit.enabled):
+            raise ConfigError(
+                f"engine accelerate supports task text-classification without ulmfit options (found task {self.task}"
+                f"{', ulmfit on' if self.ulmfit.enabled else ''}); use --engine trainer"
+            )
+        if self.ulmfit.enabled and self.mode in ("ia3", "prefix"):
+            raise ConfigError(f"ulmfit options with mode {self.mode}; expected --mode full or lora")
 
 
 @dataclass

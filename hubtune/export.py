@@ -223,12 +223,12 @@ def export(opts: ExportOptions, progress: Callable[[str], None] | None = None) -
         raise ConfigError(f"--quantize {opts.quantize!r} is not supported; expected {', '.join(QUANTIZE_MODES)}")
     if not opts.tolerance >= 0 or not opts.max_accuracy_drop_pt >= 0:
         raise ConfigError("--tolerance and --max-accuracy-drop must be non-negative numbers (e.g. 1e-4 and 0.5)")
-    _optimum()
     model_dir, run_root = resolve_model_dir(opts.source)
     run = load_run(run_root) if run_root else None
     out = Path(opts.output) if opts.output else model_dir / "onnx"
     if out.exists() and not opts.overwrite:
         raise OutputExistsError(f"ONNX folder {out} already exists; pass --overwrite to replace it or --output DIR")
+    _optimum()
 
     say(f"loading PyTorch model {model_dir}")
     loaded = load_classifier(str(model_dir), device="cpu")

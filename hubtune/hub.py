@@ -380,3 +380,27 @@ def verify_published(
             repo_id, repo_type=repo_type, revision=revision, recursive=True)))
     remote = {e.path: (e.blob_id, e.lfs.sha256 if e.lfs else None) for e in tree if hasattr(e, "blob_id")}
     return changed_files(Path(folder), files, remote)
+
+
+def tag_release(
+    repo_id: str,
+    commit_oid: str,
+    tag: str,
+    *,
+    repo_type: str = "model",
+    endpoint: str | None = None,
+    token: str | None = None,
+    retries: int = 4,
+) -> None:
+    """Tag ``commit_oid`` as ``tag`` (after it was verified); an existing tag elsewhere is an error."""
+    from huggingface_hub import HfApi
+
+    ep = resolve_endpoint(endpoint)
+    api = HfApi(endpoint=ep, token=resolve_token(token))
+    opts = PushOptions(folder=Path("."), repo_id=repo_id, repo_type=repo_type, tag=tag, endpoint=ep, retries=retries)
+
+    def call(what: str, fn: Callable[[], T]) -> T:
+        return _call(retries, 0.5, ep, what, fn)
+
+    with _client_endpoint(ep):
+        _tag(api, call, opts, commit_oid)

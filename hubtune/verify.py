@@ -1,0 +1,125 @@
+"""The verify step: pull a pushed revision in a fresh process with an empty cache and check its predictions.
+
+``verify`` runs ``python -m hubtune.verify`` with only HF_ENDPOINT/HF_TOKEN and a new, empty HF_HOME; the
+child loads the repo with ``transformers.pipeline`` (and ONNX Runtime from ``onnx/`` when published) and
+predicts the golden examples. Predictions must equal those of the local folder, computed by the same code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from hubtune.errors import VerificationError
+
+
+@dataclass
+class VerifyOptions:
+    repo_id: str
+    revision: str
+    texts: list[str]
+    expected: dict[str, list[str]]  # backend -> labels of the local folder ("pytorch", "onnx")
+    onnx_file: str | None = None  # e.g. "model.onnx" inside onnx/; None: PyTorch only
+    endpoint: str | None = None
+    token: str | None = None
+    timeout_s: int = 900
+
+
+@dataclass
+class VerifyResult:
+    ok: bool
+    repo_id: str
+    revision: str
+    checked: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def predict_labels(model_ref: str, texts: list[str], *, revision: str | None = None, onnx_file: str | None = None) -> dict[str, list[str]]:
+    """Labels from ``pipeline()`` (and from ONNX Runtime over ``onnx/``) for a folder or Hub id."""
+    import numpy as np
+    from transformers import AutoTokenizer, pipeline
+
+    pipe = pipeline("text-classification", model=model_ref, revision=revision, device=-1, truncation=True)
+    out = {"pytorch": [r["label"] for r in pipe(texts, batch_size=16)]}
+    if onnx_file:
+        from optimum.onnxruntime import ORTModelForSequenceClassification
+
+        model = ORTModelForSequenceClassification.from_pretrained(
+            model_ref, subfolder="onnx", file_name=onnx_file, revision=revision
+        )
+        tok = AutoTokenizer.from_pretrained(model_ref, revision=revision)
+        id2label = model.config.id2label
+        labels: list[str] = []
+        for i in range(0, len(texts), 16):
+            enc = tok(texts[i : i + 16], padding=True, truncation=True, return_tensors="pt")
+            logits = model(**enc).logits
+            labels += [id2label[int(j)] for j in np.asarray(logits).argmax(-1)]
+        out["onnx"] = labels
+    return out
+
+
+def _child_env(endpoint: str | None, token: str | None, home: str) -> dict[str, str]:
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH", "SYSTEMROOT")
+    env = {k: v for k, v in os.environ.items() if k in keep}
+    env.update({"HF_HOME": home, "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_XET": "1",
+                "TOKENIZERS_PARALLELISM": "false", "HF_HUB_DISABLE_PROGRESS_BARS": "1"})
+    ep = endpoint or os.environ.get("HF_ENDPOINT")
+    if ep:
+        env["HF_ENDPOINT"] = ep
+    tok = token or os.environ.get("HF_TOKEN")
+    if tok:
+        env["HF_TOKEN"] = tok  # passed in the environment only, never on the command line or disk
+    return env
+
+
+def verify(opts: VerifyOptions) -> VerifyResult:
+    """Pull ``repo_id@revision`` in a fresh process and compare its labels with ``opts.expected``."""
+    t0 = time.perf_counter()
+    request = {"repo_id": opts.repo_id, "revision": opts.revision, "texts": opts.texts, "onnx_file": opts.onnx_file}
+    with tempfile.TemporaryDirectory(prefix="hubtune-verify-") as home:
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "hubtune.verify"], input=json.dumps(request), capture_output=True,
+                text=True, env=_child_env(opts.endpoint, opts.token, home), timeout=opts.timeout_s, check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise VerificationError(
+                f"verification of {opts.repo_id}@{opts.revision[:12]} did not finish in {opts.timeout_s}s; "
+                "expected the pushed model to load and predict (check the endpoint, or re-run with --resume)"
+            ) from None
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise VerificationError(
+            f"the pushed revision {opts.repo_id}@{opts.revision[:12]} failed to load in a fresh process ({last[:300]}); "
+            "expected pipeline() to load it: check the published files, then re-run with --resume"
+        )
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    checked: dict[str, dict[str, Any]] = {}
+    ok = True
+    for backend, want in opts.expected.items():
+        have = got.get(backend) or []
+        mism = [i for i, (a, b) in enumerate(zip(want, have)) if a != b] + list(range(min(len(want), len(have)), max(len(want), len(have))))
+        checked[backend] = {"total": len(want), "agree": len(want) - len(mism), "mismatches": mism[:20]}
+        ok = ok and not mism
+    return VerifyResult(ok=ok, repo_id=opts.repo_id, revision=opts.revision, checked=checked,
+                        seconds=round(time.perf_counter() - t0, 2))
+
+
+def _main() -> int:
+    req = json.loads(sys.stdin.read())
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    out = predict_labels(req["repo_id"], req["texts"], revision=req["revision"], onnx_file=req.get("onnx_file"))
+    sys.stdout.write(json.dumps(out) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())
