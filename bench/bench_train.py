@@ -40,7 +40,8 @@ def tutorial_recipe(model_dir: str, train_csv: Path, eval_csv: Path, args: argpa
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     ds = datasets.load_dataset("csv", data_files={"train": str(train_csv), "test": str(eval_csv)})
-    ds = ds.map(lambda b: {"label": [LABELS.index(x) for x in b["label"]]}, batched=True)
+    ds = ds.map(lambda b: {"labels": [LABELS.index(x) for x in b["label"]]}, batched=True, remove_columns=["label"])
+    ds = ds.rename_column("labels", "label")
     ds = ds.map(lambda b: tok(b["text"], padding="max_length", max_length=512, truncation=True), batched=True)
     model = AutoModelForSequenceClassification.from_pretrained(
         model_dir, num_labels=3, id2label=dict(enumerate(LABELS)), label2id={n: i for i, n in enumerate(LABELS)}

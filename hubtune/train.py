@@ -1,7 +1,14 @@
-"""The train step: fine-tune a sequence classifier (full or LoRA) with the Trainer.
+"""The train step: fine-tune a sequence classifier (full, LoRA, IA3 or prefix tuning) with the Trainer.
 
 Writes the run directory described in :mod:`hubtune.layout`. All input is validated (data loaded,
 model and tokenizer loaded) before anything is written, so bad input leaves no partial output.
+
+Other recipes share the entry point :func:`train` and the run directory: ``task: fill-mask`` /
+``text-generation`` / ``generative-classification`` (:mod:`hubtune.lm`), ``engine: accelerate``
+(:mod:`hubtune.accel`) and the ULMFiT options (:mod:`hubtune.ulmfit`).
+
+Under ``torchrun`` / ``accelerate launch`` every process trains; only the main process writes the
+run directory (the others wait at a barrier and return a result marked ``main_process: False``).
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from hubtune import __version__
-from hubtune.config import TrainConfig, dump_yaml
+from hubtune.config import ADAPTER_MODES, TrainConfig, dump_yaml
 from hubtune.data import TrainEvalData, load_train_eval
 from hubtune.errors import ConfigError, ModelLoadError, OutputExistsError, TrainingError
 from hubtune.layout import RunLayout
@@ -77,6 +84,159 @@ def _head_modules(model: Any) -> list[str]:
             "expected an AutoModelForSequenceClassification architecture"
         )
     return names
+
+
+# --------------------------------------------------------------------------------------------------
+# Distributed runs (torchrun / accelerate launch): one process writes
+# --------------------------------------------------------------------------------------------------
+class _Single:
+    """Stands in for accelerate's PartialState in a single-process run."""
+
+    is_main_process = True
+    num_processes = 1
+
+    def wait_for_everyone(self) -> None:
+        pass
+
+    def main_process_first(self) -> Any:
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
+def dist_state() -> Any:
+    """accelerate's PartialState when launched with several processes (WORLD_SIZE > 1), else a stand-in."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return _Single()
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def prepare_output_dir(layout: RunLayout, state: Any, *, overwrite: bool, resume: bool) -> str | None:
+    """After validation: the last checkpoint to resume from; (main process) clear/create the run dir."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    state.wait_for_everyone()  # every process has checked the output dir before it changes
+    last_ckpt = None
+    if resume and layout.checkpoints.is_dir():
+        last_ckpt = get_last_checkpoint(str(layout.checkpoints))
+    if state.is_main_process:
+        if overwrite and not resume and layout.root.exists():
+            shutil.rmtree(layout.root)
+        layout.root.mkdir(parents=True, exist_ok=True)
+    state.wait_for_everyone()
+    return last_ckpt
+
+
+def training_args(cfg: TrainConfig, layout: RunLayout, precision: dict[str, bool], progress: bool, **kw: Any) -> Any:
+    """The TrainingArguments every Trainer-based recipe shares; ``kw`` overrides."""
+    import torch
+    from transformers import TrainingArguments
+
+    base: dict[str, Any] = dict(
+        output_dir=str(layout.checkpoints),
+        num_train_epochs=cfg.num_epochs,
+        max_steps=cfg.max_steps,
+        learning_rate=cfg.learning_rate,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.eval_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        weight_decay=cfg.weight_decay,
+        warmup_ratio=cfg.warmup_ratio,
+        group_by_length=cfg.group_by_length,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_total_limit=2,
+        load_best_model_at_end=True,
+        greater_is_better=True,
+        logging_steps=cfg.logging_steps,
+        report_to=[r for r in cfg.report_to if r != "none"] or "none",
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        disable_tqdm=not progress,
+        dataloader_num_workers=cfg.dataloader_num_workers,
+        save_safetensors=True,
+        use_cpu=not torch.cuda.is_available(),
+        **precision,
+    )
+    base.update(kw)
+    return TrainingArguments(**base)
+
+
+def run_trainer(trainer: Any, last_ckpt: str | None) -> Any:
+    try:
+        return trainer.train(resume_from_checkpoint=last_ckpt)
+    except KeyboardInterrupt:
+        raise
+    except (RuntimeError, ValueError) as exc:
+        raise TrainingError(
+            f"training failed ({type(exc).__name__}: {' '.join(str(exc).split())[:300]}); "
+            "check batch_size/max_length for memory, or re-run with HUBTUNE_DEBUG=1"
+        ) from exc
+
+
+def replace_model_dir(layout: RunLayout, save: Any) -> None:
+    """``save(staging_dir)`` then swap it in as ``model/`` (never a half-written model folder)."""
+    staging = layout.root / ".model.staging"
+    if staging.exists():
+        shutil.rmtree(staging)
+    save(staging)
+    (staging / "README.md").unlink(missing_ok=True)  # peft's stub card names local paths; `hubtune card` writes ours
+    if layout.model_dir.exists():
+        shutil.rmtree(layout.model_dir)
+    os.replace(staging, layout.model_dir)
+
+
+def base_summary(cfg: TrainConfig, model: Any, precision: dict[str, bool], state: Any) -> dict[str, Any]:
+    """The run_summary.json fields every recipe writes."""
+    import torch
+
+    return {
+        "hubtune_version": __version__,
+        "versions": _versions(),
+        "git_sha": _git_sha(),
+        "task": cfg.task,
+        "engine": cfg.engine,
+        "mode": cfg.mode,
+        "base_model": _portable_base(cfg.base_model),
+        "dataset": cfg.data.dataset,
+        "eval_dataset": cfg.data.eval_dataset,
+        "parameters": {
+            "total": sum(p.numel() for p in model.parameters()),
+            "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        },
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "precision": next(iter(precision), "fp32"),
+        "num_processes": state.num_processes,
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+def _apply_adapter(model: Any, cfg: TrainConfig) -> Any:
+    """Wrap ``model`` with the PEFT method of ``cfg.mode`` (lora, ia3 or prefix); the head stays trainable."""
+    if cfg.mode == "lora":
+        return _apply_lora(model, cfg)
+    from peft import IA3Config, PrefixTuningConfig, TaskType, get_peft_model
+
+    if cfg.mode == "ia3":
+        pcfg: Any = IA3Config(
+            task_type=TaskType.SEQ_CLS,
+            target_modules=cfg.peft.ia3_target_modules or None,
+            feedforward_modules=cfg.peft.ia3_feedforward_modules or None,
+            modules_to_save=_head_modules(model),
+        )
+        flag = "peft.ia3_target_modules and peft.ia3_feedforward_modules (e.g. key,value,output.dense)"
+    else:
+        pcfg = PrefixTuningConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=cfg.peft.num_virtual_tokens)
+        flag = "--mode lora (prefix tuning needs a model whose attention accepts past key values)"
+    try:
+        return get_peft_model(model, pcfg)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(
+            f"{cfg.mode} could not be applied to {cfg.base_model} ({' '.join(str(exc).split())[:200]}); set {flag}"
+        ) from exc
 
 
 def _apply_lora(model: Any, cfg: TrainConfig) -> Any:
@@ -173,132 +333,84 @@ def _portable_base(base: str) -> str:
 
 # --------------------------------------------------------------------------------------------------
 def train(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False, progress: bool = True) -> TrainResult:
-    """Fine-tune ``cfg.base_model`` on ``cfg.data`` and write the run directory ``cfg.output_dir``."""
-    import torch
-    import transformers
-    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainingArguments
-    from transformers.trainer_utils import get_last_checkpoint
+    """Fine-tune ``cfg.base_model`` on ``cfg.data`` and write the run directory ``cfg.output_dir``.
 
-    t_start = time.perf_counter()
-    layout = RunLayout.of(cfg.output_dir)
-    _check_output_dir(layout.root, overwrite, resume)
-    precision = _precision_flags(cfg.precision)
-    transformers.logging.set_verbosity_error()
-    if not progress:
-        import datasets
+    Dispatches on ``cfg.task`` and ``cfg.engine``; every recipe writes the same run directory layout.
+    """
+    cfg.validate()
+    if cfg.task != "text-classification":
+        from hubtune.lm import train_lm
 
-        datasets.disable_progress_bars()
+        return train_lm(cfg, overwrite=overwrite, resume=resume, progress=progress)
+    if cfg.engine == "accelerate":
+        from hubtune.accel import train_accelerate
 
-    # 1. validate everything before writing anything
-    t0 = time.perf_counter()
-    data = load_train_eval(cfg.data)
-    model, tokenizer = _load_base(cfg, data.label_names)
-    max_length = min(cfg.max_length, getattr(model.config, "max_position_embeddings", cfg.max_length) or cfg.max_length)
-    train_ds, eval_ds = _tokenize(data, tokenizer, max_length)
-    t_data = time.perf_counter() - t0
-    if cfg.mode == "lora":
-        model = _apply_lora(model, cfg)
+        return train_accelerate(cfg, overwrite=overwrite, resume=resume, progress=progress)
+    return _train_classifier(cfg, overwrite=overwrite, resume=resume, progress=progress)
 
-    last_ckpt = None
-    if resume and layout.checkpoints.is_dir():
-        last_ckpt = get_last_checkpoint(str(layout.checkpoints))
-    if overwrite and not resume and layout.root.exists():
-        shutil.rmtree(layout.root)
-    layout.root.mkdir(parents=True, exist_ok=True)
 
-    # 2. train
-    metric = cfg.metric_for_best_model
-    label_names = data.label_names
-
-    def compute_metrics(pred: Any) -> dict[str, float]:
-        logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
-        probs = softmax(logits)
-        return summary(classification_metrics(pred.label_ids, probs.argmax(-1), label_names, probs))
-
-    args = TrainingArguments(
-        output_dir=str(layout.checkpoints),
-        num_train_epochs=cfg.num_epochs,
-        max_steps=cfg.max_steps,
-        learning_rate=cfg.learning_rate,
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.eval_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        weight_decay=cfg.weight_decay,
-        warmup_ratio=cfg.warmup_ratio,
-        group_by_length=cfg.group_by_length,
-        eval_strategy="epoch",
-        save_strategy="epoch",
-        save_total_limit=2,
-        load_best_model_at_end=True,
-        metric_for_best_model=metric,
-        greater_is_better=True,
-        logging_steps=cfg.logging_steps,
-        report_to=[r for r in cfg.report_to if r != "none"] or "none",
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        disable_tqdm=not progress,
-        dataloader_num_workers=cfg.dataloader_num_workers,
-        save_safetensors=True,
-        use_cpu=not torch.cuda.is_available(),
-        **precision,
-    )
+def check_metric(metric: str) -> None:
     if metric not in ("accuracy", "f1_macro", "f1_micro", "precision_macro", "recall_macro", "roc_auc"):
         raise ConfigError(
             f"metric_for_best_model is {metric!r}; expected one of accuracy, f1_macro, f1_micro, "
             "precision_macro, recall_macro, roc_auc (binary only)"
         )
-    callbacks = []
-    if cfg.early_stopping_patience:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=train_ds,
-        eval_dataset=eval_ds,
-        processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=compute_metrics,
-        callbacks=callbacks,
-    )
-    t0 = time.perf_counter()
-    try:
-        out = trainer.train(resume_from_checkpoint=last_ckpt)
-    except KeyboardInterrupt:
-        raise
-    except (RuntimeError, ValueError) as exc:
-        raise TrainingError(
-            f"training failed ({type(exc).__name__}: {' '.join(str(exc).split())[:300]}); "
-            "check batch_size/max_length for memory, or re-run with HUBTUNE_DEBUG=1"
-        ) from exc
-    t_train = time.perf_counter() - t0
-    train_metrics = dict(out.metrics)
-    train_metrics["global_step"] = out.global_step
-    train_metrics["best_checkpoint_metric"] = trainer.state.best_metric
 
-    # 3. save the model folder through a staging dir, then evaluate the saved files
-    staging = layout.root / ".model.staging"
-    if staging.exists():
-        shutil.rmtree(staging)
-    final = trainer.model
-    final.save_pretrained(str(staging), safe_serialization=True)
-    (staging / "README.md").unlink(missing_ok=True)  # peft's stub card names local paths; `hubtune card` writes ours
-    tokenizer.model_max_length = max_length
-    tokenizer.save_pretrained(str(staging))
-    if cfg.mode == "lora":
-        base_cfg = final.get_base_model().config
-        base_cfg.save_pretrained(str(staging))  # label names beside the adapter
-    if layout.model_dir.exists():
-        shutil.rmtree(layout.model_dir)
-    os.replace(staging, layout.model_dir)
 
+def prepare_classifier(cfg: TrainConfig, progress: bool) -> tuple[TrainEvalData, Any, Any, int, Any, Any]:
+    """Validate and load: data, model (adapter applied), tokenizer, max_length, tokenized train/eval."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    if not progress:
+        import datasets
+
+        datasets.disable_progress_bars()
+    data = load_train_eval(cfg.data)
+    model, tokenizer = _load_base(cfg, data.label_names)
+    max_length = min(cfg.max_length, getattr(model.config, "max_position_embeddings", cfg.max_length) or cfg.max_length)
+    train_ds, eval_ds = _tokenize(data, tokenizer, max_length)
+    if cfg.mode in ADAPTER_MODES:
+        model = _apply_adapter(model, cfg)
+    return data, model, tokenizer, max_length, train_ds, eval_ds
+
+
+def save_classifier(layout: RunLayout, model: Any, tokenizer: Any, cfg: TrainConfig, max_length: int) -> None:
+    def save(staging: Path) -> None:
+        model.save_pretrained(str(staging), safe_serialization=True)
+        tokenizer.model_max_length = max_length
+        tokenizer.save_pretrained(str(staging))
+        if cfg.mode in ADAPTER_MODES:
+            model.get_base_model().config.save_pretrained(str(staging))  # label names beside the adapter
+
+    replace_model_dir(layout, save)
+
+
+def finish_classifier(
+    cfg: TrainConfig,
+    layout: RunLayout,
+    *,
+    model: Any,
+    tokenizer: Any,
+    data: TrainEvalData,
+    max_length: int,
+    train_metrics: dict[str, Any],
+    precision: dict[str, bool],
+    state: Any,
+    timings: dict[str, float],
+    t_start: float,
+    last_ckpt: str | None,
+    extra_summary: dict[str, Any] | None = None,
+) -> TrainResult:
+    """(main process) Save ``model/``, evaluate the saved model, write metrics/config/summary."""
+    adapter = cfg.mode in ADAPTER_MODES
+    save_classifier(layout, model, tokenizer, cfg, max_length)
     t0 = time.perf_counter()
     loaded = LoadedModel(
-        model=final.eval(),
+        model=model.eval(),
         tokenizer=tokenizer,
-        label_names=label_names_from_config(
-            final.get_base_model().config if cfg.mode == "lora" else final.config
-        ),
-        is_adapter=cfg.mode == "lora",
+        label_names=label_names_from_config(model.get_base_model().config if adapter else model.config),
+        is_adapter=adapter,
         base_model=cfg.base_model,
         source=str(layout.model_dir),
         max_length=min(max_length, DEFAULT_MAX_LENGTH),
@@ -309,35 +421,26 @@ def train(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False, pr
     write_json(layout.metrics, {"train": train_metrics, "eval": eval_metrics})
     layout.config.write_text(dump_yaml(cfg), encoding="utf-8")
     total = time.perf_counter() - t_start
-    n_params = sum(p.numel() for p in final.parameters())
-    n_trainable = sum(p.numel() for p in final.parameters() if p.requires_grad)
-    summary_doc = {
-        "hubtune_version": __version__,
-        "versions": _versions(),
-        "git_sha": _git_sha(),
-        "mode": cfg.mode,
-        "base_model": _portable_base(cfg.base_model),
-        "dataset": cfg.data.dataset,
-        "eval_dataset": cfg.data.eval_dataset,
-        "eval_source": data.eval_source,
-        "sizes": data.sizes,
-        "label_names": data.label_names,
-        "label2id": {n: i for i, n in enumerate(data.label_names)},
-        "columns": {"text": data.train.columns.text, "text_pair": data.train.columns.text_pair, "label": data.train.columns.label},
-        "max_length": max_length,
-        "parameters": {"total": n_params, "trainable": n_trainable},
-        "device": "cuda" if torch.cuda.is_available() else "cpu",
-        "precision": next(iter(precision), "fp32"),
-        "resumed_from": Path(last_ckpt).name if last_ckpt else None,
-        "timings": {
-            "data_seconds": round(t_data, 3),
-            "train_seconds": round(t_train, 3),
-            "eval_seconds": round(t_eval, 3),
-            "total_seconds": round(total, 3),
-            "train_samples_per_second": train_metrics.get("train_samples_per_second"),
-        },
-        "eval": summary(eval_metrics),
-    }
+    summary_doc = base_summary(cfg, model, precision, state)
+    summary_doc.update(
+        {
+            "eval_source": data.eval_source,
+            "sizes": data.sizes,
+            "label_names": data.label_names,
+            "label2id": {n: i for i, n in enumerate(data.label_names)},
+            "columns": {"text": data.train.columns.text, "text_pair": data.train.columns.text_pair, "label": data.train.columns.label},
+            "max_length": max_length,
+            "resumed_from": Path(last_ckpt).name if last_ckpt else None,
+            "timings": {
+                **{k: round(v, 3) for k, v in timings.items()},
+                "eval_seconds": round(t_eval, 3),
+                "total_seconds": round(total, 3),
+                "train_samples_per_second": train_metrics.get("train_samples_per_second"),
+            },
+            "eval": summary(eval_metrics),
+            **(extra_summary or {}),
+        }
+    )
     write_json(layout.summary, summary_doc)
     return TrainResult(
         output_dir=layout.root,
@@ -349,4 +452,106 @@ def train(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False, pr
         sizes=data.sizes,
         seconds=round(total, 3),
         resumed_from=summary_doc["resumed_from"],
+        extra={"task": cfg.task, "engine": cfg.engine, "main_process": True, **(extra_summary or {})},
     )
+
+
+def worker_result(cfg: TrainConfig, layout: RunLayout, sizes: dict[str, int], label_names: list[str], t_start: float) -> TrainResult:
+    """What a non-main process of a distributed run returns: it wrote nothing."""
+    return TrainResult(
+        output_dir=layout.root,
+        model_dir=layout.model_dir,
+        mode=cfg.mode,
+        label_names=label_names,
+        eval_metrics={},
+        train_metrics={},
+        sizes=sizes,
+        seconds=round(time.perf_counter() - t_start, 3),
+        extra={"task": cfg.task, "engine": cfg.engine, "main_process": False},
+    )
+
+
+def _train_classifier(cfg: TrainConfig, *, overwrite: bool, resume: bool, progress: bool) -> TrainResult:
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
+
+    t_start = time.perf_counter()
+    layout = RunLayout.of(cfg.output_dir)
+    _check_output_dir(layout.root, overwrite, resume)
+    precision = _precision_flags(cfg.precision)
+    check_metric(cfg.metric_for_best_model)
+    state = dist_state()
+
+    # 1. validate everything before writing anything
+    t0 = time.perf_counter()
+    with state.main_process_first():
+        data, model, tokenizer, max_length, train_ds, eval_ds = prepare_classifier(cfg, progress)
+    t_data = time.perf_counter() - t0
+    last_ckpt = prepare_output_dir(layout, state, overwrite=overwrite, resume=resume)
+
+    # 2. train
+    label_names = data.label_names
+
+    def compute_metrics(pred: Any) -> dict[str, float]:
+        logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+        probs = softmax(logits)
+        return summary(classification_metrics(pred.label_ids, probs.argmax(-1), label_names, probs))
+
+    extra_args: dict[str, Any] = {"metric_for_best_model": cfg.metric_for_best_model}
+    callbacks: list[Any] = []
+    if cfg.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
+    trainer_cls: type = Trainer
+    unfreeze = None
+    if cfg.ulmfit.enabled:
+        from hubtune import ulmfit
+
+        trainer_cls = ulmfit.trainer_class(cfg)
+        if cfg.ulmfit.gradual_unfreezing:
+            unfreeze = ulmfit.make_callback(ulmfit.layer_groups(model))
+            callbacks.append(unfreeze)
+            extra_args["ddp_find_unused_parameters"] = True
+    args = training_args(cfg, layout, precision, progress, **extra_args)
+    trainer = trainer_cls(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=compute_metrics,
+        callbacks=callbacks,
+    )
+    t0 = time.perf_counter()
+    out = run_trainer(trainer, last_ckpt)
+    t_train = time.perf_counter() - t0
+    train_metrics = dict(out.metrics)
+    train_metrics["global_step"] = out.global_step
+    train_metrics["best_checkpoint_metric"] = trainer.state.best_metric
+
+    if not trainer.is_world_process_zero():
+        state.wait_for_everyone()
+        return worker_result(cfg, layout, data.sizes, label_names, t_start)
+    extra_summary: dict[str, Any] = {}
+    if cfg.ulmfit.enabled:
+        extra_summary["ulmfit"] = {
+            "layer_group_lrs": getattr(trainer, "layer_group_lrs", {}),
+            "unfrozen_per_epoch": unfreeze.history if unfreeze is not None else None,
+        }
+    # 3. save the model folder through a staging dir, then evaluate the saved files
+    result = finish_classifier(
+        cfg,
+        layout,
+        model=trainer.model,
+        tokenizer=tokenizer,
+        data=data,
+        max_length=max_length,
+        train_metrics=train_metrics,
+        precision=precision,
+        state=state,
+        timings={"data_seconds": t_data, "train_seconds": t_train},
+        t_start=t_start,
+        last_ckpt=last_ckpt,
+        extra_summary=extra_summary,
+    )
+    state.wait_for_everyone()
+    return result

@@ -80,17 +80,16 @@ def discriminative_lrs(n_groups: int, lr: float, decay: float | None) -> list[fl
 
 
 def param_groups(
-    model: Any, lr: float, decay: float | None, weight_decay: float = 0.0, no_decay: set[str] | None = None
+    model: Any, lr: float, decay: float | None, weight_decay: float = 0.0, decay_names: set[str] | None = None
 ) -> tuple[list[dict[str, Any]], LayerGroups]:
-    """Optimizer param groups with layer-wise lrs (split by weight decay as the Trainer does)."""
+    """Optimizer param groups with layer-wise lrs, split like the Trainer's: ``decay_names`` get weight decay
+    (None: all of them), the rest (biases, norms) none."""
     groups = layer_groups(model)
     lrs = discriminative_lrs(len(groups), lr, decay)
     out: list[dict[str, Any]] = []
     for gname, params, glr in zip(groups.names, groups.params, lrs):
-        dec = [p for n, p in params if no_decay is None or n in (no_decay or set())]
-        nodec = [p for n, p in params if no_decay is not None and n not in no_decay]
-        if no_decay is None:
-            dec, nodec = [p for _, p in params], []
+        dec = [p for n, p in params if decay_names is None or n in decay_names]
+        nodec = [p for n, p in params if decay_names is not None and n not in decay_names]
         for ps, wd in ((dec, weight_decay), (nodec, 0.0)):
             if ps:
                 out.append({"params": ps, "lr": glr, "weight_decay": wd, "layer_group": gname})
@@ -155,8 +154,10 @@ def trainer_class(cfg: Any) -> type:
 
         def create_optimizer(self) -> Any:  # noqa: D401 - Trainer hook
             if self.optimizer is None:
-                no_decay = set(self.get_decay_parameter_names(self.model))
-                groups, lg = param_groups(self.model, self.args.learning_rate, u.discriminative_lr_decay, self.args.weight_decay, no_decay)
+                decay_names = set(self.get_decay_parameter_names(self.model))
+                groups, _ = param_groups(
+                    self.model, self.args.learning_rate, u.discriminative_lr_decay, self.args.weight_decay, decay_names
+                )
                 self.layer_group_lrs = {g["layer_group"]: g["lr"] for g in groups}
                 self.optimizer = torch.optim.AdamW(
                     [{k: v for k, v in g.items() if k != "layer_group"} for g in groups],
