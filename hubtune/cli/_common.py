@@ -77,14 +77,19 @@ def print_json(obj: Any) -> None:
     typer.echo(json.dumps(to_jsonable(obj), indent=2, sort_keys=True))
 
 
-def parse_overrides(pairs: list[str] | None) -> dict[str, str]:
-    """``--set key=value`` pairs (dotted keys allowed) into a dict."""
-    out: dict[str, str] = {}
+def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
+    """``--set key=value`` pairs (dotted keys allowed) into a dict; values are YAML scalars (null, 1e-4, [a,b])."""
+    import yaml
+
+    out: dict[str, Any] = {}
     for item in pairs or []:
         if "=" not in item:
             raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}")
         key, value = item.split("=", 1)
-        out[key.strip()] = value
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value.strip() else value
+        except yaml.YAMLError:
+            out[key.strip()] = value
     return out
 
 

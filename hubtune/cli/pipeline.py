@@ -50,7 +50,7 @@ def train_and_push(
     from hubtune.pipeline import PipelineOptions, resolve_pipeline_config, run_pipeline, step_summary_markdown
 
     overrides = {
-        "publish.repo_id": repo_id,
+        "publish.repo_id": repo_id or None,  # an empty --repo-id "" (unset CI variable) keeps the config's
         "output_dir": output_dir,
         "base_model": base_model,
         "data.dataset": dataset,

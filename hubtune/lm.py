@@ -1,0 +1,367 @@
+"""The language-model recipes of the train step, on the Trainer; they write the same run directory.
+
+``task: fill-mask``
+    Masked-LM domain adaptation: texts are tokenized, concatenated and cut into blocks of ``block_size``
+    tokens; ``DataCollatorForLanguageModeling`` masks tokens (or ``DataCollatorForWholeWordMask`` whole
+    words, ``whole_word_mask: true``) with ``mlm_probability``. The model is saved with
+    ``AutoModelForMaskedLM``, so ``pipeline("fill-mask", model=RUN/model)`` works and the folder can seed a
+    classifier run (``base_model: RUN/model``).
+``task: text-generation``
+    Causal-LM fine-tuning (GPT-2 family): the same block chunking (an EOS token after each text), labels
+    are the inputs (``DataCollatorForLanguageModeling(mlm=False)``); saved with ``AutoModelForCausalLM``.
+``task: generative-classification``
+    Classification by generation with a causal LM: each example is ``text + EOS + label token`` and the
+    loss falls on the label token only (every other label is -100). The prediction is the most likely
+    of the label tokens after EOS; metrics come from :func:`hubtune.metrics.classification_metrics`.
+
+Metrics (``metrics.json`` ``eval``): ``perplexity_before``, ``perplexity_after``, ``eval_loss`` (and
+``eval_loss_before``) for the LM tasks, the classification metrics for generative classification.
+Perplexity is ``exp(eval loss)`` on the eval blocks; for fill-mask the masks of the eval set are drawn
+with the same seed before and after training so the two figures compare.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from hubtune.config import TrainConfig, dump_yaml
+from hubtune.data import LoadedData, load_labeled, load_train_eval
+from hubtune.errors import ConfigError, DataError, ModelLoadError
+from hubtune.layout import RunLayout
+from hubtune.metrics import classification_metrics, softmax, summary
+from hubtune.modeling import resolve_model_source, write_json
+from hubtune.train import (
+    TrainResult,
+    _check_output_dir,
+    _precision_flags,
+    base_summary,
+    dist_state,
+    prepare_output_dir,
+    replace_model_dir,
+    run_trainer,
+    training_args,
+    worker_result,
+)
+
+LABELS_FILE = "hubtune_labels.json"  # generative classification: label names and their token ids
+
+
+def perplexity(loss: float) -> float:
+    return math.exp(min(float(loss), 700.0))
+
+
+# --------------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------------
+def load_texts(cfg: TrainConfig) -> tuple[LoadedData, LoadedData, str]:
+    """Train and eval texts (labels not needed): ``data.eval_dataset`` or a ``validation_split`` carve-out."""
+    d = cfg.data
+    common = dict(text_column=d.text_column, text_pair_column=d.text_pair_column, encoding=d.encoding,
+                  default_split="train", require_label=False, seed=d.seed)
+    train = load_labeled(d.dataset, label_column=d.label_column, max_samples=d.max_samples, **common)  # type: ignore[arg-type]
+    if d.eval_dataset:
+        ev = load_labeled(d.eval_dataset, label_column=d.label_column, max_samples=d.eval_max_samples, **common)  # type: ignore[arg-type]
+        return train, ev, d.eval_dataset
+    if len(train) < 4:
+        raise DataError(f"dataset {d.dataset} has {len(train)} rows, too few to carve a validation split; pass --eval-dataset")
+    parts = train.dataset.train_test_split(test_size=d.validation_split, seed=d.seed)
+    ev_ds = parts["test"]
+    if d.eval_max_samples is not None and d.eval_max_samples < len(ev_ds):
+        ev_ds = ev_ds.select(range(d.eval_max_samples))
+    train = LoadedData(parts["train"], train.label_names, train.columns, d.dataset)
+    return train, LoadedData(ev_ds, train.label_names, train.columns, d.dataset), "validation_split"
+
+
+def _joined(batch: dict[str, list[Any]]) -> list[str]:
+    pairs = batch.get("text_pair")
+    return [f"{t} {p}" if p else t for t, p in zip(batch["text"], pairs)] if pairs else list(batch["text"])
+
+
+def lm_blocks(data: LoadedData, tokenizer: Any, block_size: int, *, causal: bool, what: str) -> Any:
+    """Tokenize, concatenate and cut into ``block_size`` blocks (the remainder is dropped), with datasets' map."""
+    eos = tokenizer.eos_token_id
+
+    def tok(batch: dict[str, list[Any]]) -> Any:
+        if causal:
+            enc = tokenizer(_joined(batch), add_special_tokens=False)
+            if eos is not None:
+                enc["input_ids"] = [ids + [eos] for ids in enc["input_ids"]]
+                enc["attention_mask"] = [m + [1] for m in enc["attention_mask"]]
+            return enc
+        return tokenizer(_joined(batch), return_special_tokens_mask=True)
+
+    def group(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        cat = {k: sum(batch[k], []) for k in batch}
+        total = (len(cat["input_ids"]) // block_size) * block_size
+        return {k: [v[i : i + block_size] for i in range(0, total, block_size)] for k, v in cat.items()}
+
+    cols = data.dataset.column_names
+    ds = data.dataset.map(tok, batched=True, remove_columns=cols, desc=f"tokenize {what}")
+    n_tokens = sum(len(x) for x in ds["input_ids"])
+    ds = ds.map(group, batched=True, batch_size=1000, desc=f"blocks of {block_size} ({what})")
+    if len(ds) == 0:
+        raise DataError(
+            f"{what} data {data.source} has {n_tokens} tokens, fewer than one block of {block_size}; "
+            "expected more text, or lower block_size (--set block_size=64)"
+        )
+    return ds
+
+
+# --------------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------------
+def _load(cfg: TrainConfig, auto_cls: Any) -> tuple[Any, Any]:
+    from transformers import AutoTokenizer
+
+    source = resolve_model_source(cfg.base_model)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
+        model = auto_cls.from_pretrained(
+            source, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code, use_safetensors=True
+        )
+    except Exception as exc:  # noqa: BLE001
+        text = " ".join(str(exc).split())[:300]
+        raise ModelLoadError(
+            f"could not load base model {cfg.base_model!r} as {auto_cls.__name__} ({type(exc).__name__}: {text}); "
+            f"pass a {cfg.task} model (Hub id or directory with safetensors weights) to --base-model"
+        ) from exc
+    if cfg.task != "fill-mask" and tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ModelLoadError(f"tokenizer of {cfg.base_model} has no eos token; expected a causal-LM tokenizer with one")
+        tokenizer.pad_token = tokenizer.eos_token
+        model.config.pad_token_id = tokenizer.pad_token_id
+    if cfg.task == "fill-mask" and tokenizer.mask_token is None:
+        raise ModelLoadError(f"tokenizer of {cfg.base_model} has no mask token; expected a masked-LM (BERT-like) model")
+    return model, tokenizer
+
+
+def label_token_ids(tokenizer: Any, label_names: list[str]) -> list[int]:
+    """One token per label: the first token of `` name``; they must differ."""
+    ids = []
+    for name in label_names:
+        toks = tokenizer(" " + name, add_special_tokens=False)["input_ids"]
+        if not toks:
+            raise ConfigError(f"label {name!r} tokenizes to nothing; expected label names with text")
+        ids.append(toks[0])
+    if len(set(ids)) != len(ids):
+        shown = ", ".join(f"{n!r}->{tokenizer.convert_ids_to_tokens(i)!r}" for n, i in zip(label_names, ids))
+        raise ConfigError(
+            f"label names share their first token ({shown}); expected labels whose first tokens differ: "
+            "rename the labels in the data (e.g. pos/neg/neu words that start differently)"
+        )
+    return ids
+
+
+def _gen_cls_features(data: LoadedData, tokenizer: Any, label_ids: list[int], max_length: int, what: str) -> Any:
+    eos = tokenizer.eos_token_id
+
+    def fn(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        enc = tokenizer(_joined(batch), add_special_tokens=False, truncation=True, max_length=max_length - 2)
+        out: dict[str, list[Any]] = {"input_ids": [], "attention_mask": [], "labels": []}
+        for ids, lab in zip(enc["input_ids"], batch["label"]):
+            tok = label_ids[lab]
+            out["input_ids"].append(ids + [eos, tok])
+            out["attention_mask"].append([1] * (len(ids) + 2))
+            out["labels"].append([-100] * (len(ids) + 1) + [tok])
+        return out
+
+    return data.dataset.map(fn, batched=True, remove_columns=data.dataset.column_names, desc=f"tokenize {what}")
+
+
+def _apply_causal_lora(model: Any, cfg: TrainConfig) -> Any:
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    lcfg = LoraConfig(
+        task_type=TaskType.CAUSAL_LM, r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+        bias=cfg.lora.bias, target_modules=cfg.lora.target_modules or None,
+    )
+    try:
+        return get_peft_model(model, lcfg)
+    except ValueError as exc:
+        raise ConfigError(
+            f"LoRA could not be applied to {cfg.base_model} ({' '.join(str(exc).split())[:200]}); "
+            "set lora.target_modules (e.g. c_attn for GPT-2)"
+        ) from exc
+
+
+# --------------------------------------------------------------------------------------------------
+def train_lm(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False, progress: bool = True) -> TrainResult:
+    """Train ``cfg.task`` (fill-mask, text-generation or generative-classification); write the run dir."""
+    import torch
+    import transformers
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoModelForMaskedLM,
+        DataCollatorForLanguageModeling,
+        DataCollatorForSeq2Seq,
+        DataCollatorForWholeWordMask,
+        Trainer,
+    )
+
+    t_start = time.perf_counter()
+    layout = RunLayout.of(cfg.output_dir)
+    _check_output_dir(layout.root, overwrite, resume)
+    precision = _precision_flags(cfg.precision)
+    state = dist_state()
+    transformers.logging.set_verbosity_error()
+    if not progress:
+        import datasets
+
+        datasets.disable_progress_bars()
+    gen_cls = cfg.task == "generative-classification"
+    if gen_cls and cfg.metric_for_best_model not in ("accuracy", "f1_macro", "f1_micro", "precision_macro", "recall_macro"):
+        raise ConfigError(
+            f"metric_for_best_model is {cfg.metric_for_best_model!r}; expected accuracy, f1_macro, f1_micro, "
+            "precision_macro or recall_macro for generative-classification"
+        )
+
+    # 1. validate and load everything before writing anything
+    t0 = time.perf_counter()
+    label_names: list[str] = []
+    label_ids: list[int] = []
+    with state.main_process_first():
+        if gen_cls:
+            cls_data = load_train_eval(cfg.data)
+            label_names = cls_data.label_names
+            model, tokenizer = _load(cfg, AutoModelForCausalLM)
+            tokenizer.padding_side = "right"
+            label_ids = label_token_ids(tokenizer, label_names)
+            max_length = min(cfg.max_length, getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", cfg.max_length))
+            train_ds = _gen_cls_features(cls_data.train, tokenizer, label_ids, max_length, "train")
+            eval_ds = _gen_cls_features(cls_data.eval, tokenizer, label_ids, max_length, "eval")
+            sizes = dict(cls_data.sizes)
+            eval_source = cls_data.eval_source
+            collator: Any = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100)
+            if cfg.mode == "lora":
+                model = _apply_causal_lora(model, cfg)
+        else:
+            causal = cfg.task == "text-generation"
+            train_txt, eval_txt, eval_source = load_texts(cfg)
+            model, tokenizer = _load(cfg, AutoModelForCausalLM if causal else AutoModelForMaskedLM)
+            limit = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
+            block = min(cfg.block_size, limit) if limit else cfg.block_size
+            train_ds = lm_blocks(train_txt, tokenizer, block, causal=causal, what="train")
+            eval_ds = lm_blocks(eval_txt, tokenizer, block, causal=causal, what="eval")
+            sizes = {"train": len(train_ds), "eval": len(eval_ds), "train_texts": len(train_txt), "eval_texts": len(eval_txt)}
+            max_length = block
+            if causal:
+                collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)
+            elif cfg.whole_word_mask:
+                collator = DataCollatorForWholeWordMask(tokenizer, mlm_probability=cfg.mlm_probability)
+            else:
+                collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=cfg.mlm_probability)
+    t_data = time.perf_counter() - t0
+    last_ckpt = prepare_output_dir(layout, state, overwrite=overwrite, resume=resume)
+
+    # 2. train
+    full_metrics: dict[str, Any] = {}
+    if gen_cls:
+        cand = torch.tensor(label_ids)
+        tok_to_class = {t: i for i, t in enumerate(label_ids)}
+
+        def preprocess_logits(logits: Any, labels: Any) -> Any:
+            logits = logits[0] if isinstance(logits, tuple) else logits
+            pos = (labels != -100).int().argmax(-1)  # the label token; its logits sit one step before
+            rows = torch.arange(logits.shape[0], device=logits.device)
+            return logits[rows, (pos - 1).clamp(min=0)][:, cand.to(logits.device)]
+
+        def compute_metrics(pred: Any) -> dict[str, float]:
+            scores = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+            labels = pred.label_ids
+            y_true = [tok_to_class[int(row[row != -100][0])] for row in labels]
+            probs = softmax(scores)
+            m = classification_metrics(y_true, probs.argmax(-1), label_names, probs)
+            full_metrics.clear()
+            full_metrics.update(m)
+            return summary(m)
+
+        extra = dict(metric_for_best_model=cfg.metric_for_best_model, greater_is_better=True)
+        kwargs: dict[str, Any] = dict(compute_metrics=compute_metrics, preprocess_logits_for_metrics=preprocess_logits)
+    else:
+        extra = dict(metric_for_best_model="eval_loss", greater_is_better=False)
+        kwargs = {}
+    args = training_args(cfg, layout, precision, progress, group_by_length=cfg.group_by_length and gen_cls, **extra)
+    trainer = Trainer(
+        model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+        processing_class=tokenizer, data_collator=collator, **kwargs,
+    )
+
+    def seeded_eval() -> dict[str, float]:
+        torch.manual_seed(cfg.seed)  # the same eval masks before and after (fill-mask)
+        return trainer.evaluate()
+
+    before = None if gen_cls or last_ckpt else seeded_eval()
+    t0 = time.perf_counter()
+    out = run_trainer(trainer, last_ckpt)
+    t_train = time.perf_counter() - t0
+    train_metrics = dict(out.metrics)
+    train_metrics["global_step"] = out.global_step
+    train_metrics["best_checkpoint_metric"] = trainer.state.best_metric
+    t0 = time.perf_counter()
+    after = seeded_eval()
+    t_eval = time.perf_counter() - t0
+
+    if not trainer.is_world_process_zero():
+        state.wait_for_everyone()
+        return worker_result(cfg, layout, sizes, label_names, t_start)
+
+    if gen_cls:
+        eval_metrics: dict[str, Any] = dict(full_metrics)
+        eval_metrics["eval_loss"] = after["eval_loss"]
+    else:
+        eval_metrics = {
+            "eval_loss": after["eval_loss"],
+            "perplexity_after": perplexity(after["eval_loss"]),
+            "num_blocks": len(eval_ds),
+            "block_size": max_length,
+        }
+        if before is not None:
+            eval_metrics["eval_loss_before"] = before["eval_loss"]
+            eval_metrics["perplexity_before"] = perplexity(before["eval_loss"])
+
+    # 3. save, write the run files
+    final = trainer.model
+
+    def save(staging: Path) -> None:
+        final.save_pretrained(str(staging), safe_serialization=True)
+        tokenizer.save_pretrained(str(staging))
+        if gen_cls:
+            write_json(staging / LABELS_FILE, {"label_names": label_names, "label_token_ids": label_ids,
+                                               "format": "text + eos -> label token"})
+
+    replace_model_dir(layout, save)
+    write_json(layout.metrics, {"train": train_metrics, "eval": eval_metrics})
+    layout.config.write_text(dump_yaml(cfg), encoding="utf-8")
+    total = time.perf_counter() - t_start
+    doc = base_summary(cfg, final, precision, state)
+    scalars = {k: v for k, v in eval_metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    doc.update(
+        {
+            "eval_source": eval_source,
+            "sizes": sizes,
+            "max_length": max_length,
+            "resumed_from": Path(last_ckpt).name if last_ckpt else None,
+            "timings": {
+                "data_seconds": round(t_data, 3), "train_seconds": round(t_train, 3),
+                "eval_seconds": round(t_eval, 3), "total_seconds": round(total, 3),
+                "train_samples_per_second": train_metrics.get("train_samples_per_second"),
+            },
+            "eval": summary(eval_metrics) if gen_cls else scalars,
+        }
+    )
+    if gen_cls:
+        doc.update({"label_names": label_names, "label2id": {n: i for i, n in enumerate(label_names)},
+                    "label_token_ids": label_ids})
+    else:
+        doc.update({"block_size": max_length, "mlm_probability": cfg.mlm_probability if cfg.task == "fill-mask" else None,
+                    "whole_word_mask": cfg.whole_word_mask if cfg.task == "fill-mask" else None})
+    write_json(layout.summary, doc)
+    state.wait_for_everyone()
+    return TrainResult(
+        output_dir=layout.root, model_dir=layout.model_dir, mode=cfg.mode, label_names=label_names,
+        eval_metrics=eval_metrics, train_metrics=train_metrics, sizes=sizes, seconds=round(total, 3),
+        resumed_from=doc["resumed_from"], extra={"task": cfg.task, "engine": cfg.engine, "main_process": True},
+    )
