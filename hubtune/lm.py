@@ -80,7 +80,34 @@ def _joined(batch: dict[str, list[Any]]) -> list[str]:
     return [f"{t} {p}" if p else t for t, p in zip(batch["text"], pairs)] if pairs else list(batch["text"])
 
 
-def lm_blocks(data: LoadedData, tokenizer: Any, block_size: int, *, causal: bool, what: str) -> Any:
+def _wwm_in_lm_collator() -> bool:
+    """transformers >= 4.56 masks whole words in DataCollatorForLanguageModeling (from offsets)."""
+    import dataclasses
+
+    from transformers import DataCollatorForLanguageModeling
+
+    return any(f.name == "whole_word_mask" for f in dataclasses.fields(DataCollatorForLanguageModeling))
+
+
+def mlm_collator(tokenizer: Any, mlm_probability: float, whole_word_mask: bool) -> Any:
+    from transformers import DataCollatorForLanguageModeling
+
+    if not whole_word_mask:
+        return DataCollatorForLanguageModeling(tokenizer, mlm_probability=mlm_probability)
+    if _wwm_in_lm_collator():
+        # whole-word masking always replaces with [MASK]; passing that explicitly also avoids a transformers
+        # 4.57 bug (its warning for mask_replace_prob < 1 raises TypeError)
+        return DataCollatorForLanguageModeling(
+            tokenizer, mlm_probability=mlm_probability, whole_word_mask=True, mask_replace_prob=1.0, random_replace_prob=0.0
+        )
+    from transformers import DataCollatorForWholeWordMask  # older transformers: BERT '##' word pieces
+
+    return DataCollatorForWholeWordMask(tokenizer, mlm_probability=mlm_probability)
+
+
+def lm_blocks(
+    data: LoadedData, tokenizer: Any, block_size: int, *, causal: bool, what: str, offsets: bool = False
+) -> Any:
     """Tokenize, concatenate and cut into ``block_size`` blocks (the remainder is dropped), with datasets' map."""
     eos = tokenizer.eos_token_id
 
@@ -91,7 +118,7 @@ def lm_blocks(data: LoadedData, tokenizer: Any, block_size: int, *, causal: bool
                 enc["input_ids"] = [ids + [eos] for ids in enc["input_ids"]]
                 enc["attention_mask"] = [m + [1] for m in enc["attention_mask"]]
             return enc
-        return tokenizer(_joined(batch), return_special_tokens_mask=True)
+        return tokenizer(_joined(batch), return_special_tokens_mask=True, return_offsets_mapping=offsets)
 
     def group(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         cat = {k: sum(batch[k], []) for k in batch}
@@ -197,7 +224,6 @@ def train_lm(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False,
         AutoModelForMaskedLM,
         DataCollatorForLanguageModeling,
         DataCollatorForSeq2Seq,
-        DataCollatorForWholeWordMask,
         Trainer,
     )
 
@@ -243,16 +269,20 @@ def train_lm(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False,
             model, tokenizer = _load(cfg, AutoModelForCausalLM if causal else AutoModelForMaskedLM)
             limit = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
             block = min(cfg.block_size, limit) if limit else cfg.block_size
-            train_ds = lm_blocks(train_txt, tokenizer, block, causal=causal, what="train")
-            eval_ds = lm_blocks(eval_txt, tokenizer, block, causal=causal, what="eval")
+            offsets = not causal and cfg.whole_word_mask and _wwm_in_lm_collator()
+            if offsets and not tokenizer.is_fast:
+                raise ConfigError(
+                    f"whole_word_mask needs a fast tokenizer (word offsets) and {cfg.base_model} has a slow one; "
+                    "set whole_word_mask: false"
+                )
+            train_ds = lm_blocks(train_txt, tokenizer, block, causal=causal, what="train", offsets=offsets)
+            eval_ds = lm_blocks(eval_txt, tokenizer, block, causal=causal, what="eval", offsets=offsets)
             sizes = {"train": len(train_ds), "eval": len(eval_ds), "train_texts": len(train_txt), "eval_texts": len(eval_txt)}
             max_length = block
             if causal:
                 collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)
-            elif cfg.whole_word_mask:
-                collator = DataCollatorForWholeWordMask(tokenizer, mlm_probability=cfg.mlm_probability)
             else:
-                collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=cfg.mlm_probability)
+                collator = mlm_collator(tokenizer, cfg.mlm_probability, cfg.whole_word_mask)
     t_data = time.perf_counter() - t0
     last_ckpt = prepare_output_dir(layout, state, overwrite=overwrite, resume=resume)
 
@@ -283,7 +313,11 @@ def train_lm(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False,
     else:
         extra = dict(metric_for_best_model="eval_loss", greater_is_better=False)
         kwargs = {}
-    args = training_args(cfg, layout, precision, progress, group_by_length=cfg.group_by_length and gen_cls, **extra)
+    # the features are exactly what the collator takes (offset_mapping/special_tokens_mask included)
+    args = training_args(
+        cfg, layout, precision, progress, group_by_length=cfg.group_by_length and gen_cls,
+        remove_unused_columns=False, **extra,
+    )
     trainer = Trainer(
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
         processing_class=tokenizer, data_collator=collator, **kwargs,

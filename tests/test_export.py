@@ -149,7 +149,7 @@ def test_failed_variant_is_removed_and_reported(tiny, monkeypatch, tmp_path):
 
 
 def test_export_options_are_validated(tiny, tmp_path):
-    from hubtune.errors import ConfigError, OutputExistsError
+    from hubtune.errors import ConfigError
     from hubtune.export import ExportOptions, export
 
     _, base, run = tiny

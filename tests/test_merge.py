@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests._tiny_runs import REPO, TEST_CSV, make_full_run, make_lora_run, make_tiny_base, minilm_dir
+from tests._tiny_runs import REPO, TEST_CSV, make_lora_run, make_tiny_base, minilm_dir
 
 
 def _cli(*args, cwd=REPO):
