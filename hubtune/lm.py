@@ -165,21 +165,25 @@ def _load(cfg: TrainConfig, auto_cls: Any) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def label_token_ids(tokenizer: Any, label_names: list[str]) -> list[int]:
-    """One token per label: the first token of `` name``; they must differ."""
-    ids = []
+def label_token_ids(tokenizer: Any, label_names: list[str], model: Any = None) -> list[int]:
+    """One token per label: the first token of `` name`` when those differ across labels; otherwise the
+    labels become new tokens ``<name>`` (added to the tokenizer, the model's embeddings resized)."""
+    firsts = []
     for name in label_names:
         toks = tokenizer(" " + name, add_special_tokens=False)["input_ids"]
         if not toks:
             raise ConfigError(f"label {name!r} tokenizes to nothing; expected label names with text")
-        ids.append(toks[0])
-    if len(set(ids)) != len(ids):
-        shown = ", ".join(f"{n!r}->{tokenizer.convert_ids_to_tokens(i)!r}" for n, i in zip(label_names, ids))
+        firsts.append(toks[0])
+    if len(set(firsts)) == len(firsts):
+        return firsts
+    new = [f"<{name}>" for name in label_names]
+    if model is None:
         raise ConfigError(
-            f"label names share their first token ({shown}); expected labels whose first tokens differ: "
-            "rename the labels in the data (e.g. pos/neg/neu words that start differently)"
+            f"label names {label_names} share their first token; pass the model so label tokens can be added"
         )
-    return ids
+    tokenizer.add_tokens(new)
+    model.resize_token_embeddings(len(tokenizer))
+    return tokenizer.convert_tokens_to_ids(new)
 
 
 def _gen_cls_features(data: LoadedData, tokenizer: Any, label_ids: list[int], max_length: int, what: str) -> Any:
@@ -254,7 +258,7 @@ def train_lm(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False,
             label_names = cls_data.label_names
             model, tokenizer = _load(cfg, AutoModelForCausalLM)
             tokenizer.padding_side = "right"
-            label_ids = label_token_ids(tokenizer, label_names)
+            label_ids = label_token_ids(tokenizer, label_names, model)
             max_length = min(cfg.max_length, getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", cfg.max_length))
             train_ds = _gen_cls_features(cls_data.train, tokenizer, label_ids, max_length, "train")
             eval_ds = _gen_cls_features(cls_data.eval, tokenizer, label_ids, max_length, "eval")

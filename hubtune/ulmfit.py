@@ -128,9 +128,6 @@ def make_callback(groups: LayerGroups) -> Any:
                     p.requires_grad_(gname in open_names)
             self.history.append(open_names)
 
-        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            self._apply(int(state.epoch or 0))
-
         def on_epoch_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             self._apply(int(math.floor((state.epoch or 0) + 1e-6)))
 

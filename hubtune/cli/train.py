@@ -16,7 +16,16 @@ def train(
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Train data: name[:config]:split or a local file."),
     eval_dataset: Optional[str] = typer.Option(None, "--eval-dataset", help="Eval data (default: carve validation_split)."),
     output_dir: Optional[str] = typer.Option(None, "--output-dir", "-o", help="Run directory to write."),
-    mode: Optional[str] = typer.Option(None, "--mode", help="full or lora."),
+    task: Optional[str] = typer.Option(
+        None, "--task", help="text-classification (default), fill-mask, text-generation or generative-classification."
+    ),
+    mode: Optional[str] = typer.Option(None, "--mode", help="full, lora, ia3 or prefix (adapters: text-classification)."),
+    engine: Optional[str] = typer.Option(None, "--engine", help="trainer (default) or accelerate (a plain Accelerator loop)."),
+    block_size: Optional[int] = typer.Option(None, "--block-size", help="LM tasks: tokens per training block."),
+    mlm_probability: Optional[float] = typer.Option(None, "--mlm-probability", help="fill-mask: share of tokens masked."),
+    whole_word_mask: Optional[bool] = typer.Option(
+        None, "--whole-word-mask/--token-mask", help="fill-mask: mask whole words or single tokens."
+    ),
     text_column: Optional[str] = typer.Option(None, "--text-column"),
     text_pair_column: Optional[str] = typer.Option(None, "--text-pair-column"),
     label_column: Optional[str] = typer.Option(None, "--label-column"),
@@ -35,14 +44,19 @@ def train(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """Fine-tune a text classifier (full or LoRA) and write a run directory."""
+    """Fine-tune a model (classifier, masked or causal LM; full or adapters) and write a run directory."""
     from hubtune.config import TrainConfig, resolve
     from hubtune.train import train as run_train
 
     overrides = {
         "base_model": base_model,
         "output_dir": output_dir,
+        "task": task,
         "mode": mode,
+        "engine": engine,
+        "block_size": block_size,
+        "mlm_probability": mlm_probability,
+        "whole_word_mask": whole_word_mask,
         "data.dataset": dataset,
         "data.eval_dataset": eval_dataset,
         "data.text_column": text_column,
@@ -62,11 +76,14 @@ def train(
     cfg = resolve(TrainConfig, config, overrides)
     with library_output():
         result = run_train(cfg, overwrite=overwrite, resume=resume, progress=progress)
+    if not result.extra.get("main_process", True):
+        return  # a non-main process of a distributed run: the main process reports
     if json_out:
         print_json(
             {
                 "output_dir": str(result.output_dir),
                 "model_dir": str(result.model_dir),
+                "task": result.extra.get("task", "text-classification"),
                 "mode": result.mode,
                 "labels": result.label_names,
                 "sizes": result.sizes,
@@ -76,6 +93,13 @@ def train(
         )
         return
     m = result.eval_metrics
+    if "perplexity_after" in m:
+        before = f"{m['perplexity_before']:.2f} -> " if "perplexity_before" in m else ""
+        typer.echo(
+            f"trained {result.extra.get('task')} model on {result.sizes['train']} blocks in {result.seconds:.1f}s "
+            f"-> {result.model_dir}\neval ({result.sizes['eval']} blocks): perplexity {before}{m['perplexity_after']:.2f}"
+        )
+        return
     typer.echo(
         f"trained {result.mode} model on {result.sizes['train']} rows in {result.seconds:.1f}s -> {result.model_dir}\n"
         f"eval ({result.sizes['eval']} rows): accuracy {m['accuracy']:.4f}  f1_macro {m['f1_macro']:.4f}"

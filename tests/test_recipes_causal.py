@@ -1,0 +1,103 @@
+"""Causal LM recipes on a tiny GPT-2 with a BPE tokenizer trained here: text-generation and generative classification."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from hubtune.config import DataConfig, TrainConfig
+from hubtune.train import train
+
+from .conftest import TWEETS_TEST, TWEETS_TRAIN
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt2_dir(tmp_path_factory):
+    """GPT-2 (n_layer 2, n_embd 32) + a byte-level BPE (vocab 600) trained on the tweets, saved as a base model."""
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+
+    with open(TWEETS_TRAIN, encoding="utf-8", newline="") as fh:
+        texts = [r["text"] for r in csv.DictReader(fh)]
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(texts + [" negative", " neutral", " positive"] * 50, vocab_size=600, min_frequency=2,
+                            special_tokens=["<|endoftext|>"], show_progress=False)
+    tok = GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, eos_token="<|endoftext|>", bos_token="<|endoftext|>",
+                            unk_token="<|endoftext|>", model_max_length=128)
+    torch.manual_seed(0)
+    cfg = GPT2Config(vocab_size=len(tok), n_positions=128, n_embd=32, n_layer=2, n_head=2,
+                     bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)
+    out = tmp_path_factory.mktemp("tiny_gpt2")
+    GPT2LMHeadModel(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return str(out)
+
+
+def test_text_generation_lowers_perplexity_and_generates(tiny_gpt2_dir, tmp_path):
+    from transformers import pipeline
+
+    cfg = TrainConfig(
+        base_model=tiny_gpt2_dir, output_dir=str(tmp_path / "gen"), task="text-generation",
+        data=DataConfig(dataset=str(TWEETS_TRAIN), eval_dataset=str(TWEETS_TEST), max_samples=300, eval_max_samples=60),
+        num_epochs=1, batch_size=8, block_size=64, learning_rate=3e-3, logging_steps=1000,
+    )
+    res = train(cfg, progress=False)
+    m = json.loads((res.output_dir / "metrics.json").read_text())["eval"]
+    assert m["perplexity_after"] < 0.8 * m["perplexity_before"], m
+    assert json.loads((res.model_dir / "config.json").read_text())["architectures"] == ["GPT2LMHeadModel"]
+    gen = pipeline("text-generation", model=str(res.model_dir), device="cpu")
+    text = gen("I love", max_new_tokens=5, do_sample=False)[0]["generated_text"]
+    assert text.startswith("I love") and len(text) > len("I love")
+
+
+def test_generative_classification_trains_on_the_label_token(tiny_gpt2_dir, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from hubtune.lm import LABELS_FILE, _gen_cls_features, label_token_ids
+    from hubtune.data import load_labeled
+
+    tok = AutoTokenizer.from_pretrained(tiny_gpt2_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_gpt2_dir)
+    names = ["negative", "neutral", "positive"]
+    n_vocab = len(tok)
+    ids = label_token_ids(tok, names, model)  # ' negative' and ' neutral' share 'Ġne': labels become new tokens
+    assert len(set(ids)) == 3 and len(tok) == n_vocab + 3 and model.get_input_embeddings().num_embeddings == len(tok)
+    assert label_token_ids(tok, ["pos", "neg"]) != []  # distinct first tokens need no new ones
+    data = load_labeled(str(TWEETS_TEST), max_samples=4)
+    feats = _gen_cls_features(data, tok, ids, 64, "t")
+    for row, lab in zip(feats, data.dataset["label"]):
+        assert row["input_ids"][-2] == tok.eos_token_id and row["input_ids"][-1] == ids[lab]
+        assert [x for x in row["labels"] if x != -100] == [ids[lab]] and row["labels"][-1] == ids[lab]
+
+    cfg = TrainConfig(
+        base_model=tiny_gpt2_dir, output_dir=str(tmp_path / "gencls"), task="generative-classification",
+        data=DataConfig(dataset=str(TWEETS_TRAIN), eval_dataset=str(TWEETS_TEST), max_samples=256, eval_max_samples=64),
+        num_epochs=2, batch_size=16, max_length=64, learning_rate=3e-3, logging_steps=1000,
+        metric_for_best_model="accuracy",
+    )
+    res = train(cfg, progress=False)
+    m = json.loads((res.output_dir / "metrics.json").read_text())["eval"]
+    assert m["num_examples"] == 64 and m["labels"] == names and "confusion_matrix" in m
+    assert sum(map(sum, m["confusion_matrix"])) == 64
+    labels_doc = json.loads((res.model_dir / LABELS_FILE).read_text())
+    assert labels_doc["label_names"] == names and labels_doc["label_token_ids"] == ids
+    tok = AutoTokenizer.from_pretrained(res.model_dir)  # the saved tokenizer knows the label tokens
+    assert tok.convert_tokens_to_ids([f"<{n}>" for n in names]) == ids
+
+    # the reported accuracy is what the saved model predicts over the label tokens after EOS
+    import torch
+
+    model = AutoModelForCausalLM.from_pretrained(res.model_dir).eval()
+    ev = load_labeled(str(TWEETS_TEST), label_names=names, max_samples=64, seed=42)
+    correct = 0
+    with torch.no_grad():
+        for text, lab in zip(ev.dataset["text"], ev.dataset["label"]):
+            x = tok(text, add_special_tokens=False, truncation=True, max_length=62)["input_ids"] + [tok.eos_token_id]
+            scores = model(torch.tensor([x])).logits[0, -1, ids]
+            correct += int(scores.argmax()) == lab
+    assert correct / 64 == pytest.approx(m["accuracy"])
+    # the model learnt at least the majority label: after training, nearly all its mass sits on the label tokens
+    assert m["accuracy"] >= m["majority_rate"] - 0.05
