@@ -176,17 +176,19 @@ def predict_logits(
     n = len(texts)
     if n == 0:
         return np.zeros((0, int(getattr(model.config, "num_labels", 0) or 0)), dtype=np.float32)
-    enc = tokenizer(list(texts), list(text_pairs) if text_pairs is not None else None, truncation=True, max_length=max_length)
-    lengths = np.array([len(ids) for ids in enc["input_ids"]])
+    # length-sorted batches (characters are a cheap, good proxy for tokens) keep padding small
+    lengths = np.array([len(t) + (len(text_pairs[i]) if text_pairs is not None else 0) for i, t in enumerate(texts)])
     order = np.argsort(-lengths, kind="stable")
     dev = device or next(model.parameters()).device
     out: np.ndarray | None = None
-    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
     with torch.inference_mode():
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
-            features = [{k: enc[k][i] for k in keys} for i in idx]
-            batch = tokenizer.pad(features, return_tensors="pt")
+            batch = tokenizer(
+                [texts[i] for i in idx],
+                [text_pairs[i] for i in idx] if text_pairs is not None else None,
+                truncation=True, max_length=max_length, padding=True, return_tensors="pt",
+            )
             batch = {k: v.to(dev) for k, v in batch.items()}
             logits = model(**batch).logits.float().cpu().numpy()
             if out is None:

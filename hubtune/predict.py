@@ -46,6 +46,7 @@ from hubtune.errors import (
 MANIFEST_VERSION = 1
 OUTPUT_FORMATS = (".parquet", ".jsonl", ".csv")
 BACKENDS = ("torch", "onnx")
+ENGINES = ("local", "ray")
 DTYPES = ("fp32", "fp16", "bf16")
 THROTTLE_ENV = "HUBTUNE_PREDICT_THROTTLE_S"  # test hook: sleep after each shard (kill -9 tests)
 
@@ -82,6 +83,11 @@ class PredictOptions:
     num_threads: int | None = None
     keep_parts: bool = False
     progress: bool = True
+    # engine: "local" (this process) or "ray" (a Ray Data actor pool; hubtune/predict_ray.py)
+    engine: Literal["local", "ray"] = "local"
+    address: str | None = None  # ray: None = a local Ray (or the one already initialised), "auto", ray://HOST:PORT
+    num_workers: int | None = None  # ray: model replicas (actors); default 1
+    gpus_per_worker: float = 0.0  # ray: GPUs per actor (0 = CPU actors)
 
 
 @dataclass
@@ -101,6 +107,8 @@ class PredictResult:
     resumed_rows: int = 0
     model: dict[str, Any] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
+    engine: str = "local"
+    workers: int = 1
 
 
 @dataclass
@@ -327,6 +335,13 @@ class OnnxRunner:
         if "token_type_ids" in self.input_names and "token_type_ids" not in inputs:
             inputs["token_type_ids"] = np.zeros_like(feeds["input_ids"])
         return np.asarray(self.session.run([self.output_name], inputs)[0], dtype=np.float32)
+
+
+def make_runner(model_dir: Path, opts: PredictOptions, export_dir: Path) -> Any:
+    """The backend runner (shared by the local and the Ray engine): tokenizer, label_names, max_length, __call__."""
+    if opts.backend == "onnx":
+        return OnnxRunner(model_dir, opts, export_dir)
+    return TorchRunner(model_dir, opts)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -564,6 +579,51 @@ def _shard_table(chunk: Chunk, logits: np.ndarray, keep: list[str], label_names:
     return pa.table(cols), probs, pred
 
 
+def write_shard(
+    parts: Path,
+    name: str,
+    chunk: Chunk,
+    logits: np.ndarray,
+    *,
+    keep: list[str],
+    label_names: list[str],
+    all_scores: bool,
+    label_column: str | None,
+    feature: Any,
+    source: str,
+) -> tuple[dict[str, Any], str | None]:
+    """Write one chunk's files under ``parts`` (NAME.parquet, NAME.errors.jsonl, NAME.eval.npz; each atomically,
+    the parquet last) and return its manifest entry, plus a notice when its labels cannot be scored
+    (``label_column=None``: no eval file). Shared by the local and the Ray engine."""
+    table, probs, pred = _shard_table(chunk, logits, keep, label_names, all_scores)
+    entry: dict[str, Any] = {
+        "file": f"{name}.parquet",
+        "start": chunk.start,
+        "end": chunk.start + chunk.size,
+        "rows": int(len(chunk.valid)),
+        "errors": len(chunk.errors),
+    }
+    notice = None
+    if chunk.errors:
+        lines = "".join(json.dumps({"row_id": chunk.start + p, "reason": r}) + "\n" for p, r in chunk.errors)
+        entry["errors_file"] = f"{name}.errors.jsonl"
+        _atomic_bytes(lines.encode("utf-8"), parts / entry["errors_file"])
+    if label_column is not None and label_names:
+        try:
+            labels_raw = [chunk.columns[label_column][i] for i in chunk.valid]
+            pos, ids = _label_ids(labels_raw, feature, label_names, source)
+            import io
+
+            buf = io.BytesIO()
+            np.savez(buf, y_true=ids, y_pred=pred[pos], probs=probs[pos].astype(np.float32))
+            entry["eval_file"] = f"{name}.eval.npz"
+            _atomic_bytes(buf.getvalue(), parts / entry["eval_file"])
+        except LabelError as exc:
+            notice = f"no metrics: {exc}"
+    _atomic_parquet(table, parts / entry["file"])
+    return entry, notice
+
+
 def _atomic_parquet(table: Any, path: Path) -> None:
     import pyarrow.parquet as pq
 
@@ -696,6 +756,8 @@ def _check_options(opts: PredictOptions) -> str:
     fmt = _fmt(opts.output)
     if opts.backend not in BACKENDS:
         raise ConfigError(f"--backend {opts.backend!r} is unknown; expected one of {', '.join(BACKENDS)}")
+    if opts.engine not in ENGINES:
+        raise ConfigError(f"--engine {opts.engine!r} is unknown; expected one of {', '.join(ENGINES)}")
     if opts.dtype not in DTYPES:
         raise ConfigError(f"--dtype {opts.dtype!r} is unknown; expected one of {', '.join(DTYPES)}")
     if opts.on_error not in ("skip", "fail"):
@@ -753,6 +815,12 @@ def _prepare_output(opts: PredictOptions) -> tuple[Path, Path, dict[str, Any] | 
 
 
 def _compare_manifest(prev: dict[str, Any], cur: dict[str, Any], output: Path) -> None:
+    pe, ce = prev.get("engine", "local"), cur.get("engine", "local")
+    if pe != ce:  # the engines name and record their shards differently
+        raise ResumeMismatchError(
+            f"cannot resume {output}: it was started with --engine {pe}, this run uses --engine {ce}; "
+            "resume with the same --engine, or pass --overwrite to start over"
+        )
     pm, cm = prev.get("model", {}), cur["model"]
     if (pm.get("weights_sha256"), pm.get("revision")) != (cm["weights_sha256"], cm["revision"]):
         raise ResumeMismatchError(
@@ -776,12 +844,8 @@ def _compare_manifest(prev: dict[str, Any], cur: dict[str, Any], output: Path) -
             )
 
 
-def batch_predict(opts: PredictOptions) -> PredictResult:
-    """Predict every row of ``opts.dataset`` into ``opts.output`` (resumable; see the module docstring)."""
-    t0 = time.perf_counter()
-    fmt = _check_options(opts)
-    output, parts, previous = _prepare_output(opts)
-
+def open_input(opts: PredictOptions) -> tuple[Any, Any, Any, list[str]]:
+    """(spec, streamed dataset, resolved columns, kept columns) of ``opts.dataset``; validates --keep-columns."""
     from hubtune.data import open_dataset, parse_spec, resolve_columns
 
     spec = parse_spec(opts.dataset)
@@ -805,27 +869,15 @@ def batch_predict(opts: PredictOptions) -> PredictResult:
             )
         if c in ("row_id", "label", "score"):
             raise ConfigError(f"--keep-columns '{c}' clashes with an output column (row_id, label, score); drop it")
+    return spec, ds, cols, keep
 
-    model_dir, commit = resolve_model_dir(opts.model, revision=opts.revision, backend=opts.backend)
-    identity = model_identity(opts.model, model_dir, commit)
-    runner: Any
-    if opts.backend == "onnx":
-        runner = OnnxRunner(model_dir, opts, parts / "_onnx_export")
-    else:
-        runner = TorchRunner(model_dir, opts)
-    label_names = runner.label_names
-    max_length = opts.max_length or runner.max_length
-    notices = list(runner.notices)
 
-    # the row range of this runner
-    total: int | None = opts.limit
-    start, end = 0, opts.limit
-    if opts.num_shards > 1:
-        n_all = count_rows(ds, spec, cols.text)
-        total = min(n_all, opts.limit) if opts.limit is not None else n_all
-        start = total * opts.shard_index // opts.num_shards
-        end = total * (opts.shard_index + 1) // opts.num_shards
-    manifest: dict[str, Any] = {
+def new_manifest(
+    opts: PredictOptions, identity: dict[str, Any], label_names: list[str] | None, spec: Any, ds: Any, cols: Any,
+    keep: list[str], fmt: str, start: int, end: int | None, total: int | None,
+) -> dict[str, Any]:
+    """The manifest of a run (what a resume and merge-predictions compare), with no shards yet."""
+    return {
         "version": MANIFEST_VERSION,
         "model": identity,
         "label_names": label_names,
@@ -848,6 +900,38 @@ def batch_predict(opts: PredictOptions) -> PredictResult:
         "shards": [],
         "complete": False,
     }
+
+
+def batch_predict(opts: PredictOptions) -> PredictResult:
+    """Predict every row of ``opts.dataset`` into ``opts.output`` (resumable; see the module docstring).
+
+    ``opts.engine == "ray"`` runs the same runners and shard files on a Ray Data actor pool (hubtune.predict_ray)."""
+    if opts.engine == "ray":
+        _check_options(opts)
+        from hubtune.predict_ray import batch_predict_ray
+
+        return batch_predict_ray(opts)
+    t0 = time.perf_counter()
+    fmt = _check_options(opts)
+    output, parts, previous = _prepare_output(opts)
+    spec, ds, cols, keep = open_input(opts)
+
+    model_dir, commit = resolve_model_dir(opts.model, revision=opts.revision, backend=opts.backend)
+    identity = model_identity(opts.model, model_dir, commit)
+    runner = make_runner(model_dir, opts, parts / "_onnx_export")
+    label_names = runner.label_names
+    max_length = opts.max_length or runner.max_length
+    notices = list(runner.notices)
+
+    # the row range of this runner
+    total: int | None = opts.limit
+    start, end = 0, opts.limit
+    if opts.num_shards > 1:
+        n_all = count_rows(ds, spec, cols.text)
+        total = min(n_all, opts.limit) if opts.limit is not None else n_all
+        start = total * opts.shard_index // opts.num_shards
+        end = total * (opts.shard_index + 1) // opts.num_shards
+    manifest = new_manifest(opts, identity, label_names, spec, ds, cols, keep, fmt, start, end, total)
     if previous is not None:
         _compare_manifest(previous, manifest, output)
         manifest["shards"] = previous.get("shards", [])
@@ -905,34 +989,15 @@ def batch_predict(opts: PredictOptions) -> PredictResult:
                     "to record such rows in the errors file and go on"
                 )
             logits = run_chunk(runner, chunk, opts.batch_size)
-            table, probs, pred = _shard_table(chunk, logits, keep, label_names, opts.all_scores)
-            name = f"shard-{chunk.index:05d}"
-            entry: dict[str, Any] = {
-                "index": chunk.index,
-                "file": f"{name}.parquet",
-                "start": chunk.start,
-                "end": chunk.start + chunk.size,
-                "rows": int(len(chunk.valid)),
-                "errors": len(chunk.errors),
-            }
-            if chunk.errors:
-                lines = "".join(json.dumps({"row_id": chunk.start + p, "reason": r}) + "\n" for p, r in chunk.errors)
-                entry["errors_file"] = f"{name}.errors.jsonl"
-                _atomic_bytes(lines.encode("utf-8"), parts / entry["errors_file"])
-            if metrics_enabled:
-                try:
-                    labels_raw = [chunk.columns[cols.label][i] for i in chunk.valid]
-                    pos, ids = _label_ids(labels_raw, feature, label_names, opts.dataset)
-                    import io
-
-                    buf = io.BytesIO()
-                    np.savez(buf, y_true=ids, y_pred=pred[pos], probs=probs[pos].astype(np.float32))
-                    entry["eval_file"] = f"{name}.eval.npz"
-                    _atomic_bytes(buf.getvalue(), parts / entry["eval_file"])
-                except LabelError as exc:
-                    metrics_enabled = False
-                    notices.append(f"no metrics: {exc}")
-            _atomic_parquet(table, parts / entry["file"])
+            entry, notice = write_shard(
+                parts, f"shard-{chunk.index:05d}", chunk, logits, keep=keep, label_names=label_names,
+                all_scores=opts.all_scores, label_column=cols.label if metrics_enabled else None,
+                feature=feature, source=opts.dataset,
+            )
+            entry = {"index": chunk.index, **entry}
+            if notice:
+                metrics_enabled = False
+                notices.append(notice)
             manifest["shards"].append(entry)
             _write_json(parts / "manifest.json", manifest)
             processed += chunk.size
@@ -943,11 +1008,41 @@ def batch_predict(opts: PredictOptions) -> PredictResult:
         bar.close()
     seconds_run = time.perf_counter() - t_run
 
+    if not manifest["shards"] and previous is None and processed == 0 and (n_todo is None or n_todo > 0) and start == 0:
+        manifest["complete"] = True
+        _write_json(parts / "manifest.json", manifest)
+        raise EmptyDatasetError(f"dataset {opts.dataset} has no rows to predict (check the spec or --limit)")
+    done_info = assemble(opts, output, parts, manifest, label_names=label_names, metrics_enabled=metrics_enabled)
+    seconds = time.perf_counter() - t0
+    return PredictResult(
+        rows=done_info["rows"],
+        errors=done_info["errors"],
+        seconds=round(seconds, 3),
+        rows_per_s=round(processed / seconds_run, 2) if seconds_run > 0 and processed else 0.0,
+        backend=opts.backend,
+        device=runner.device,
+        output=str(output),
+        errors_path=done_info["errors_path"],
+        metrics_path=done_info["metrics_path"],
+        meta_path=done_info["meta_path"],
+        metrics=done_info["metrics"],
+        row_range=done_info["row_range"],
+        resumed_rows=resumed,
+        model=identity,
+        notices=notices,
+    )
+
+
+def assemble(
+    opts: PredictOptions, output: Path, parts: Path, manifest: dict[str, Any], *, label_names: list[str], metrics_enabled: bool
+) -> dict[str, Any]:
+    """Mark the manifest complete and assemble OUTPUT and its sidecars (.errors.jsonl, .metrics.json, .meta.json)
+    from the recorded shards, in manifest order; remove OUTPUT.parts/ unless keep_parts. Shared by both engines."""
     manifest["complete"] = True
     _write_json(parts / "manifest.json", manifest)
     shards = manifest["shards"]
-    if not shards and previous is None and processed == 0 and (n_todo is None or n_todo > 0) and start == 0:
-        raise EmptyDatasetError(f"dataset {opts.dataset} has no rows to predict (check the spec or --limit)")
+    start, end, total = manifest["range"]["start"], manifest["range"]["end"], manifest["range"]["total"]
+    identity = manifest["model"]
     n_rows = sum(s["rows"] for s in shards)
     n_err = sum(s["errors"] for s in shards)
     last = shards[-1]["end"] if shards else start
@@ -992,24 +1087,15 @@ def batch_predict(opts: PredictOptions) -> PredictResult:
     _write_json(meta_path, meta)
     if not opts.keep_parts:
         shutil.rmtree(parts, ignore_errors=True)
-    seconds = time.perf_counter() - t0
-    return PredictResult(
-        rows=n_rows,
-        errors=n_err,
-        seconds=round(seconds, 3),
-        rows_per_s=round(processed / seconds_run, 2) if seconds_run > 0 and processed else 0.0,
-        backend=opts.backend,
-        device=runner.device,
-        output=str(output),
-        errors_path=str(errors_path) if n_err else None,
-        metrics_path=str(metrics_path) if metrics is not None else None,
-        meta_path=str(meta_path),
-        metrics=metrics,
-        row_range=[start, meta["range"]["end"]],
-        resumed_rows=resumed,
-        model=identity,
-        notices=notices,
-    )
+    return {
+        "rows": n_rows,
+        "errors": n_err,
+        "errors_path": str(errors_path) if n_err else None,
+        "metrics_path": str(metrics_path) if metrics is not None else None,
+        "meta_path": str(meta_path),
+        "metrics": metrics,
+        "row_range": [start, meta["range"]["end"]],
+    }
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1133,4 +1219,7 @@ __all__ = [
     "resolve_model_dir",
     "model_identity",
     "run_chunk",
+    "make_runner",
+    "write_shard",
+    "assemble",
 ]

@@ -132,11 +132,24 @@ def test_unreadable_file(tmp_path):
         load_labeled(str(p))
 
 
-def test_unknown_hub_dataset_is_clear(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    with pytest.raises(DataError):
+def test_unknown_hub_dataset_is_clear(local_hub):
+    with pytest.raises(DatasetNotFoundError, match="no-such-org/no-such-dataset.*was not found"):
         load_labeled("no-such-org/no-such-dataset:test")
+
+
+def test_hub_dataset_by_id(local_hub, tmp_path):
+    """name:split through datasets.load_dataset against the local Hub."""
+    import pandas as pd
+
+    folder = tmp_path / "ds"
+    (folder / "data").mkdir(parents=True)
+    pd.DataFrame(ROWS).to_parquet(folder / "data" / "test-00000-of-00001.parquet")
+    local_hub.api().create_repo("org/reviews", repo_type="dataset")
+    local_hub.api().upload_folder(folder_path=str(folder), repo_id="org/reviews", repo_type="dataset")
+    data = load_labeled("org/reviews:test")
+    assert data.dataset["text"] == [r["review"] for r in ROWS] and data.label_names == ["neg", "pos"]
+    with pytest.raises(DataError, match="no split 'nope'"):
+        load_labeled("org/reviews:nope")
 
 
 def test_eval_label_unseen_in_train(tmp_path):

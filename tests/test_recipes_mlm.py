@@ -17,8 +17,8 @@ from .conftest import TWEETS_TEST, TWEETS_TRAIN
 def _cfg(base, out, **kw):
     return TrainConfig(
         base_model=base, output_dir=str(out), task="fill-mask",
-        data=DataConfig(dataset=str(TWEETS_TRAIN), eval_dataset=str(TWEETS_TEST), max_samples=160, eval_max_samples=40),
-        num_epochs=1, batch_size=16, block_size=32, learning_rate=2e-3, logging_steps=1000, **kw,
+        data=DataConfig(dataset=str(TWEETS_TRAIN), eval_dataset=str(TWEETS_TEST), max_samples=96, eval_max_samples=24),
+        num_epochs=1, batch_size=16, block_size=32, learning_rate=3e-3, logging_steps=1000, **kw,
     )
 
 
@@ -33,7 +33,7 @@ def test_fill_mask_adaptation_lowers_perplexity_and_seeds_a_classifier(tiny_bert
     cfg_json = json.loads((res.model_dir / "config.json").read_text())
     assert cfg_json["architectures"] == ["BertForMaskedLM"]
     summary = json.loads((res.output_dir / "run_summary.json").read_text())
-    assert summary["task"] == "fill-mask" and summary["sizes"]["train_texts"] == 160
+    assert summary["task"] == "fill-mask" and summary["sizes"]["train_texts"] == 96
     assert (res.output_dir / "config.yaml").is_file()
 
     fill = pipeline("fill-mask", model=str(res.model_dir), device="cpu")
@@ -43,7 +43,7 @@ def test_fill_mask_adaptation_lowers_perplexity_and_seeds_a_classifier(tiny_bert
     # the adapted encoder seeds a classifier run
     clf = TrainConfig(
         base_model=str(res.model_dir), output_dir=str(tmp_path / "clf"),
-        data=DataConfig(dataset=str(TWEETS_TRAIN), eval_dataset=str(TWEETS_TEST), max_samples=32, eval_max_samples=16),
+        data=DataConfig(dataset=str(TWEETS_TRAIN), eval_dataset=str(TWEETS_TEST), max_samples=16, eval_max_samples=8),
         num_epochs=1, batch_size=16, max_length=32, learning_rate=1e-20, logging_steps=1000,
     )
     clf_res = train(clf, progress=False)

@@ -35,6 +35,10 @@ def batch_predict(
     encoding: str = typer.Option("utf-8", "--encoding", help="Encoding of local csv/tsv files."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
     keep_parts: bool = typer.Option(False, "--keep-parts", help="Keep OUTPUT.parts/ after assembling OUTPUT."),
+    engine: str = typer.Option("local", "--engine", help="local (this process) or ray (a Ray Data actor pool; pip install 'hubtune[ray]')."),
+    address: Optional[str] = typer.Option(None, "--address", help="ray: cluster to use: auto (a running `ray start --head`) or ray://HOST:10001; default a local Ray."),
+    num_workers: Optional[int] = typer.Option(None, "--num-workers", help="ray: model replicas (actors), default 1."),
+    gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", help="ray: GPUs per actor (0: CPU actors; 0.5: two per GPU)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
@@ -72,6 +76,10 @@ def batch_predict(
             num_threads=threads,
             keep_parts=keep_parts,
             progress=not no_progress and not json_out,
+            engine=engine.lower(),  # type: ignore[arg-type]
+            address=address,
+            num_workers=num_workers,
+            gpus_per_worker=gpus_per_worker,
         )
     )
     for notice in result.notices:
@@ -82,7 +90,8 @@ def batch_predict(
     extra = f", resumed after {result.resumed_rows}" if result.resumed_rows else ""
     typer.echo(
         f"predicted {result.rows} rows ({result.errors} errors{extra}) in {result.seconds:.1f}s "
-        f"({result.rows_per_s:.1f} rows/s) with {result.backend} on {result.device} -> {result.output}"
+        f"({result.rows_per_s:.1f} rows/s) with {result.backend} on {result.device}"
+        f"{f' (ray, {result.workers} workers)' if result.engine == 'ray' else ''} -> {result.output}"
     )
     if result.errors_path:
         typer.echo(f"errors: {result.errors_path}")

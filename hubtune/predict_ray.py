@@ -1,0 +1,415 @@
+"""``batch-predict --engine ray``: the local engine's runners and shard files, on a Ray Data actor pool.
+
+    read (Ray Data: read_parquet / read_csv / read_json / from_huggingface)
+      -> chunks of exactly ``chunk_size`` rows on a global grid, each tagged with its row ids
+      -> map_batches(_ChunkPredictor, concurrency=num_workers)   one actor = one model replica
+           (hubtune.predict.make_runner + _prepare + run_chunk + write_shard: the local engine's code)
+      -> OUTPUT.parts/chunk-<first row id>.{parquet,errors.jsonl,eval.npz,json}
+      -> hubtune.predict.assemble (the local engine's manifest and final assembly)
+
+Exactly-once: chunk k always holds rows [k*chunk_size, (k+1)*chunk_size) whatever the reader's block
+boundaries, its files are named by its first row id and written atomically (the ``.json`` commit marker
+last), and an actor that finds the marker of its chunk returns it without recomputing. A chunk retried after
+its actor died (Ray restarts the actor and retries the task: ``max_restarts``/``max_task_retries``)
+therefore overwrites or reuses its own files and never duplicates rows; the driver checks that the chunks
+tile the row range exactly before assembling. ``--resume`` reuses the committed chunks of an interrupted run.
+
+Every path (model, dataset, output) must be visible to every Ray node (a shared filesystem or a Hub id).
+Ray is imported lazily: the base install does not need it (``pip install 'hubtune[ray]'``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import warnings
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from hubtune.errors import ConfigError, DataError, EmptyDatasetError, HubtuneError, MissingDependencyError, PredictError, RowError
+from hubtune.predict import (
+    Chunk,
+    OnnxRunner,
+    PredictOptions,
+    PredictResult,
+    _check_options,
+    _compare_manifest,
+    _prepare,
+    _prepare_output,
+    _read_json,
+    _write_json,
+    assemble,
+    make_runner,
+    model_identity,
+    new_manifest,
+    open_input,
+    resolve_model_dir,
+    run_chunk,
+    write_shard,
+)
+
+CRASH_ONCE_ENV = "HUBTUNE_RAY_CRASH_ONCE"  # test hook: path of a marker file; the first actor call that creates it exits
+MAX_RESTARTS = 3  # actor restarts (and task retries) before a chunk counts as failed
+
+
+def import_ray() -> Any:
+    """``ray`` with Ray Data, or a MissingDependencyError that says how to install it."""
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as exc:
+        found = f"{type(exc).__name__}: {' '.join(str(exc).split())[:120]}"
+        raise MissingDependencyError(
+            f"--engine ray needs Ray Data, which cannot be imported ({found}); "
+            "pip install 'hubtune[ray]' (or 'ray[data]>=2.40,<3'), or use --engine local"
+        ) from None
+    return ray
+
+
+# --------------------------------------------------------------------------------------------------
+# The actor: one model replica, one chunk per call
+# --------------------------------------------------------------------------------------------------
+class _ChunkPredictor:
+    def __init__(
+        self, model_dir: str, opts: PredictOptions, parts: str, text: str, pair: str | None, label: str | None,
+        keep: list[str], feature: Any, crash_marker: str | None,
+    ) -> None:
+        self.opts = opts
+        self.parts = Path(parts)
+        self.text, self.pair, self.label, self.keep, self.feature = text, pair, label, keep, feature
+        self.crash_marker = crash_marker
+        # Ray loses an exception's type on its way to the driver: hubtune errors travel back as data ("fatal")
+        self.init_error: HubtuneError | None = None
+        try:
+            self.runner = make_runner(Path(model_dir), opts, self.parts / "_onnx_export")
+            self.max_length = opts.max_length or self.runner.max_length
+        except HubtuneError as exc:
+            self.init_error = exc
+
+    def __call__(self, table: Any) -> Any:
+        import pyarrow as pa
+
+        try:
+            return self._predict(table)
+        except HubtuneError as exc:
+            fatal = {"type": type(exc).__name__, "message": str(exc)}
+            start = int(table.column("row_id")[0].as_py()) if table.num_rows else 0
+            return pa.table({"entry": [json.dumps({"fatal": fatal, "start": start})]})
+
+    def _predict(self, table: Any) -> Any:
+        import pyarrow as pa
+
+        if self.init_error is not None:
+            raise self.init_error
+        if self.crash_marker and not os.path.exists(self.crash_marker):
+            Path(self.crash_marker).write_text(str(os.getpid()))
+            os._exit(1)  # a worker dying mid-job (test hook)
+        info = {"label_names": self.runner.label_names, "device": self.runner.device, "notices": self.runner.notices}
+        if table.num_rows == 0:
+            return pa.table({"entry": pa.array([], pa.string())})
+        ids = table.column("row_id").to_numpy()
+        start, size, step = int(ids[0]), len(ids), self.opts.chunk_size
+        if start % step or int(ids[-1]) != start + size - 1 or size > step:
+            raise PredictError(
+                f"the Ray engine got rows {start}..{int(ids[-1])} ({size} rows) as one batch; expected one chunk of "
+                f"{step} rows starting at a multiple of {step} (a hubtune bug: report it; --engine local works)"
+            )
+        name = f"chunk-{start:012d}"
+        marker = self.parts / f"{name}.json"
+        if marker.is_file():  # committed by an earlier attempt (retry) or run (--resume): reuse, never duplicate
+            entry = dict(_read_json(marker), reused=True)
+            return pa.table({"entry": [json.dumps(dict(entry, **info))]})
+        columns = table.drop_columns(["row_id"]).to_pydict()
+        chunk = _prepare(Chunk(index=start // step, start=start, columns=columns, valid=None, errors=[]),  # type: ignore[arg-type]
+                         self.runner.tokenizer, self.text, self.pair, self.max_length)
+        if chunk.errors and self.opts.on_error == "fail":
+            pos, reason = chunk.errors[0]
+            raise RowError(
+                f"row {start + pos} cannot be predicted: {reason}; fix the data, or pass --on-error skip "
+                "to record such rows in the errors file and go on"
+            )
+        logits = run_chunk(self.runner, chunk, self.opts.batch_size)
+        entry, notice = write_shard(
+            self.parts, name, chunk, logits, keep=self.keep, label_names=self.runner.label_names,
+            all_scores=self.opts.all_scores, label_column=self.label, feature=self.feature, source=self.opts.dataset,
+        )
+        entry = {"index": chunk.index, **entry, "notice": notice}
+        _write_json(marker, entry)  # the commit point of this chunk
+        return pa.table({"entry": [json.dumps(dict(entry, reused=False, **info))]})
+
+
+def _chunk_with_ids(start: int, bounds: list[tuple[int, int]], *tables: Any) -> Any:
+    """Rows [start, start + n) of the input: slices of consecutive reader blocks, with a leading row_id column."""
+    import pyarrow as pa
+
+    pieces = [t.slice(lo, hi - lo) for t, (lo, hi) in zip(tables, bounds)]
+    t = pa.concat_tables(pieces, promote_options="permissive") if len(pieces) > 1 else pieces[0]
+    t = t.combine_chunks()
+    return t.add_column(0, "row_id", pa.array(range(start, start + t.num_rows), type=pa.int64()))
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------------
+def _read(ray: Any, opts: PredictOptions, spec: Any, cols: Any, needed: list[str]) -> Any:
+    """A Ray Dataset of the input's ``needed`` columns, in the local engine's row order."""
+    import pyarrow as pa
+
+    if spec.kind == "hub":
+        from hubtune.data import open_dataset
+
+        hf = open_dataset(spec, streaming=False, default_split="test", revision=opts.revision)
+        return ray.data.from_huggingface(hf.select_columns(needed))
+    from hubtune.data import _check_encoding, _local_files
+
+    builder, files, kwargs = _local_files(Path(spec.path))
+    if builder == "parquet":
+        return ray.data.read_parquet(files, columns=needed)
+    if builder == "csv":
+        import pyarrow.csv as pcsv
+
+        _check_encoding(files, opts.encoding)
+        texts = {c: pa.string() for c in (cols.text, cols.text_pair) if c}
+        return ray.data.read_csv(
+            files,
+            read_options=pcsv.ReadOptions(encoding=opts.encoding),
+            parse_options=pcsv.ParseOptions(delimiter=kwargs.get("sep", ",")),
+            # like the local engine (pandas keep_default_na=False, na_values=[""]): only empty cells are missing
+            convert_options=pcsv.ConvertOptions(
+                null_values=[""], strings_can_be_null=True, column_types=texts, include_columns=needed
+            ),
+            file_extensions=None,
+        ).select_columns(needed)
+    if builder == "json":
+        return ray.data.read_json(files, file_extensions=None).select_columns(needed)
+    raise ConfigError(f"--engine ray cannot read {builder} files ({spec.path}); use --engine local")
+
+
+def _plan_chunks(ray: Any, src: Any, step: int, limit: int | None) -> tuple[list[Any], int]:
+    """Object refs of the grid chunks (rows [k*step, (k+1)*step), row ids attached) and the row count.
+
+    The reader's blocks arrive in input order (preserve_order); only their metadata comes to the driver."""
+    make = ray.remote(num_cpus=0)(_chunk_with_ids)
+    refs: list[Any] = []
+    pending: list[tuple[Any, int, int]] = []  # (block ref, lo, hi) of the chunk being built
+    filled = 0
+    n = 0
+    for bundle in src.iter_internal_ref_bundles():
+        for ref, meta in zip(bundle.block_refs, bundle.metadata):
+            rows = int(meta.num_rows or 0)
+            if limit is not None:
+                rows = min(rows, limit - n)
+            lo = 0
+            while lo < rows:
+                take = min(step - filled, rows - lo)
+                pending.append((ref, lo, lo + take))
+                filled += take
+                lo += take
+                if filled == step:
+                    refs.append(make.remote(len(refs) * step, [(a, b) for _, a, b in pending], *[r for r, _, _ in pending]))
+                    pending, filled = [], 0
+            n += rows
+            if limit is not None and n >= limit:
+                break
+        if limit is not None and n >= limit:
+            break
+    if pending:
+        refs.append(make.remote(len(refs) * step, [(a, b) for _, a, b in pending], *[r for r, _, _ in pending]))
+    return refs, n
+
+
+def _hubtune_cause(exc: BaseException) -> HubtuneError | None:
+    """The HubtuneError an actor raised, out of Ray's wrappers (RayTaskError, UserCodeException)."""
+    seen: set[int] = set()
+    todo: list[Any] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, HubtuneError):
+            return e
+        todo += [getattr(e, "cause", None), e.__cause__, e.__context__]
+    return None
+
+
+# --------------------------------------------------------------------------------------------------
+# The step
+# --------------------------------------------------------------------------------------------------
+def batch_predict_ray(opts: PredictOptions) -> PredictResult:
+    """``batch_predict`` on Ray Data (see the module docstring); same output files and columns as the local engine."""
+    t0 = time.perf_counter()
+    fmt = _check_options(opts)
+    workers = opts.num_workers if opts.num_workers is not None else 1
+    if workers < 1:
+        raise ConfigError(f"--num-workers must be >= 1, found {workers}")
+    if opts.gpus_per_worker < 0:
+        raise ConfigError(f"--gpus-per-worker must be >= 0, found {opts.gpus_per_worker}")
+    if opts.num_shards > 1:
+        raise ConfigError(
+            f"--num-shards {opts.num_shards} is for --engine local (one process per shard); --engine ray spreads one "
+            "run over --num-workers actors: drop --num-shards/--shard-index"
+        )
+    ray = import_ray()
+    output, parts, previous = _prepare_output(opts)
+    spec, ds, cols, keep = open_input(opts)
+    model_dir, commit = resolve_model_dir(opts.model, revision=opts.revision, backend=opts.backend)
+    identity = model_identity(opts.model, model_dir, commit)
+    manifest = new_manifest(opts, identity, None, spec, ds, cols, keep, fmt, 0, opts.limit, opts.limit)
+    manifest["engine"] = "ray"
+    if previous is not None:
+        _compare_manifest(previous, manifest, output)  # also refuses a run started by the other engine
+    _write_json(parts / "manifest.json", manifest)
+    # chunks committed by the interrupted run (--resume); a retried chunk of this run is not "resumed"
+    committed_before = {p.name[: -len(".json")] for p in parts.glob("chunk-*.json")} if previous is not None else set()
+    notices: list[str] = []
+    if opts.backend == "onnx" and OnnxRunner._find_onnx(model_dir, opts.onnx_file) is None:
+        # export once here, not once per actor (they would race on the same files)
+        holder = type("_Notes", (), {"notices": notices})()
+        OnnxRunner._export(holder, model_dir, parts / "_onnx_export", opts)  # type: ignore[arg-type]
+    feature = None
+    try:
+        feats = getattr(ds, "features", None)
+        feature = feats.get(cols.label) if feats and cols.label else None
+    except Exception:  # noqa: BLE001
+        feature = None
+    needed = [c for c in dict.fromkeys([cols.text, cols.text_pair, cols.label, *keep]) if c]
+
+    started = False
+    if not ray.is_initialized():
+        try:
+            ray.init(address=opts.address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+        except Exception as exc:  # noqa: BLE001 - connection errors come in many types
+            raise ConfigError(
+                f"could not start or reach Ray at --address {opts.address or '(local)'} ({type(exc).__name__}: "
+                f"{' '.join(str(exc).split())[:200]}); expected 'auto' with a running `ray start --head`, "
+                "ray://HOST:10001, or no --address for a local Ray"
+            ) from None
+        started = True
+    elif opts.address:
+        notices.append(f"Ray was already initialised in this process; --address {opts.address} was not used")
+    ctx = ray.data.DataContext.get_current()
+    saved = (ctx.execution_options.preserve_order, ctx.enable_progress_bars, ctx.print_on_execution_start)
+    ctx.execution_options.preserve_order = True  # row ids follow the input order
+    ctx.enable_progress_bars = opts.progress
+    ctx.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    try:
+        try:
+            src = _read(ray, opts, spec, cols, needed)
+            chunk_refs, n = _plan_chunks(ray, src, opts.chunk_size, opts.limit)
+        except HubtuneError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - Ray/pyarrow readers raise many types
+            cause = _hubtune_cause(exc)
+            if cause is not None:
+                raise cause from None
+            raise DataError(
+                f"Ray Data could not read {opts.dataset} ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); "
+                "expected a well-formed file (pyarrow parses csv/json with one type per column): fix the file or "
+                "use --engine local"
+            ) from None
+        if n == 0:
+            raise EmptyDatasetError(f"dataset {opts.dataset} has no rows to predict (check the spec or --limit)")
+        worker_opts = replace(opts, num_threads=opts.num_threads or max(1, (os.cpu_count() or 1) // workers), progress=False)
+        crash = os.environ.get(CRASH_ONCE_ENV) or None
+        map_args: dict[str, Any] = dict(
+            batch_size=None,  # one call = one input block = one grid chunk
+            batch_format="pyarrow",
+            zero_copy_batch=True,
+            compute=ray.data.ActorPoolStrategy(size=workers),
+            num_cpus=1,
+            num_gpus=opts.gpus_per_worker or None,
+            fn_constructor_kwargs={
+                "model_dir": str(model_dir), "opts": worker_opts, "parts": str(parts), "text": cols.text,
+                "pair": cols.text_pair, "label": cols.label, "keep": keep, "feature": feature, "crash_marker": crash,
+            },
+        )
+        t_run = time.perf_counter()
+        data = ray.data.from_arrow_refs(chunk_refs)
+        try:  # bounded restarts (Ray's default is unbounded); Ray 2.64 drops these kwargs: then its default applies
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                out = data.map_batches(_ChunkPredictor, max_restarts=MAX_RESTARTS, max_task_retries=MAX_RESTARTS, **map_args)
+        except TypeError:  # pragma: no cover - newer Ray
+            out = data.map_batches(_ChunkPredictor, **map_args)
+        try:
+            entries = []
+            for row in out.iter_rows():
+                entry = json.loads(row["entry"])
+                if "fatal" in entry:  # raise it here, with its own type (exit code); stops the job
+                    import hubtune.errors as errors_module
+
+                    cls = getattr(errors_module, entry["fatal"]["type"], PredictError)
+                    raise (cls if isinstance(cls, type) and issubclass(cls, HubtuneError) else PredictError)(entry["fatal"]["message"])
+                entries.append(entry)
+        except HubtuneError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            cause = _hubtune_cause(exc)
+            if cause is not None:
+                raise cause from None
+            raise PredictError(
+                f"the Ray job failed ({type(exc).__name__}: {' '.join(str(exc).split())[:300]}); the committed chunks "
+                f"are kept in {parts}: fix the cause and re-run with --resume"
+            ) from None
+        seconds_run = time.perf_counter() - t_run
+    finally:
+        ctx.execution_options.preserve_order, ctx.enable_progress_bars, ctx.print_on_execution_start = saved
+        if started:
+            ray.shutdown()
+
+    entries.sort(key=lambda e: e["start"])
+    expect = 0
+    for e in entries:  # every row exactly once: the chunks tile 0..n
+        if e["start"] != expect:
+            what = "twice" if e["start"] < expect else "in no chunk"
+            raise PredictError(
+                f"rows {min(expect, e['start'])}..{max(expect, e['start']) - 1} are {what} after the Ray job; expected "
+                f"each row once: re-run with --overwrite"
+            )
+        expect = e["end"]
+    if expect != n:
+        raise PredictError(f"the Ray job covered rows 0..{expect - 1} of {n}; re-run with --resume")
+    label_names = entries[0]["label_names"]
+    device = entries[0]["device"]
+    for e in entries:
+        notices += [m for m in e.get("notices", []) if m not in notices]
+    metrics_enabled = cols.label is not None and bool(label_names)
+    for e in entries:
+        if e.get("notice"):
+            metrics_enabled = False
+            if e["notice"] not in notices:
+                notices.append(e["notice"])
+    keys = ("index", "file", "start", "end", "rows", "errors", "errors_file", "eval_file")
+    manifest["shards"] = [{k: e[k] for k in keys if k in e} for e in entries]
+    manifest["label_names"] = label_names
+    resumed = sum(e["end"] - e["start"] for e in entries if Path(e["file"]).stem in committed_before)
+    processed = n - resumed
+    done = assemble(opts, output, parts, manifest, label_names=label_names, metrics_enabled=metrics_enabled)
+    seconds = time.perf_counter() - t0
+    return PredictResult(
+        rows=done["rows"],
+        errors=done["errors"],
+        seconds=round(seconds, 3),
+        rows_per_s=round(processed / seconds_run, 2) if seconds_run > 0 and processed else 0.0,
+        backend=opts.backend,
+        device=device,
+        output=str(output),
+        errors_path=done["errors_path"],
+        metrics_path=done["metrics_path"],
+        meta_path=done["meta_path"],
+        metrics=done["metrics"],
+        row_range=done["row_range"],
+        resumed_rows=resumed,
+        model=identity,
+        notices=notices,
+        engine="ray",
+        workers=workers,
+    )
+
+
+__all__ = ["batch_predict_ray", "import_ray", "CRASH_ONCE_ENV"]
