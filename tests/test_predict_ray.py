@@ -1,8 +1,9 @@
 """batch-predict --engine ray: same output as the local engine, a worker death loses and duplicates nothing,
 resume, errors out of the actors, and a clear error when Ray is not installed.
 
-The tests that run a job start one local Ray (2 CPUs) for the module; they skip when ray is not installed
-(``pip install 'hubtune[ray]'``). The missing-Ray tests run everywhere.
+The tests that run a job start one local Ray (2 CPUs) for the module (~10 s) and take 10-25 s each, so they are
+marked slow (run them with ``-m slow``); they skip when ray is not installed (``pip install 'hubtune[ray]'``).
+The option, --help and missing-Ray tests need no Ray and run by default.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def _local_and_ray(tiny, data, tmp_path, **kw):
 
 
 # --------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_ray_equals_local_parquet_two_workers(tiny, rows_parquet, tmp_path, ray_cluster):
     ra, rb, a, b = _local_and_ray(tiny, rows_parquet, tmp_path, keep_columns=["uid"], all_scores=True,
                                   chunk_size=96, num_workers=2)
@@ -69,6 +71,7 @@ def test_ray_equals_local_parquet_two_workers(tiny, rows_parquet, tmp_path, ray_
     assert not (tmp_path / "ray.parquet.parts").exists()
 
 
+@pytest.mark.slow
 def test_ray_equals_local_jsonl_with_bad_rows_and_limit(tiny, tmp_path, ray_cluster):
     texts = pd.read_csv(TWEETS)["text"].tolist()[:230]
     rows = [{"text": t, "label": "neutral"} for t in texts]
@@ -85,6 +88,7 @@ def test_ray_equals_local_jsonl_with_bad_rows_and_limit(tiny, tmp_path, ray_clus
     assert [e["row_id"] for e in eb] == [e["row_id"] for e in ea] == [3, 64, 65, 100, 200]
 
 
+@pytest.mark.slow
 def test_worker_death_every_row_exactly_once(tiny, rows_parquet, tmp_path, ray_cluster, monkeypatch):
     """The first chunk's actor exits (os._exit); Ray restarts it and retries the chunk: no row lost or doubled."""
     from hubtune.predict import batch_predict
@@ -108,6 +112,7 @@ def test_worker_death_every_row_exactly_once(tiny, rows_parquet, tmp_path, ray_c
     pd.testing.assert_frame_equal(pd.read_parquet(ref), df, check_exact=False, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_row_error_from_actor_then_resume(tiny, tmp_path, ray_cluster):
     """--on-error fail raises RowError out of the actor; --resume reuses the committed chunks and finishes."""
     from hubtune.errors import ResumeMismatchError, RowError
@@ -161,7 +166,7 @@ def test_cli_missing_ray_one_line_exit_7(tiny, tmp_path):
     code = (
         "import sys; sys.modules['ray'] = None; from hubtune.cli.main import main; "
         f"sys.argv = ['hubtune', 'batch-predict', '--model', {str(tiny)!r}, '--dataset', {str(TWEETS)!r}, "
-        f"'--output', {str(tmp_path / 'p.parquet')!r}, '--engine', 'ray', '--num-workers', '2']; main()"
+        f"'--output', {str(tmp_path / 'p.parquet')!r}, '--engine', 'ray', '--num-workers', '2']; sys.exit(main())"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 7, r.stderr

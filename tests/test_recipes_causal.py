@@ -56,8 +56,8 @@ def test_text_generation_lowers_perplexity_and_generates(tiny_gpt2_dir, tmp_path
 def test_generative_classification_trains_on_the_label_token(tiny_gpt2_dir, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from hubtune.lm import LABELS_FILE, _gen_cls_features, label_token_ids
     from hubtune.data import load_labeled
+    from hubtune.lm import LABELS_FILE, _gen_cls_features, label_token_ids
 
     tok = AutoTokenizer.from_pretrained(tiny_gpt2_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_gpt2_dir)
