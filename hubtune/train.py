@@ -327,8 +327,6 @@ def _versions() -> dict[str, str]:
     return out
 
 
-
-
 # --------------------------------------------------------------------------------------------------
 def train(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False, progress: bool = True) -> TrainResult:
     """Fine-tune ``cfg.base_model`` on ``cfg.data`` and write the run directory ``cfg.output_dir``.

@@ -1,4 +1,7 @@
-"""The Accelerate engine, and both engines data-parallel on CPU (2 processes, gloo): one process writes the run dir."""
+"""The Accelerate engine, and both engines data-parallel on CPU (2 processes, gloo): one process writes the run dir.
+
+The two launcher tests take about 6 s each on an idle 2-core machine (process start + tiny model).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,6 @@ import os
 import subprocess
 import sys
 
-import pytest
 
 from hubtune.config import DataConfig, TrainConfig
 from hubtune.train import train
@@ -56,7 +58,6 @@ def _check_two_process_run(proc, out):
     assert not list(out.glob(".*staging*")) and not list(out.glob(".*.tmp"))
 
 
-@pytest.mark.slow
 def test_torchrun_two_processes_accelerate_engine(tiny_bert_dir, tmp_path):
     out = tmp_path / "torchrun"
     proc = _launch(["torch.distributed.run", "--nproc_per_node", "2"], tiny_bert_dir, out, "--engine", "accelerate")
@@ -64,7 +65,6 @@ def test_torchrun_two_processes_accelerate_engine(tiny_bert_dir, tmp_path):
     assert json.loads((out / "run_summary.json").read_text())["engine"] == "accelerate"
 
 
-@pytest.mark.slow
 def test_accelerate_launch_two_processes_trainer_engine(tiny_bert_dir, tmp_path):
     # on CPU, `accelerate launch --cpu` starts one process (multi-CPU needs mpirun); --multi_gpu uses torchrun,
     # and with no GPU each process runs on the CPU with the gloo backend
