@@ -82,6 +82,14 @@ def merge(opts: MergeOptions, progress: Callable[[str], None] | None = None) -> 
             f"{adapter_dir} holds no adapter_config.json (a full model, not a LoRA adapter); "
             "merge only applies to runs trained with --mode lora: export or publish the full model directly"
         )
+    from peft import PeftConfig
+
+    peft_type = PeftConfig.from_pretrained(str(adapter_dir))
+    if peft_type.is_prompt_learning:
+        raise ConfigError(
+            f"{adapter_dir} is a {peft_type.peft_type} adapter (virtual tokens), which has no weights to merge; "
+            "merge applies to --mode lora or ia3: publish the adapter folder as is with hubtune push"
+        )
     if opts.output:
         out = Path(opts.output)
     elif run is not None:

@@ -97,6 +97,11 @@ def _validate(cfg: PipelineConfig) -> None:
     parts = rid.split("/")
     if len(parts) != 2 or not all(parts):
         raise ConfigError(f"publish.repo_id is {rid!r}; expected ORG/NAME: pass --repo-id ORG/NAME")
+    if cfg.task != "text-classification" or cfg.mode == "prefix":
+        raise ConfigError(
+            f"train-and-push publishes text classifiers (task text-classification, mode full/lora/ia3); found task "
+            f"{cfg.task} mode {cfg.mode}: run `hubtune train` then `hubtune push RUN/model --repo-id ...` instead"
+        )
     unknown = [m for m in cfg.gates.min_metrics if m not in SUMMARY_KEYS]
     if unknown:
         raise ConfigError(
@@ -203,7 +208,7 @@ def _run(cfg: PipelineConfig, opts: PipelineOptions, say: Say, hub: Any) -> Pipe
 
     # 2. merge (LoRA) with its parity gate
     run = load_run(layout.root)
-    if run.mode == "lora":
+    if run.mode in ("lora", "ia3"):
         if opts.resume and (layout.merged_dir / "config.json").is_file():
             steps["merge"] = "reused"
         else:

@@ -46,6 +46,15 @@ def test_peft_method_trains_saves_reloads(mode, tiny_bert_dir, tmp_path):
     assert evaluate_loaded(loaded, data)["accuracy"] == pytest.approx(metrics["accuracy"])
     assert predict_logits(loaded.model, loaded.tokenizer, ["good day", "bad day"]).shape == (2, 3)
 
+    from hubtune.merge import MergeOptions, merge
+
+    if mode == "prefix":  # virtual tokens have no weights to fold in: refused, nothing written
+        with pytest.raises(ConfigError, match="no weights to merge"):
+            merge(MergeOptions(source=str(res.output_dir)))
+        assert not (res.output_dir / "merged").exists()
+    else:
+        assert merge(MergeOptions(source=str(res.output_dir))).parity.passed
+
 
 def test_adapter_mode_config_checks():
     base = {"base_model": "m", "data": {"dataset": "x.csv"}}
