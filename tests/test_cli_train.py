@@ -90,3 +90,23 @@ def test_help_does_not_import_torch():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
     res = run_cli("--help")
     assert res.returncode == 0 and "train" in res.stdout
+
+
+def test_train_by_hub_ids_through_local_hub(local_hub, tiny_bert_dir, tmp_path):
+    """`hubtune train --base-model org/x --dataset org/y:train` with HF_ENDPOINT on the local Hub."""
+    import pandas as pd
+
+    api = local_hub.api()
+    api.create_repo("org/tiny-base")
+    api.upload_folder(folder_path=tiny_bert_dir, repo_id="org/tiny-base")
+    ds = tmp_path / "ds"
+    (ds / "data").mkdir(parents=True)
+    pd.read_csv(TWEETS_TRAIN).head(80).to_parquet(ds / "data" / "train-00000-of-00001.parquet")
+    api.create_repo("org/tweets", repo_type="dataset")
+    api.upload_folder(folder_path=str(ds), repo_id="org/tweets", repo_type="dataset")
+    out = tmp_path / "run"
+    res = run_cli("train", "--base-model", "org/tiny-base", "--dataset", "org/tweets:train", "-o", str(out),
+                  "--epochs", "1", "--max-length", "32", "--no-progress", "--json", env=local_hub.env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    summary = json.loads((out / "run_summary.json").read_text())
+    assert summary["base_model"] == "org/tiny-base" and summary["sizes"] == {"train": 72, "eval": 8}
