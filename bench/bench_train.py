@@ -3,8 +3,10 @@
     python bench/bench_train.py --train-rows 240 --eval-rows 240     # ~10 minutes on 2 cores
 
 Same model (packaged MiniLM-L6, full fine-tune), same data, same epochs, learning rate, batch size and
-seed, in one process one after the other. Texts are review-length (tweets of one label concatenated to
-~175 words; see bench_predict.make_reviews); train and eval reviews come from disjoint halves of the corpus.
+seed (the new head initialised from the same seed), in one process one after the other. Texts are
+review-length (tweets of one label concatenated to
+a log-normal token target with median 230 tokens, ~9% past 512, like IMDB reviews; see make_reviews); train
+and eval reviews come from disjoint halves of the corpus.
 
   baseline   the tutorial recipe: tokenizer(..., padding="max_length", max_length=512, truncation=True) + Trainer,
              evaluation and a checkpoint each epoch, best model loaded at the end (as in the HF course)
@@ -31,20 +33,48 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench_predict import corpus, make_reviews, minilm_dir  # noqa: E402
+from bench_predict import corpus, minilm_dir  # noqa: E402
 
 LABELS = ["negative", "neutral", "positive"]
 
 
+def make_reviews(df, n: int, tokenizer, seed: int, median_tokens: int = 230, sigma: float = 0.6):
+    """Review-length texts: tweets of one label (URLs and @handles dropped) joined until a token target drawn
+    from a log-normal with median ``median_tokens`` (IMDB-like: ~230 tokens median, ~9% past 512)."""
+    import re
+
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    clean = df.assign(text=df["text"].map(lambda t: " ".join(re.sub(r"(https?://\S+|@\w+)", "", str(t)).split())))
+    clean = clean[clean["text"].str.len() > 20]
+    pools = {lab: clean[clean["label"] == lab]["text"].sample(frac=1.0, random_state=seed).tolist() for lab in LABELS}
+    pos = dict.fromkeys(LABELS, 0)
+    rows = []
+    for i in range(n):
+        lab = LABELS[i % 3]
+        target = int(np.exp(rng.normal(np.log(median_tokens), sigma)))
+        parts, count = [], 0
+        while count < target:
+            t = pools[lab][pos[lab] % len(pools[lab])]
+            pos[lab] += 1
+            parts.append(t)
+            count += len(tokenizer(t, add_special_tokens=False)["input_ids"])
+        rows.append({"text": " ".join(parts), "label": lab})
+    return pd.DataFrame(rows)
+
+
 def tutorial_recipe(model_dir: str, train_csv: Path, eval_csv: Path, args: argparse.Namespace, out: Path) -> dict:
     import datasets
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments, set_seed
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     ds = datasets.load_dataset("csv", data_files={"train": str(train_csv), "test": str(eval_csv)})
     ds = ds.map(lambda b: {"labels": [LABELS.index(x) for x in b["label"]]}, batched=True, remove_columns=["label"])
     ds = ds.rename_column("labels", "label")
     ds = ds.map(lambda b: tok(b["text"], padding="max_length", max_length=512, truncation=True), batched=True)
+    ds["train"] = ds["train"].shuffle(seed=args.seed)  # the same row order hubtune's data step gives
+    set_seed(args.seed)  # hubtune seeds the head's initialisation the same way
     model = AutoModelForSequenceClassification.from_pretrained(
         model_dir, num_labels=3, id2label=dict(enumerate(LABELS)), label2id={n: i for i, n in enumerate(LABELS)}
     )
@@ -100,14 +130,14 @@ def main() -> None:
     half = len(df) // 2
     work = Path(tempfile.mkdtemp(prefix="bench_train_"))
     train_csv, eval_csv = work / "train.csv", work / "eval.csv"
-    tr = make_reviews(df.iloc[:half], args.train_rows, seed=1)
-    ev = make_reviews(df.iloc[half:], args.eval_rows, seed=2)
+    model = minilm_dir()
+    tok = transformers.AutoTokenizer.from_pretrained(model)
+    tr = make_reviews(df.iloc[:half], args.train_rows, tok, seed=1)
+    ev = make_reviews(df.iloc[half:], args.eval_rows, tok, seed=2)
     for frame in (tr, ev):  # the corpus holds stray CR/LF inside tweets
         frame["text"] = frame["text"].map(lambda t: " ".join(str(t).split()))
     tr.to_csv(train_csv, index=False)
     ev.to_csv(eval_csv, index=False)
-    model = minilm_dir()
-    tok = transformers.AutoTokenizer.from_pretrained(model)
     lens = [len(x) for x in tok(tr["text"].tolist(), truncation=True, max_length=512)["input_ids"]]
 
     results = {}

@@ -335,12 +335,7 @@ def train_lm(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False,
         return trainer.evaluate()
 
     before = None if gen_cls or last_ckpt else seeded_eval()
-    t0 = time.perf_counter()
-    out = run_trainer(trainer, last_ckpt)
-    t_train = time.perf_counter() - t0
-    train_metrics = dict(out.metrics)
-    train_metrics["global_step"] = out.global_step
-    train_metrics["best_checkpoint_metric"] = trainer.state.best_metric
+    train_metrics, t_train = run_trainer(trainer, last_ckpt)
     t0 = time.perf_counter()
     after = seeded_eval()
     t_eval = time.perf_counter() - t0

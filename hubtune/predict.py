@@ -124,6 +124,15 @@ class MergeResult:
 # --------------------------------------------------------------------------------------------------
 # Paths and small helpers
 # --------------------------------------------------------------------------------------------------
+def label_feature(ds: Any, label_column: str | None) -> Any:
+    """The ``datasets`` feature of the label column (a ClassLabel carries names), or None."""
+    try:
+        feats = getattr(ds, "features", None)
+        return feats.get(label_column) if feats and label_column else None
+    except Exception:  # noqa: BLE001 - streaming datasets may not know their features
+        return None
+
+
 def sidecar(output: str | os.PathLike[str], suffix: str) -> Path:
     p = Path(output)
     return p.with_name(p.name + suffix)
@@ -947,12 +956,7 @@ def batch_predict(opts: PredictOptions) -> PredictResult:
 
     from_row = start + done
     n_todo = None if end is None else max(0, end - from_row)
-    feature = None
-    try:
-        feats = getattr(ds, "features", None)
-        feature = feats.get(cols.label) if feats and cols.label else None
-    except Exception:  # noqa: BLE001
-        feature = None
+    feature = label_feature(ds, cols.label)
     metrics_enabled = cols.label is not None and bool(label_names)
 
     needed = [c for c in dict.fromkeys([cols.text, cols.text_pair, cols.label, *keep]) if c]

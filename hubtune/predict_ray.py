@@ -31,6 +31,7 @@ from typing import Any
 
 from hubtune.errors import ConfigError, DataError, EmptyDatasetError, HubtuneError, MissingDependencyError, PredictError, RowError
 from hubtune.predict import (
+    label_feature,
     Chunk,
     OnnxRunner,
     PredictOptions,
@@ -270,12 +271,7 @@ def batch_predict_ray(opts: PredictOptions) -> PredictResult:
         # export once here, not once per actor (they would race on the same files)
         holder = type("_Notes", (), {"notices": notices})()
         OnnxRunner._export(holder, model_dir, parts / "_onnx_export", opts)  # type: ignore[arg-type]
-    feature = None
-    try:
-        feats = getattr(ds, "features", None)
-        feature = feats.get(cols.label) if feats and cols.label else None
-    except Exception:  # noqa: BLE001
-        feature = None
+    feature = label_feature(ds, cols.label)
     needed = [c for c in dict.fromkeys([cols.text, cols.text_pair, cols.label, *keep]) if c]
 
     started = False

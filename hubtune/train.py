@@ -166,9 +166,11 @@ def training_args(cfg: TrainConfig, layout: RunLayout, precision: dict[str, bool
     return TrainingArguments(**base)
 
 
-def run_trainer(trainer: Any, last_ckpt: str | None) -> Any:
+def run_trainer(trainer: Any, last_ckpt: str | None) -> tuple[dict[str, Any], float]:
+    """Train (resuming from ``last_ckpt``); returns the Trainer's train metrics and the seconds it took."""
+    t0 = time.perf_counter()
     try:
-        return trainer.train(resume_from_checkpoint=last_ckpt)
+        out = trainer.train(resume_from_checkpoint=last_ckpt)
     except KeyboardInterrupt:
         raise
     except (RuntimeError, ValueError) as exc:
@@ -176,6 +178,10 @@ def run_trainer(trainer: Any, last_ckpt: str | None) -> Any:
             f"training failed ({type(exc).__name__}: {' '.join(str(exc).split())[:300]}); "
             "check batch_size/max_length for memory, or re-run with HUBTUNE_DEBUG=1"
         ) from exc
+    metrics = dict(out.metrics)
+    metrics["global_step"] = out.global_step
+    metrics["best_checkpoint_metric"] = trainer.state.best_metric
+    return metrics, time.perf_counter() - t0
 
 
 def replace_model_dir(layout: RunLayout, save: Any) -> None:
@@ -263,8 +269,9 @@ def _apply_lora(model: Any, cfg: TrainConfig) -> Any:
 
 
 def _load_base(cfg: TrainConfig, label_names: list[str]) -> tuple[Any, Any]:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 
+    set_seed(cfg.seed)  # the new classification head's initialisation is reproducible from the seed
     source = resolve_model_source(cfg.base_model)
     id2label = dict(enumerate(label_names))
     label2id = {n: i for i, n in enumerate(label_names)}
@@ -304,6 +311,12 @@ def _tokenize(data: TrainEvalData, tokenizer: Any, max_length: int) -> tuple[Any
     cols = [c for c in data.train.dataset.column_names if c != "label"]
     train_ds = data.train.dataset.map(fn, batched=True, remove_columns=cols, desc="tokenize train")
     eval_ds = data.eval.dataset.map(fn, batched=True, remove_columns=cols, desc="tokenize eval")
+    # evaluation order does not change metrics: longest first, so each eval batch pads to similar lengths
+    eval_ds = (
+        eval_ds.map(lambda b: {"_len": [len(x) for x in b["input_ids"]]}, batched=True, desc="sort eval")
+        .sort("_len", reverse=True)
+        .remove_columns("_len")
+    )
     return train_ds, eval_ds
 
 
@@ -517,12 +530,7 @@ def _train_classifier(cfg: TrainConfig, *, overwrite: bool, resume: bool, progre
         compute_metrics=compute_metrics,
         callbacks=callbacks,
     )
-    t0 = time.perf_counter()
-    out = run_trainer(trainer, last_ckpt)
-    t_train = time.perf_counter() - t0
-    train_metrics = dict(out.metrics)
-    train_metrics["global_step"] = out.global_step
-    train_metrics["best_checkpoint_metric"] = trainer.state.best_metric
+    train_metrics, t_train = run_trainer(trainer, last_ckpt)
 
     if not trainer.is_world_process_zero():
         state.wait_for_everyone()
