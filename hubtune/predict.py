@@ -1017,23 +1017,32 @@ def batch_predict(opts: PredictOptions) -> PredictResult:
         _write_json(parts / "manifest.json", manifest)
         raise EmptyDatasetError(f"dataset {opts.dataset} has no rows to predict (check the spec or --limit)")
     done_info = assemble(opts, output, parts, manifest, label_names=label_names, metrics_enabled=metrics_enabled)
-    seconds = time.perf_counter() - t0
+    return make_result(opts, done_info, output=output, started=t0, seconds_run=seconds_run, processed=processed,
+                       device=runner.device, resumed=resumed, identity=identity, notices=notices)
+
+
+def make_result(
+    opts: PredictOptions, done: dict[str, Any], *, output: Path, started: float, seconds_run: float, processed: int,
+    device: str, resumed: int, identity: dict[str, Any], notices: list[str], **extra: Any,
+) -> PredictResult:
+    """The summary of a finished run (both engines), from what :func:`assemble` returned."""
     return PredictResult(
-        rows=done_info["rows"],
-        errors=done_info["errors"],
-        seconds=round(seconds, 3),
+        rows=done["rows"],
+        errors=done["errors"],
+        seconds=round(time.perf_counter() - started, 3),
         rows_per_s=round(processed / seconds_run, 2) if seconds_run > 0 and processed else 0.0,
         backend=opts.backend,
-        device=runner.device,
+        device=device,
         output=str(output),
-        errors_path=done_info["errors_path"],
-        metrics_path=done_info["metrics_path"],
-        meta_path=done_info["meta_path"],
-        metrics=done_info["metrics"],
-        row_range=done_info["row_range"],
+        errors_path=done["errors_path"],
+        metrics_path=done["metrics_path"],
+        meta_path=done["meta_path"],
+        metrics=done["metrics"],
+        row_range=done["row_range"],
         resumed_rows=resumed,
         model=identity,
         notices=notices,
+        **extra,
     )
 
 

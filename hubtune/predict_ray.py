@@ -32,6 +32,7 @@ from typing import Any
 from hubtune.errors import ConfigError, DataError, EmptyDatasetError, HubtuneError, MissingDependencyError, PredictError, RowError
 from hubtune.predict import (
     label_feature,
+    make_result,
     Chunk,
     OnnxRunner,
     PredictOptions,
@@ -386,26 +387,8 @@ def batch_predict_ray(opts: PredictOptions) -> PredictResult:
     resumed = sum(e["end"] - e["start"] for e in entries if Path(e["file"]).stem in committed_before)
     processed = n - resumed
     done = assemble(opts, output, parts, manifest, label_names=label_names, metrics_enabled=metrics_enabled)
-    seconds = time.perf_counter() - t0
-    return PredictResult(
-        rows=done["rows"],
-        errors=done["errors"],
-        seconds=round(seconds, 3),
-        rows_per_s=round(processed / seconds_run, 2) if seconds_run > 0 and processed else 0.0,
-        backend=opts.backend,
-        device=device,
-        output=str(output),
-        errors_path=done["errors_path"],
-        metrics_path=done["metrics_path"],
-        meta_path=done["meta_path"],
-        metrics=done["metrics"],
-        row_range=done["row_range"],
-        resumed_rows=resumed,
-        model=identity,
-        notices=notices,
-        engine="ray",
-        workers=workers,
-    )
+    return make_result(opts, done, output=output, started=t0, seconds_run=seconds_run, processed=processed,
+                       device=device, resumed=resumed, identity=identity, notices=notices, engine="ray", workers=workers)
 
 
 __all__ = ["batch_predict_ray", "import_ray", "CRASH_ONCE_ENV"]
