@@ -63,6 +63,18 @@ class MissingDependencyError(HubtuneError, ImportError):
     exit_code = 7
 
 
+class UnsafeModelError(ModelLoadError):
+    """A model config that an advised-vulnerable library would turn into code execution."""
+
+    exit_code = 8
+
+
+class UnsafeCheckpointError(HubtuneError, ValueError):
+    """A checkpoint that does not load with ``torch.load(weights_only=True)``."""
+
+    exit_code = 9
+
+
 # --- gates (one exit code per gate) --------------------------------------------------------------
 class GateError(HubtuneError, RuntimeError):
     exit_code = 10

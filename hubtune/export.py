@@ -1,8 +1,10 @@
 """The export step: ONNX (fp32, optionally ORT-optimized and/or dynamic int8) inside the published folder.
 
 Layout: ``<published>/onnx/model.onnx`` (+ ``model_O2.onnx``, ``model_quantized.onnx``) with ``config.json`` and
-the tokenizer files beside them, so ``ORTModelForSequenceClassification.from_pretrained(repo, subfolder="onnx")``
-and an optimum ``pipeline()`` load it.
+the tokenizer files beside them and ``export_info.json`` (exporter, opset, sha256 of the source weights and of
+every graph), so ``ORTModelForSequenceClassification.from_pretrained(repo, subfolder="onnx")`` loads it where
+optimum-onnx is installed, and onnxruntime anywhere. The graph is written by Optimum's exporter where it
+supports the installed transformers, by ``torch.onnx.export(dynamo=True)`` otherwise (:mod:`hubtune.onnx_tools`).
 
 Gates, on real held-out texts (not dummy inputs), each against the PyTorch model:
 
@@ -17,7 +19,6 @@ Size and CPU throughput of every variant (pytorch, onnx, onnx-O2, onnx-int8) go 
 
 from __future__ import annotations
 
-import platform
 import shutil
 import tempfile
 import time
@@ -30,7 +31,6 @@ import numpy as np
 from hubtune.errors import (
     ConfigError,
     ExportParityError,
-    MissingDependencyError,
     ModelLoadError,
     OutputExistsError,
     OutputNotWritableError,
@@ -45,12 +45,20 @@ from hubtune.parity import (
     size_mb,
     weight_files,
 )
+from hubtune.onnx_tools import (
+    FP32_FILE,
+    OPTIMIZE_LEVELS,
+    QUANTIZED_FILE,
+    OrtClassifier,
+    choose_exporter,
+    export_onnx,
+    optimize,
+    quantize_int8,
+    write_info,
+)
 from hubtune.rundir import eval_data, find_run_dir, load_run, published_dir, update_summary
 
-OPTIMIZE_LEVELS = ("O1", "O2", "O3")
 QUANTIZE_MODES = ("int8",)
-FP32_FILE = "model.onnx"
-QUANTIZED_FILE = "model_quantized.onnx"
 
 
 @dataclass
@@ -67,6 +75,7 @@ class ExportOptions:
     bench_rows: int = 128  # rows for the throughput measure
     batch_size: int = 32
     opset: int | None = None
+    exporter: str = "auto"  # auto (optimum-onnx where installed, else torch.onnx) | optimum | torch
     overwrite: bool = False
 
 
@@ -95,79 +104,26 @@ class ExportResult:
     labeled: bool
     variants: dict[str, VariantReport] = field(default_factory=dict)  # kept (pytorch included)
     refused: dict[str, VariantReport] = field(default_factory=dict)  # failed optional variants, removed
+    exporter: str = ""  # which exporter wrote model.onnx (optimum-onnx or torch.onnx), with its version
     seconds: float = 0.0
 
 
 # --------------------------------------------------------------------------------------------------
-# Optimum wrappers (small so tests can wrap them)
+# The exporter and onnxruntime's tools (small wrappers so tests can wrap them)
 # --------------------------------------------------------------------------------------------------
-def _optimum() -> Any:
-    try:
-        from optimum.exporters.onnx import main_export  # noqa: F401
-        from optimum.onnxruntime import ORTModelForSequenceClassification  # noqa: F401
-    except ImportError as exc:
-        raise MissingDependencyError(
-            f"ONNX export needs optimum-onnx and onnxruntime ({exc}); install them with pip install 'optimum-onnx' onnxruntime"
-        ) from None
+def _run_main_export(model_dir: Path, out: Path, opset: int | None, *, model: Any = None, tokenizer: Any = None,
+                     exporter: str = "auto") -> dict[str, Any]:
+    return export_onnx(model_dir, out, model=model, tokenizer=tokenizer, opset=opset, exporter=exporter)
 
 
-def _run_main_export(model_dir: Path, out: Path, opset: int | None) -> None:
-    from optimum.exporters.onnx import main_export
-
-    main_export(
-        str(model_dir),
-        output=str(out),
-        task="text-classification",
-        opset=opset,
-        do_validation=False,  # our own gate runs on real texts below
-        local_files_only=True,
-    )
-
-
-def _optimize(onnx_dir: Path, level: str, work: Path) -> Path:
-    from optimum.onnxruntime import ORTOptimizer
-    from optimum.onnxruntime.configuration import AutoOptimizationConfig
-
-    opt = ORTOptimizer.from_pretrained(str(onnx_dir), file_names=[FP32_FILE])
-    opt.optimize(AutoOptimizationConfig.with_optimization_level(level), save_dir=str(work), file_suffix=level)
-    return work / f"model_{level}.onnx"
-
-
-def quantization_config_name() -> str:
-    """The ORT dynamic-quantization config for this CPU: arm64, avx512_vnni, avx512 or avx2."""
-    if platform.machine().lower() in ("arm64", "aarch64"):
-        return "arm64"
-    flags: set[str] = set()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
-    except OSError:
-        pass
-    if "avx512_vnni" in flags:
-        return "avx512_vnni"
-    if "avx512f" in flags and "avx512bw" in flags:
-        return "avx512"
-    return "avx2"
+def _optimize(onnx_dir: Path, level: str, work: Path) -> tuple[Path, str]:
+    dest = work / f"model_{level}.onnx"
+    return dest, optimize(onnx_dir / FP32_FILE, dest, level)
 
 
 def _quantize(onnx_dir: Path, work: Path) -> tuple[Path, str]:
-    from optimum.onnxruntime import ORTQuantizer
-    from optimum.onnxruntime.configuration import AutoQuantizationConfig
-
-    name = quantization_config_name()
-    qconfig = getattr(AutoQuantizationConfig, name)(is_static=False, per_channel=False)
-    q = ORTQuantizer.from_pretrained(str(onnx_dir), file_name=FP32_FILE)
-    q.quantize(qconfig, save_dir=str(work), file_suffix="quantized")
-    return work / QUANTIZED_FILE, f"dynamic int8 ({name}, per-tensor)"
-
-
-def _load_ort(onnx_dir: Path, file_name: str) -> Any:
-    from optimum.onnxruntime import ORTModelForSequenceClassification
-
-    return ORTModelForSequenceClassification.from_pretrained(str(onnx_dir), file_name=file_name)
+    dest = work / QUANTIZED_FILE
+    return dest, quantize_int8(onnx_dir / FP32_FILE, dest)
 
 
 def _move_onnx(src: Path, dest_dir: Path) -> Path:
@@ -228,7 +184,7 @@ def export(opts: ExportOptions, progress: Callable[[str], None] | None = None) -
     out = Path(opts.output) if opts.output else model_dir / "onnx"
     if out.exists() and not opts.overwrite:
         raise OutputExistsError(f"ONNX folder {out} already exists; pass --overwrite to replace it or --output DIR")
-    _optimum()
+    choose_exporter(opts.exporter)  # a missing exporter fails before any work
 
     say(f"loading PyTorch model {model_dir}")
     loaded = load_classifier(str(model_dir), device="cpu")
@@ -260,7 +216,6 @@ def export(opts: ExportOptions, progress: Callable[[str], None] | None = None) -
             sha256=file_sha256(weight_files(model_dir)[0]) if weight_files(model_dir) else None,
         )
     }
-    del loaded
     refused: dict[str, VariantReport] = {}
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -269,14 +224,14 @@ def export(opts: ExportOptions, progress: Callable[[str], None] | None = None) -
         raise OutputNotWritableError(f"cannot write beside {out} ({exc.strerror}); pass a writable --output DIR") from None
     rel_prefix = _rel(out, model_dir)
     try:
-        say("exporting to ONNX (optimum, task text-classification)")
-        _run_main_export(model_dir, tmp, opts.opset)
-        if not (tmp / FP32_FILE).is_file():
-            raise ExportParityError(f"optimum wrote no {FP32_FILE} in the export folder; expected one ONNX graph for text-classification")
+        say(f"exporting to ONNX ({choose_exporter(opts.exporter)} exporter, task text-classification)")
+        info = _run_main_export(model_dir, tmp, opts.opset, model=loaded.model, tokenizer=loaded.tokenizer,
+                                exporter=opts.exporter)
+        del loaded
 
         def check(name: str, file_name: str, is_base: bool, cfg: str | None = None) -> VariantReport:
             say(f"checking {name} ({file_name}) against PyTorch")
-            ort = _load_ort(tmp, file_name)
+            ort = OrtClassifier(tmp / file_name, ort_config)
             logits = predict_logits(ort, ort_tokenizer, texts, pairs, batch_size=bs, max_length=max_len, device="cpu")
             if is_base:
                 parity = compare_logits(ref, logits, tolerance=opts.tolerance, min_label_agreement=1.0, texts_source=source)
@@ -308,10 +263,11 @@ def export(opts: ExportOptions, progress: Callable[[str], None] | None = None) -
                 rep.throughput = bench_model(ort, ort_tokenizer, bench_texts, bs, max_len)
             return rep
 
-        from transformers import AutoTokenizer
+        from transformers import AutoConfig, AutoTokenizer
 
         ort_tokenizer = AutoTokenizer.from_pretrained(str(tmp))
-        base = check("onnx", FP32_FILE, True, cfg=f"fp32, opset {opts.opset or 'default'}")
+        ort_config = AutoConfig.from_pretrained(str(tmp))
+        base = check("onnx", FP32_FILE, True, cfg=f"fp32, opset {info['opset']}, {info['exporter']}")
         if not base.passed:
             raise ExportParityError(
                 f"ONNX export does not match PyTorch: {base.reason}; expected max diff <= {opts.tolerance:g} and 100% "
@@ -321,7 +277,7 @@ def export(opts: ExportOptions, progress: Callable[[str], None] | None = None) -
         extra: list[tuple[str, Callable[[Path], tuple[Path, str]]]] = []
         if opts.optimize:
             level = opts.optimize.upper()
-            extra.append((f"onnx-{level}", lambda w, level=level: (_optimize(tmp, level, w), f"ORTOptimizer {level}")))
+            extra.append((f"onnx-{level}", lambda w, level=level: _optimize(tmp, level, w)))
         if opts.quantize:
             extra.append(("onnx-int8", lambda w: _quantize(tmp, w)))
         for name, make in extra:
@@ -343,6 +299,8 @@ def export(opts: ExportOptions, progress: Callable[[str], None] | None = None) -
                 say(f"{name} refused: {rep.reason}")
         for junk in ("ort_config.json",):
             (tmp / junk).unlink(missing_ok=True)
+        info["files"] = {f.name: file_sha256(f) for f in sorted(tmp.glob("*.onnx"))}
+        write_info(tmp, info)
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
@@ -358,6 +316,7 @@ def export(opts: ExportOptions, progress: Callable[[str], None] | None = None) -
         labeled=labels is not None,
         variants=variants,
         refused=refused,
+        exporter=info["exporter"],
         seconds=round(time.perf_counter() - t0, 2),
     )
     if run_root is not None:
@@ -371,6 +330,8 @@ def export(opts: ExportOptions, progress: Callable[[str], None] | None = None) -
                 "eval_source": source,
                 "num_examples": len(texts),
                 "labeled": labels is not None,
+                "exporter": info["exporter"],
+                "opset": info["opset"],
                 "tolerance": opts.tolerance,
                 "max_accuracy_drop_pt": opts.max_accuracy_drop_pt,
                 "refused": {k: asdict(v) for k, v in refused.items()},

@@ -28,12 +28,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hubtune.compat import quiet_libraries
 from hubtune.config import TrainConfig, dump_yaml
 from hubtune.data import LoadedData, load_labeled, load_train_eval
 from hubtune.errors import ConfigError, DataError, ModelLoadError
 from hubtune.layout import RunLayout
 from hubtune.metrics import classification_metrics, softmax, summary
 from hubtune.modeling import resolve_model_source, write_json
+from hubtune.security import check_model_config
 from hubtune.train import (
     TrainResult,
     _check_output_dir,
@@ -147,6 +149,7 @@ def _load(cfg: TrainConfig, auto_cls: Any) -> tuple[Any, Any]:
     from transformers import AutoTokenizer
 
     source = resolve_model_source(cfg.base_model)
+    check_model_config(source, revision=cfg.revision)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
         model = auto_cls.from_pretrained(
@@ -225,7 +228,6 @@ def _apply_causal_lora(model: Any, cfg: TrainConfig) -> Any:
 def train_lm(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False, progress: bool = True) -> TrainResult:
     """Train ``cfg.task`` (fill-mask, text-generation or generative-classification); write the run dir."""
     import torch
-    import transformers
     from transformers import (
         AutoModelForCausalLM,
         AutoModelForMaskedLM,
@@ -239,11 +241,7 @@ def train_lm(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False,
     _check_output_dir(layout.root, overwrite, resume)
     precision = _precision_flags(cfg.precision)
     state = dist_state()
-    transformers.logging.set_verbosity_error()
-    if not progress:
-        import datasets
-
-        datasets.disable_progress_bars()
+    quiet_libraries(progress)
     gen_cls = cfg.task == "generative-classification"
     if gen_cls and cfg.metric_for_best_model not in ("accuracy", "f1_macro", "f1_micro", "precision_macro", "recall_macro"):
         raise ConfigError(

@@ -14,7 +14,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from hubtune.compat import dtype_kwargs, quiet_libraries
 from hubtune.errors import ModelLoadError
+from hubtune.security import check_model_config
 
 DEFAULT_MAX_LENGTH = 512
 
@@ -111,6 +113,7 @@ def load_classifier(
     """Load a sequence classifier (full model or LoRA adapter) and its tokenizer, in eval mode."""
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
+    quiet_libraries(progress=True)
     dev = pick_device(device)
     source = resolve_model_source(source)
     local = Path(source)
@@ -125,19 +128,21 @@ def load_classifier(
         except Exception:  # noqa: BLE001 - not reachable / not a repo: the normal load below says so
             is_adapter = False
     base_model = None
+    check_model_config(source, revision=revision)
     try:
         if is_adapter:
             from peft import PeftConfig, PeftModel
 
             peft_cfg = PeftConfig.from_pretrained(source, revision=revision)
             base_model = peft_cfg.base_model_name_or_path
+            check_model_config(base_model)
             cfg = AutoConfig.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
             base = AutoModelForSequenceClassification.from_pretrained(
                 base_model,
                 config=cfg,
                 trust_remote_code=trust_remote_code,
                 use_safetensors=True,
-                torch_dtype=torch_dtype,
+                **dtype_kwargs(torch_dtype),
             )
             model = PeftModel.from_pretrained(base, source, revision=revision)
         else:
@@ -146,7 +151,7 @@ def load_classifier(
                 revision=revision,
                 trust_remote_code=trust_remote_code,
                 use_safetensors=True,
-                torch_dtype=torch_dtype,
+                **dtype_kwargs(torch_dtype),
             )
             cfg = model.config
         tokenizer = AutoTokenizer.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)

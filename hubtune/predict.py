@@ -258,6 +258,7 @@ class OnnxRunner:
         from transformers import AutoConfig, AutoTokenizer
 
         from hubtune.modeling import _effective_max_length, label_names_from_config
+        from hubtune.onnx_tools import session as ort_session
 
         if opts.dtype != "fp32":
             raise ConfigError(
@@ -274,11 +275,6 @@ class OnnxRunner:
         if onnx_path is None:
             onnx_path = self._export(model_dir, export_dir, opts)
         self.onnx_path = onnx_path
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.intra_op_num_threads = opts.num_threads or (os.cpu_count() or 1)
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         providers = ["CPUExecutionProvider"]
         want_cuda = opts.device in (None, "", "auto") or str(opts.device).startswith("cuda")
         if want_cuda and "CUDAExecutionProvider" in ort.get_available_providers():
@@ -286,12 +282,9 @@ class OnnxRunner:
         elif opts.device and str(opts.device).startswith("cuda"):
             raise ModelLoadError(
                 "--device cuda was asked for but onnxruntime has no CUDAExecutionProvider "
-                "(install onnxruntime-gpu) ; use --device cpu"
+                "(install onnxruntime-gpu); use --device cpu"
             )
-        try:
-            self.session = ort.InferenceSession(str(onnx_path), sess_options=so, providers=providers)
-        except Exception as exc:  # noqa: BLE001
-            raise ModelLoadError(f"could not load ONNX file {onnx_path} ({type(exc).__name__}: {exc}); re-export it") from exc
+        self.session = ort_session(onnx_path, threads=opts.num_threads, providers=providers)
         self.device = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_name = self.session.get_outputs()[0].name
@@ -316,26 +309,24 @@ class OnnxRunner:
         return None
 
     def _export(self, model_dir: Path, export_dir: Path, opts: PredictOptions) -> Path:
-        target = export_dir / "model.onnx"
+        from hubtune.onnx_tools import FP32_FILE, export_onnx
+
+        target = export_dir / FP32_FILE
         if not target.is_file():
             try:
-                from optimum.onnxruntime import ORTModelForSequenceClassification
-            except ImportError as exc:
-                raise MissingDependencyError(
-                    f"model {model_dir} has no onnx/model.onnx and exporting one needs optimum[onnxruntime]; "
-                    "pip install optimum-onnx, run `hubtune export`, or use --backend torch"
-                ) from exc
-            try:
-                ort_model = ORTModelForSequenceClassification.from_pretrained(model_dir, export=True)
-                export_dir.mkdir(parents=True, exist_ok=True)
-                ort_model.save_pretrained(export_dir)
+                info = export_onnx(model_dir, export_dir)
+            except (MissingDependencyError, ModelLoadError):
+                raise
             except Exception as exc:  # noqa: BLE001
                 raise ModelLoadError(
                     f"exporting {model_dir} to ONNX failed ({type(exc).__name__}: {str(exc)[:200]}); "
                     "run `hubtune export` or use --backend torch"
                 ) from exc
+            how = info["exporter"]
+        else:
+            how = "an earlier run"
         self.notices.append(
-            f"{model_dir} has no onnx/model.onnx: exported one on the fly with optimum (run `hubtune export` to skip this)"
+            f"{model_dir} has no onnx/model.onnx: exported one on the fly ({how}; run `hubtune export` to skip this)"
         )
         return target
 

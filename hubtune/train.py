@@ -23,11 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from hubtune import __version__
+from hubtune.compat import quiet_libraries, training_arguments
 from hubtune.config import ADAPTER_MODES, TrainConfig, dump_yaml
 from hubtune.data import TrainEvalData, load_train_eval
 from hubtune.errors import ConfigError, ModelLoadError, OutputExistsError, TrainingError
 from hubtune.layout import RunLayout
 from hubtune.metrics import classification_metrics, softmax, summary
+from hubtune.security import check_checkpoint, check_model_config
 from hubtune.modeling import (
     DEFAULT_MAX_LENGTH,
     LoadedModel,
@@ -123,6 +125,8 @@ def prepare_output_dir(layout: RunLayout, state: Any, *, overwrite: bool, resume
     last_ckpt = None
     if resume and layout.checkpoints.is_dir():
         last_ckpt = get_last_checkpoint(str(layout.checkpoints))
+        if last_ckpt:
+            check_checkpoint(last_ckpt)
     if state.is_main_process:
         if overwrite and not resume and layout.root.exists():
             shutil.rmtree(layout.root)
@@ -134,7 +138,6 @@ def prepare_output_dir(layout: RunLayout, state: Any, *, overwrite: bool, resume
 def training_args(cfg: TrainConfig, layout: RunLayout, precision: dict[str, bool], progress: bool, **kw: Any) -> Any:
     """The TrainingArguments every Trainer-based recipe shares; ``kw`` overrides."""
     import torch
-    from transformers import TrainingArguments
 
     base: dict[str, Any] = dict(
         output_dir=str(layout.checkpoints),
@@ -163,7 +166,7 @@ def training_args(cfg: TrainConfig, layout: RunLayout, precision: dict[str, bool
         **precision,
     )
     base.update(kw)
-    return TrainingArguments(**base)
+    return training_arguments(**base)
 
 
 def run_trainer(trainer: Any, last_ckpt: str | None) -> tuple[dict[str, Any], float]:
@@ -273,6 +276,7 @@ def _load_base(cfg: TrainConfig, label_names: list[str]) -> tuple[Any, Any]:
 
     set_seed(cfg.seed)  # the new classification head's initialisation is reproducible from the seed
     source = resolve_model_source(cfg.base_model)
+    check_model_config(source, revision=cfg.revision)
     id2label = dict(enumerate(label_names))
     label2id = {n: i for i, n in enumerate(label_names)}
     try:
@@ -368,13 +372,7 @@ def check_metric(metric: str) -> None:
 
 def prepare_classifier(cfg: TrainConfig, progress: bool) -> tuple[TrainEvalData, Any, Any, int, Any, Any]:
     """Validate and load: data, model (adapter applied), tokenizer, max_length, tokenized train/eval."""
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    if not progress:
-        import datasets
-
-        datasets.disable_progress_bars()
+    quiet_libraries(progress)
     data = load_train_eval(cfg.data)
     model, tokenizer = _load_base(cfg, data.label_names)
     max_length = min(cfg.max_length, getattr(model.config, "max_position_embeddings", cfg.max_length) or cfg.max_length)

@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hubtune.errors import VerificationError
@@ -45,16 +46,25 @@ def predict_labels(model_ref: str, texts: list[str], *, revision: str | None = N
     import numpy as np
     from transformers import AutoTokenizer, pipeline
 
+    from hubtune.security import check_model_config
+
+    check_model_config(model_ref, revision=revision)
     pipe = pipeline("text-classification", model=model_ref, revision=revision, device=-1, truncation=True)
     out = {"pytorch": [r["label"] for r in pipe(texts, batch_size=16)]}
     if onnx_file:
-        from optimum.onnxruntime import ORTModelForSequenceClassification
+        from huggingface_hub import hf_hub_download
+        from transformers import AutoConfig
 
-        model = ORTModelForSequenceClassification.from_pretrained(
-            model_ref, subfolder="onnx", file_name=onnx_file, revision=revision
+        from hubtune.onnx_tools import OrtClassifier
+
+        local = Path(model_ref)
+        path = local / "onnx" / onnx_file if local.is_dir() else Path(
+            hf_hub_download(model_ref, f"onnx/{onnx_file}", revision=revision)
         )
+        config = AutoConfig.from_pretrained(model_ref, revision=revision)
+        model = OrtClassifier(path, config)
         tok = AutoTokenizer.from_pretrained(model_ref, revision=revision)
-        id2label = model.config.id2label
+        id2label = config.id2label
         labels: list[str] = []
         for i in range(0, len(texts), 16):
             enc = tok(texts[i : i + 16], padding=True, truncation=True, return_tensors="pt")

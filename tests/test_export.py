@@ -77,8 +77,64 @@ def test_cli_export_layout_and_summary(tiny, exported):
     assert summary["export"]["output"] == "model/onnx"
 
 
-def test_onnx_matches_pytorch_on_real_texts_via_optimum(tiny, exported):
-    """Independent check: ORTModel.from_pretrained(dir, subfolder='onnx') and an optimum pipeline."""
+# What Optimum's exporter writes for a BERT text classifier (optimum-onnx 0.1.0, read off its export of the
+# tiny model): the layout every hubtune export must keep, whichever exporter wrote it.
+OPTIMUM_LAYOUT = {
+    # (+ special_tokens_map.json and vocab.txt where transformers 4.x saved the tokenizer: files of the model folder)
+    "files": {"model.onnx", "config.json", "tokenizer.json", "tokenizer_config.json"},
+    "inputs": [("input_ids", 7, ["batch_size", "sequence_length"]), ("attention_mask", 7, ["batch_size", "sequence_length"]),
+               ("token_type_ids", 7, ["batch_size", "sequence_length"])],
+    "outputs": [("logits", 1, ["batch_size", 3])],
+    "opset": 18,
+}
+
+
+def test_export_layout_matches_optimums(tiny, exported):
+    from hubtune.onnx_tools import graph_opset, graph_signature, read_info
+
+    _, _, run = tiny
+    onnx_dir = run / "model" / "onnx"
+    assert OPTIMUM_LAYOUT["files"] <= {p.name for p in onnx_dir.iterdir()}
+    tokenizer_files = {p.name for p in (run / "model").iterdir() if p.name.startswith(("tokenizer", "special_tokens", "vocab"))}
+    assert tokenizer_files <= {p.name for p in onnx_dir.iterdir()}
+    sig = graph_signature(onnx_dir / "model.onnx")
+    assert [(i["name"], i["elem_type"], i["dims"]) for i in sig["inputs"]] == OPTIMUM_LAYOUT["inputs"]
+    assert [(o["name"], o["elem_type"], o["dims"]) for o in sig["outputs"]] == OPTIMUM_LAYOUT["outputs"]
+    assert graph_opset(onnx_dir / "model.onnx") == OPTIMUM_LAYOUT["opset"]
+    info = read_info(onnx_dir)
+    from hubtune.parity import file_sha256
+
+    assert info["source_weights"] == {"model.safetensors": file_sha256(run / "model" / "model.safetensors")}
+    assert info["exporter"] == exported["exporter"] and info["exporter_name"] in ("optimum", "torch")
+    assert set(info["files"]) == {"model.onnx", "model_O2.onnx", "model_quantized.onnx"}
+    summary = json.loads((run / "run_summary.json").read_text())
+    assert summary["export"]["exporter"] == exported["exporter"]
+
+
+def test_onnx_matches_pytorch_on_real_texts_with_onnxruntime(tiny, exported):
+    """Independent check with plain onnxruntime, dynamic batch and sequence lengths on real tweets."""
+    import onnxruntime as ort
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    _, _, run = tiny
+    folder = run / "model"
+    sess = ort.InferenceSession(str(folder / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
+    tok = AutoTokenizer.from_pretrained(str(folder / "onnx"))
+    pt = AutoModelForSequenceClassification.from_pretrained(str(folder)).eval()
+    texts = _tweets()
+    for batch in (texts[:1], texts[:7], texts):  # batch sizes 1, 7, 96 and their own padded lengths
+        enc = tok(batch, padding=True, truncation=True, max_length=128, return_tensors="np")
+        got = sess.run(["logits"], {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids")})[0]
+        with torch.no_grad():
+            ref = pt(**{k: torch.from_numpy(v) for k, v in enc.items()}).logits.numpy()
+        assert got.shape == ref.shape and np.abs(ref - got).max() < 1e-4
+        assert (got.argmax(-1) == ref.argmax(-1)).all()
+
+
+def test_export_loads_with_optimum_ortmodel(tiny, exported):
+    """Where optimum-onnx is installed (the Optimum lane): ORTModel + an optimum pipeline load onnx/."""
+    pytest.importorskip("optimum.onnxruntime", reason="optimum-onnx is not installed (the Optimum lane runs this)")
     import torch
     from optimum.onnxruntime import ORTModelForSequenceClassification
     from optimum.pipelines import pipeline
@@ -100,6 +156,22 @@ def test_onnx_matches_pytorch_on_real_texts_via_optimum(tiny, exported):
     assert [p["label"] for p in preds] == [pt.config.id2label[int(i)] for i in ref[:4].argmax(-1)]
 
 
+@pytest.mark.parametrize("exporter", ["torch", "optimum"])
+def test_both_exporters_write_the_same_layout(tiny, tmp_path, exporter):
+    from hubtune.compat import optimum_exporter_available
+    from hubtune.onnx_tools import export_onnx, graph_signature
+
+    if exporter == "optimum" and not optimum_exporter_available():
+        pytest.skip("optimum-onnx is not installed (the Optimum lane runs this)")
+    _, base, _ = tiny
+    info = export_onnx(base, tmp_path / "onnx", exporter=exporter)
+    assert info["exporter_name"] == exporter
+    sig = graph_signature(tmp_path / "onnx" / "model.onnx")
+    assert [(i["name"], i["elem_type"], i["dims"]) for i in sig["inputs"]] == OPTIMUM_LAYOUT["inputs"]
+    assert [(o["name"], o["elem_type"], o["dims"]) for o in sig["outputs"]] == OPTIMUM_LAYOUT["outputs"]
+    assert OPTIMUM_LAYOUT["files"] <= {p.name for p in (tmp_path / "onnx").iterdir()}
+
+
 def test_corrupted_export_is_refused_and_nothing_written(tiny, monkeypatch, tmp_path):
     from hubtune import export as ex
     from hubtune.errors import ExportParityError
@@ -107,9 +179,10 @@ def test_corrupted_export_is_refused_and_nothing_written(tiny, monkeypatch, tmp_
     _, base, _ = tiny
     real = ex._run_main_export
 
-    def corrupting(model_dir, out, opset):
-        real(model_dir, out, opset)
+    def corrupting(model_dir, out, opset, **kw):
+        info = real(model_dir, out, opset, **kw)
         _scale_first_matmul(out / "model.onnx")
+        return info
 
     monkeypatch.setattr(ex, "_run_main_export", corrupting)
     out = tmp_path / "onnx"

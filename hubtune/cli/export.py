@@ -21,7 +21,10 @@ def export(
     ),
     max_examples: int = typer.Option(1000, "--max-examples", help="Examples used by the gates."),
     bench_rows: int = typer.Option(128, "--bench-rows", help="Rows for the CPU throughput measure."),
-    opset: Optional[int] = typer.Option(None, "--opset", help="ONNX opset [default: optimum's]."),
+    opset: Optional[int] = typer.Option(None, "--opset", help="ONNX opset [default: 18, as Optimum]."),
+    exporter: str = typer.Option(
+        "auto", "--exporter", help="auto (Optimum's exporter where optimum-onnx is installed, else torch.onnx), optimum or torch."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing ONNX folder."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
@@ -41,6 +44,7 @@ def export(
             max_examples=max_examples,
             bench_rows=bench_rows,
             opset=opset,
+            exporter=exporter,
             overwrite=overwrite,
         ),
         progress=None if json_out else (lambda m: stderr(f"[export] {m}")),
@@ -48,7 +52,9 @@ def export(
     if json_out:
         print_json(res)
         return
-    typer.echo(f"ONNX written to {res.output_dir} (checked on {res.num_examples} examples from {res.eval_source})")
+    typer.echo(
+        f"ONNX written to {res.output_dir} by {res.exporter} (checked on {res.num_examples} examples from {res.eval_source})"
+    )
     typer.echo(f"{'variant':<12} {'file':<28} {'MB':>8} {'rows/s':>8} {'max diff':>10} {'agree':>7} {'acc':>7}")
     for v in list(res.variants.values()) + list(res.refused.values()):
         p = v.parity

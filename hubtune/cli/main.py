@@ -37,13 +37,16 @@ GROUPS = [
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"hubtune {__version__}")
+        from hubtune.compat import versions
+
+        libs = ", ".join(f"{name} {ver or 'not installed'}" for name, ver in versions().items())
+        typer.echo(f"hubtune {__version__} ({libs})")
         raise typer.Exit()
 
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and those of transformers, huggingface_hub, torch and onnxruntime."),
 ) -> None:
     """hubtune: pretrained model -> fine-tuned, verified, published, servable model."""
 

@@ -1,0 +1,296 @@
+"""ONNX files of a text classifier (not a step): write, optimize, quantize, and run them with onnxruntime.
+
+The layout is Optimum's, whichever exporter wrote it: ``onnx/model.onnx`` with inputs ``input_ids``,
+``attention_mask`` (and ``token_type_ids`` where the model takes them), output ``logits``, the dynamic axes
+``batch_size`` and ``sequence_length``, and ``config.json`` plus the tokenizer files beside it, so that
+``ORTModelForSequenceClassification.from_pretrained(repo, subfolder="onnx")`` loads it wherever optimum-onnx
+is installed. Optimum's exporter writes it where it supports the installed transformers (the Optimum lane);
+``torch.onnx.export(dynamo=True)`` writes it otherwise. ``export_info.json`` records which one did, and the
+sha256 of the weights the graph came from.
+
+Optimization and int8 quantization use onnxruntime's own tools (``onnxruntime.transformers.optimizer``,
+``onnxruntime.quantization.quantize_dynamic``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import io
+import json
+import logging
+import os
+import shutil
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Sequence
+
+from hubtune.compat import installed_version, optimum_exporter_available
+from hubtune.errors import ConfigError, ExportParityError, MissingDependencyError, ModelLoadError
+
+FP32_FILE = "model.onnx"
+QUANTIZED_FILE = "model_quantized.onnx"
+INFO_FILE = "export_info.json"
+EXPORTERS = ("auto", "optimum", "torch")
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+OUTPUT_NAME = "logits"
+DYNAMIC_AXES = ("batch_size", "sequence_length")
+DEFAULT_OPSET = 18  # what Optimum uses for BERT-like encoders
+TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json",
+    "merges.txt", "sentencepiece.bpe.model", "spiece.model", "added_tokens.json",
+)
+# Optimum's O-levels, mapped onto onnxruntime's own optimizer
+OPTIMIZE_LEVELS = ("O1", "O2", "O3")
+
+
+def choose_exporter(requested: str = "auto") -> str:
+    if requested not in EXPORTERS:
+        raise ConfigError(f"--exporter {requested!r} is not supported; expected one of {', '.join(EXPORTERS)}")
+    if requested == "optimum" and not optimum_exporter_available():
+        raise MissingDependencyError(
+            "--exporter optimum needs optimum-onnx, which requires transformers < 4.58; install it with "
+            "pip install 'hubtune[optimum]' or use --exporter torch"
+        )
+    if requested == "auto":
+        return "optimum" if optimum_exporter_available() else "torch"
+    return requested
+
+
+def exporter_label(name: str) -> str:
+    if name == "optimum":
+        return f"optimum-onnx {installed_version('optimum-onnx')} (main_export)"
+    return f"torch.onnx dynamo (torch {installed_version('torch')})"
+
+
+@contextlib.contextmanager
+def _quiet() -> Any:
+    """The exporters' chatter (tracer warnings, registry notes, print()s) off; errors still raise."""
+    names = ("", "torch.onnx", "torch.export", "torch._dynamo", "torch.fx", "onnxscript", "optimum", "onnxruntime")
+    saved = {n: logging.getLogger(n).level for n in names}
+    for n in names:
+        logging.getLogger(n).setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for n, lvl in saved.items():
+            logging.getLogger(n).setLevel(lvl)
+
+
+def copy_model_files(model_dir: Path, out: Path) -> None:
+    """config.json and the tokenizer files, next to the graph (what Optimum's exporter copies)."""
+    for name in ("config.json", *TOKENIZER_FILES):
+        src = model_dir / name
+        if src.is_file():
+            shutil.copy2(src, out / name)
+
+
+def _torch_export(model: Any, tokenizer: Any, out_file: Path, opset: int) -> None:
+    import torch
+
+    params = inspect.signature(model.forward).parameters
+    wanted = list(getattr(tokenizer, "model_input_names", None) or INPUT_NAMES[:2])
+    names = [n for n in INPUT_NAMES if n in params and n in wanted]
+    if "input_ids" not in names or "attention_mask" not in names:
+        raise ModelLoadError(
+            f"{type(model).__name__} does not take input_ids and attention_mask; expected a text-classification model"
+        )
+
+    class Logits(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any = None) -> Any:
+            kw = {"input_ids": input_ids, "attention_mask": attention_mask}
+            if token_type_ids is not None:
+                kw["token_type_ids"] = token_type_ids
+            return self.inner(**kw).logits
+
+    # two rows of different lengths, so neither axis is specialised to a constant
+    sample = tokenizer(["an example text that is a little longer than the other one", "short"],
+                       padding=True, return_tensors="pt")
+    args = tuple(sample[n] if n in sample else torch.zeros_like(sample["input_ids"]) for n in names)
+    axes = {0: torch.export.Dim(DYNAMIC_AXES[0]), 1: torch.export.Dim(DYNAMIC_AXES[1])}
+    shapes = {n: (axes if n in names else None) for n in INPUT_NAMES}
+    wrapped = Logits(model).eval()
+    with torch.no_grad():
+        program = torch.onnx.export(
+            wrapped, args, None, input_names=names, output_names=[OUTPUT_NAME], dynamic_shapes=shapes,
+            dynamo=True, external_data=False, opset_version=opset, optimize=True, verbose=False,
+        )
+    if program is None:  # pragma: no cover - torch always returns the program for f=None
+        raise ExportParityError("torch.onnx.export returned no program; expected an ONNX graph")
+    program.save(str(out_file), external_data=False)
+
+
+def _optimum_export(model_dir: Path, out: Path, opset: int | None) -> None:
+    from optimum.exporters.onnx import main_export
+
+    main_export(str(model_dir), output=str(out), task="text-classification", opset=opset,
+                do_validation=False, local_files_only=True)
+
+
+def export_onnx(model_dir: Path, out: Path, *, model: Any = None, tokenizer: Any = None, opset: int | None = None,
+                exporter: str = "auto") -> dict[str, Any]:
+    """Write ``out/model.onnx`` (+ config and tokenizer) for the classifier in ``model_dir``; returns the facts
+    of the export (exporter, opset, the source weights' sha256) that also go to ``out/export_info.json``."""
+    from hubtune.parity import file_sha256, weight_files
+
+    name = choose_exporter(exporter)
+    out.mkdir(parents=True, exist_ok=True)
+    with _quiet():
+        if name == "optimum":
+            _optimum_export(model_dir, out, opset)
+        else:
+            if model is None or tokenizer is None:
+                from hubtune.modeling import load_classifier
+
+                loaded = load_classifier(str(model_dir), device="cpu")
+                model, tokenizer = loaded.model, loaded.tokenizer
+            _torch_export(model, tokenizer, out / FP32_FILE, opset or DEFAULT_OPSET)
+            copy_model_files(model_dir, out)
+    if not (out / FP32_FILE).is_file():
+        raise ExportParityError(f"the exporter wrote no {FP32_FILE} in {out}; expected one ONNX graph for text-classification")
+    weights = weight_files(model_dir)
+    info = {
+        "exporter": exporter_label(name),
+        "exporter_name": name,
+        "opset": graph_opset(out / FP32_FILE),
+        "source_weights": {w.name: file_sha256(w) for w in weights},
+        "task": "text-classification",
+    }
+    write_info(out, info)
+    return info
+
+
+def write_info(out: Path, info: dict[str, Any]) -> None:
+    (out / INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def read_info(onnx_dir: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((onnx_dir / INFO_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def graph_opset(path: Path) -> int | None:
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    return next((int(o.version) for o in m.opset_import if o.domain in ("", "ai.onnx")), None)
+
+
+def graph_signature(path: Path) -> dict[str, Any]:
+    """Input/output names, element types and dims (names for dynamic axes) of an ONNX graph."""
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+
+    def desc(v: Any) -> dict[str, Any]:
+        t = v.type.tensor_type
+        return {"name": v.name, "elem_type": int(t.elem_type), "dims": [d.dim_param or d.dim_value for d in t.shape.dim]}
+
+    return {"inputs": [desc(v) for v in m.graph.input], "outputs": [desc(v) for v in m.graph.output]}
+
+
+# --------------------------------------------------------------------------------------------------
+# onnxruntime's own optimizer and quantizer
+# --------------------------------------------------------------------------------------------------
+def _model_type(config: dict[str, Any]) -> str:
+    from onnxruntime.transformers.optimizer import MODEL_TYPES
+
+    mt = str(config.get("model_type") or "bert")
+    return mt if mt in MODEL_TYPES else "bert"
+
+
+def optimize(src: Path, dest: Path, level: str) -> str:
+    """O1: onnxruntime's basic graph optimizations; O2: plus transformer fusions (attention, layer norm, GELU);
+    O3: O2 plus the GELU approximation. Writes ``dest``; returns a description."""
+    level = level.upper()
+    if level not in OPTIMIZE_LEVELS:
+        raise ConfigError(f"--optimize {level!r} is not supported; expected one of {', '.join(OPTIMIZE_LEVELS)} (O4 needs a GPU)")
+    import onnxruntime as ort
+
+    with _quiet():
+        if level == "O1":
+            so = ort.SessionOptions()
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+            so.optimized_model_filepath = str(dest)
+            ort.InferenceSession(str(src), sess_options=so, providers=["CPUExecutionProvider"])
+            return "onnxruntime basic graph optimizations (O1)"
+        from onnxruntime.transformers.fusion_options import FusionOptions
+        from onnxruntime.transformers.optimizer import optimize_model
+
+        cfg = json.loads((src.parent / "config.json").read_text(encoding="utf-8")) if (src.parent / "config.json").is_file() else {}
+        mt = _model_type(cfg)
+        opts = FusionOptions(mt)
+        opts.enable_gelu_approximation = level == "O3"
+        m = optimize_model(str(src), model_type=mt, num_heads=int(cfg.get("num_attention_heads") or 0),
+                           hidden_size=int(cfg.get("hidden_size") or 0), optimization_options=opts, opt_level=1)
+        m.save_model_to_file(str(dest))
+        fused = {k: v for k, v in (m.get_fused_operator_statistics() or {}).items() if v}
+    return f"onnxruntime transformer optimizer {level} ({mt}; fused {fused or 'none'})"
+
+
+def quantize_int8(src: Path, dest: Path, *, per_channel: bool = True, exclude_nodes: Sequence[str] = ()) -> str:
+    """Dynamic int8 (weights int8, activations quantized at run time) of every MatMul with onnxruntime's tool."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with _quiet():
+        quantize_dynamic(str(src), str(dest), op_types_to_quantize=["MatMul"], per_channel=per_channel,
+                         weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude_nodes) or None)
+    return f"dynamic int8 (onnxruntime quantize_dynamic, MatMul, {'per-channel' if per_channel else 'per-tensor'})"
+
+
+# --------------------------------------------------------------------------------------------------
+# running a graph
+# --------------------------------------------------------------------------------------------------
+def session(path: Path, *, threads: int | None = None, providers: Sequence[str] | None = None) -> Any:
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:  # pragma: no cover - a declared dependency
+        raise MissingDependencyError("ONNX needs onnxruntime; pip install onnxruntime") from exc
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.intra_op_num_threads = threads or (os.cpu_count() or 1)
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), sess_options=so, providers=list(providers or ["CPUExecutionProvider"]))
+    except Exception as exc:  # noqa: BLE001
+        raise ModelLoadError(f"could not load ONNX file {path} ({type(exc).__name__}: {exc}); re-export it with hubtune export") from exc
+
+
+def feeds_for(sess: Any, encoded: dict[str, Any]) -> dict[str, Any]:
+    """The graph's inputs from a tokenizer's numpy output (zeros for a ``token_type_ids`` it did not make)."""
+    import numpy as np
+
+    names = [i.name for i in sess.get_inputs()]
+    feeds = {k: np.asarray(encoded[k], dtype=np.int64) for k in names if k in encoded}
+    if "token_type_ids" in names and "token_type_ids" not in feeds:
+        feeds["token_type_ids"] = np.zeros_like(feeds["input_ids"])
+    return feeds
+
+
+class OrtClassifier:
+    """An ONNX graph behind the call shape of a transformers classifier: ``model(**enc).logits``."""
+
+    def __init__(self, path: Path, config: Any, *, threads: int | None = None) -> None:
+        self.session = session(path, threads=threads)
+        self.config = config
+        self.path = path
+
+    def __call__(self, **enc: Any) -> Any:
+        import numpy as np
+        import torch
+
+        arrays = {k: (v.cpu().numpy() if hasattr(v, "cpu") else np.asarray(v)) for k, v in enc.items()}
+        out = self.session.run([OUTPUT_NAME], feeds_for(self.session, arrays))[0]
+        return SimpleNamespace(logits=torch.from_numpy(np.asarray(out, dtype=np.float32)))
