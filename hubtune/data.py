@@ -303,7 +303,7 @@ def resolve_columns(
     return ColumnMap(text=text, label=label, text_pair=pair)
 
 
-def _is_missing(v: Any) -> bool:
+def is_missing(v: Any) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and not v.strip())
 
 
@@ -324,7 +324,7 @@ def _infer_label_names(values: Sequence[Any], feature: Any) -> list[str]:
     return sorted(str(v) for v in uniques)
 
 
-def _to_ids(values: Sequence[Any], feature: Any, label_names: list[str], source: str, flag_hint: str) -> list[int]:
+def to_ids(values: Sequence[Any], feature: Any, label_names: list[str], source: str, flag_hint: str) -> list[int]:
     index = {n: i for i, n in enumerate(label_names)}
     own_names = _label_names_from_feature(feature)
     ids: list[int] = []
@@ -389,7 +389,7 @@ def normalise(
     names = list(label_names) if label_names else []
     if cols.label is not None:
         raw = ds[cols.label]
-        missing = [i for i, v in enumerate(raw) if _is_missing(v)]
+        missing = [i for i, v in enumerate(raw) if is_missing(v)]
         if missing:
             raise LabelError(
                 f"{source}: {len(missing)} rows have no label in '{cols.label}' (NaN/None/empty, first at row {missing[0]}); "
@@ -398,7 +398,7 @@ def normalise(
         feature = ds.features.get(cols.label)
         if not names:
             names = _infer_label_names(raw, feature)
-        label_ids = _to_ids(raw, feature, names, source, "train on data that has them, or fix --label-column")
+        label_ids = to_ids(raw, feature, names, source, "train on data that has them, or fix --label-column")
     out = ds.select_columns(list(keep)).rename_columns(keep)
     if label_ids is not None:
         out = out.add_column("label", label_ids)
@@ -506,3 +506,6 @@ def load_train_eval(cfg: Any) -> TrainEvalData:
 
 def iter_texts(data: LoadedData) -> Iterable[str]:
     return iter(data.dataset["text"])
+
+
+_is_missing, _to_ids = is_missing, to_ids  # transitional aliases while hubtune/predict moves (issue 12)

@@ -91,7 +91,7 @@ def _model_error(source: str, exc: Exception) -> ModelLoadError:
     return ModelLoadError(f"could not load model {source!r} ({type(exc).__name__}: {text}); pass a text-classification model directory or Hub id")
 
 
-def _effective_max_length(tokenizer: Any, config: Any) -> int:
+def effective_max_length(tokenizer: Any, config: Any) -> int:
     limits = [DEFAULT_MAX_LENGTH]
     mml = getattr(tokenizer, "model_max_length", None)
     if isinstance(mml, int) and 0 < mml < 100_000:
@@ -169,7 +169,7 @@ def load_classifier(
         is_adapter=is_adapter,
         base_model=base_model,
         source=source,
-        max_length=_effective_max_length(tokenizer, cfg),
+        max_length=effective_max_length(tokenizer, cfg),
     )
 
 
@@ -237,3 +237,6 @@ def write_json(path: str | os.PathLike[str], data: Any) -> None:
         json.dump(data, fh, indent=2, sort_keys=True, default=str)
         fh.write("\n")
     os.replace(tmp, p)
+
+
+_effective_max_length = effective_max_length  # transitional alias while hubtune/predict moves (issue 12)
