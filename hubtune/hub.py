@@ -174,7 +174,8 @@ def resolve_token(token: str | None) -> str:
 @contextlib.contextmanager
 def _client_endpoint(endpoint: str) -> Iterator[None]:
     """huggingface_hub 0.36 parses commit URLs against ``constants.ENDPOINT`` (read from HF_ENDPOINT at
-    import); point it at ``endpoint`` for the duration of a call when the two differ."""
+    import; the name is the same in 1.x and 2.x); point it at ``endpoint`` for the duration of a call
+    when the two differ."""
     from huggingface_hub import constants
 
     saved = constants.ENDPOINT
@@ -188,18 +189,92 @@ def _client_endpoint(endpoint: str) -> Iterator[None]:
         constants.ENDPOINT = saved
 
 
+def _xet_enabled() -> bool:
+    """Whether huggingface_hub would upload LFS files through Xet (hf_xet installed, not disabled)."""
+    import importlib.util
+
+    from huggingface_hub import constants
+
+    return not getattr(constants, "HF_HUB_DISABLE_XET", False) and importlib.util.find_spec("hf_xet") is not None
+
+
+def hub_offers_xet(endpoint: str, token: str | None, repo_id: str, repo_type: str = "model",
+                   revision: str = "main", *, create_pr: bool = False) -> bool | None:
+    """Ask the Hub for a Xet write token, as a Xet client would: True when it hands one out (with its
+    CAS URL), False when it has no such endpoint (404/405/501: a Hub without Xet, like
+    ``hubtune hub serve``), None when the answer says nothing either way."""
+    from urllib.parse import quote
+
+    from huggingface_hub.utils import build_hf_headers, get_session
+
+    url = f"{endpoint}/api/{repo_type}s/{repo_id}/xet-write-token/{quote(revision, safe='')}"
+    if create_pr:
+        url += "?create_pr=1"
+    response = get_session().get(url, headers=build_hf_headers(token=token), timeout=30)
+    status = response.status_code
+    if status in (404, 405, 501):
+        return False
+    if 200 <= status < 300:
+        return "X-Xet-Cas-Url" in response.headers  # case-insensitive in requests, httpx and httpx2
+    return None
+
+
+@contextlib.contextmanager
+def _xet_disabled(disable: bool) -> Iterator[None]:
+    """Make this process' huggingface_hub upload through LFS meanwhile (``HF_HUB_DISABLE_XET``, read at
+    call time by 0.36, 1.x and 2.x alike)."""
+    from huggingface_hub import constants
+
+    if not disable or not hasattr(constants, "HF_HUB_DISABLE_XET"):
+        yield
+        return
+    saved = constants.HF_HUB_DISABLE_XET
+    constants.HF_HUB_DISABLE_XET = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_DISABLE_XET = saved
+
+
+def _library_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """(HTTP status errors, transport errors) of the HTTP stack the installed huggingface_hub uses.
+
+    huggingface_hub 0.36 raises ``requests`` errors; 1.x ``httpx`` ones and 2.x ``httpx2`` ones, with
+    ``HfHubHTTPError`` (carrying ``.response``) for every HTTP status error in all three. Only
+    libraries already imported can have raised, so nothing extra is imported here.
+    """
+    import sys
+
+    from huggingface_hub.errors import HfHubHTTPError
+
+    status: list[type[BaseException]] = [HfHubHTTPError]
+    transport: list[type[BaseException]] = [ConnectionError]  # hf_xet's network errors are builtin ones
+    requests = sys.modules.get("requests")
+    if requests is not None:
+        status.append(requests.HTTPError)
+        transport += [requests.ConnectionError, requests.Timeout]
+    for name in ("httpx", "httpx2"):
+        lib = sys.modules.get(name)
+        if lib is not None:
+            status.append(lib.HTTPStatusError)
+            transport.append(lib.TransportError)  # connect/read/write errors, timeouts, dropped connections
+    return tuple(status), tuple(transport)
+
+
 def _call(retries: int, backoff_s: float, endpoint: str, what: str, fn: Callable[[], T]) -> T:
     """Run one Hub call with bounded retries on connection errors and 502/503/504; map HTTP errors."""
-    import requests
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
+    http_errors, transport_errors = _library_errors()
     attempts = max(1, retries)
     for attempt in range(1, attempts + 1):
         try:
             return fn()
-        except requests.HTTPError as exc:
-            status = exc.response.status_code if exc.response is not None else None
-            server_msg = exc.response.headers.get("X-Error-Message", "") if exc.response is not None else ""
+        except http_errors as exc:
+            response = getattr(exc, "response", None)
+            status = getattr(response, "status_code", None)
+            headers = getattr(response, "headers", None) or {}
+            server_msg = headers.get("X-Error-Message", "") or ""
             if (status == 401 and not isinstance(exc, RepositoryNotFoundError)) or server_msg == INVALID_CREDENTIALS:
                 raise HubAuthError(
                     f"{what}: the Hub at {endpoint} rejected the token (401 invalid credentials); expected a "
@@ -222,9 +297,10 @@ def _call(retries: int, backoff_s: float, endpoint: str, what: str, fn: Callable
             if status in (502, 503, 504) and attempt < attempts:
                 time.sleep(backoff_s * 2 ** (attempt - 1))
                 continue
-            detail = server_msg or str(exc).splitlines()[0]
+            lines = str(exc).splitlines()
+            detail = server_msg or (lines[0] if lines else type(exc).__name__)
             raise HubError(f"{what}: the Hub at {endpoint} answered {status}: {detail}") from None
-        except (requests.ConnectionError, requests.Timeout) as exc:
+        except transport_errors as exc:
             if attempt < attempts:
                 log.info("%s: %s unreachable (attempt %d/%d), retrying", what, endpoint, attempt, attempts)
                 time.sleep(backoff_s * 2 ** (attempt - 1))
@@ -303,13 +379,20 @@ def push(opts: PushOptions) -> PushResult:
             log.info("%s: remote already has identical files at %s, no commit", opts.repo_id, commit_oid)
         else:
             ops = [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(folder / rel)) for rel in files]
-            info_c = call(
-                f"uploading to {opts.repo_id}",
-                lambda: api.create_commit(
-                    opts.repo_id, ops, commit_message=title, commit_description=description,
-                    repo_type=opts.repo_type, revision=revision, create_pr=opts.create_pr,
-                ),
-            )
+            # A Xet-capable client falls back to LFS against a Hub that offers no Xet (huggingface_hub
+            # >= 1.20 no longer negotiates that itself).
+            no_xet = _xet_enabled() and call("checking Xet support", lambda: hub_offers_xet(
+                endpoint, token, opts.repo_id, opts.repo_type, revision, create_pr=opts.create_pr)) is False
+            if no_xet:
+                log.info("%s offers no Xet storage: uploading through LFS", endpoint)
+            with _xet_disabled(no_xet):
+                info_c = call(
+                    f"uploading to {opts.repo_id}",
+                    lambda: api.create_commit(
+                        opts.repo_id, ops, commit_message=title, commit_description=description,
+                        repo_type=opts.repo_type, revision=revision, create_pr=opts.create_pr,
+                    ),
+                )
             commit_oid, commit_url, committed = str(info_c.oid), str(info_c.commit_url), True
             pr_url = str(info_c.pr_url) if info_c.pr_url else None
         if opts.tag:

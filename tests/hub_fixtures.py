@@ -8,7 +8,6 @@ constants huggingface_hub read at import time) and gives ``.env`` for subprocess
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -16,6 +15,7 @@ from typing import Any, Iterator
 import pytest
 
 from hubtune.hub_server import RunningServer, start_server
+from hubtune.hub_server.embedded import client_patches, load_client_modules
 
 HUB_TOKEN = "hf_local_test_token"
 _CLEARED = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "HUGGINGFACE_HUB_CACHE",
@@ -50,28 +50,18 @@ class LocalHub:
         return env
 
 
-def _point_clients_at(monkeypatch: pytest.MonkeyPatch, url: str, home: Path) -> None:
-    """huggingface_hub (and datasets) copy env vars into constants at import: patch those copies too."""
-    from huggingface_hub import constants, file_download, hf_api
+def _point_clients_at(monkeypatch: pytest.MonkeyPatch, url: str, home: Path, *, disable_xet: bool = True) -> None:
+    """huggingface_hub (and datasets) copy env vars into constants at import: patch those copies too.
 
-    template = url + "/{repo_id}/resolve/{revision}/{filename}"
-    monkeypatch.setattr(constants, "ENDPOINT", url)
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
-    monkeypatch.setattr(file_download, "HUGGINGFACE_CO_URL_TEMPLATE", template)
-    monkeypatch.setattr(hf_api.api, "endpoint", url)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
-    monkeypatch.setattr(constants, "HF_HOME", str(home))
-    for name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
-        monkeypatch.setattr(constants, name, str(home / "hub"))
-    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(home / "token"))
-    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
-    if "datasets" in sys.modules:  # only when already imported: importing it costs seconds
-        import datasets.config
+    Which copies exist depends on the installed versions (0.36, 1.x, 2.x): ``client_patches`` lists
+    only the attributes that are there, so nothing here names a library internal that may have moved.
+    """
+    for obj, name, value in client_patches(url, home=home, disable_xet=disable_xet):
+        monkeypatch.setattr(obj, name, value)
+    from huggingface_hub import constants
 
-        monkeypatch.setattr(datasets.config, "HF_ENDPOINT", url)
-        monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    if hasattr(constants, "HF_HUB_DISABLE_TELEMETRY"):
+        monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
 
 
 @pytest.fixture
@@ -79,6 +69,7 @@ def local_hub(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
     base = tmp_path_factory.mktemp("local_hub")
     root, home = base / "root", base / "hf_home"
     home.mkdir()
+    load_client_modules()  # before the environment changes: see its docstring
     server = start_server(root, token=HUB_TOKEN)
     try:
         for name in _CLEARED:

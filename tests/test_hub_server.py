@@ -294,6 +294,42 @@ def test_concurrent_commits_are_serialised(local_hub: LocalHub) -> None:
     assert len(local_hub.api().list_repo_commits(REPO)) == 2 + 8
 
 
+XET_CLIENT_ROUND_TRIP = """
+import hashlib, os, sys
+import hf_xet  # noqa: F401 - installed: the client would upload through Xet if the Hub offered it
+from huggingface_hub import HfApi, constants, hf_hub_download
+assert "HF_HUB_DISABLE_XET" not in os.environ and not constants.HF_HUB_DISABLE_XET
+api = HfApi()
+api.create_repo("org/xet", exist_ok=True)
+info = api.upload_file(path_or_fileobj=sys.argv[1], path_in_repo="data/big.dat", repo_id="org/xet")
+path = hf_hub_download("org/xet", "data/big.dat", revision=info.oid)
+print(info.oid, hashlib.sha256(open(path, "rb").read()).hexdigest())
+"""
+
+
+def test_xet_capable_client_uploads_big_file_without_xet_disabled(local_hub: LocalHub, tmp_path: Path) -> None:
+    """hf_xet installed and HF_HUB_DISABLE_XET unset: the real client still gets a >10 MB file in and out."""
+    pytest.importorskip("hf_xet")
+    data = os.urandom(12 * 1024 * 1024 + 5)
+    big = tmp_path / "big.dat"
+    big.write_bytes(data)
+    sha = hashlib.sha256(data).hexdigest()
+    env = local_hub.client_env(token=True)
+    env.pop("HF_HUB_DISABLE_XET")
+    out = subprocess.run([sys.executable, "-c", XET_CLIENT_ROUND_TRIP, str(big)], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    commit, got = out.stdout.strip().splitlines()[-1].split()
+    assert got == sha  # downloaded back byte-identical
+    info = local_hub.api().model_info("org/xet", revision=commit, files_metadata=True)
+    entry = {s.rfilename: s for s in info.siblings}["data/big.dat"]
+    assert entry.size == len(data) and entry.lfs is not None and entry.lfs.sha256 == sha  # stored as LFS
+    head = httpx.head(f"{local_hub.url}/org/xet/resolve/{commit}/data/big.dat")
+    assert head.headers["ETag"] == f'"{sha}"' and head.headers["Content-Length"] == str(len(data))
+    no_xet = httpx.get(f"{local_hub.url}/api/models/org/xet/xet-write-token/main", headers=_auth(local_hub))
+    assert no_xet.status_code == 404 and no_xet.headers["X-Error-Code"] == "XetNotSupported"
+
+
 def test_server_refuses_non_loopback_bind_without_opt_in(tmp_path: Path) -> None:
     from hubtune.errors import ConfigError
 

@@ -160,6 +160,29 @@ def test_push_to_unreachable_endpoint_retries_then_fails(small_folder: Path) -> 
     assert time.monotonic() - started < 10
 
 
+def test_push_with_xet_enabled_falls_back_to_lfs(local_hub: LocalHub, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """hf_xet installed and enabled, a Hub without Xet: hubtune push uploads big files through LFS."""
+    pytest.importorskip("hf_xet")
+    from huggingface_hub import constants
+
+    import hubtune.hub_server.app as hub_app
+
+    monkeypatch.delenv("HF_HUB_DISABLE_XET", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", False)
+    monkeypatch.setattr(hub_app, "INLINE_MAX", 1 << 20)  # nothing big travels inline: only LFS can carry it
+    folder = tmp_path / "big"
+    folder.mkdir()
+    data = os.urandom(11 * 1024 * 1024)
+    (folder / "model.safetensors").write_bytes(data)
+    (folder / "config.json").write_text("{}")
+    result = push(PushOptions(folder, "org/big-xet"))
+    assert result.committed and constants.HF_HUB_DISABLE_XET is False  # Xet switched off for the push only
+    assert verify_published(folder, "org/big-xet") == []
+    snap = download_snapshot("org/big-xet", result.commit_oid, tmp_path / "cache")
+    assert (snap / "model.safetensors").read_bytes() == data
+
+
 def test_push_rejects_bad_input(local_hub: LocalHub, tmp_path: Path, small_folder: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         push(PushOptions(tmp_path / "missing", "org/run"))

@@ -1,7 +1,15 @@
-"""The HTTP layer of the local Hub: the endpoints huggingface_hub 0.36, transformers and datasets use.
+"""The HTTP layer of the local Hub: the endpoints huggingface_hub (0.36, 1.x, 2.x), transformers and datasets use.
 
 Routing is done on ``scope["raw_path"]`` split on ``/`` *before* percent-decoding, because
 revisions and paths arrive encoded (``refs%2Fpr%2F1``, ``sub%2Fdir%2Ffile``).
+
+Xet: this Hub announces none. huggingface_hub <= 1.19 negotiates the transfer in the LFS batch call
+and gets "basic". From 1.20 the client alone decides: with hf_xet installed and HF_HUB_DISABLE_XET
+unset it uploads every "lfs" file through Xet, which this Hub cannot take. So ``preupload`` tells
+those clients "regular" for files up to ``INLINE_MAX`` bytes: the content then travels base64 in the
+commit payload (streamed, one line at a time) and the store keeps it as an LFS file all the same.
+Bigger files stay "lfs": clients with Xet disabled (``hubtune push`` disables it for a Hub without
+Xet) upload them through the LFS batch API; a Xet client is answered 404 on ``xet-write-token``.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from hubtune.hub_server.store import (
     Commit,
     Conflict,
     HubStore,
+    Operation,
     Repo,
     RepoNotFound,
     StoreError,
@@ -40,7 +49,14 @@ from hubtune.hub_server.store import (
 )
 
 INVALID_CREDENTIALS = "Invalid credentials in Authorization header"
-MAX_COMMIT_BODY = 64 * 1024 * 1024
+INLINE_MAX = 32 * 1024 * 1024  # biggest file a Xet-era client is told to send inline ("regular")
+MAX_COMMIT_LINE = 4 * (INLINE_MAX // 3 + 1) + 64 * 1024  # one base64 line of the commit payload
+NO_XET = (
+    "this Hub does not offer Xet storage: upload through LFS (set HF_HUB_DISABLE_XET=1, "
+    "or use `hubtune push`, which does so for a Hub without Xet)"
+)
+_HF_HUB_UA = re.compile(r"(?:^|[;\s])hf_hub/(\d+)\.(\d+)")
+XET_ONLY_CLIENT = (1, 20)  # huggingface_hub from this version on never negotiates Xet away
 
 
 class HttpError(StoreError):
@@ -73,6 +89,12 @@ def _error(status: int, message: str, code: str | None = None, headers: dict[str
 
 def _truthy(value: str | None) -> bool:
     return (value or "").lower() in ("1", "true", "yes")
+
+
+def _client_forces_xet(request: Request) -> bool:
+    """True for huggingface_hub >= 1.20, which uploads "lfs" files through Xet whenever hf_xet is installed."""
+    m = _HF_HUB_UA.search(request.headers.get("user-agent", ""))
+    return m is not None and (int(m.group(1)), int(m.group(2))) >= XET_ONLY_CLIENT
 
 
 def _card_data(readme: bytes) -> dict[str, Any] | None:
@@ -220,6 +242,9 @@ class HubApp:
             return await self._branch(request, repo_type, repo_id, unquote("/".join(rest)))
         if action == "tag" and rest:
             return await self._tag(request, repo_type, repo_id, unquote("/".join(rest)))
+        if action in ("xet-write-token", "xet-read-token"):
+            self._repo(request, repo_type, repo_id, write=action == "xet-write-token")
+            raise HttpError(404, NO_XET, "XetNotSupported")
         if action == "settings" and m == "PUT":
             return await self._settings(request, repo_type, repo_id)
         raise HttpError(404, f"no API route for {m} /api/{'/'.join(segs)}")
@@ -459,6 +484,7 @@ class HubApp:
             files = self.store.resolve(repo, rev).files
         except StoreError:
             files = {}  # a new pull request or branch: nothing to compare with
+        forces_xet = _client_forces_xet(request)
         out = []
         for item in body.get("files") or []:
             path = check_path(str(item.get("path", "")))
@@ -466,27 +492,61 @@ class HubApp:
                 sample = base64.b64decode(item.get("sample") or "")
             except ValueError:
                 sample = b""
-            mode = upload_mode(path, int(item.get("size") or 0), sample)
+            size = int(item.get("size") or 0)
+            mode = upload_mode(path, size, sample)
+            if mode == "lfs" and size <= INLINE_MAX and forces_xet:
+                mode = "regular"  # sent inline, stored as LFS: see the module docstring
             existing = files.get(path)
-            oid = None
+            oid = None  # what the client compares with: sha256 for "lfs", the content's git blob id for "regular"
             if existing is not None:
-                oid = existing["sha256"] if existing["lfs"] else existing["oid"]
+                if mode == "lfs":
+                    oid = existing["sha256"]
+                elif not existing["lfs"] or existing["size"] == size:  # else it differs anyway: skip the hashing
+                    oid = self.store.raw_git_oid(existing)
             out.append({"path": path, "uploadMode": mode, "shouldIgnore": False, "oid": oid})
         return JSONResponse({"files": out, "commitOid": None})
 
     async def _commit(self, request: Request, repo_type: str, repo_id: str, rev: str) -> Response:
         repo = self._repo(request, repo_type, repo_id, write=True)
         create_pr = _truthy(request.query_params.get("create_pr"))
-        body = bytearray()
-        async for chunk in request.stream():  # a client that dies here leaves no trace
-            body.extend(chunk)
-            if len(body) > MAX_COMMIT_BODY:
-                raise HttpError(413, f"commit payload over {MAX_COMMIT_BODY} bytes: send big files as LFS")
-        try:
-            lines = [json.loads(line) for line in bytes(body).splitlines() if line.strip()]
-        except ValueError:
-            raise BadRequest("commit payload is not valid NDJSON") from None
-        header, ops = self.store.decode_operations(lines)
+        header: dict[str, Any] | None = None
+        ops: list[Operation] = []
+
+        def parse(line: bytes, first: bool) -> dict[str, Any] | Operation:
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                raise BadRequest("commit payload is not valid NDJSON") from None
+            if first:
+                return self.store.decode_header(obj)
+            return self.store.stage(self.store.decode_line(obj))  # a file's blob is stored now
+
+        async def take(line: bytes) -> None:
+            nonlocal header
+            if not line.strip():
+                return
+            parsed = await run_in_threadpool(parse, line, header is None)  # big lines: off the event loop
+            if isinstance(parsed, Operation):
+                ops.append(parsed)
+            else:
+                header = parsed
+
+        # Read line by line, holding one line in memory at a time. A client that dies mid-payload leaves
+        # at most unreferenced blobs, never a commit.
+        buf = bytearray()
+        async for chunk in request.stream():
+            scan = len(buf)
+            buf.extend(chunk)
+            start = 0
+            while (nl := buf.find(b"\n", scan)) >= 0:
+                await take(bytes(buf[start:nl]))
+                start = scan = nl + 1
+            del buf[:start]
+            if len(buf) > MAX_COMMIT_LINE:
+                raise HttpError(413, f"a commit payload line is over {MAX_COMMIT_LINE} bytes: send big files as LFS")
+        await take(bytes(buf))
+        if header is None:
+            raise BadRequest("commit payload must start with a 'header' line")
         commit, pr_num = await run_in_threadpool(
             self.store.commit, repo, rev, header, ops, author=self.config.user, create_pr=create_pr
         )

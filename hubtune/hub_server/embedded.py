@@ -1,10 +1,17 @@
 """The embedded local Hub: start it in-process and point this process' Hugging Face clients at it.
 
 Used by ``hubtune train-and-push --local-hub`` so the whole flow runs offline or air-gapped.
+
+Pointing clients at a Hub is done the documented way first: ``HF_ENDPOINT`` (and friends) in the
+environment, which every huggingface_hub version (0.36, 1.x, 2.x), transformers and datasets read
+at import. Modules imported *before* that copied the values into module constants; ``client_patches``
+lists those copies, by name and only where the installed version has them (getattr/hasattr: the set
+moved between 0.36, 1.x and 2.x), so callers can set and restore them.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import secrets
 import sys
@@ -16,6 +23,7 @@ from typing import Any, Iterator
 from hubtune.hub_server.runner import start_server
 
 _ENV_KEYS = ("HF_ENDPOINT", "HF_TOKEN", "HF_HUB_DISABLE_XET", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
+OFFLINE_ENV_KEYS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
 @dataclass
@@ -27,34 +35,79 @@ class EmbeddedHub:
     def subprocess_env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update({"HF_ENDPOINT": self.url, "HF_TOKEN": self.token, "HF_HUB_DISABLE_XET": "1"})
-        for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        for k in OFFLINE_ENV_KEYS:
             env.pop(k, None)
         return env
 
 
-def _patch_constants(url: str) -> list[tuple[Any, str, Any]]:
-    """huggingface_hub and datasets copy HF_ENDPOINT into constants at import; patch loaded copies."""
-    saved: list[tuple[Any, str, Any]] = []
+def _optional_module(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
 
-    def setattr_saved(obj: Any, name: str, value: Any) -> None:
+
+def load_client_modules() -> None:
+    """Import the modules that copy Hub settings at import time, *before* the environment changes.
+
+    huggingface_hub loads its submodules lazily: a ``constants`` first imported while HF_ENDPOINT
+    points at a temporary Hub would keep that endpoint after the environment is restored.
+    """
+    if "huggingface_hub" in sys.modules:
+        for name in ("huggingface_hub.constants", "huggingface_hub.file_download", "huggingface_hub.hf_api"):
+            _optional_module(name)
+
+
+def client_patches(
+    url: str, *, home: str | os.PathLike[str] | None = None, disable_xet: bool = True
+) -> list[tuple[Any, str, Any]]:
+    """(object, attribute, new value) for every copy of the Hub settings the *loaded* clients hold.
+
+    Only modules already imported are touched (importing datasets costs seconds) and only attributes
+    the installed version defines: huggingface_hub 0.36 also copies the URL template into
+    ``file_download``, 1.x/2.x read it from ``constants`` only.
+    """
+    out: list[tuple[Any, str, Any]] = []
+
+    def add(obj: Any, name: str, value: Any) -> None:
+        if obj is not None and hasattr(obj, name):
+            out.append((obj, name, value))
+
+    url = url.rstrip("/")
+    if "huggingface_hub" in sys.modules:
+        from huggingface_hub import constants
+
+        # Import the two modules that copy settings at import, so that restoring covers them too.
+        file_download = _optional_module("huggingface_hub.file_download")
+        hf_api = _optional_module("huggingface_hub.hf_api")
+        template = url + "/{repo_id}/resolve/{revision}/{filename}"
+        add(constants, "ENDPOINT", url)
+        add(constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
+        add(file_download, "HUGGINGFACE_CO_URL_TEMPLATE", template)  # 0.36 only
+        add(getattr(hf_api, "api", None), "endpoint", url)  # the module-level HfApi behind the functions
+        add(constants, "HF_HUB_OFFLINE", False)
+        add(constants, "HF_HUB_DISABLE_XET", disable_xet)
+        if home is not None:
+            home_s = str(home)
+            add(constants, "HF_HOME", home_s)
+            for name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+                add(constants, name, os.path.join(home_s, "hub"))
+            add(constants, "HF_TOKEN_PATH", os.path.join(home_s, "token"))
+            add(constants, "HF_STORED_TOKENS_PATH", os.path.join(home_s, "stored_tokens"))
+    if "datasets.config" in sys.modules:
+        dconfig = sys.modules["datasets.config"]
+        add(dconfig, "HF_ENDPOINT", url)
+        add(dconfig, "HUB_DATASETS_URL", url + "/datasets/{repo_id}/resolve/{revision}/{path}")
+        add(dconfig, "HF_HUB_OFFLINE", False)
+    return out
+
+
+def _patch_constants(url: str) -> list[tuple[Any, str, Any]]:
+    """Apply ``client_patches(url)``; returns what to restore (object, attribute, old value)."""
+    saved: list[tuple[Any, str, Any]] = []
+    for obj, name, value in client_patches(url):
         saved.append((obj, name, getattr(obj, name)))
         setattr(obj, name, value)
-
-    if "huggingface_hub" in sys.modules:
-        from huggingface_hub import constants, file_download, hf_api
-
-        template = url + "/{repo_id}/resolve/{revision}/{filename}"
-        setattr_saved(constants, "ENDPOINT", url)
-        setattr_saved(constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
-        setattr_saved(file_download, "HUGGINGFACE_CO_URL_TEMPLATE", template)
-        setattr_saved(hf_api.api, "endpoint", url)
-        setattr_saved(constants, "HF_HUB_OFFLINE", False)
-        setattr_saved(constants, "HF_HUB_DISABLE_XET", True)
-    if "datasets" in sys.modules:
-        import datasets.config
-
-        setattr_saved(datasets.config, "HF_ENDPOINT", url)
-        setattr_saved(datasets.config, "HF_HUB_OFFLINE", False)
     return saved
 
 
@@ -66,8 +119,9 @@ def embedded_hub(root: str | os.PathLike[str], *, port: int = 0) -> Iterator[Emb
     old_env = {k: os.environ.get(k) for k in _ENV_KEYS}
     saved: list[tuple[Any, str, Any]] = []
     try:
+        load_client_modules()
         os.environ.update({"HF_ENDPOINT": server.url, "HF_TOKEN": token, "HF_HUB_DISABLE_XET": "1"})
-        for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        for k in OFFLINE_ENV_KEYS:
             os.environ.pop(k, None)
         saved = _patch_constants(server.url)
         yield EmbeddedHub(url=server.url, root=Path(root), token=token)

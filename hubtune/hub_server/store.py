@@ -196,6 +196,7 @@ class Operation:
     content: bytes | None = None
     sha256: str | None = None
     size: int | None = None
+    entry: dict[str, Any] | None = None  # a "file" whose content is already stored (see HubStore.stage)
 
 
 class HubStore:
@@ -383,40 +384,77 @@ class HubStore:
         )
         return Commit(hashlib.sha1(body.encode()).hexdigest(), parents, title, message, date, author, files)
 
+    @staticmethod
+    def decode_header(line: dict[str, Any]) -> dict[str, Any]:
+        """The first NDJSON line of a commit payload: its ``value`` (summary, description, parentCommit)."""
+        if not isinstance(line, dict) or line.get("key") != "header" or not isinstance(line.get("value"), dict):
+            raise BadRequest("commit payload must start with a 'header' line")
+        return line["value"]
+
+    @staticmethod
+    def decode_line(line: dict[str, Any]) -> Operation:
+        """One operation line of a commit payload, validated; raises BadRequest."""
+        key, value = (line.get("key"), line.get("value")) if isinstance(line, dict) else (None, None)
+        if not isinstance(value, dict):
+            raise BadRequest(f"malformed commit line {line!r}"[:300])
+        if key == "deletedFolder":
+            return Operation(key, check_path(str(value.get("path", "")).rstrip("/")))
+        path = check_path(value.get("path", ""))
+        if key == "file":
+            if value.get("encoding", "base64") != "base64":
+                raise BadRequest(f"unsupported encoding {value.get('encoding')!r} for {path}: expected base64")
+            try:
+                content = base64.b64decode(value.get("content", ""), validate=True)
+            except ValueError:
+                raise BadRequest(f"invalid base64 content for {path}") from None
+            return Operation(key, path, content=content)
+        if key == "lfsFile":
+            if value.get("algo", "sha256") != "sha256":
+                raise BadRequest(f"unsupported LFS algo {value.get('algo')!r} for {path}: expected sha256")
+            oid, size = str(value.get("oid", "")), value.get("size")
+            if not _HEX64_RE.match(oid) or not isinstance(size, int) or size < 0:
+                raise BadRequest(f"invalid lfsFile line for {path}: expected a sha256 oid and an integer size")
+            return Operation(key, path, sha256=oid, size=size)
+        if key == "deletedFile":
+            return Operation(key, path)
+        raise BadRequest(f"unsupported commit operation {key!r} (copies are not supported)")
+
     def decode_operations(self, lines: list[dict[str, Any]]) -> tuple[dict[str, Any], list[Operation]]:
         """Validate the NDJSON payload (header first) into operations; raises BadRequest."""
-        if not lines or lines[0].get("key") != "header" or not isinstance(lines[0].get("value"), dict):
+        if not lines:
             raise BadRequest("commit payload must start with a 'header' line")
-        header = lines[0]["value"]
-        ops: list[Operation] = []
-        for line in lines[1:]:
-            key, value = line.get("key"), line.get("value")
-            if not isinstance(value, dict):
-                raise BadRequest(f"malformed commit line {line!r}")
-            if key == "deletedFolder":
-                ops.append(Operation(key, check_path(str(value.get("path", "")).rstrip("/"))))
-                continue
-            path = check_path(value.get("path", ""))
-            if key == "file":
-                if value.get("encoding", "base64") != "base64":
-                    raise BadRequest(f"unsupported encoding {value.get('encoding')!r} for {path}: expected base64")
-                try:
-                    content = base64.b64decode(value.get("content", ""), validate=True)
-                except ValueError:
-                    raise BadRequest(f"invalid base64 content for {path}") from None
-                ops.append(Operation(key, path, content=content))
-            elif key == "lfsFile":
-                if value.get("algo", "sha256") != "sha256":
-                    raise BadRequest(f"unsupported LFS algo {value.get('algo')!r} for {path}: expected sha256")
-                oid, size = str(value.get("oid", "")), value.get("size")
-                if not _HEX64_RE.match(oid) or not isinstance(size, int) or size < 0:
-                    raise BadRequest(f"invalid lfsFile line for {path}: expected a sha256 oid and an integer size")
-                ops.append(Operation(key, path, sha256=oid, size=size))
-            elif key == "deletedFile":
-                ops.append(Operation(key, path))
-            else:
-                raise BadRequest(f"unsupported commit operation {key!r} (copies are not supported)")
-        return header, ops
+        return self.decode_header(lines[0]), [self.decode_line(line) for line in lines[1:]]
+
+    def content_entry(self, path: str, data: bytes) -> dict[str, Any]:
+        """Store ``data`` (sent inline, base64) and describe it the way this Hub stores ``path``.
+
+        Storage follows ``upload_mode``, not the wire: a large or binary file that a client sent inline
+        (huggingface_hub >= 1.20 sends those when told "regular", see app.py) is kept as an LFS file,
+        exactly as if it had come through the LFS batch API, so a repo looks the same whichever
+        client version pushed it.
+        """
+        sha = self.put_blob_bytes(data)
+        if upload_mode(path, len(data), data[:512]) == "lfs":
+            return {"sha256": sha, "size": len(data), "oid": git_blob_oid(lfs_pointer(sha, len(data))), "lfs": True}
+        return {"sha256": sha, "size": len(data), "oid": git_blob_oid(data), "lfs": False}
+
+    def stage(self, op: Operation) -> Operation:
+        """Store the content of a "file" operation now (its blob), keeping only its entry in memory."""
+        if op.kind == "file" and op.entry is None:
+            assert op.content is not None
+            op.entry = self.content_entry(op.path, op.content)
+            op.content = None
+        return op
+
+    def raw_git_oid(self, entry: dict[str, Any]) -> str:
+        """The git blob id of an entry's *content* (for LFS entries ``oid`` is the pointer's)."""
+        if not entry["lfs"]:
+            return str(entry["oid"])
+        h = hashlib.sha1(b"blob %d\0" % entry["size"])
+        with open(self.blob_path(entry["sha256"]), "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        return h.hexdigest()
 
     def commit(
         self,
@@ -433,8 +471,7 @@ class HubStore:
         entries: dict[str, dict[str, Any]] = {}
         for op in ops:
             if op.kind == "file":
-                assert op.content is not None
-                entries[op.path] = self._regular_entry(op.content)
+                entries[op.path] = self.stage(op).entry  # type: ignore[assignment]
             elif op.kind == "lfsFile":
                 assert op.sha256 is not None and op.size is not None
                 if not self.has_blob(op.sha256, op.size):
