@@ -61,3 +61,17 @@ def run_cli(*args: str, env: dict | None = None, cwd: str | Path | None = None, 
         [sys.executable, "-m", "hubtune", *args],
         capture_output=True, text=True, env=full_env, cwd=cwd or REPO, timeout=timeout,
     )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` run only where CUDA is present; elsewhere they skip with the reason."""
+    gpu_items = [item for item in items if "gpu" in item.keywords]
+    if not gpu_items:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (gpu marker); none is present on this machine")
+    for item in gpu_items:
+        item.add_marker(skip)

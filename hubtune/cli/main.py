@@ -28,6 +28,7 @@ COMMANDS = [
     ("batch-predict", "hubtune.cli.predict", "batch_predict"),
     ("merge-predictions", "hubtune.cli.predict", "merge_predictions"),
     ("train-and-push", "hubtune.cli.pipeline", "train_and_push"),
+    ("env", "hubtune.cli.env", "env"),
 ]
 # (group name, module): modules that expose a ``app`` typer.Typer of sub-commands.
 GROUPS = [

@@ -1,0 +1,94 @@
+"""What hubtune sees on this machine (not a step): libraries, torch and its CUDA, GPUs, ONNX Runtime
+providers, CPU model and the flags that decide the fast path (AMX, AVX-512 VNNI/BF16). ``hubtune env``
+prints it; benchmark tables name the machine with it."""
+
+from __future__ import annotations
+
+import os
+import platform
+from typing import Any
+
+from hubtune import __version__
+from hubtune.compat import versions
+
+CPU_FLAGS = ("amx_tile", "amx_bf16", "amx_int8", "avx512f", "avx512_vnni", "avx512_bf16", "avx2", "fma")
+
+
+def cpu_info() -> dict[str, Any]:
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name") and model in ("", platform.machine(), platform.processor()):
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                if flags and model:
+                    break
+    except OSError:
+        pass
+    return {"model": model, "cores": os.cpu_count(), "flags": {f: f in flags for f in CPU_FLAGS}}
+
+
+def torch_info() -> dict[str, Any]:
+    try:
+        import torch
+    except ImportError:
+        return {"installed": False}
+    out: dict[str, Any] = {
+        "installed": True,
+        "version": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cuda_available": bool(torch.cuda.is_available()),
+        "threads": torch.get_num_threads(),
+        "gpus": [],
+    }
+    try:
+        out["cpu_amx"] = bool(torch.cpu._is_amx_tile_supported())  # noqa: SLF001 - the documented probe
+    except Exception:  # noqa: BLE001 - older torch
+        out["cpu_amx"] = None
+    if out["cuda_available"]:
+        for i in range(torch.cuda.device_count()):
+            p = torch.cuda.get_device_properties(i)
+            out["gpus"].append({
+                "index": i, "name": p.name, "memory_gib": round(p.total_memory / 2**30, 1),
+                "capability": f"{p.major}.{p.minor}", "bf16": p.major >= 8,
+            })
+    return out
+
+
+def ort_info() -> dict[str, Any]:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return {"installed": False, "providers": []}
+    return {"installed": True, "version": ort.__version__, "providers": list(ort.get_available_providers())}
+
+
+def fast_path(tinfo: dict[str, Any], oinfo: dict[str, Any], cinfo: dict[str, Any]) -> dict[str, str]:
+    """The path the hardware favours for batch prediction, and why (a measured choice per model may differ)."""
+    gpus = tinfo.get("gpus") or []
+    if gpus:
+        dtype = "bf16" if gpus[0]["bf16"] else "fp16"
+        why = f"CUDA GPU {gpus[0]['name']} (compute {gpus[0]['capability']})"
+        if "CUDAExecutionProvider" in oinfo.get("providers", []):
+            why += "; onnxruntime's CUDA provider is also present"
+        return {"backend": "torch", "dtype": dtype, "device": "cuda", "reason": why}
+    amx = tinfo.get("cpu_amx") if tinfo.get("cpu_amx") is not None else cinfo["flags"].get("amx_tile")
+    if amx:
+        return {"backend": "torch", "dtype": "bf16", "device": "cpu", "reason": "CPU with AMX: bf16 matmuls run several times fp32"}
+    return {"backend": "torch or onnx (the faster, measured per model)", "dtype": "fp32", "device": "cpu",
+            "reason": "no GPU and no AMX: fp32; onnxruntime was the faster fp32 path on AVX-512 VNNI machines"}
+
+
+def describe() -> dict[str, Any]:
+    cinfo, tinfo, oinfo = cpu_info(), torch_info(), ort_info()
+    return {
+        "hubtune": __version__,
+        "python": platform.python_version(),
+        "libraries": versions(),
+        "cpu": cinfo,
+        "torch": tinfo,
+        "onnxruntime": oinfo,
+        "fast_path": fast_path(tinfo, oinfo, cinfo),
+    }

@@ -1,0 +1,38 @@
+"""``hubtune env`` and ``hubtune --version``: what hubtune runs on, without importing torch for --version."""
+
+from __future__ import annotations
+
+import json
+
+from .conftest import run_cli
+
+
+def test_version_names_the_libraries():
+    from hubtune.compat import versions
+
+    proc = run_cli("--version")
+    assert proc.returncode == 0
+    for name, ver in versions().items():
+        assert f"{name} {ver}" in proc.stdout
+
+
+def test_env_json_describes_this_machine():
+    import onnxruntime as ort
+    import torch
+
+    proc = run_cli("env", "--json")
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert info["torch"]["version"] == torch.__version__
+    assert info["torch"]["cuda_available"] == torch.cuda.is_available()
+    assert info["onnxruntime"]["providers"] == ort.get_available_providers()
+    assert set(info["cpu"]["flags"]) >= {"amx_tile", "avx512_vnni"}
+    fp = info["fast_path"]
+    if torch.cuda.is_available():
+        assert fp["device"] == "cuda"
+    elif info["torch"]["cpu_amx"]:
+        assert fp["dtype"] == "bf16"
+    else:
+        assert fp["dtype"] == "fp32" and fp["device"] == "cpu"
+    text = run_cli("env")
+    assert text.returncode == 0 and "fast path:" in text.stdout
