@@ -57,7 +57,7 @@ def test_generative_classification_trains_on_the_label_token(tiny_gpt2_dir, tmp_
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from hubtune.data import load_labeled
-    from hubtune.lm import LABELS_FILE, _gen_cls_features, label_token_ids
+    from hubtune.train.lm import LABELS_FILE, gen_cls_features, label_token_ids
 
     tok = AutoTokenizer.from_pretrained(tiny_gpt2_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_gpt2_dir)
@@ -67,7 +67,7 @@ def test_generative_classification_trains_on_the_label_token(tiny_gpt2_dir, tmp_
     assert len(set(ids)) == 3 and len(tok) == n_vocab + 3 and model.get_input_embeddings().num_embeddings == len(tok)
     assert label_token_ids(tok, ["pos", "neg"]) != []  # distinct first tokens need no new ones
     data = load_labeled(str(TWEETS_TEST), max_samples=4)
-    feats = _gen_cls_features(data, tok, ids, 64, "t")
+    feats = gen_cls_features(data, tok, ids, 64, "t")
     for row, lab in zip(feats, data.dataset["label"]):
         assert row["input_ids"][-2] == tok.eos_token_id and row["input_ids"][-1] == ids[lab]
         assert [x for x in row["labels"] if x != -100] == [ids[lab]] and row["labels"][-1] == ids[lab]

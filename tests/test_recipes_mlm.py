@@ -56,7 +56,7 @@ def test_fill_mask_adaptation_lowers_perplexity_and_seeds_a_classifier(tiny_bert
 def test_whole_word_masking_masks_every_piece_of_a_word(tiny_bert_dir, tmp_path):
     from transformers import AutoTokenizer
 
-    from hubtune.lm import mlm_collator
+    from hubtune.train.lm import mlm_collator
 
     tok = AutoTokenizer.from_pretrained(tiny_bert_dir)
     enc = tok(["unbelievably tokenization works wonderfully"] * 16, return_special_tokens_mask=True, return_offsets_mapping=True)

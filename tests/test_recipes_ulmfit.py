@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from hubtune import ulmfit
+from hubtune.train import ulmfit
 from hubtune.config import DataConfig, TrainConfig, UlmfitSettings, from_dict
 from hubtune.errors import ConfigError
 from hubtune.train import train

@@ -10,6 +10,9 @@
 Layer groups, bottom to top: ``embeddings`` (everything below the first transformer block),
 ``layer.0`` ... ``layer.N-1`` (the largest ``nn.ModuleList`` of the model: ``encoder.layer``,
 ``transformer.h``, ``layers``), then ``head`` (the classifier/pooler/final norm: everything after).
+
+A pieces module, not a recipe: the classifier recipe (:mod:`hubtune.train.classifier`) uses it for the
+``ulmfit: {...}`` options. It imports no other train module.
 """
 
 from __future__ import annotations

@@ -1,14 +1,15 @@
-"""The train step: fine-tune a sequence classifier (full, LoRA, IA3 or prefix tuning) with the Trainer.
+"""What every train recipe shares: the run directory, distributed-run state, precision, TrainingArguments,
+running the Trainer, swapping in ``model/``, the run summary and :class:`TrainResult`; and the two ends of
+a text-classifier run (load and tokenize; save, evaluate and write the run files), which the classifier
+recipe (:mod:`hubtune.train.classifier`) and the Accelerate recipe (:mod:`hubtune.train.accel`) share.
 
-Writes the run directory described in :mod:`hubtune.layout`. All input is validated (data loaded,
-model and tokenizer loaded) before anything is written, so bad input leaves no partial output.
+The run directory is described in :mod:`hubtune.layout`. All input is validated (data loaded, model and
+tokenizer loaded) before anything is written, so bad input leaves no partial output.
 
-Other recipes share the entry point :func:`train` and the run directory: ``task: fill-mask`` /
-``text-generation`` / ``generative-classification`` (:mod:`hubtune.lm`), ``engine: accelerate``
-(:mod:`hubtune.accel`) and the ULMFiT options (:mod:`hubtune.ulmfit`).
+Under ``torchrun`` / ``accelerate launch`` every process trains; only the main process writes the run
+directory (the others wait at a barrier and return a result marked ``main_process: False``).
 
-Under ``torchrun`` / ``accelerate launch`` every process trains; only the main process writes the
-run directory (the others wait at a barrier and return a result marked ``main_process: False``).
+Imports no recipe; of the train package only the pieces module :mod:`hubtune.train.adapters`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from hubtune.config import ADAPTER_MODES, TrainConfig, dump_yaml
 from hubtune.data import TrainEvalData, load_train_eval
 from hubtune.errors import ConfigError, ModelLoadError, OutputExistsError, TrainingError
 from hubtune.layout import RunLayout
-from hubtune.metrics import classification_metrics, softmax, summary
+from hubtune.metrics import summary
 from hubtune.security import check_checkpoint, check_model_config
 from hubtune.modeling import (
     DEFAULT_MAX_LENGTH,
@@ -39,6 +40,7 @@ from hubtune.modeling import (
     resolve_model_source,
     write_json,
 )
+from hubtune.train.adapters import apply_adapter
 
 
 @dataclass
@@ -56,7 +58,7 @@ class TrainResult:
 
 
 # --------------------------------------------------------------------------------------------------
-def _check_output_dir(path: Path, overwrite: bool, resume: bool) -> None:
+def check_output_dir(path: Path, overwrite: bool, resume: bool) -> None:
     if path.exists() and not path.is_dir():
         raise OutputExistsError(f"output path {path} is a file; expected a directory (pick another --output-dir)")
     if path.is_dir() and any(path.iterdir()) and not (overwrite or resume):
@@ -66,7 +68,7 @@ def _check_output_dir(path: Path, overwrite: bool, resume: bool) -> None:
         )
 
 
-def _precision_flags(precision: str) -> dict[str, bool]:
+def precision_flags(precision: str) -> dict[str, bool]:
     import torch
 
     cuda = torch.cuda.is_available()
@@ -79,18 +81,9 @@ def _precision_flags(precision: str) -> dict[str, bool]:
     return {precision: True} if precision in ("fp16", "bf16") else {}
 
 
-def _head_modules(model: Any) -> list[str]:
-    names = [n for n in ("classifier", "score", "classification_head", "pre_classifier") if hasattr(model, n)]
-    if not names:
-        raise TrainingError(
-            f"no classification head found on {type(model).__name__} (looked for classifier/score); "
-            "expected an AutoModelForSequenceClassification architecture"
-        )
-    return names
-
-
 # --------------------------------------------------------------------------------------------------
-# Distributed runs (torchrun / accelerate launch): one process writes
+# Every recipe: the run directory (under torchrun / accelerate launch one process writes), the Trainer,
+# the model folder, the run summary
 # --------------------------------------------------------------------------------------------------
 class _Single:
     """Stands in for accelerate's PartialState in a single-process run."""
@@ -223,52 +216,50 @@ def base_summary(cfg: TrainConfig, model: Any, precision: dict[str, bool], state
     }
 
 
-# --------------------------------------------------------------------------------------------------
-def _apply_adapter(model: Any, cfg: TrainConfig) -> Any:
-    """Wrap ``model`` with the PEFT method of ``cfg.mode`` (lora, ia3 or prefix); the head stays trainable."""
-    if cfg.mode == "lora":
-        return _apply_lora(model, cfg)
-    from peft import IA3Config, PrefixTuningConfig, TaskType, get_peft_model
-
-    if cfg.mode == "ia3":
-        pcfg: Any = IA3Config(
-            task_type=TaskType.SEQ_CLS,
-            target_modules=cfg.peft.ia3_target_modules or None,
-            feedforward_modules=cfg.peft.ia3_feedforward_modules or None,
-            modules_to_save=_head_modules(model),
-        )
-        flag = "peft.ia3_target_modules and peft.ia3_feedforward_modules (e.g. key,value,output.dense)"
-    else:
-        pcfg = PrefixTuningConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=cfg.peft.num_virtual_tokens)
-        flag = "--mode lora (prefix tuning needs a model whose attention accepts past key values)"
-    try:
-        return get_peft_model(model, pcfg)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(
-            f"{cfg.mode} could not be applied to {cfg.base_model} ({' '.join(str(exc).split())[:200]}); set {flag}"
-        ) from exc
-
-
-def _apply_lora(model: Any, cfg: TrainConfig) -> Any:
-    from peft import LoraConfig, TaskType, get_peft_model
-
-    targets = cfg.lora.target_modules or None  # None: peft's per-architecture default mapping
-    lcfg = LoraConfig(
-        task_type=TaskType.SEQ_CLS,
-        r=cfg.lora.r,
-        lora_alpha=cfg.lora.alpha,
-        lora_dropout=cfg.lora.dropout,
-        bias=cfg.lora.bias,
-        target_modules=targets,
-        modules_to_save=_head_modules(model),
+def worker_result(cfg: TrainConfig, layout: RunLayout, sizes: dict[str, int], label_names: list[str], t_start: float) -> TrainResult:
+    """What a non-main process of a distributed run returns: it wrote nothing."""
+    return TrainResult(
+        output_dir=layout.root,
+        model_dir=layout.model_dir,
+        mode=cfg.mode,
+        label_names=label_names,
+        eval_metrics={},
+        train_metrics={},
+        sizes=sizes,
+        seconds=round(time.perf_counter() - t_start, 3),
+        extra={"task": cfg.task, "engine": cfg.engine, "main_process": False},
     )
+
+
+def _git_sha() -> str | None:
     try:
-        return get_peft_model(model, lcfg)
-    except ValueError as exc:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"hubtune": __version__, "python": platform.python_version()}
+    for pkg in ("torch", "transformers", "datasets", "peft", "accelerate", "huggingface_hub"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# A text-classifier run: both ends (shared by the Trainer and the Accelerate recipes)
+# --------------------------------------------------------------------------------------------------
+def check_metric(metric: str) -> None:
+    if metric not in ("accuracy", "f1_macro", "f1_micro", "precision_macro", "recall_macro", "roc_auc"):
         raise ConfigError(
-            f"LoRA could not be applied to {cfg.base_model} ({' '.join(str(exc).split())[:200]}); "
-            "set lora.target_modules to the model's attention projection names (e.g. query,value)"
-        ) from exc
+            f"metric_for_best_model is {metric!r}; expected one of accuracy, f1_macro, f1_micro, "
+            "precision_macro, recall_macro, roc_auc (binary only)"
+        )
 
 
 def _load_base(cfg: TrainConfig, label_names: list[str]) -> tuple[Any, Any]:
@@ -324,52 +315,6 @@ def _tokenize(data: TrainEvalData, tokenizer: Any, max_length: int) -> tuple[Any
     return train_ds, eval_ds
 
 
-def _git_sha() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False)
-        return out.stdout.strip() or None if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {"hubtune": __version__, "python": platform.python_version()}
-    for pkg in ("torch", "transformers", "datasets", "peft", "accelerate", "huggingface_hub"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return out
-
-
-# --------------------------------------------------------------------------------------------------
-def train(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False, progress: bool = True) -> TrainResult:
-    """Fine-tune ``cfg.base_model`` on ``cfg.data`` and write the run directory ``cfg.output_dir``.
-
-    Dispatches on ``cfg.task`` and ``cfg.engine``; every recipe writes the same run directory layout.
-    """
-    cfg.validate()
-    if cfg.task != "text-classification":
-        from hubtune.lm import train_lm
-
-        return train_lm(cfg, overwrite=overwrite, resume=resume, progress=progress)
-    if cfg.engine == "accelerate":
-        from hubtune.accel import train_accelerate
-
-        return train_accelerate(cfg, overwrite=overwrite, resume=resume, progress=progress)
-    return _train_classifier(cfg, overwrite=overwrite, resume=resume, progress=progress)
-
-
-def check_metric(metric: str) -> None:
-    if metric not in ("accuracy", "f1_macro", "f1_micro", "precision_macro", "recall_macro", "roc_auc"):
-        raise ConfigError(
-            f"metric_for_best_model is {metric!r}; expected one of accuracy, f1_macro, f1_micro, "
-            "precision_macro, recall_macro, roc_auc (binary only)"
-        )
-
-
 def prepare_classifier(cfg: TrainConfig, progress: bool) -> tuple[TrainEvalData, Any, Any, int, Any, Any]:
     """Validate and load: data, model (adapter applied), tokenizer, max_length, tokenized train/eval."""
     quiet_libraries(progress)
@@ -378,7 +323,7 @@ def prepare_classifier(cfg: TrainConfig, progress: bool) -> tuple[TrainEvalData,
     max_length = min(cfg.max_length, getattr(model.config, "max_position_embeddings", cfg.max_length) or cfg.max_length)
     train_ds, eval_ds = _tokenize(data, tokenizer, max_length)
     if cfg.mode in ADAPTER_MODES:
-        model = _apply_adapter(model, cfg)
+        model = apply_adapter(model, cfg)
     return data, model, tokenizer, max_length, train_ds, eval_ds
 
 
@@ -461,99 +406,3 @@ def finish_classifier(
         resumed_from=summary_doc["resumed_from"],
         extra={"task": cfg.task, "engine": cfg.engine, "main_process": True, **(extra_summary or {})},
     )
-
-
-def worker_result(cfg: TrainConfig, layout: RunLayout, sizes: dict[str, int], label_names: list[str], t_start: float) -> TrainResult:
-    """What a non-main process of a distributed run returns: it wrote nothing."""
-    return TrainResult(
-        output_dir=layout.root,
-        model_dir=layout.model_dir,
-        mode=cfg.mode,
-        label_names=label_names,
-        eval_metrics={},
-        train_metrics={},
-        sizes=sizes,
-        seconds=round(time.perf_counter() - t_start, 3),
-        extra={"task": cfg.task, "engine": cfg.engine, "main_process": False},
-    )
-
-
-def _train_classifier(cfg: TrainConfig, *, overwrite: bool, resume: bool, progress: bool) -> TrainResult:
-    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
-
-    t_start = time.perf_counter()
-    layout = RunLayout.of(cfg.output_dir)
-    _check_output_dir(layout.root, overwrite, resume)
-    precision = _precision_flags(cfg.precision)
-    check_metric(cfg.metric_for_best_model)
-    state = dist_state()
-
-    # 1. validate everything before writing anything
-    t0 = time.perf_counter()
-    with state.main_process_first():
-        data, model, tokenizer, max_length, train_ds, eval_ds = prepare_classifier(cfg, progress)
-    t_data = time.perf_counter() - t0
-    last_ckpt = prepare_output_dir(layout, state, overwrite=overwrite, resume=resume)
-
-    # 2. train
-    label_names = data.label_names
-
-    def compute_metrics(pred: Any) -> dict[str, float]:
-        logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
-        probs = softmax(logits)
-        return summary(classification_metrics(pred.label_ids, probs.argmax(-1), label_names, probs))
-
-    extra_args: dict[str, Any] = {"metric_for_best_model": cfg.metric_for_best_model}
-    callbacks: list[Any] = []
-    if cfg.early_stopping_patience:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
-    trainer_cls: type = Trainer
-    unfreeze = None
-    if cfg.ulmfit.enabled:
-        from hubtune import ulmfit
-
-        trainer_cls = ulmfit.trainer_class(cfg)
-        if cfg.ulmfit.gradual_unfreezing:
-            unfreeze = ulmfit.make_callback(ulmfit.layer_groups(model))
-            callbacks.append(unfreeze)
-            extra_args["ddp_find_unused_parameters"] = True
-    args = training_args(cfg, layout, precision, progress, **extra_args)
-    trainer = trainer_cls(
-        model=model,
-        args=args,
-        train_dataset=train_ds,
-        eval_dataset=eval_ds,
-        processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=compute_metrics,
-        callbacks=callbacks,
-    )
-    train_metrics, t_train = run_trainer(trainer, last_ckpt)
-
-    if not trainer.is_world_process_zero():
-        state.wait_for_everyone()
-        return worker_result(cfg, layout, data.sizes, label_names, t_start)
-    extra_summary: dict[str, Any] = {}
-    if cfg.ulmfit.enabled:
-        extra_summary["ulmfit"] = {
-            "layer_group_lrs": getattr(trainer, "layer_group_lrs", {}),
-            "unfrozen_per_epoch": unfreeze.history if unfreeze is not None else None,
-        }
-    # 3. save the model folder through a staging dir, then evaluate the saved files
-    result = finish_classifier(
-        cfg,
-        layout,
-        model=trainer.model,
-        tokenizer=tokenizer,
-        data=data,
-        max_length=max_length,
-        train_metrics=train_metrics,
-        precision=precision,
-        state=state,
-        timings={"data_seconds": t_data, "train_seconds": t_train},
-        t_start=t_start,
-        last_ckpt=last_ckpt,
-        extra_summary=extra_summary,
-    )
-    state.wait_for_everyone()
-    return result

@@ -18,6 +18,9 @@ Metrics (``metrics.json`` ``eval``): ``perplexity_before``, ``perplexity_after``
 ``eval_loss_before``) for the LM tasks, the classification metrics for generative classification.
 Perplexity is ``exp(eval loss)`` on the eval blocks; for fill-mask the masks of the eval set are drawn
 with the same seed before and after training so the two figures compare.
+
+Recipe module: imports :mod:`hubtune.train.common` and the pieces module :mod:`hubtune.train.adapters`;
+no other recipe.
 """
 
 from __future__ import annotations
@@ -36,12 +39,13 @@ from hubtune.layout import RunLayout
 from hubtune.metrics import classification_metrics, softmax, summary
 from hubtune.modeling import resolve_model_source, write_json
 from hubtune.security import check_model_config
-from hubtune.train import (
+from hubtune.train.adapters import apply_causal_lora
+from hubtune.train.common import (
     TrainResult,
-    _check_output_dir,
-    _precision_flags,
     base_summary,
+    check_output_dir,
     dist_state,
+    precision_flags,
     prepare_output_dir,
     replace_model_dir,
     run_trainer,
@@ -192,7 +196,7 @@ def label_token_ids(tokenizer: Any, label_names: list[str], model: Any = None) -
     return tokenizer.convert_tokens_to_ids(new)
 
 
-def _gen_cls_features(data: LoadedData, tokenizer: Any, label_ids: list[int], max_length: int, what: str) -> Any:
+def gen_cls_features(data: LoadedData, tokenizer: Any, label_ids: list[int], max_length: int, what: str) -> Any:
     eos = tokenizer.eos_token_id
 
     def fn(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
@@ -206,22 +210,6 @@ def _gen_cls_features(data: LoadedData, tokenizer: Any, label_ids: list[int], ma
         return out
 
     return data.dataset.map(fn, batched=True, remove_columns=data.dataset.column_names, desc=f"tokenize {what}")
-
-
-def _apply_causal_lora(model: Any, cfg: TrainConfig) -> Any:
-    from peft import LoraConfig, TaskType, get_peft_model
-
-    lcfg = LoraConfig(
-        task_type=TaskType.CAUSAL_LM, r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-        bias=cfg.lora.bias, target_modules=cfg.lora.target_modules or None,
-    )
-    try:
-        return get_peft_model(model, lcfg)
-    except ValueError as exc:
-        raise ConfigError(
-            f"LoRA could not be applied to {cfg.base_model} ({' '.join(str(exc).split())[:200]}); "
-            "set lora.target_modules (e.g. c_attn for GPT-2)"
-        ) from exc
 
 
 # --------------------------------------------------------------------------------------------------
@@ -238,8 +226,8 @@ def train_lm(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False,
 
     t_start = time.perf_counter()
     layout = RunLayout.of(cfg.output_dir)
-    _check_output_dir(layout.root, overwrite, resume)
-    precision = _precision_flags(cfg.precision)
+    check_output_dir(layout.root, overwrite, resume)
+    precision = precision_flags(cfg.precision)
     state = dist_state()
     quiet_libraries(progress)
     gen_cls = cfg.task == "generative-classification"
@@ -261,13 +249,13 @@ def train_lm(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False,
             tokenizer.padding_side = "right"
             label_ids = label_token_ids(tokenizer, label_names, model)
             max_length = min(cfg.max_length, getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", cfg.max_length))
-            train_ds = _gen_cls_features(cls_data.train, tokenizer, label_ids, max_length, "train")
-            eval_ds = _gen_cls_features(cls_data.eval, tokenizer, label_ids, max_length, "eval")
+            train_ds = gen_cls_features(cls_data.train, tokenizer, label_ids, max_length, "train")
+            eval_ds = gen_cls_features(cls_data.eval, tokenizer, label_ids, max_length, "eval")
             sizes = dict(cls_data.sizes)
             eval_source = cls_data.eval_source
             collator: Any = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100)
             if cfg.mode == "lora":
-                model = _apply_causal_lora(model, cfg)
+                model = apply_causal_lora(model, cfg)
         else:
             causal = cfg.task == "text-generation"
             train_txt, eval_txt, eval_source = load_texts(cfg)

@@ -1,4 +1,4 @@
-"""``engine: accelerate``: the classification train step as a plain Accelerate loop (no Trainer).
+"""Recipe ``engine: accelerate``: the classification train step as a plain Accelerate loop (no Trainer).
 
 Same inputs (TrainConfig), same outputs (the run directory of :mod:`hubtune.layout`), so the later
 steps do not know which engine trained. Launched with ``accelerate launch -m hubtune train ...`` (or
@@ -8,6 +8,9 @@ the samples padded in to even out the last batch), and only the main process wri
 
 Per epoch: train, evaluate, keep the best weights by ``metric_for_best_model`` (as the Trainer's
 ``load_best_model_at_end``). ``--resume`` is a Trainer-engine feature.
+
+Recipe module: both ends of the run (load and tokenize; save, evaluate, write the run files) come from
+:mod:`hubtune.train.common`, as for the Trainer recipe; no other recipe is imported.
 """
 
 from __future__ import annotations
@@ -20,12 +23,12 @@ from hubtune.config import TrainConfig
 from hubtune.errors import ConfigError
 from hubtune.layout import RunLayout
 from hubtune.metrics import classification_metrics, softmax, summary
-from hubtune.train import (
+from hubtune.train.common import (
     TrainResult,
-    _check_output_dir,
-    _precision_flags,
     check_metric,
+    check_output_dir,
     finish_classifier,
+    precision_flags,
     prepare_classifier,
     prepare_output_dir,
     worker_result,
@@ -44,8 +47,8 @@ def train_accelerate(cfg: TrainConfig, *, overwrite: bool = False, resume: bool 
         raise ConfigError("--resume needs the Trainer engine; drop --resume or use --engine trainer")
     t_start = time.perf_counter()
     layout = RunLayout.of(cfg.output_dir)
-    _check_output_dir(layout.root, overwrite, resume)
-    precision = _precision_flags(cfg.precision)
+    check_output_dir(layout.root, overwrite, resume)
+    precision = precision_flags(cfg.precision)
     check_metric(cfg.metric_for_best_model)
     accelerator = Accelerator(
         cpu=not torch.cuda.is_available(),

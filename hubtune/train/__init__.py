@@ -1,0 +1,68 @@
+"""The train step: :func:`train` picks the recipe from ``cfg.task`` / ``cfg.engine``; every recipe writes the
+same run directory (:mod:`hubtune.layout`).
+
+Modules, lowest first (a module imports only modules above it in this list; no recipe imports another):
+
+``adapters``    pieces: PEFT wrappers (LoRA, IA3, prefix tuning; LoRA on a causal LM)
+``ulmfit``      pieces: ULMFiT techniques for the Trainer (layer groups, discriminative lrs, STLR, unfreezing)
+``common``      what every recipe shares: output-dir checks, precision flags, TrainingArguments, running
+                the Trainer, the model folder swap, the run summary, :class:`TrainResult`; and both ends of
+                a text-classifier run (load + tokenize; save + evaluate + write the run files)
+``classifier``  recipe ``task: text-classification``, ``engine: trainer`` (with the ULMFiT options)
+``accel``       recipe ``task: text-classification``, ``engine: accelerate`` (a plain Accelerate loop)
+``lm``          recipes ``task: fill-mask``, ``text-generation``, ``generative-classification``
+
+(``common`` uses ``adapters``; ``classifier`` uses ``common`` and ``ulmfit``; ``accel`` uses ``common``;
+``lm`` uses ``common`` and ``adapters``.) This module is the dispatcher; it also re-exports the public
+names of ``common`` that used to live in ``hubtune.train``.
+"""
+
+from __future__ import annotations
+
+from hubtune.config import TrainConfig
+from hubtune.train.accel import train_accelerate
+from hubtune.train.classifier import train_classifier
+from hubtune.train.common import (
+    TrainResult,
+    base_summary,
+    check_metric,
+    dist_state,
+    finish_classifier,
+    prepare_classifier,
+    prepare_output_dir,
+    replace_model_dir,
+    run_trainer,
+    save_classifier,
+    training_args,
+    worker_result,
+)
+from hubtune.train.lm import train_lm
+
+__all__ = [
+    "TrainResult",
+    "base_summary",
+    "check_metric",
+    "dist_state",
+    "finish_classifier",
+    "prepare_classifier",
+    "prepare_output_dir",
+    "replace_model_dir",
+    "run_trainer",
+    "save_classifier",
+    "train",
+    "training_args",
+    "worker_result",
+]
+
+
+def train(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False, progress: bool = True) -> TrainResult:
+    """Fine-tune ``cfg.base_model`` on ``cfg.data`` and write the run directory ``cfg.output_dir``.
+
+    Dispatches on ``cfg.task`` and ``cfg.engine``; every recipe writes the same run directory layout.
+    """
+    cfg.validate()
+    if cfg.task != "text-classification":
+        return train_lm(cfg, overwrite=overwrite, resume=resume, progress=progress)
+    if cfg.engine == "accelerate":
+        return train_accelerate(cfg, overwrite=overwrite, resume=resume, progress=progress)
+    return train_classifier(cfg, overwrite=overwrite, resume=resume, progress=progress)

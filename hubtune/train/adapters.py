@@ -1,0 +1,88 @@
+"""PEFT adapters for the train recipes (a pieces module, not a recipe): LoRA, IA3 and prefix tuning on a
+sequence classifier (``mode: lora | ia3 | prefix``), and LoRA on a causal LM (generative classification).
+
+The classification head stays trainable (``modules_to_save``). Used by :mod:`hubtune.train.common`
+(preparing a classifier run) and :mod:`hubtune.train.lm`; imports no other train module.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hubtune.config import TrainConfig
+from hubtune.errors import ConfigError, TrainingError
+
+
+def head_modules(model: Any) -> list[str]:
+    """The classification head's module names (kept trainable and saved beside the adapter)."""
+    names = [n for n in ("classifier", "score", "classification_head", "pre_classifier") if hasattr(model, n)]
+    if not names:
+        raise TrainingError(
+            f"no classification head found on {type(model).__name__} (looked for classifier/score); "
+            "expected an AutoModelForSequenceClassification architecture"
+        )
+    return names
+
+
+def apply_adapter(model: Any, cfg: TrainConfig) -> Any:
+    """Wrap ``model`` with the PEFT method of ``cfg.mode`` (lora, ia3 or prefix); the head stays trainable."""
+    if cfg.mode == "lora":
+        return apply_lora(model, cfg)
+    from peft import IA3Config, PrefixTuningConfig, TaskType, get_peft_model
+
+    if cfg.mode == "ia3":
+        pcfg: Any = IA3Config(
+            task_type=TaskType.SEQ_CLS,
+            target_modules=cfg.peft.ia3_target_modules or None,
+            feedforward_modules=cfg.peft.ia3_feedforward_modules or None,
+            modules_to_save=head_modules(model),
+        )
+        flag = "peft.ia3_target_modules and peft.ia3_feedforward_modules (e.g. key,value,output.dense)"
+    else:
+        pcfg = PrefixTuningConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=cfg.peft.num_virtual_tokens)
+        flag = "--mode lora (prefix tuning needs a model whose attention accepts past key values)"
+    try:
+        return get_peft_model(model, pcfg)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(
+            f"{cfg.mode} could not be applied to {cfg.base_model} ({' '.join(str(exc).split())[:200]}); set {flag}"
+        ) from exc
+
+
+def apply_lora(model: Any, cfg: TrainConfig) -> Any:
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    targets = cfg.lora.target_modules or None  # None: peft's per-architecture default mapping
+    lcfg = LoraConfig(
+        task_type=TaskType.SEQ_CLS,
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        bias=cfg.lora.bias,
+        target_modules=targets,
+        modules_to_save=head_modules(model),
+    )
+    try:
+        return get_peft_model(model, lcfg)
+    except ValueError as exc:
+        raise ConfigError(
+            f"LoRA could not be applied to {cfg.base_model} ({' '.join(str(exc).split())[:200]}); "
+            "set lora.target_modules to the model's attention projection names (e.g. query,value)"
+        ) from exc
+
+
+def apply_causal_lora(model: Any, cfg: TrainConfig) -> Any:
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    lcfg = LoraConfig(
+        task_type=TaskType.CAUSAL_LM, r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+        bias=cfg.lora.bias, target_modules=cfg.lora.target_modules or None,
+    )
+    try:
+        return get_peft_model(model, lcfg)
+    except ValueError as exc:
+        raise ConfigError(
+            f"LoRA could not be applied to {cfg.base_model} ({' '.join(str(exc).split())[:200]}); "
+            "set lora.target_modules (e.g. c_attn for GPT-2)"
+        ) from exc
+
