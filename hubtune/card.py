@@ -1,7 +1,8 @@
 """The card step: README.md (metadata + model-index + body) for the folder that will be published.
 
 The figures come from the exact files being published: the PyTorch model in the published folder is
-re-evaluated on the run's held-out examples (``--eval-dataset`` overrides); ONNX variants use the figures the
+re-evaluated on the run's test split (``data.test_dataset``), else on the validation examples that chose the
+checkpoint, and the card says which (``--eval-dataset`` overrides); ONNX variants use the figures the
 export gate measured on those exact files, kept only while the file's sha256 still matches.
 
 ``base_model`` rule (the Hub wants a Hub id, and a card must never leak a local path):
@@ -253,7 +254,9 @@ def card(opts: CardOptions, progress: Callable[[str], None] | None = None) -> Ca
         i = _dataset_identity(public_spec(spec), None, opts.dataset_id) if spec else {}
         if i.get("hub") and i["type"] not in datasets:
             datasets.append(i["type"])
-    tags = list(dict.fromkeys(["text-classification", "hubtune", *(["lora", "peft"] if run.mode == "lora" else []), *(["onnx"] if onnx_files else []), *opts.tags]))
+    # tags describe what is published: an adapter is PEFT; a merged LoRA model is a plain transformers model
+    adapter_tags = ["peft", run.mode] if adapter and run.mode else []
+    tags = list(dict.fromkeys(["text-classification", "hubtune", *adapter_tags, *(["onnx"] if onnx_files else []), *opts.tags]))
     data = ModelCardData(
         language=opts.language or None,
         license=opts.license,
@@ -287,6 +290,7 @@ def card(opts: CardOptions, progress: Callable[[str], None] | None = None) -> Ca
         versions={k: v for k, v in (run.summary.get("versions") or {}).items() if isinstance(v, (str, int, float))},
         eval_dataset=eval_spec,
         eval_split=ident.get("split"),
+        eval_role=ev.role if ev is not None else None,
         eval_examples=metrics.get("num_examples"),
         per_class=metrics.get("per_class"),
         variants=rows,

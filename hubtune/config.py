@@ -181,12 +181,14 @@ class DataConfig:
     """Where the examples come from and which columns hold what."""
 
     dataset: str = ""
-    eval_dataset: str | None = None
+    eval_dataset: str | None = None  # chooses the checkpoint (model selection); default: carved from dataset
+    test_dataset: str | None = None  # reported in metrics.json["test"] and the card; never used for selection
     text_column: str | None = None
     text_pair_column: str | None = None
     label_column: str | None = None
     max_samples: int | None = None
     eval_max_samples: int | None = None
+    test_max_samples: int | None = None
     validation_split: float = 0.1
     encoding: str = "utf-8"
     seed: int = 42
@@ -196,7 +198,7 @@ class DataConfig:
             raise ConfigError(
                 f"validation_split is {self.validation_split}, expected a fraction between 0 and 1 (e.g. 0.1)"
             )
-        for name in ("max_samples", "eval_max_samples"):
+        for name in ("max_samples", "eval_max_samples", "test_max_samples"):
             v = getattr(self, name)
             if v is not None and v <= 0:
                 raise ConfigError(f"{name} is {v}, expected a positive number of rows (--limit)")

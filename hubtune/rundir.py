@@ -112,6 +112,9 @@ class EvalData:
     data: Any  # hubtune.data.LoadedData
     spec: str  # what the examples are, as recorded (never an absolute path when it came from the run)
     split: str | None = None
+    # "test": a split that played no part in training or model selection; "validation": the split that chose
+    # the checkpoint (no separate test split was given); "given": examples passed explicitly (--eval-dataset)
+    role: str = "validation"
 
 
 def eval_data(
@@ -121,7 +124,8 @@ def eval_data(
     override: str | None = None,
     max_samples: int | None = None,
 ) -> EvalData | None:
-    """Labeled held-out examples, mapped onto ``label_names``; None when nothing is known."""
+    """Labeled examples to report, mapped onto ``label_names``: the run's test split when it has one, else the
+    validation examples that chose the checkpoint (``role`` says which); None when nothing is known."""
     from hubtune.data import load_labeled, load_train_eval
 
     dc = run.data_config if run else {}
@@ -130,9 +134,15 @@ def eval_data(
     seed = int(dc.get("seed") or 42)
     if override:
         data = load_labeled(override, label_names=label_names, max_samples=max_samples, seed=seed, encoding=enc, **cols)
-        return EvalData(data=data, spec=override)
+        return EvalData(data=data, spec=override, role="given")
     if run is None or not dc.get("dataset"):
         return None
+    if dc.get("test_dataset"):
+        spec = str(dc["test_dataset"])
+        caps = [int(v) for v in (max_samples, dc.get("test_max_samples")) if v is not None]
+        data = load_labeled(resolve_local_spec(spec, run.root), label_names=label_names,
+                            max_samples=min(caps) if caps else None, seed=seed, encoding=enc, **cols)
+        return EvalData(data=data, spec=spec, split="test", role="test")
     # the run's own held-out set (eval_max_samples), capped further by ``max_samples`` when that is smaller
     caps = [int(v) for v in (max_samples, dc.get("eval_max_samples")) if v is not None]
     limit = min(caps) if caps else None

@@ -60,7 +60,7 @@ def test_lora_card_round_trips_through_hub_parsers(runs, lora_card):
     card = ModelCard.load(path)
     d = card.data
     assert d.license == "apache-2.0" and d.language == ["en"] and d.pipeline_tag == "text-classification"
-    assert d.library_name == "transformers" and "lora" in d.tags and "onnx" in d.tags
+    assert d.library_name == "transformers" and "lora" not in d.tags and "onnx" in d.tags  # merged: not an adapter (issue 13.7)
     assert d.datasets == ["acme/tweets"]
     meta = metadata_load(path)
     name, results = model_index_to_eval_results(meta["model-index"])
@@ -145,3 +145,54 @@ def test_cli_card_error_is_one_line(tmp_path):
     assert proc.returncode == 5
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and "run directory" in lines[0]
+
+
+# --- issue 13.7: what the card calls its evaluation set, what it tags, which datasets it names -------------
+def test_card_without_test_split_says_figures_come_from_model_selection(runs, lora_card):
+    _, _, lora, _ = runs
+    text = (lora / "merged" / "README.md").read_text()
+    assert "held-out" not in text
+    assert "validation examples that also chose the checkpoint" in text and "no separate test split" in text
+
+
+def test_merged_model_is_not_tagged_as_an_adapter(runs, lora_card):
+    from huggingface_hub import ModelCard
+
+    _, _, lora, _ = runs
+    data = ModelCard.load(lora / "merged" / "README.md").data
+    assert "peft" not in data.tags and "lora" not in data.tags
+    assert data.library_name == "transformers"
+
+
+def test_adapter_card_is_tagged_peft(runs, tmp_path):
+    from huggingface_hub import ModelCard
+
+    _, base, _, _ = runs
+    run = make_lora_run(tmp_path / "adapter_run", base)  # not merged: the adapter is what gets published
+    proc = _cli("card", str(run), "--repo-id", "acme/tiny-adapter", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = ModelCard.load(run / "model" / "README.md").data
+    assert {"peft", "lora"} <= set(data.tags) and data.library_name == "peft"
+
+
+def test_card_reports_a_separate_test_split(runs, tmp_path):
+    """data.test_dataset: the model-index reports the test split; the body says held-out test examples."""
+    import shutil
+
+    import yaml
+    from huggingface_hub import ModelCard
+
+    _, _, _, full = runs
+    run = tmp_path / "with_test"
+    shutil.copytree(full, run)
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["data"]["test_dataset"] = TEST_CSV
+    cfg["data"]["eval_dataset"] = "data/tweets/train.csv"
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = _cli("card", str(run), "--repo-id", "acme/tiny-full", "--dataset-id", "acme/tweets", "--json")
+    assert proc.returncode == 0, proc.stderr
+    card = ModelCard.load(run / "model" / "README.md")
+    splits = {r.dataset_split for r in card.data.eval_results}
+    assert splits == {"test"}
+    assert "held-out test examples" in card.text and "model selection" not in card.text
+    assert json.loads(proc.stdout)["eval_source"] == TEST_CSV

@@ -14,7 +14,12 @@ def train(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config; flags override it."),
     base_model: Optional[str] = typer.Option(None, "--base-model", help="Hub id, local directory or packaged:minilm."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Train data: name[:config]:split or a local file."),
-    eval_dataset: Optional[str] = typer.Option(None, "--eval-dataset", help="Eval data (default: carve validation_split)."),
+    eval_dataset: Optional[str] = typer.Option(
+        None, "--eval-dataset", help="Eval data that chooses the checkpoint (default: carve validation_split)."
+    ),
+    test_dataset: Optional[str] = typer.Option(
+        None, "--test-dataset", help="Test data, reported in metrics.json and the card; never used to choose."
+    ),
     output_dir: Optional[str] = typer.Option(None, "--output-dir", "-o", help="Run directory to write."),
     task: Optional[str] = typer.Option(
         None, "--task", help="text-classification (default), fill-mask, text-generation or generative-classification."
@@ -59,6 +64,7 @@ def train(
         "whole_word_mask": whole_word_mask,
         "data.dataset": dataset,
         "data.eval_dataset": eval_dataset,
+        "data.test_dataset": test_dataset,
         "data.text_column": text_column,
         "data.text_pair_column": text_pair_column,
         "data.label_column": label_column,
@@ -89,6 +95,7 @@ def train(
                 "sizes": result.sizes,
                 "seconds": result.seconds,
                 "eval": {k: v for k, v in result.eval_metrics.items() if isinstance(v, (int, float))},
+                "test": {k: v for k, v in (result.test_metrics or {}).items() if isinstance(v, (int, float))} or None,
             }
         )
         return
@@ -102,5 +109,9 @@ def train(
         return
     typer.echo(
         f"trained {result.mode} model on {result.sizes['train']} rows in {result.seconds:.1f}s -> {result.model_dir}\n"
-        f"eval ({result.sizes['eval']} rows): accuracy {m['accuracy']:.4f}  f1_macro {m['f1_macro']:.4f}"
+        f"eval ({result.sizes['eval']} rows, chose the checkpoint; reloaded files): accuracy {m['accuracy']:.4f}  "
+        f"f1_macro {m['f1_macro']:.4f}"
     )
+    if result.test_metrics:
+        t = result.test_metrics
+        typer.echo(f"test ({t['num_examples']} rows): accuracy {t['accuracy']:.4f}  f1_macro {t['f1_macro']:.4f}")

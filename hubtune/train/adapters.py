@@ -24,10 +24,12 @@ def head_modules(model: Any) -> list[str]:
     return names
 
 
-def apply_adapter(model: Any, cfg: TrainConfig) -> Any:
-    """Wrap ``model`` with the PEFT method of ``cfg.mode`` (lora, ia3 or prefix); the head stays trainable."""
+def apply_adapter(model: Any, cfg: TrainConfig, extra_modules: list[str] | tuple[str, ...] = ()) -> Any:
+    """Wrap ``model`` with the PEFT method of ``cfg.mode`` (lora, ia3 or prefix); the head stays trainable, and so
+    do ``extra_modules`` (weights the base checkpoint lacks): both are saved beside the adapter."""
+    save = [*head_modules(model), *extra_modules]
     if cfg.mode == "lora":
-        return apply_lora(model, cfg)
+        return apply_lora(model, cfg, save)
     from peft import IA3Config, PrefixTuningConfig, TaskType, get_peft_model
 
     if cfg.mode == "ia3":
@@ -35,11 +37,12 @@ def apply_adapter(model: Any, cfg: TrainConfig) -> Any:
             task_type=TaskType.SEQ_CLS,
             target_modules=cfg.peft.ia3_target_modules or None,
             feedforward_modules=cfg.peft.ia3_feedforward_modules or None,
-            modules_to_save=head_modules(model),
+            modules_to_save=save,
         )
         flag = "peft.ia3_target_modules and peft.ia3_feedforward_modules (e.g. key,value,output.dense)"
     else:
-        pcfg = PrefixTuningConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=cfg.peft.num_virtual_tokens)
+        pcfg = PrefixTuningConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=cfg.peft.num_virtual_tokens,
+                                  modules_to_save=save)
         flag = "--mode lora (prefix tuning needs a model whose attention accepts past key values)"
     try:
         return get_peft_model(model, pcfg)
@@ -49,7 +52,7 @@ def apply_adapter(model: Any, cfg: TrainConfig) -> Any:
         ) from exc
 
 
-def apply_lora(model: Any, cfg: TrainConfig) -> Any:
+def apply_lora(model: Any, cfg: TrainConfig, modules_to_save: list[str] | None = None) -> Any:
     from peft import LoraConfig, TaskType, get_peft_model
 
     targets = cfg.lora.target_modules or None  # None: peft's per-architecture default mapping
@@ -60,7 +63,7 @@ def apply_lora(model: Any, cfg: TrainConfig) -> Any:
         lora_dropout=cfg.lora.dropout,
         bias=cfg.lora.bias,
         target_modules=targets,
-        modules_to_save=head_modules(model),
+        modules_to_save=modules_to_save or head_modules(model),
     )
     try:
         return get_peft_model(model, lcfg)

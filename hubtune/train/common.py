@@ -33,14 +33,13 @@ from hubtune.metrics import summary
 from hubtune.security import check_checkpoint, check_model_config
 from hubtune.modeling import (
     DEFAULT_MAX_LENGTH,
-    LoadedModel,
-    evaluate_loaded,
-    label_names_from_config,
+    load_classifier,
+    predict_logits,
     public_model_ref,
     resolve_model_source,
     write_json,
 )
-from hubtune.train.adapters import apply_adapter
+from hubtune.train.adapters import apply_adapter, head_modules
 
 
 @dataclass
@@ -55,6 +54,7 @@ class TrainResult:
     seconds: float
     resumed_from: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    test_metrics: dict[str, Any] | None = None  # data.test_dataset, on the reloaded files
 
 
 # --------------------------------------------------------------------------------------------------
@@ -283,7 +283,9 @@ def _load_base(cfg: TrainConfig, label_names: list[str]) -> tuple[Any, Any]:
             ignore_mismatched_sizes=True,
             trust_remote_code=cfg.trust_remote_code,
             use_safetensors=True,
+            output_loading_info=True,
         )
+        model, info = model
     except Exception as exc:  # noqa: BLE001
         text = " ".join(str(exc).split())[:300]
         raise ModelLoadError(
@@ -295,6 +297,12 @@ def _load_base(cfg: TrainConfig, label_names: list[str]) -> tuple[Any, Any]:
             raise ModelLoadError(f"tokenizer of {cfg.base_model} has no pad or eos token; expected a pad token")
         tokenizer.pad_token = tokenizer.eos_token
         model.config.pad_token_id = tokenizer.pad_token_id
+    # weights the checkpoint lacks besides the new head (e.g. the pooler of a fill-mask checkpoint): freshly
+    # initialised, so an adapter run must train and save them, or every reload would predict differently
+    heads = head_modules(model)
+    missing = sorted({k.rsplit(".", 1)[0] for k in (info.get("missing_keys") or [])
+                      if not any(k == h or k.startswith(h + ".") or f".{h}." in f".{k}" for h in heads)})
+    model.hubtune_missing_modules = missing
     return model, tokenizer
 
 
@@ -322,8 +330,10 @@ def prepare_classifier(cfg: TrainConfig, progress: bool) -> tuple[TrainEvalData,
     model, tokenizer = _load_base(cfg, data.label_names)
     max_length = min(cfg.max_length, getattr(model.config, "max_position_embeddings", cfg.max_length) or cfg.max_length)
     train_ds, eval_ds = _tokenize(data, tokenizer, max_length)
+    missing = list(getattr(model, "hubtune_missing_modules", []))
     if cfg.mode in ADAPTER_MODES:
-        model = apply_adapter(model, cfg)
+        model = apply_adapter(model, cfg, extra_modules=missing)
+    model.hubtune_missing_modules = missing  # recorded in the run summary
     return data, model, tokenizer, max_length, train_ds, eval_ds
 
 
@@ -336,6 +346,53 @@ def save_classifier(layout: RunLayout, model: Any, tokenizer: Any, cfg: TrainCon
             model.get_base_model().config.save_pretrained(str(staging))  # label names beside the adapter
 
     replace_model_dir(layout, save)
+
+
+RELOAD_TOLERANCE = 1e-4  # max |logit diff| between the trained model and its saved files, reloaded
+
+
+def evaluate_saved(cfg: TrainConfig, layout: RunLayout, model: Any, data: TrainEvalData,
+                   max_length: int) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Metrics of the files in ``model/``, reloaded into a fresh model object, on the eval split (and the test
+    split when the config names one). Fails when the reloaded model predicts differently from the trained one."""
+    from hubtune.data import load_labeled
+    from hubtune.metrics import classification_metrics, softmax
+    from hubtune.parity import compare_logits
+
+    limit = min(max_length, DEFAULT_MAX_LENGTH)
+    reloaded = load_classifier(str(layout.model_dir), device=str(next(model.parameters()).device))
+    reloaded.max_length = limit
+
+    def logits_of(m: Any, ds: Any) -> Any:
+        pairs = ds["text_pair"] if "text_pair" in ds.column_names else None
+        return predict_logits(m, reloaded.tokenizer, ds["text"], pairs, batch_size=64, max_length=limit)
+
+    def metrics_of(logits: Any, ds: Any) -> dict[str, Any]:
+        probs = softmax(logits)
+        out = classification_metrics(ds["label"], probs.argmax(-1), reloaded.label_names, probs)
+        out["source"] = "reloaded"
+        return out
+
+    ds = data.eval.dataset
+    saved = logits_of(reloaded.model, ds)
+    trained = logits_of(model.eval(), ds)
+    parity = compare_logits(trained, saved, tolerance=RELOAD_TOLERANCE, min_label_agreement=1.0, texts_source="the eval split")
+    if not parity.passed:
+        raise TrainingError(
+            f"the model reloaded from {layout.model_dir.name}/ disagrees with the trained one ({parity.describe()}); "
+            "expected identical predictions: some trained weights were not saved (report it with HUBTUNE_DEBUG=1, "
+            "or train with --mode full)"
+        )
+    eval_metrics = metrics_of(saved, ds)
+    test_metrics = None
+    if cfg.data.test_dataset:
+        dc = cfg.data
+        test = load_labeled(dc.test_dataset, label_names=reloaded.label_names, max_samples=dc.test_max_samples,
+                            seed=dc.seed, encoding=dc.encoding, text_column=dc.text_column,
+                            text_pair_column=dc.text_pair_column, label_column=dc.label_column)
+        test_metrics = metrics_of(logits_of(reloaded.model, test.dataset), test.dataset)
+    del reloaded
+    return eval_metrics, test_metrics
 
 
 def finish_classifier(
@@ -355,22 +412,12 @@ def finish_classifier(
     extra_summary: dict[str, Any] | None = None,
 ) -> TrainResult:
     """(main process) Save ``model/``, evaluate the saved model, write metrics/config/summary."""
-    adapter = cfg.mode in ADAPTER_MODES
     save_classifier(layout, model, tokenizer, cfg, max_length)
     t0 = time.perf_counter()
-    loaded = LoadedModel(
-        model=model.eval(),
-        tokenizer=tokenizer,
-        label_names=label_names_from_config(model.get_base_model().config if adapter else model.config),
-        is_adapter=adapter,
-        base_model=cfg.base_model,
-        source=str(layout.model_dir),
-        max_length=min(max_length, DEFAULT_MAX_LENGTH),
-    )
-    eval_metrics = evaluate_loaded(loaded, data.eval, batch_size=64)
+    eval_metrics, test_metrics = evaluate_saved(cfg, layout, model, data, max_length)
     t_eval = time.perf_counter() - t0
 
-    write_json(layout.metrics, {"train": train_metrics, "eval": eval_metrics})
+    write_json(layout.metrics, {"train": train_metrics, "eval": eval_metrics, **({"test": test_metrics} if test_metrics else {})})
     layout.config.write_text(dump_yaml(cfg), encoding="utf-8")
     total = time.perf_counter() - t_start
     summary_doc = base_summary(cfg, model, precision, state)
@@ -390,6 +437,8 @@ def finish_classifier(
                 "train_samples_per_second": train_metrics.get("train_samples_per_second"),
             },
             "eval": summary(eval_metrics),
+            **({"test": summary(test_metrics), "test_source": cfg.data.test_dataset} if test_metrics else {}),
+            "trained_missing_weights": list(getattr(model, "hubtune_missing_modules", [])),
             **(extra_summary or {}),
         }
     )
@@ -405,4 +454,5 @@ def finish_classifier(
         seconds=round(total, 3),
         resumed_from=summary_doc["resumed_from"],
         extra={"task": cfg.task, "engine": cfg.engine, "main_process": True, **(extra_summary or {})},
+        test_metrics=test_metrics,
     )
