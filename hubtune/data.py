@@ -124,7 +124,7 @@ def parse_spec(spec: str, default_split: str | None = None) -> DatasetSpec:
 # --------------------------------------------------------------------------------------------------
 # Raw loading
 # --------------------------------------------------------------------------------------------------
-def _local_files(path: Path) -> tuple[str, list[str], dict[str, Any]]:
+def local_files(path: Path) -> tuple[str, list[str], dict[str, Any]]:
     if not path.exists():
         raise DatasetNotFoundError(
             f"dataset file {path} does not exist; pass an existing file or directory, or a Hub id such as imdb:test"
@@ -156,7 +156,7 @@ def _local_files(path: Path) -> tuple[str, list[str], dict[str, Any]]:
     return LOCAL_FORMATS[suffix], [str(f) for f in files], kwargs
 
 
-def _check_encoding(files: Sequence[str], encoding: str) -> None:
+def check_encoding(files: Sequence[str], encoding: str) -> None:
     """Fail fast, naming the option, when a text file does not decode with ``encoding``."""
     for f in files:
         if f.endswith(".parquet"):
@@ -196,14 +196,14 @@ def open_dataset(
         spec = parse_spec(spec)
     datasets.logging.set_verbosity_error()
     if spec.kind == "local":
-        builder, files, kwargs = _local_files(Path(spec.path))
+        builder, files, kwargs = local_files(Path(spec.path))
         if builder == "csv":
-            _check_encoding(files, encoding)
+            check_encoding(files, encoding)
             kwargs["encoding"] = encoding
             kwargs["keep_default_na"] = False
             kwargs["na_values"] = [""]
         elif builder == "json":
-            _check_encoding(files, "utf-8" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding)
+            check_encoding(files, "utf-8" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding)
         try:
             return datasets.load_dataset(builder, data_files=files, split="train", streaming=streaming, **kwargs)
         except DataError:
@@ -507,5 +507,3 @@ def load_train_eval(cfg: Any) -> TrainEvalData:
 def iter_texts(data: LoadedData) -> Iterable[str]:
     return iter(data.dataset["text"])
 
-
-_is_missing, _to_ids = is_missing, to_ids  # transitional aliases while hubtune/predict moves (issue 12)

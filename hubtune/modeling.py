@@ -238,5 +238,3 @@ def write_json(path: str | os.PathLike[str], data: Any) -> None:
         fh.write("\n")
     os.replace(tmp, p)
 
-
-_effective_max_length = effective_max_length  # transitional alias while hubtune/predict moves (issue 12)

@@ -92,7 +92,7 @@ def test_ray_equals_local_jsonl_with_bad_rows_and_limit(tiny, tmp_path, ray_clus
 def test_worker_death_every_row_exactly_once(tiny, rows_parquet, tmp_path, ray_cluster, monkeypatch):
     """The first chunk's actor exits (os._exit); Ray restarts it and retries the chunk: no row lost or doubled."""
     from hubtune.predict import batch_predict
-    from hubtune.predict_ray import CRASH_ONCE_ENV
+    from hubtune.predict.ray import CRASH_ONCE_ENV
 
     marker = tmp_path / "crashed"
     monkeypatch.setenv(CRASH_ONCE_ENV, str(marker))

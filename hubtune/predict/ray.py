@@ -1,11 +1,12 @@
-"""``batch-predict --engine ray``: the local engine's runners and shard files, on a Ray Data actor pool.
+"""``batch-predict --engine ray``: the same runners, batches and shard files as the local engine, on a Ray Data
+actor pool.
 
     read (Ray Data: read_parquet / read_csv / read_json / from_huggingface)
       -> chunks of exactly ``chunk_size`` rows on a global grid, each tagged with its row ids
       -> map_batches(_ChunkPredictor, concurrency=num_workers)   one actor = one model replica
-           (hubtune.predict.make_runner + _prepare + run_chunk + write_shard: the local engine's code)
+           (runners.make_runner + batching.prepare_chunk, run_chunk + shards.write_shard: what the local engine runs)
       -> OUTPUT.parts/chunk-<first row id>.{parquet,errors.jsonl,eval.npz,json}
-      -> hubtune.predict.assemble (the local engine's manifest and final assembly)
+      -> output.assemble (the manifest and final assembly the local engine uses too)
 
 Exactly-once: chunk k always holds rows [k*chunk_size, (k+1)*chunk_size) whatever the reader's block
 boundaries, its files are named by its first row id and written atomically (the ``.json`` commit marker
@@ -30,28 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from hubtune.errors import ConfigError, DataError, EmptyDatasetError, HubtuneError, MissingDependencyError, PredictError, RowError
-from hubtune.predict import (
-    label_feature,
-    make_result,
-    Chunk,
-    OnnxRunner,
-    PredictOptions,
-    PredictResult,
-    _check_options,
-    _compare_manifest,
-    _prepare,
-    _prepare_output,
-    _read_json,
-    _write_json,
-    assemble,
-    make_runner,
-    model_identity,
-    new_manifest,
-    open_input,
-    resolve_model_dir,
-    run_chunk,
-    write_shard,
-)
+from hubtune.predict.batching import Chunk, prepare_chunk, run_chunk
+from hubtune.predict.dataset import label_feature, open_input
+from hubtune.predict.options import PredictOptions, PredictResult, check_options, make_result
+from hubtune.predict.output import assemble, compare_manifest, new_manifest, prepare_output, read_json, write_json
+from hubtune.predict.runners import export_missing_onnx, find_onnx, make_runner
+from hubtune.predict.shards import write_shard
+from hubtune.predict.source import model_identity, resolve_model_dir
 
 CRASH_ONCE_ENV = "HUBTUNE_RAY_CRASH_ONCE"  # test hook: path of a marker file; the first actor call that creates it exits
 MAX_RESTARTS = 3  # actor restarts (and task retries) before a chunk counts as failed
@@ -122,10 +108,10 @@ class _ChunkPredictor:
         name = f"chunk-{start:012d}"
         marker = self.parts / f"{name}.json"
         if marker.is_file():  # committed by an earlier attempt (retry) or run (--resume): reuse, never duplicate
-            entry = dict(_read_json(marker), reused=True)
+            entry = dict(read_json(marker), reused=True)
             return pa.table({"entry": [json.dumps(dict(entry, **info))]})
         columns = table.drop_columns(["row_id"]).to_pydict()
-        chunk = _prepare(Chunk(index=start // step, start=start, columns=columns, valid=None, errors=[]),  # type: ignore[arg-type]
+        chunk = prepare_chunk(Chunk(index=start // step, start=start, columns=columns, valid=None, errors=[]),  # type: ignore[arg-type]
                          self.runner.tokenizer, self.text, self.pair, self.max_length)
         if chunk.errors and self.opts.on_error == "fail":
             pos, reason = chunk.errors[0]
@@ -139,7 +125,7 @@ class _ChunkPredictor:
             all_scores=self.opts.all_scores, label_column=self.label, feature=self.feature, source=self.opts.dataset,
         )
         entry = {"index": chunk.index, **entry, "notice": notice}
-        _write_json(marker, entry)  # the commit point of this chunk
+        write_json(marker, entry)  # the commit point of this chunk
         return pa.table({"entry": [json.dumps(dict(entry, reused=False, **info))]})
 
 
@@ -165,15 +151,15 @@ def _read(ray: Any, opts: PredictOptions, spec: Any, cols: Any, needed: list[str
 
         hf = open_dataset(spec, streaming=False, default_split="test", revision=opts.revision)
         return ray.data.from_huggingface(hf.select_columns(needed))
-    from hubtune.data import _check_encoding, _local_files
+    from hubtune.data import check_encoding, local_files
 
-    builder, files, kwargs = _local_files(Path(spec.path))
+    builder, files, kwargs = local_files(Path(spec.path))
     if builder == "parquet":
         return ray.data.read_parquet(files, columns=needed)
     if builder == "csv":
         import pyarrow.csv as pcsv
 
-        _check_encoding(files, opts.encoding)
+        check_encoding(files, opts.encoding)
         texts = {c: pa.string() for c in (cols.text, cols.text_pair) if c}
         return ray.data.read_csv(
             files,
@@ -244,7 +230,7 @@ def _hubtune_cause(exc: BaseException) -> HubtuneError | None:
 def batch_predict_ray(opts: PredictOptions) -> PredictResult:
     """``batch_predict`` on Ray Data (see the module docstring); same output files and columns as the local engine."""
     t0 = time.perf_counter()
-    fmt = _check_options(opts)
+    fmt = check_options(opts)
     workers = opts.num_workers if opts.num_workers is not None else 1
     if workers < 1:
         raise ConfigError(f"--num-workers must be >= 1, found {workers}")
@@ -256,22 +242,21 @@ def batch_predict_ray(opts: PredictOptions) -> PredictResult:
             "run over --num-workers actors: drop --num-shards/--shard-index"
         )
     ray = import_ray()
-    output, parts, previous = _prepare_output(opts)
+    output, parts, previous = prepare_output(opts)
     spec, ds, cols, keep = open_input(opts)
     model_dir, commit = resolve_model_dir(opts.model, revision=opts.revision, backend=opts.backend)
     identity = model_identity(opts.model, model_dir, commit)
     manifest = new_manifest(opts, identity, None, spec, ds, cols, keep, fmt, 0, opts.limit, opts.limit)
     manifest["engine"] = "ray"
     if previous is not None:
-        _compare_manifest(previous, manifest, output)  # also refuses a run started by the other engine
-    _write_json(parts / "manifest.json", manifest)
+        compare_manifest(previous, manifest, output)  # also refuses a run started by the other engine
+    write_json(parts / "manifest.json", manifest)
     # chunks committed by the interrupted run (--resume); a retried chunk of this run is not "resumed"
     committed_before = {p.name[: -len(".json")] for p in parts.glob("chunk-*.json")} if previous is not None else set()
     notices: list[str] = []
-    if opts.backend == "onnx" and OnnxRunner._find_onnx(model_dir, opts.onnx_file) is None:
+    if opts.backend == "onnx" and find_onnx(model_dir, opts.onnx_file) is None:
         # export once here, not once per actor (they would race on the same files)
-        holder = type("_Notes", (), {"notices": notices})()
-        OnnxRunner._export(holder, model_dir, parts / "_onnx_export", opts)  # type: ignore[arg-type]
+        notices.append(export_missing_onnx(model_dir, parts / "_onnx_export")[1])
     feature = label_feature(ds, cols.label)
     needed = [c for c in dict.fromkeys([cols.text, cols.text_pair, cols.label, *keep]) if c]
 

@@ -1,0 +1,73 @@
+"""The batch-predict step: a classifier over a (streamed) dataset into a resumable, sharded result.
+
+Modules, lowest first (a module imports only modules above it in this list; neither engine imports the other):
+
+``options``   :class:`PredictOptions`, :class:`PredictResult`, :class:`MergeResult`, option checks
+``source``    where the model comes from (folder, run directory, Hub id) and its identity (weights sha256, revision)
+``dataset``   where the rows come from: the streamed input, its columns, row count and fingerprint
+``runners``   the model behind one interface (tokenizer, label_names, max_length, device, feeds -> logits):
+              PyTorch or ONNX Runtime; :func:`make_runner`
+``batching``  chunks of rows: validation, tokenization (in a prefetch thread), length-sorted batches -> logits
+``shards``    the files of one chunk (predictions, row errors, labels for the metrics), written atomically
+``output``    the manifest (resume checks), the assembly of OUTPUT and its sidecars, ``merge-predictions``
+``local``     engine ``local``: the whole run in this process (``--num-shards`` splits it over processes)
+``ray``       engine ``ray``: the same chunks on a Ray Data actor pool (``pip install 'hubtune[ray]'``)
+
+This module is the public API: :func:`batch_predict` dispatches on ``opts.engine`` (Ray is imported only for
+``--engine ray``), and the names used elsewhere are re-exported here.
+"""
+
+from __future__ import annotations
+
+from hubtune.predict.batching import Chunk, run_chunk
+from hubtune.predict.dataset import count_rows, dataset_fingerprint, label_feature, open_input
+from hubtune.predict.local import THROTTLE_ENV, batch_predict_local
+from hubtune.predict.options import (
+    BACKENDS,
+    DTYPES,
+    ENGINES,
+    OUTPUT_FORMATS,
+    MergeResult,
+    PredictOptions,
+    PredictResult,
+    check_options,
+    make_result,
+)
+from hubtune.predict.output import (
+    MANIFEST_VERSION,
+    assemble,
+    merge_predictions,
+    new_manifest,
+    read_meta,
+    sidecar,
+)
+from hubtune.predict.runners import OnnxRunner, Runner, TorchRunner, make_runner
+from hubtune.predict.shards import write_shard
+from hubtune.predict.source import WEIGHT_GLOBS, model_identity, resolve_model_dir
+
+
+def batch_predict(opts: PredictOptions) -> PredictResult:
+    """Predict every row of ``opts.dataset`` into ``opts.output`` (resumable; see :mod:`hubtune.predict.output`
+    for the files). ``opts.engine == "ray"`` runs the same runners and shard files on a Ray Data actor pool."""
+    if opts.engine == "ray":
+        check_options(opts)
+        from hubtune.predict.ray import batch_predict_ray
+
+        return batch_predict_ray(opts)
+    return batch_predict_local(opts)
+
+
+__all__ = [
+    "PredictOptions",
+    "PredictResult",
+    "MergeResult",
+    "batch_predict",
+    "merge_predictions",
+    "read_meta",
+    "resolve_model_dir",
+    "model_identity",
+    "run_chunk",
+    "make_runner",
+    "write_shard",
+    "assemble",
+]

@@ -1,0 +1,135 @@
+"""``batch-predict --engine local``: the whole run in this process.
+
+    open the model (source) and the rows (dataset) -> the row range of this runner (--num-shards/--shard-index)
+      -> the manifest (a new run, or the interrupted one to --resume; output)
+      -> chunks of ``chunk_size`` rows, read and tokenized in a thread (batching.prefetch, prepare_chunk)
+      -> logits in length-sorted batches (batching.run_chunk on a runners.Runner)
+      -> OUTPUT.parts/shard-NNNNN.* (shards.write_shard), recorded in the manifest after each chunk
+      -> OUTPUT and its sidecars (output.assemble)
+
+Input is read streaming, so memory stays flat. A shard is written to a temporary name, renamed, and only then
+recorded in the manifest (atomically), so after a crash ``resume=True`` continues from the last recorded shard
+and every input row ends up exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Iterator
+
+import numpy as np
+
+from hubtune.errors import EmptyDatasetError, RowError
+from hubtune.predict.batching import Chunk, prefetch, prepare_chunk, run_chunk
+from hubtune.predict.dataset import count_rows, label_feature, open_input
+from hubtune.predict.options import PredictOptions, PredictResult, check_options, make_result
+from hubtune.predict.output import assemble, compare_manifest, new_manifest, prepare_output, write_json
+from hubtune.predict.runners import make_runner
+from hubtune.predict.shards import write_shard
+from hubtune.predict.source import model_identity, resolve_model_dir
+
+THROTTLE_ENV = "HUBTUNE_PREDICT_THROTTLE_S"  # test hook: sleep after each shard (kill -9 tests)
+
+
+def batch_predict_local(opts: PredictOptions) -> PredictResult:
+    """Predict every row of ``opts.dataset`` into ``opts.output`` in this process (see the module docstring)."""
+    t0 = time.perf_counter()
+    fmt = check_options(opts)
+    output, parts, previous = prepare_output(opts)
+    spec, ds, cols, keep = open_input(opts)
+
+    model_dir, commit = resolve_model_dir(opts.model, revision=opts.revision, backend=opts.backend)
+    identity = model_identity(opts.model, model_dir, commit)
+    runner = make_runner(model_dir, opts, parts / "_onnx_export")
+    label_names = runner.label_names
+    max_length = opts.max_length or runner.max_length
+    notices = list(runner.notices)
+
+    # the row range of this runner
+    total: int | None = opts.limit
+    start, end = 0, opts.limit
+    if opts.num_shards > 1:
+        n_all = count_rows(ds, spec, cols.text)
+        total = min(n_all, opts.limit) if opts.limit is not None else n_all
+        start = total * opts.shard_index // opts.num_shards
+        end = total * (opts.shard_index + 1) // opts.num_shards
+    manifest = new_manifest(opts, identity, label_names, spec, ds, cols, keep, fmt, start, end, total)
+    if previous is not None:
+        compare_manifest(previous, manifest, output)
+        manifest["shards"] = previous.get("shards", [])
+        manifest["complete"] = previous.get("complete", False)
+    done = sum(s["rows"] + s["errors"] for s in manifest["shards"])
+    resumed = done
+    write_json(parts / "manifest.json", manifest)
+    # remove leftovers of an interrupted shard write (never recorded in the manifest)
+    recorded = {s[k] for s in manifest["shards"] for k in ("file", "errors_file", "eval_file") if s.get(k)}
+    for p in parts.iterdir():
+        if p.is_file() and p.name.startswith((".shard-", "shard-")) and p.name not in recorded:
+            p.unlink()
+
+    from_row = start + done
+    n_todo = None if end is None else max(0, end - from_row)
+    feature = label_feature(ds, cols.label)
+    metrics_enabled = cols.label is not None and bool(label_names)
+
+    needed = [c for c in dict.fromkeys([cols.text, cols.text_pair, cols.label, *keep]) if c]
+
+    def chunks() -> Iterator[Chunk]:
+        if manifest["complete"] or n_todo == 0:
+            return
+        stream = ds.select_columns(needed)
+        if from_row:
+            stream = stream.skip(from_row)
+        if n_todo is not None:
+            stream = stream.take(n_todo)
+        idx = len(manifest["shards"])
+        row = from_row
+        for batch in stream.iter(batch_size=opts.chunk_size):
+            chunk = Chunk(index=idx, start=row, columns=batch, valid=np.zeros(0, np.int64), errors=[])
+            yield prepare_chunk(chunk, runner.tokenizer, cols.text, cols.text_pair, max_length)
+            row += chunk.size
+            idx += 1
+
+    from tqdm.auto import tqdm
+
+    bar_total = None if end is None else end - start
+    bar = tqdm(total=bar_total, initial=done, unit="rows", unit_scale=True, disable=not opts.progress, dynamic_ncols=True, desc="batch-predict")
+    throttle = float(os.environ.get(THROTTLE_ENV, "0") or 0)
+    processed = 0
+    t_run = time.perf_counter()
+    try:
+        for chunk in prefetch(chunks()):
+            if chunk.errors and opts.on_error == "fail":
+                pos, reason = chunk.errors[0]
+                raise RowError(
+                    f"row {chunk.start + pos} cannot be predicted: {reason}; fix the data, or pass --on-error skip "
+                    "to record such rows in the errors file and go on"
+                )
+            logits = run_chunk(runner, chunk, opts.batch_size)
+            entry, notice = write_shard(
+                parts, f"shard-{chunk.index:05d}", chunk, logits, keep=keep, label_names=label_names,
+                all_scores=opts.all_scores, label_column=cols.label if metrics_enabled else None,
+                feature=feature, source=opts.dataset,
+            )
+            entry = {"index": chunk.index, **entry}
+            if notice:
+                metrics_enabled = False
+                notices.append(notice)
+            manifest["shards"].append(entry)
+            write_json(parts / "manifest.json", manifest)
+            processed += chunk.size
+            bar.update(chunk.size)
+            if throttle:
+                time.sleep(throttle)
+    finally:
+        bar.close()
+    seconds_run = time.perf_counter() - t_run
+
+    if not manifest["shards"] and previous is None and processed == 0 and (n_todo is None or n_todo > 0) and start == 0:
+        manifest["complete"] = True
+        write_json(parts / "manifest.json", manifest)
+        raise EmptyDatasetError(f"dataset {opts.dataset} has no rows to predict (check the spec or --limit)")
+    done_info = assemble(opts, output, parts, manifest, label_names=label_names, metrics_enabled=metrics_enabled)
+    return make_result(opts, done_info, output=output, started=t0, seconds_run=seconds_run, processed=processed,
+                       device=runner.device, resumed=resumed, identity=identity, notices=notices)

@@ -1,0 +1,143 @@
+"""What a batch-predict run is asked (:class:`PredictOptions`), their validation, and what it answers
+(:class:`PredictResult`, :class:`MergeResult`). Shared by both engines; imports nothing heavy."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from hubtune.errors import ConfigError
+
+OUTPUT_FORMATS = (".parquet", ".jsonl", ".csv")
+BACKENDS = ("torch", "onnx")
+ENGINES = ("local", "ray")
+DTYPES = ("fp32", "fp16", "bf16")
+
+
+@dataclass
+class PredictOptions:
+    model: str
+    dataset: str
+    output: str
+    backend: Literal["torch", "onnx"] = "torch"
+    device: str | None = None  # None/auto: cuda when available
+    batch_size: int = 64
+    dtype: Literal["fp32", "fp16", "bf16"] = "fp32"
+    keep_columns: list[str] = field(default_factory=list)
+    all_scores: bool = False
+    limit: int | None = None
+    resume: bool = False
+    overwrite: bool = False
+    on_error: Literal["skip", "fail"] = "skip"
+    num_shards: int = 1
+    shard_index: int = 0
+    text_column: str | None = None
+    text_pair_column: str | None = None
+    label_column: str | None = None
+    onnx_file: str | None = None  # e.g. model_quantized.onnx (in the model's onnx/ folder) or a path
+    chunk_size: int = 4096
+    max_length: int | None = None
+    revision: str | None = None
+    trust_remote_code: bool = False
+    encoding: str = "utf-8"
+    num_threads: int | None = None
+    keep_parts: bool = False
+    progress: bool = True
+    # engine: "local" (this process) or "ray" (a Ray Data actor pool; hubtune/predict/ray.py)
+    engine: Literal["local", "ray"] = "local"
+    address: str | None = None  # ray: None = a local Ray (or the one already initialised), "auto", ray://HOST:PORT
+    num_workers: int | None = None  # ray: model replicas (actors); default 1
+    gpus_per_worker: float = 0.0  # ray: GPUs per actor (0 = CPU actors)
+
+
+@dataclass
+class PredictResult:
+    rows: int
+    errors: int
+    seconds: float
+    rows_per_s: float
+    backend: str
+    device: str
+    output: str
+    errors_path: str | None = None
+    metrics_path: str | None = None
+    meta_path: str | None = None
+    metrics: dict[str, Any] | None = None
+    row_range: list[int | None] = field(default_factory=list)
+    resumed_rows: int = 0
+    model: dict[str, Any] = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)
+    engine: str = "local"
+    workers: int = 1
+
+
+@dataclass
+class MergeResult:
+    rows: int
+    errors: int
+    parts: int
+    output: str
+    errors_path: str | None = None
+    meta_path: str | None = None
+
+
+def output_format(output: str | Path) -> str:
+    """The output's format (its suffix: .parquet, .jsonl or .csv), or a ConfigError naming --output."""
+    suffix = Path(output).suffix.lower()
+    if suffix not in OUTPUT_FORMATS:
+        raise ConfigError(
+            f"output {output} has extension {suffix or '(none)'!r}; expected one of {', '.join(OUTPUT_FORMATS)} "
+            "(set --output preds.parquet|preds.jsonl|preds.csv)"
+        )
+    return suffix
+
+
+def check_options(opts: PredictOptions) -> str:
+    """Refuse contradictory or unknown options (both engines); returns the output format."""
+    fmt = output_format(opts.output)
+    if opts.backend not in BACKENDS:
+        raise ConfigError(f"--backend {opts.backend!r} is unknown; expected one of {', '.join(BACKENDS)}")
+    if opts.engine not in ENGINES:
+        raise ConfigError(f"--engine {opts.engine!r} is unknown; expected one of {', '.join(ENGINES)}")
+    if opts.dtype not in DTYPES:
+        raise ConfigError(f"--dtype {opts.dtype!r} is unknown; expected one of {', '.join(DTYPES)}")
+    if opts.on_error not in ("skip", "fail"):
+        raise ConfigError(f"--on-error {opts.on_error!r} is unknown; expected skip or fail")
+    if opts.num_shards < 1 or not 0 <= opts.shard_index < opts.num_shards:
+        raise ConfigError(
+            f"--shard-index {opts.shard_index} with --num-shards {opts.num_shards}; expected 0 <= shard-index < num-shards"
+        )
+    if opts.batch_size < 1 or opts.chunk_size < 1:
+        raise ConfigError(f"--batch-size and --chunk-size must be >= 1, found {opts.batch_size} and {opts.chunk_size}")
+    if opts.limit is not None and opts.limit < 0:
+        raise ConfigError(f"--limit must be >= 0, found {opts.limit}")
+    if opts.resume and opts.overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other; pass one of them")
+    return fmt
+
+
+def make_result(
+    opts: PredictOptions, done: dict[str, Any], *, output: Path, started: float, seconds_run: float, processed: int,
+    device: str, resumed: int, identity: dict[str, Any], notices: list[str], **extra: Any,
+) -> PredictResult:
+    """The summary of a finished run (both engines), from what :func:`hubtune.predict.output.assemble` returned."""
+    return PredictResult(
+        rows=done["rows"],
+        errors=done["errors"],
+        seconds=round(time.perf_counter() - started, 3),
+        rows_per_s=round(processed / seconds_run, 2) if seconds_run > 0 and processed else 0.0,
+        backend=opts.backend,
+        device=device,
+        output=str(output),
+        errors_path=done["errors_path"],
+        metrics_path=done["metrics_path"],
+        meta_path=done["meta_path"],
+        metrics=done["metrics"],
+        row_range=done["row_range"],
+        resumed_rows=resumed,
+        model=identity,
+        notices=notices,
+        **extra,
+    )

@@ -1,0 +1,153 @@
+"""The model behind one small interface (:class:`Runner`): a PyTorch model (:class:`TorchRunner`) or an ONNX
+Runtime session (:class:`OnnxRunner`, exporting ``onnx/model.onnx`` on the fly when the model has none).
+:func:`make_runner` picks one from ``--backend``. torch and onnxruntime are imported when a runner is built."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from hubtune.errors import ConfigError, MissingDependencyError, ModelLoadError
+from hubtune.predict.options import PredictOptions
+
+
+class Runner(Protocol):
+    """What the engines use of a model: its tokenizer and labels, and logits for padded int64 feeds
+    (``input_ids``, ``attention_mask``, ``token_type_ids``: arrays of shape [rows, tokens])."""
+
+    tokenizer: Any
+    label_names: list[str]
+    max_length: int
+    device: str
+    notices: list[str]  # what the user should know (e.g. an ONNX file exported on the fly)
+
+    def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray: ...
+
+
+class TorchRunner:
+    def __init__(self, model_dir: Path, opts: PredictOptions) -> None:
+        import torch
+
+        from hubtune.modeling import load_classifier, pick_device
+
+        self.device = pick_device(opts.device)
+        if opts.num_threads:
+            torch.set_num_threads(opts.num_threads)
+        dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[opts.dtype]
+        if opts.dtype == "fp16" and not self.device.startswith("cuda"):
+            raise ConfigError("--dtype fp16 needs a CUDA GPU (--device cuda); on CPU use --dtype fp32 or bf16")
+        loaded = load_classifier(
+            str(model_dir), device=self.device, torch_dtype=dtype, trust_remote_code=opts.trust_remote_code
+        )
+        self.loaded = loaded
+        self.tokenizer = loaded.tokenizer
+        self.label_names = loaded.label_names
+        self.max_length = loaded.max_length
+        self.torch = torch
+        self.notices: list[str] = []
+
+    def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        torch = self.torch
+        with torch.inference_mode():
+            batch = {k: torch.from_numpy(v).to(self.device, non_blocking=True) for k, v in feeds.items()}
+            return self.loaded.model(**batch).logits.float().cpu().numpy()
+
+
+def find_onnx(model_dir: Path, onnx_file: str | None) -> Path | None:
+    """The ONNX file to run: ``--onnx-file`` (a path, or a name in onnx/ or the folder), else onnx/model.onnx or
+    model.onnx; None when the model has no ONNX file (and none was asked for)."""
+    if onnx_file:
+        for cand in (Path(onnx_file), model_dir / "onnx" / onnx_file, model_dir / onnx_file):
+            if cand.is_file():
+                return cand
+        raise ModelLoadError(
+            f"ONNX file {onnx_file!r} not found (looked at it, {model_dir / 'onnx' / onnx_file} and "
+            f"{model_dir / onnx_file}); run `hubtune export` or fix --onnx-file"
+        )
+    for cand in (model_dir / "onnx" / "model.onnx", model_dir / "model.onnx"):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def export_missing_onnx(model_dir: Path, export_dir: Path) -> tuple[Path, str]:
+    """Export ``model_dir`` to ``export_dir/model.onnx`` (unless an earlier run did): (the file, a notice)."""
+    from hubtune.onnx_tools import FP32_FILE, export_onnx
+
+    target = export_dir / FP32_FILE
+    if not target.is_file():
+        try:
+            info = export_onnx(model_dir, export_dir)
+        except (MissingDependencyError, ModelLoadError):
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise ModelLoadError(
+                f"exporting {model_dir} to ONNX failed ({type(exc).__name__}: {str(exc)[:200]}); "
+                "run `hubtune export` or use --backend torch"
+            ) from exc
+        how = info["exporter"]
+    else:
+        how = "an earlier run"
+    notice = f"{model_dir} has no onnx/model.onnx: exported one on the fly ({how}; run `hubtune export` to skip this)"
+    return target, notice
+
+
+class OnnxRunner:
+    def __init__(self, model_dir: Path, opts: PredictOptions, export_dir: Path) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:  # pragma: no cover - a declared dependency
+            raise MissingDependencyError("--backend onnx needs onnxruntime; pip install onnxruntime") from exc
+        from transformers import AutoConfig, AutoTokenizer
+
+        from hubtune.modeling import effective_max_length, label_names_from_config
+        from hubtune.onnx_tools import session as ort_session
+
+        if opts.dtype != "fp32":
+            raise ConfigError(
+                f"--dtype {opts.dtype} is for --backend torch; the onnx backend runs the ONNX file as exported "
+                "(use --onnx-file model_quantized.onnx for int8)"
+            )
+        if (model_dir / "adapter_config.json").is_file():
+            raise ModelLoadError(
+                f"model {model_dir} is a LoRA adapter; the onnx backend needs a full model: run `hubtune merge` "
+                "first or use --backend torch"
+            )
+        self.notices: list[str] = []
+        onnx_path = find_onnx(model_dir, opts.onnx_file)
+        if onnx_path is None:
+            onnx_path, notice = export_missing_onnx(model_dir, export_dir)
+            self.notices.append(notice)
+        self.onnx_path = onnx_path
+        providers = ["CPUExecutionProvider"]
+        want_cuda = opts.device in (None, "", "auto") or str(opts.device).startswith("cuda")
+        if want_cuda and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        elif opts.device and str(opts.device).startswith("cuda"):
+            raise ModelLoadError(
+                "--device cuda was asked for but onnxruntime has no CUDAExecutionProvider "
+                "(install onnxruntime-gpu); use --device cpu"
+            )
+        self.session = ort_session(onnx_path, threads=opts.num_threads, providers=providers)
+        self.device = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_name = self.session.get_outputs()[0].name
+        cfg = AutoConfig.from_pretrained(model_dir, trust_remote_code=opts.trust_remote_code)
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=opts.trust_remote_code)
+        self.label_names = label_names_from_config(cfg)
+        self.max_length = effective_max_length(self.tokenizer, cfg)
+
+    def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        inputs = {k: feeds[k] for k in self.input_names if k in feeds}
+        if "token_type_ids" in self.input_names and "token_type_ids" not in inputs:
+            inputs["token_type_ids"] = np.zeros_like(feeds["input_ids"])
+        return np.asarray(self.session.run([self.output_name], inputs)[0], dtype=np.float32)
+
+
+def make_runner(model_dir: Path, opts: PredictOptions, export_dir: Path) -> Runner:
+    """The backend runner (shared by the local and the Ray engine): tokenizer, label_names, max_length, __call__."""
+    if opts.backend == "onnx":
+        return OnnxRunner(model_dir, opts, export_dir)
+    return TorchRunner(model_dir, opts)

@@ -1,0 +1,65 @@
+"""Where the model comes from and what it is: a local folder, a ``hubtune train`` run directory or a Hub id
+resolved to a local folder (downloaded when needed), and its identity (weights sha256, Hub revision), which a
+resume and ``merge-predictions`` compare."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from hubtune.errors import ModelLoadError
+
+WEIGHT_GLOBS = ("*.safetensors", "*.bin", "adapter_model.*")
+
+
+def resolve_model_dir(source: str, *, revision: str | None, backend: str) -> tuple[Path, str | None]:
+    """A local directory for ``source`` (a directory, a run directory, or a Hub id) and its Hub commit."""
+    local = Path(os.path.expanduser(source))
+    if local.is_dir():
+        if not (local / "config.json").is_file() and (local / "model" / "config.json").is_file():
+            local = local / "model"  # a hubtune run directory
+        if not (local / "config.json").is_file():
+            raise ModelLoadError(
+                f"model directory {local} has no config.json; expected a saved text-classification model "
+                "(a `hubtune train` run directory, its model/ folder, or a Hub id)"
+            )
+        return local, None
+    if local.exists() or source.startswith(("/", "./", "../")):
+        raise ModelLoadError(f"model {source!r} is not a directory; pass a model directory or a Hub id as --model")
+    try:
+        from huggingface_hub import snapshot_download
+
+        patterns = ["*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*"]
+        if backend == "onnx":
+            patterns.append("onnx/*")
+        path = Path(snapshot_download(source, revision=revision, allow_patterns=patterns))
+    except Exception as exc:  # noqa: BLE001 - hub errors come in many types
+        text = " ".join(str(exc).split())[:200]
+        raise ModelLoadError(
+            f"model {source!r} was not found (not a local directory, and not downloadable from "
+            f"{os.environ.get('HF_ENDPOINT', 'https://huggingface.co')}: {type(exc).__name__}: {text}); "
+            "pass an existing model directory or Hub id as --model"
+        ) from exc
+    return path, path.name
+
+
+def _sha256_files(paths: Sequence[Path]) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(p.name.encode())
+        with open(p, "rb") as fh:
+            while block := fh.read(1 << 22):
+                h.update(block)
+    return h.hexdigest()
+
+
+def model_identity(source: str, model_dir: Path, commit: str | None) -> dict[str, Any]:
+    """What a resume must match: the weights' hash (and the Hub commit when there is one)."""
+    files = sorted({p for g in WEIGHT_GLOBS for p in model_dir.glob(g) if p.is_file()})
+    if not files:
+        files = sorted(p for p in (model_dir / "onnx").glob("*.onnx") if p.is_file()) or sorted(model_dir.glob("*.onnx"))
+    cfg = model_dir / "config.json"
+    digest = _sha256_files(files + ([cfg] if cfg.is_file() else [])) if files or cfg.is_file() else "none"
+    return {"source": source, "revision": commit, "weights_sha256": digest}
