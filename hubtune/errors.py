@@ -63,6 +63,12 @@ class MissingDependencyError(HubtuneError, ImportError):
     exit_code = 7
 
 
+class StaleOnnxError(ModelLoadError):
+    """An onnx/ folder exported from other weights than those beside it."""
+
+    exit_code = 5
+
+
 class UnsafeModelError(ModelLoadError):
     """A model config that an advised-vulnerable library would turn into code execution."""
 
@@ -89,6 +95,12 @@ class MergeParityError(GateError):
 
 
 class ExportParityError(GateError):
+    exit_code = 13
+
+
+class VariantRefusedError(ExportParityError):
+    """An ONNX variant the run requires (``--require-variant``) was refused by its gate."""
+
     exit_code = 13
 
 

@@ -179,6 +179,28 @@ def read_info(onnx_dir: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def check_matches_weights(onnx_path: Path, model_dir: Path) -> str:
+    """Refuse an ONNX graph whose ``export_info.json`` names other weights than those in ``model_dir``.
+
+    Returns a note when nothing can be checked (a graph written without ``export_info.json``)."""
+    from hubtune.errors import StaleOnnxError
+    from hubtune.parity import file_sha256, weight_files
+
+    info = read_info(onnx_path.parent)
+    recorded = (info or {}).get("source_weights")
+    if not recorded:
+        return f"{onnx_path.name} has no {INFO_FILE}: cannot check that it was exported from the weights beside it"
+    current = {w.name: file_sha256(w) for w in weight_files(model_dir)}
+    if current and current != recorded:
+        name = next(iter(sorted(set(current) | set(recorded))))
+        raise StaleOnnxError(
+            f"{onnx_path.parent.name}/{onnx_path.name} was exported from weights with sha256 "
+            f"{str(recorded.get(name, '-'))[:12]}, the {name} beside it has sha256 {str(current.get(name, '-'))[:12]}; "
+            f"expected the ONNX of these weights: run `hubtune export {model_dir} --overwrite`, or use --backend torch"
+        )
+    return ""
+
+
 def graph_opset(path: Path) -> int | None:
     import onnx
 

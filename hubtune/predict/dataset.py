@@ -82,8 +82,19 @@ def count_rows(ds: Any, spec: Any, text_col: str) -> int:
     return n
 
 
+def _hub_revision(repo_id: str, revision: str | None) -> str | None:
+    """The commit sha a Hub dataset's revision resolves to, or None when the Hub cannot be asked."""
+    try:
+        from huggingface_hub import HfApi
+
+        return HfApi().dataset_info(repo_id, revision=revision).sha
+    except Exception:  # noqa: BLE001 - offline / cached: the split metadata stands in
+        return None
+
+
 def dataset_fingerprint(spec: Any, ds: Any, revision: str | None) -> str:
-    """Cheap identity of the data: the files' sizes, heads and tails (local) or the split metadata (Hub), plus the first rows."""
+    """Identity of the data: every byte of the local files (hashed while streaming), or the Hub dataset's resolved
+    revision (the commit sha; the split metadata when the Hub cannot be asked), plus the first rows."""
     h = hashlib.sha256()
     h.update(json.dumps({"kind": spec.kind, "path": spec.path, "config": spec.config, "split": spec.split, "rev": revision}).encode())
     if spec.kind == "local":
@@ -94,11 +105,12 @@ def dataset_fingerprint(spec: Any, ds: Any, revision: str | None) -> str:
             size = os.path.getsize(f)
             h.update(f"{os.path.basename(f)}:{size}".encode())
             with open(f, "rb") as fh:
-                h.update(fh.read(1 << 20))
-                if size > 2 << 20:
-                    fh.seek(size - (1 << 20))
-                    h.update(fh.read(1 << 20))
+                for block in iter(lambda: fh.read(1 << 22), b""):
+                    h.update(block)
     else:
+        sha = _hub_revision(spec.path, revision)
+        if sha:
+            h.update(f"sha:{sha}".encode())
         info = getattr(ds, "info", None)
         if info is not None:
             h.update(repr(getattr(info, "splits", None)).encode())

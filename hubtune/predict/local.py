@@ -24,7 +24,14 @@ from hubtune.errors import EmptyDatasetError, RowError
 from hubtune.predict.batching import Chunk, prefetch, prepare_chunk, run_chunk
 from hubtune.predict.dataset import count_rows, label_feature, open_input
 from hubtune.predict.options import PredictOptions, PredictResult, check_options, make_result
-from hubtune.predict.output import assemble, compare_manifest, new_manifest, prepare_output, write_json
+from hubtune.predict.output import (
+    assemble,
+    compare_manifest,
+    new_manifest,
+    prediction_settings,
+    prepare_output,
+    write_json,
+)
 from hubtune.predict.runners import make_runner
 from hubtune.predict.shards import write_shard
 from hubtune.predict.source import model_identity, resolve_model_dir
@@ -54,7 +61,8 @@ def batch_predict_local(opts: PredictOptions) -> PredictResult:
         total = min(n_all, opts.limit) if opts.limit is not None else n_all
         start = total * opts.shard_index // opts.num_shards
         end = total * (opts.shard_index + 1) // opts.num_shards
-    manifest = new_manifest(opts, identity, label_names, spec, ds, cols, keep, fmt, start, end, total)
+    prediction = prediction_settings(opts, cols, label_names, max_length, getattr(runner, "onnx_path", None))
+    manifest = new_manifest(opts, identity, label_names, spec, ds, cols, keep, fmt, start, end, total, prediction)
     if previous is not None:
         compare_manifest(previous, manifest, output)
         manifest["shards"] = previous.get("shards", [])

@@ -34,7 +34,13 @@ from hubtune.errors import (
 from hubtune.predict.dataset import dataset_fingerprint
 from hubtune.predict.options import MergeResult, PredictOptions, output_format
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
+# what changes a prediction, recorded in the manifest and compared on --resume (field -> the flag that sets it)
+PREDICTION_FIELDS = {
+    "backend": "--backend", "dtype": "--dtype", "max_length": "--max-length", "onnx_file": "--onnx-file",
+    "onnx_sha256": "--onnx-file", "text_column": "--text-column", "text_pair_column": "--text-pair-column",
+    "label_names": "--model",
+}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -114,6 +120,11 @@ def compare_manifest(prev: dict[str, Any], cur: dict[str, Any], output: Path) ->
             f"cannot resume {output}: it was started with --engine {pe}, this run uses --engine {ce}; "
             "resume with the same --engine, or pass --overwrite to start over"
         )
+    if prev.get("version") != cur.get("version"):
+        raise ResumeMismatchError(
+            f"cannot resume {output}: it was started by another hubtune (manifest version {prev.get('version')}, this "
+            f"one writes {cur.get('version')}); expected the same: pass --overwrite to start over"
+        )
     pm, cm = prev.get("model", {}), cur["model"]
     if (pm.get("weights_sha256"), pm.get("revision")) != (cm["weights_sha256"], cm["revision"]):
         raise ResumeMismatchError(
@@ -129,6 +140,13 @@ def compare_manifest(prev: dict[str, Any], cur: dict[str, Any], output: Path) ->
             f"{str(pd.get('fingerprint'))[:12]}), this run reads {cd['spec']!r} (fingerprint {cd['fingerprint'][:12]}); "
             "pass the same --dataset, or --overwrite to start over"
         )
+    pp, cp = prev.get("prediction", {}), cur["prediction"]
+    for key, flag in PREDICTION_FIELDS.items():
+        if pp.get(key) != cp.get(key):
+            raise ResumeMismatchError(
+                f"cannot resume {output}: {key} was {pp.get(key)!r}, this run has {cp.get(key)!r}, which changes the "
+                f"predictions; pass the same {flag} as the interrupted run, or --overwrite to start over"
+            )
     for key, value in cur["options"].items():
         if prev.get("options", {}).get(key) != value:
             raise ResumeMismatchError(
@@ -137,14 +155,34 @@ def compare_manifest(prev: dict[str, Any], cur: dict[str, Any], output: Path) ->
             )
 
 
+def prediction_settings(
+    opts: PredictOptions, cols: Any, label_names: list[str] | None, max_length: int | None, onnx_path: Path | None
+) -> dict[str, Any]:
+    """Everything besides the model and the data that changes a prediction (see PREDICTION_FIELDS)."""
+    from hubtune.parity import file_sha256
+
+    onnx = opts.backend == "onnx" and onnx_path is not None
+    return {
+        "backend": opts.backend,
+        "dtype": opts.dtype,
+        "max_length": max_length,
+        "onnx_file": onnx_path.name if onnx else None,
+        "onnx_sha256": file_sha256(onnx_path) if onnx else None,
+        "text_column": cols.text,
+        "text_pair_column": cols.text_pair,
+        "label_names": list(label_names) if label_names is not None else None,
+    }
+
+
 def new_manifest(
     opts: PredictOptions, identity: dict[str, Any], label_names: list[str] | None, spec: Any, ds: Any, cols: Any,
-    keep: list[str], fmt: str, start: int, end: int | None, total: int | None,
+    keep: list[str], fmt: str, start: int, end: int | None, total: int | None, prediction: dict[str, Any],
 ) -> dict[str, Any]:
     """The manifest of a run (what a resume and merge-predictions compare), with no shards yet."""
     return {
         "version": MANIFEST_VERSION,
         "model": identity,
+        "prediction": prediction,
         "label_names": label_names,
         "dataset": {
             "spec": opts.dataset,
@@ -283,6 +321,7 @@ def assemble(
         "label_names": label_names,
         "dataset": manifest["dataset"],
         "options": manifest["options"],
+        "prediction": manifest.get("prediction"),
         "range": {"start": start, "end": end if end is not None else last, "total": total if total is not None else (last if opts.num_shards == 1 else None)},
         "rows": n_rows,
         "errors": n_err,

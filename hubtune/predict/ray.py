@@ -34,7 +34,15 @@ from hubtune.errors import ConfigError, DataError, EmptyDatasetError, HubtuneErr
 from hubtune.predict.batching import Chunk, prepare_chunk, run_chunk
 from hubtune.predict.dataset import label_feature, open_input
 from hubtune.predict.options import PredictOptions, PredictResult, check_options, make_result
-from hubtune.predict.output import assemble, compare_manifest, new_manifest, prepare_output, read_json, write_json
+from hubtune.predict.output import (
+    assemble,
+    compare_manifest,
+    new_manifest,
+    prediction_settings,
+    prepare_output,
+    read_json,
+    write_json,
+)
 from hubtune.predict.runners import export_missing_onnx, find_onnx, make_runner
 from hubtune.predict.shards import write_shard
 from hubtune.predict.source import model_identity, resolve_model_dir
@@ -246,17 +254,20 @@ def batch_predict_ray(opts: PredictOptions) -> PredictResult:
     spec, ds, cols, keep = open_input(opts)
     model_dir, commit = resolve_model_dir(opts.model, revision=opts.revision, backend=opts.backend)
     identity = model_identity(opts.model, model_dir, commit)
-    manifest = new_manifest(opts, identity, None, spec, ds, cols, keep, fmt, 0, opts.limit, opts.limit)
+    notices: list[str] = []
+    onnx_path = find_onnx(model_dir, opts.onnx_file) if opts.backend == "onnx" else None
+    if opts.backend == "onnx" and onnx_path is None:
+        # export once here, not once per actor (they would race on the same files)
+        onnx_path, notice = export_missing_onnx(model_dir, parts / "_onnx_export")
+        notices.append(notice)
+    prediction = prediction_settings(opts, cols, None, opts.max_length, onnx_path)
+    manifest = new_manifest(opts, identity, None, spec, ds, cols, keep, fmt, 0, opts.limit, opts.limit, prediction)
     manifest["engine"] = "ray"
     if previous is not None:
         compare_manifest(previous, manifest, output)  # also refuses a run started by the other engine
     write_json(parts / "manifest.json", manifest)
     # chunks committed by the interrupted run (--resume); a retried chunk of this run is not "resumed"
     committed_before = {p.name[: -len(".json")] for p in parts.glob("chunk-*.json")} if previous is not None else set()
-    notices: list[str] = []
-    if opts.backend == "onnx" and find_onnx(model_dir, opts.onnx_file) is None:
-        # export once here, not once per actor (they would race on the same files)
-        notices.append(export_missing_onnx(model_dir, parts / "_onnx_export")[1])
     feature = label_feature(ds, cols.label)
     needed = [c for c in dict.fromkeys([cols.text, cols.text_pair, cols.label, *keep]) if c]
 

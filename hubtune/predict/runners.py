@@ -120,6 +120,12 @@ class OnnxRunner:
         if onnx_path is None:
             onnx_path, notice = export_missing_onnx(model_dir, export_dir)
             self.notices.append(notice)
+        else:
+            from hubtune.onnx_tools import check_matches_weights
+
+            note = check_matches_weights(onnx_path, model_dir)
+            if note:
+                self.notices.append(note)
         self.onnx_path = onnx_path
         providers = ["CPUExecutionProvider"]
         want_cuda = opts.device in (None, "", "auto") or str(opts.device).startswith("cuda")
