@@ -102,20 +102,18 @@ def build_model(out: Path, train: pd.DataFrame | None) -> Path:
 
 
 def export_onnx(model_dir: Path, quant_ops: list[str] | None = None) -> None:
-    """onnx/model.onnx (optimum export) and onnx/model_quantized.onnx (int8 dynamic, per-channel; ``quant_ops``
-    limits which op types are quantized, e.g. MatMul only keeps the embedding Gather in fp32)."""
+    """onnx/model.onnx (hubtune's exporter: Optimum's where installed, else torch.onnx) and onnx/model_quantized.onnx
+    (int8 dynamic, per-channel; ``quant_ops`` limits which op types are quantized, e.g. MatMul only keeps the
+    embedding Gather in fp32)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
-    from optimum.onnxruntime import ORTModelForSequenceClassification
 
-    tmp = model_dir.parent / "_onnx"
-    ORTModelForSequenceClassification.from_pretrained(model_dir, export=True).save_pretrained(tmp)
-    (model_dir / "onnx").mkdir(exist_ok=True)
-    shutil.copy(tmp / "model.onnx", model_dir / "onnx" / "model.onnx")
+    from hubtune.onnx_tools import export_onnx as write_onnx
+
+    write_onnx(model_dir, model_dir / "onnx")
     quantize_dynamic(
         str(model_dir / "onnx" / "model.onnx"), str(model_dir / "onnx" / "model_quantized.onnx"),
         weight_type=QuantType.QInt8, per_channel=True, reduce_range=False, op_types_to_quantize=quant_ops or None,
     )
-    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def baseline(model_dir: Path, texts: list[str]) -> tuple[list[str], float]:
