@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -337,9 +338,68 @@ class TrainConfig:
             raise ConfigError(f"ulmfit options with mode {self.mode}; expected --mode full or lora")
 
 
+TAG_PLACEHOLDERS = {"n": "[0-9]+", "date": "[0-9]{8}", "short_sha": "[0-9a-f]{7}"}
+_TAG_NAME_RE = re.compile(r"^[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*$")
+
+
+def check_tag_template(template: str) -> None:
+    """A tag name, or a template with ``{n}``, ``{date}``, ``{short_sha}`` (see PublishSettings); else ConfigError."""
+    placeholders = re.findall(r"\{([^{}]*)\}", template)
+    sample = re.sub(r"\{(n|date|short_sha)\}", "1", template)
+    unknown = [f for f in placeholders if f not in TAG_PLACEHOLDERS]
+    if unknown or not _TAG_NAME_RE.match(sample) or ".." in sample or sample.endswith(".lock"):
+        what = f"unknown placeholder {{{unknown[0]}}}" if unknown else "characters a tag cannot hold"
+        raise ConfigError(
+            f"publish.tag / --tag {template!r} has {what}; expected a tag name or a template using "
+            "{n} (next number), {date} (UTC YYYYMMDD), {short_sha} (7 hex digits of the commit), e.g. 'v{n}'"
+        )
+
+
+def resolve_tag(template: str, tags: Mapping[str, str], commit: str, *, date: str | None = None) -> tuple[str, bool]:
+    """(tag name, whether it already points at ``commit``) for ``template`` among a repo's ``tags`` (name -> commit).
+
+    A tag matching the template that already points at ``commit`` is reused: a commit is released once.
+    Else ``{n}`` is one more than the highest number among the tags matching the template (1 for the first),
+    ``{date}`` today's UTC date as YYYYMMDD and ``{short_sha}`` the commit's first 7 hex digits.
+    """
+    import datetime
+    import string
+
+    check_tag_template(template)
+    pattern, seen_n = "", False
+    for literal, name, _, _ in string.Formatter().parse(template):
+        pattern += re.escape(literal)
+        if name == "n":
+            pattern += "(?P=n)" if seen_n else "(?P<n>[0-9]+)"
+            seen_n = True
+        elif name:
+            pattern += TAG_PLACEHOLDERS[name]
+    matches = {tag: m for tag in tags if (m := re.fullmatch(pattern, tag))}
+
+    def number(tag: str) -> int:
+        return int(matches[tag].group("n")) if seen_n else 0
+
+    released = sorted((tag for tag in matches if tags[tag] == commit), key=number)
+    if released:
+        return released[-1], True
+    n = max((number(tag) for tag in matches), default=0) + 1
+    today = date or datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d")
+    return template.format(n=n, date=today, short_sha=commit[:7]), False
+
+
 @dataclass
 class PublishSettings:
-    """Where ``train-and-push`` publishes."""
+    """Where ``train-and-push`` publishes.
+
+    ``tag`` names the release tag put on the verified commit: a fixed name (``v1``: a second release with new
+    files is refused before anything is pushed, since the name is taken) or a template whose placeholders make
+    every release's name new: ``{n}`` one more than the highest number among the repo's tags matching the
+    template (``v{n}``: v1, v2, ...), ``{date}`` the UTC date as YYYYMMDD, ``{short_sha}`` the first 7 hex digits
+    of the released commit (``{date}-{short_sha}``). A commit that already carries a tag matching the template
+    is not tagged again: re-running with nothing changed makes no commit and no tag.
+    ``keep_remote``: remote paths (fnmatch) the push keeps although the published folder lacks them; every other
+    remote file the folder lacks is deleted in the same commit.
+    """
 
     repo_id: str | None = None
     private: bool = True
@@ -349,14 +409,43 @@ class PublishSettings:
     license: str = "apache-2.0"
     language: str = "en"
     tags: list[str] = field(default_factory=list)
+    keep_remote: list[str] = field(default_factory=list)
+
+    def validate(self) -> None:
+        if self.tag is not None:
+            check_tag_template(self.tag)
+
+
+VARIANT_NAMES = {"int8": "onnx-int8", "o1": "onnx-O1", "o2": "onnx-O2", "o3": "onnx-O3"}
 
 
 @dataclass
 class ExportSettings:
+    """``require_variants``: optional ONNX variants (``int8``, ``O1``-``O3``) whose refusal by their gate fails
+    the run (exit 13) before anything is pushed; a refused variant not listed is published without, and said so."""
+
     onnx: bool = True
     optimize: typing.Literal["O1", "O2", "O3"] | None = None
     quantize: typing.Literal["int8"] | None = None
     tolerance: float = 1e-4
+    require_variants: list[str] = field(default_factory=list)
+
+    def required(self) -> list[str]:
+        """The required variants by their export names (``onnx-int8``, ``onnx-O2``)."""
+        return [VARIANT_NAMES[v.lower().removeprefix("onnx-")] for v in self.require_variants]
+
+    def validate(self) -> None:
+        for v in self.require_variants:
+            key = v.lower().removeprefix("onnx-")
+            if key not in VARIANT_NAMES:
+                raise ConfigError(f"export.require_variants names {v!r}; expected int8, O1, O2 or O3 (--require-variant)")
+            built = self.onnx and (self.quantize == "int8" if key == "int8" else (self.optimize or "").lower() == key)
+            if not built:
+                raise ConfigError(
+                    f"--require-variant {v} asks for a variant this run does not build (export.onnx {self.onnx}, "
+                    f"quantize {self.quantize}, optimize {self.optimize}); expected --set export.quantize=int8 / "
+                    "export.optimize=O2, or drop --require-variant"
+                )
 
 
 @dataclass

@@ -1,13 +1,18 @@
-"""``train-and-push``: train -> gates -> merge (LoRA) -> export ONNX -> card -> push -> verify -> tag -> report.
+"""``train-and-push``: train -> gates -> merge (LoRA) -> export ONNX -> card -> stage -> verify -> promote -> tag.
 
-The one module that chains the steps. Gates stop the run before anything is pushed; a revision is only
-tagged once a fresh process has pulled it and reproduced the local predictions. ``resume`` reuses the
-steps a previous run finished (train, merge, export), so a failure at push does not retrain.
+The one module that chains the steps. Gates stop the run before anything is pushed. The folder is then
+staged: one commit (adds, updates, deletes: the repo mirrors the folder) on a pull request opened from the
+target branch's head. A fresh process pulls that exact commit and must reproduce the local predictions; only
+then does the branch move to it (merging the pull request: a fast-forward) and is the release tagged (a
+template such as ``v{n}`` gives every release a new name). A failed verification leaves the branch and the
+tags as they were. ``resume`` reuses the steps a previous run finished (train, merge, export) when the
+config and the local data files are unchanged, so a failure at push does not retrain.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import shutil
 import tempfile
@@ -18,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hubtune.config import PipelineConfig, TrainConfig, dump_yaml, load_yaml
-from hubtune.errors import ConfigError, MetricGateError, VerificationError
+from hubtune.errors import ConfigError, MetricGateError, VariantRefusedError, VerificationError
 from hubtune.layout import RunLayout
 from hubtune.metrics import SUMMARY_KEYS
 from hubtune.modeling import read_json, resolve_model_source, write_json
@@ -44,15 +49,21 @@ class PipelineResult:
     repo_id: str
     published_dir: str
     url: str | None = None
-    commit: str | None = None
+    commit: str | None = None  # the released commit: the target branch's head once promoted
     commit_url: str | None = None
     revision: str | None = None
     tag: str | None = None
-    committed: bool = False
+    committed: bool = False  # False: the target already equalled the folder, no commit made
     verified: bool = False
     endpoint: str | None = None
+    staging_ref: str | None = None  # the pull request ("refs/pr/N") the commit was staged and verified on
+    staged_commit: str | None = None
+    pr_url: str | None = None
+    message: str = ""  # one line: what happened to the Hub repo
+    deleted: list[str] = field(default_factory=list)  # remote files gone from the folder, deleted by the commit
     metrics: dict[str, float] = field(default_factory=dict)
     variants: dict[str, Any] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)  # ONNX variant -> why its gate refused it (not published)
     steps: dict[str, str] = field(default_factory=dict)
     verification: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
@@ -64,10 +75,33 @@ def _train_config(cfg: PipelineConfig) -> TrainConfig:
     return TrainConfig(**{k: getattr(cfg, k) for k in names})
 
 
+INPUTS_FILE = "pipeline_inputs.json"  # in the run dir: the data files' fingerprint the run was trained on
+
+
+def data_fingerprint(tcfg: TrainConfig) -> dict[str, str]:
+    """spec -> sha256 of the local data files a run reads (a Hub dataset spec maps to itself)."""
+    out: dict[str, str] = {}
+    for spec in (tcfg.data.dataset, tcfg.data.eval_dataset, getattr(tcfg.data, "test_dataset", None)):
+        if not spec:
+            continue
+        path = Path(spec)
+        files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path] if path.is_file() else []
+        h = hashlib.sha256()
+        for f in files:
+            h.update(f.relative_to(path).as_posix().encode() + b"\0")
+            with open(f, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+        out[spec] = h.hexdigest() if files else spec
+    return out
+
+
 def _train_done(layout: RunLayout, tcfg: TrainConfig) -> bool:
-    if not (layout.metrics.is_file() and layout.model_dir.is_dir() and layout.config.is_file()):
+    """A finished run with this exact config, trained on these exact data files."""
+    inputs = layout.root / INPUTS_FILE
+    if not (layout.metrics.is_file() and layout.model_dir.is_dir() and layout.config.is_file() and inputs.is_file()):
         return False
-    return load_yaml(layout.config) == load_yaml_text(dump_yaml(tcfg))
+    return load_yaml(layout.config) == load_yaml_text(dump_yaml(tcfg)) and read_json(inputs) == data_fingerprint(tcfg)
 
 
 def load_yaml_text(text: str) -> Any:
@@ -107,6 +141,19 @@ def _validate(cfg: PipelineConfig) -> None:
         raise ConfigError(
             f"--min-metric {unknown[0]} is not a metric hubtune measures; expected one of {', '.join(SUMMARY_KEYS)}"
         )
+    cfg.publish.validate()
+    cfg.export.validate()
+
+
+def check_required_variants(refused: dict[str, str], kept: list[str], required: list[str]) -> None:
+    """A variant the run requires and its gate refused (or that is missing) fails the run before the push."""
+    for name in required:
+        if name in refused or name not in kept:
+            why = refused.get(name, "not built")
+            raise VariantRefusedError(
+                f"required variant {name} was refused by its gate ({why}); nothing was pushed; expected it to pass: "
+                "loosen gates.max_accuracy_drop, or drop --require-variant / export.require_variants to publish without it"
+            )
 
 
 def _portable(value: Any) -> Any:
@@ -146,8 +193,16 @@ def step_summary_markdown(result: PipelineResult) -> str:
     link = f"[{result.repo_id}]({result.url})" if result.url else result.repo_id
     lines.append(f"Published {link} at commit `{(result.commit or '')[:12]}` ({status})"
                  + (f", tagged `{result.tag}`" if result.tag else "") + ".")
+    if result.message:
+        lines.append(f"{result.message}.")
     if result.commit_url:
         lines.append(f"Commit: {result.commit_url}")
+    if result.deleted:
+        lines += ["", "Deleted from the repo (gone from the published folder): "
+                  + ", ".join(f"`{p}`" for p in result.deleted)]
+    if result.refused:
+        lines += ["", "> [!WARNING]", "> ONNX variants refused by their gate, **not published**:"]
+        lines += [f"> - `{name}`: {why}" for name, why in result.refused.items()]
     lines += ["", "| metric | value |", "| --- | --- |"]
     lines += [f"| {k} | {v:.4f} |" for k, v in result.metrics.items()]
     if result.variants:
@@ -185,7 +240,7 @@ def run_pipeline(opts: PipelineOptions, say: Say | None = None) -> PipelineResul
 def _run(cfg: PipelineConfig, opts: PipelineOptions, say: Say, hub: Any) -> PipelineResult:
     from hubtune.card import CardOptions, card
     from hubtune.export import ExportOptions, export
-    from hubtune.hub import PushOptions, push, tag_release
+    from hubtune.hub import PushOptions, check_release_tag, promote, stage, tag_release
     from hubtune.merge import MergeOptions, merge
     from hubtune.rundir import eval_data, load_run, published_dir
     from hubtune.train import train
@@ -194,14 +249,22 @@ def _run(cfg: PipelineConfig, opts: PipelineOptions, say: Say, hub: Any) -> Pipe
     layout = RunLayout.of(cfg.output_dir)
     tcfg = _train_config(cfg)
     steps: dict[str, str] = {}
+    repo_id = str(cfg.publish.repo_id)
+    if cfg.publish.tag:  # a fixed tag taken by another commit is refused before any work (and again at the push)
+        check_release_tag(repo_id, cfg.publish.tag, cfg.publish.revision)
 
     # 1. train (or reuse) and the first metric gate, before any further work
     if opts.resume and _train_done(layout, tcfg):
         steps["train"] = "reused"
         say("train: reusing the finished run")
     else:
+        # a finished run of another config or other data is not resumed: it is trained again from scratch
+        stale = opts.resume and layout.metrics.is_file()
+        if stale:
+            say(f"train: the finished run in {layout.root} was trained on another config or other data: training again")
         say(f"train: {tcfg.mode} fine-tune of {tcfg.base_model}")
-        train(tcfg, overwrite=opts.overwrite, resume=opts.resume, progress=opts.progress)
+        train(tcfg, overwrite=opts.overwrite or stale, resume=opts.resume and not stale, progress=opts.progress)
+        write_json(layout.root / INPUTS_FILE, data_fingerprint(tcfg))
         steps["train"] = "done"
     train_eval = read_json(layout.metrics)["eval"]
     check_metric_gates(train_eval, cfg.gates.min_metrics, "the training evaluation")
@@ -217,26 +280,29 @@ def _run(cfg: PipelineConfig, opts: PipelineOptions, say: Say, hub: Any) -> Pipe
             steps["merge"] = "done"
     pub = published_dir(layout.root)
 
-    # 3. ONNX export with its parity gates
+    # 3. ONNX export with its parity gates; a refused optional variant is reported, a required one fails here
     onnx_file = None
+    refused: dict[str, str] = {}
     if cfg.export.onnx:
-        if opts.resume and (pub / "onnx" / "model.onnx").is_file():
+        if opts.resume and _export_done(layout, pub, cfg):
             steps["export"] = "reused"
+            refused = {k: str(v.get("reason")) for k, v in read_json(layout.summary)["export"]["refused"].items()}
         else:
             say("export: ONNX through Optimum (parity gate)")
-            export(
+            exported = export(
                 ExportOptions(
                     source=str(layout.root), optimize=cfg.export.optimize, quantize=cfg.export.quantize,
                     tolerance=cfg.export.tolerance, max_accuracy_drop_pt=cfg.gates.max_accuracy_drop, overwrite=True,
                 ),
                 progress=say,
             )
+            refused = {k: str(v.reason) for k, v in exported.refused.items()}
             steps["export"] = "done"
         onnx_file = "model.onnx"
+        check_required_variants(refused, list(read_json(layout.summary).get("variants") or {}), cfg.export.required())
 
     # 4. card from the published files, then the metric gate on those exact files
     say("card: evaluating the published files and writing README.md")
-    repo_id = str(cfg.publish.repo_id)
     card_res = card(
         CardOptions(run_dir=str(layout.root), repo_id=repo_id, license=cfg.publish.license,
                     language=[cfg.publish.language], tags=list(cfg.publish.tags)),
@@ -257,43 +323,102 @@ def _run(cfg: PipelineConfig, opts: PipelineOptions, say: Say, hub: Any) -> Pipe
     expected = predict_labels(str(pub), texts, onnx_file=onnx_file)
     write_json(layout.root / "golden.json", {"texts": texts, "expected": expected})
 
-    # 6. push in one commit
-    say(f"push: {pub.name}/ -> {repo_id}")
-    pushed = push(PushOptions(folder=pub, repo_id=repo_id, private=cfg.publish.private,
-                              revision=cfg.publish.revision, create_pr=cfg.publish.create_pr))
-    steps["push"] = "done" if pushed.committed else "unchanged"
+    # 6. stage: ONE commit mirroring the folder, on a pull request opened from the target branch's head
+    say(f"stage: {pub.name}/ -> {repo_id} (a pull request from {cfg.publish.revision or 'main'}'s head)")
+    staged = stage(PushOptions(folder=pub, repo_id=repo_id, private=cfg.publish.private, revision=cfg.publish.revision,
+                               tag=cfg.publish.tag, keep_remote=tuple(cfg.publish.keep_remote)))
+    pushed, ref, target = staged.push, staged.staging_ref, staged.target
+    sha = pushed.commit_oid
     result = PipelineResult(
-        run_dir=str(layout.root), repo_id=repo_id, published_dir=str(pub), url=pushed.url, commit=pushed.commit_oid,
-        commit_url=pushed.commit_url, revision=pushed.revision, committed=pushed.committed, endpoint=pushed.endpoint,
-        metrics=published_metrics, variants=summary.get("variants") or {}, steps=steps,
+        run_dir=str(layout.root), repo_id=repo_id, published_dir=str(pub), url=pushed.url, commit=sha,
+        commit_url=pushed.commit_url, revision=target, committed=pushed.committed, endpoint=pushed.endpoint,
+        staging_ref=ref, staged_commit=sha if ref else None, pr_url=pushed.pr_url, deleted=pushed.deleted,
+        metrics=published_metrics, variants=summary.get("variants") or {}, refused=refused, steps=steps,
     )
+    if ref is None:
+        steps["push"] = "unchanged"
+        if staged.release:
+            result.tag, result.verified = staged.release, True
+            steps["verify"] = f"unchanged since {staged.release}"
+            result.message = (f"nothing changed: {repo_id}@{target} already equals the folder at {sha[:12]}, "
+                              f"released as {staged.release}; no commit, no new tag")
+            say(result.message)
+            _record(layout, result)
+            return result
+        say(f"push: nothing changed, {repo_id}@{target} already equals the folder at {sha[:12]}")
+    else:
+        steps["push"] = "staged"
+        say(f"stage: commit {sha[:12]} on {ref} ({len(pushed.changed)} added or updated, {len(pushed.deleted)} deleted); "
+            f"{target} stays at {staged.base[:12]} until it is verified")
+    where = (f"the unverified commit stays at {ref} ({sha}); {target} and the tags are unchanged" if ref
+             else f"{target} and the tags are unchanged at {sha}")
 
-    # 7. verify in a fresh process, then tag
+    # 7. verify that exact commit in a fresh process
     if opts.verify:
-        say(f"verify: pulling {repo_id}@{pushed.commit_oid[:12]} in a fresh process")
-        vres = verify(VerifyOptions(repo_id=repo_id, revision=pushed.commit_oid, texts=texts, expected=expected,
-                                    onnx_file=onnx_file, endpoint=pushed.endpoint, token=hub.token if hub else None))
+        say(f"verify: pulling {repo_id}@{sha[:12]} in a fresh process")
+        try:
+            vres = verify(VerifyOptions(repo_id=repo_id, revision=sha, texts=texts, expected=expected,
+                                        onnx_file=onnx_file, endpoint=pushed.endpoint, token=hub.token if hub else None))
+        except VerificationError as exc:
+            steps["verify"] = "FAILED"
+            _record(layout, result)
+            raise VerificationError(f"{exc}; {where}") from None
         result.verification = dataclasses.asdict(vres)
         result.verified = vres.ok
         steps["verify"] = "passed" if vres.ok else "FAILED"
-        _record(layout, result)
         if not vres.ok:
+            _record(layout, result)
             bad = "; ".join(
                 f"{b}: {c['agree']}/{c['total']} labels equal" for b, c in vres.checked.items() if c["agree"] != c["total"]
             )
             raise VerificationError(
-                f"verification failed: the pulled revision {pushed.commit_oid[:12]} disagrees with the local folder "
-                f"({bad}); "
-                "it was not tagged: inspect the pushed files and re-run with --resume"
+                f"verification failed: the pulled revision {sha[:12]} disagrees with the local folder ({bad}); "
+                f"not promoted, not tagged: {where}; expected equal labels: inspect it there, then re-run with --resume"
             )
     else:
         steps["verify"] = "skipped"
+
+    # 8. promote: merge the pull request, moving the target branch to the verified commit (a fast-forward)
+    if ref is not None and cfg.publish.create_pr:
+        steps["promote"] = "pull request left open"
+        result.message = f"staged on {ref} ({pushed.pr_url}), left open for review (publish.create_pr); {target} unchanged"
+        _record(layout, result)
+        return result
+    if ref is not None:
+        say(f"promote: merging {ref} into {target}")
+        try:
+            head = promote(staged, comment=f"hubtune: verified {sha[:12]} in a fresh process"
+                           if result.verified else "hubtune: published without verification (--no-verify)")
+        except Exception:
+            steps["promote"] = "FAILED"
+            _record(layout, result)
+            raise
+        result.commit, steps["promote"] = head, "done"
+        result.commit_url = f"{pushed.url}/commit/{head}"
+
+    # 9. tag the release: a new name per release (publish.tag template), only on a verified commit
     if cfg.publish.tag and result.verified:
-        tag_release(repo_id, pushed.commit_oid, cfg.publish.tag, endpoint=pushed.endpoint)
-        result.tag = cfg.publish.tag
+        result.tag = tag_release(repo_id, str(result.commit), cfg.publish.tag, endpoint=pushed.endpoint)
         steps["tag"] = "done"
+    what = (f"{len(pushed.changed)} files added or updated, {len(pushed.deleted)} deleted" if ref
+            else "no new commit")
+    result.message = (f"{repo_id}@{target} at {str(result.commit)[:12]} ({what})"
+                      + (f", released as {result.tag}" if result.tag else ", not tagged"))
     _record(layout, result)
     return result
+
+
+def _export_done(layout: RunLayout, pub: Path, cfg: PipelineConfig) -> bool:
+    """``onnx/`` from an earlier export of this run with the variants and gates this config asks for."""
+    summary = read_json(layout.summary) if layout.summary.is_file() else {}
+    info = summary.get("export") or {}
+    if not (pub / "onnx" / "model.onnx").is_file() or "refused" not in info:
+        return False
+    tried = set(summary.get("variants") or {}) | set(info["refused"])
+    wanted = {"pytorch", "onnx"} | ({"onnx-int8"} if cfg.export.quantize else set())
+    wanted |= {f"onnx-{cfg.export.optimize.upper()}"} if cfg.export.optimize else set()
+    return (tried == wanted and info.get("tolerance") == cfg.export.tolerance
+            and info.get("max_accuracy_drop_pt") == cfg.gates.max_accuracy_drop)
 
 
 def _record(layout: RunLayout, result: PipelineResult) -> None:
@@ -308,4 +433,4 @@ def resolve_pipeline_config(path: str | None, overrides: dict[str, Any]) -> Pipe
     return resolve(PipelineConfig, path, overrides)
 
 
-__all__ = ["PipelineOptions", "PipelineResult", "run_pipeline", "step_summary_markdown"]
+__all__ = ["PipelineOptions", "PipelineResult", "check_required_variants", "run_pipeline", "step_summary_markdown"]

@@ -146,6 +146,43 @@ def test_branch_tag_pr_and_snapshot_at_tag(local_hub: LocalHub, tmp_path: Path) 
     assert [b.name for b in api.list_repo_refs(REPO).branches] == ["main"]
 
 
+def test_pull_request_from_parent_commit_merges_as_a_fast_forward(local_hub: LocalHub) -> None:
+    """The staging flow of ``train-and-push``: a PR opened from main's head, then merged: main moves to that
+    exact commit (this Hub merges fast-forwards only), and a PR whose base moved is refused."""
+    from huggingface_hub import CommitOperationDelete
+
+    base = _seed(local_hub)
+    api = local_hub.api()
+    staged = api.create_commit(REPO, [CommitOperationAdd("new.txt", b"new"), CommitOperationDelete("sub/dir/notes.txt")],
+                               commit_message="staged", create_pr=True, parent_commit=base)
+    assert staged.pr_revision == "refs/pr/1" and _head(local_hub) == base
+    assert api.list_repo_commits(REPO, revision="refs/pr/1")[1].commit_id == base
+    api.merge_pull_request(REPO, 1, comment="verified")
+    assert _head(local_hub) == staged.oid, "main fast-forwarded to the verified commit"
+    assert "new.txt" in api.list_repo_files(REPO) and "sub/dir/notes.txt" not in api.list_repo_files(REPO)
+    with pytest.raises(HfHubHTTPError) as exc:
+        api.merge_pull_request(REPO, 1)
+    assert exc.value.response.status_code == 409  # already merged
+    # a PR opened from an older commit, after main moved: not a fast-forward, refused; main unchanged
+    old = api.create_commit(REPO, [CommitOperationAdd("late.txt", b"late")], commit_message="late",
+                            create_pr=True, parent_commit=base)
+    assert old.pr_revision == "refs/pr/2"
+    with pytest.raises(HfHubHTTPError) as exc:
+        api.merge_pull_request(REPO, 2)
+    assert exc.value.response.status_code == 409 and "fast-forward" in str(exc.value)
+    assert _head(local_hub) == staged.oid
+    with pytest.raises(HfHubHTTPError) as exc:
+        api.merge_pull_request(REPO, 7)
+    assert exc.value.response.status_code == 404
+    # a PR against another branch moves that branch
+    api.create_branch(REPO, branch="exp", revision=base)
+    on_exp = api.create_commit(REPO, [CommitOperationAdd("exp.txt", b"e")], commit_message="exp",
+                               revision="exp", create_pr=True, parent_commit=base)
+    api.merge_pull_request(REPO, int(on_exp.pr_num))
+    branches = {b.name: b.target_commit for b in api.list_repo_refs(REPO).branches}
+    assert branches == {"main": staged.oid, "exp": on_exp.oid}
+
+
 def test_stale_parent_commit_is_refused(local_hub: LocalHub) -> None:
     first = _seed(local_hub)
     api = local_hub.api()

@@ -47,8 +47,8 @@ def test_publish_verify_tag_then_resume_reuses_steps(local_hub, tiny_bert_dir, t
     cfg = _cfg(tiny_bert_dir, tmp_path / "run", "org/tiny")
     res = run_pipeline(PipelineOptions(config=cfg, progress=False))
     assert res.verified and res.tag == "v1" and res.committed
-    assert res.steps == {"train": "done", "merge": "done", "export": "done", "card": "done", "push": "done",
-                         "verify": "passed", "tag": "done"}
+    assert res.steps == {"train": "done", "merge": "done", "export": "done", "card": "done", "push": "staged",
+                         "verify": "passed", "promote": "done", "tag": "done"}
     assert res.verification["checked"]["pytorch"]["agree"] == 16 and res.verification["checked"]["onnx"]["agree"] == 16
     refs = local_hub.api().list_repo_refs("org/tiny")
     assert [(t.name, t.target_commit) for t in refs.tags] == [("v1", res.commit)]
@@ -63,7 +63,25 @@ def test_publish_verify_tag_then_resume_reuses_steps(local_hub, tiny_bert_dir, t
     assert again.steps["push"] == "unchanged" and again.commit == res.commit
 
 
-def test_failed_verification_is_not_tagged(local_hub, tiny_bert_dir, tmp_path, monkeypatch):
+def _seed_release(hub, tmp_path, repo_id, tag="v1"):
+    """An earlier release: a small folder on main, tagged; returns main's head."""
+    from hubtune.hub import PushOptions, push
+
+    folder = tmp_path / "earlier"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "README.md").write_text("# earlier release\n")
+    return push(PushOptions(folder, repo_id, tag=tag)).commit_oid
+
+
+def _state(hub, repo_id):
+    """(main's head, tags, pull-request refs) of a repo."""
+    refs = hub.api().list_repo_refs(repo_id, include_pull_requests=True)
+    main = {b.name: b.target_commit for b in refs.branches}["main"]
+    return main, [(t.name, t.target_commit) for t in refs.tags], [(p.ref, p.target_commit) for p in refs.pull_requests]
+
+
+def test_failed_verification_leaves_main_and_tags_untouched(local_hub, tiny_bert_dir, tmp_path, monkeypatch):
     import hubtune.verify as verify_mod
 
     real = verify_mod.predict_labels
@@ -73,14 +91,122 @@ def test_failed_verification_is_not_tagged(local_hub, tiny_bert_dir, tmp_path, m
         out["pytorch"] = ["not-a-label"] * len(texts)
         return out
 
+    before = _seed_release(local_hub, tmp_path, "org/unverified")
     monkeypatch.setattr(verify_mod, "predict_labels", wrong_locally)
-    cfg = _cfg(tiny_bert_dir, tmp_path / "run", "org/unverified", mode="full", onnx=False)
-    with pytest.raises(VerificationError, match=r"pytorch: 0/16 labels equal.*not tagged"):
+    cfg = _cfg(tiny_bert_dir, tmp_path / "run", "org/unverified", mode="full", onnx=False, tag="v{n}")
+    with pytest.raises(VerificationError, match=r"pytorch: 0/16 labels equal.*not tagged") as exc:
         run_pipeline(PipelineOptions(config=cfg, progress=False))
-    refs = local_hub.api().list_repo_refs("org/unverified")
-    assert refs.tags == []
+    main, tags, prs = _state(local_hub, "org/unverified")
+    assert main == before and tags == [("v1", before)], "main and the tags are exactly as they were"
+    (staged_ref, staged_sha), = prs
+    assert staged_sha != before
+    assert staged_ref in str(exc.value) and staged_sha in str(exc.value), "the error says where the commit is"
+    assert "\n" not in str(exc.value)
+    files = set(local_hub.api().list_repo_files("org/unverified", revision=staged_sha))
+    assert "model.safetensors" in files
     summary = json.loads((tmp_path / "run" / "run_summary.json").read_text())
-    assert summary["pipeline"]["verified"] is False
+    assert summary["pipeline"]["verified"] is False and summary["pipeline"]["staging_ref"] == staged_ref
+
+
+def _write_tweets(path, start, n):
+    import pandas as pd
+
+    pd.read_csv(TWEETS_TRAIN).iloc[start : start + n].to_csv(path, index=False)
+
+
+def test_two_runs_with_new_data_give_two_verified_releases(local_hub, tiny_bert_dir, tmp_path):
+    """Unattended re-runs (``--resume``, tag template): new data -> a new verified release; no change -> nothing."""
+    data = tmp_path / "train.csv"
+    _write_tweets(data, 0, 64)
+    # with ONNX: the card's PyTorch throughput then comes from the (reused) export, so an unchanged re-run
+    # writes the same README
+    cfg = _cfg(tiny_bert_dir, tmp_path / "run", "org/releases", mode="full", onnx=True, tag="v{n}")
+    cfg.data.dataset = str(data)
+    first = run_pipeline(PipelineOptions(config=cfg, resume=True, progress=False))
+    assert first.verified and first.tag == "v1" and first.committed
+    _write_tweets(data, 64, 64)  # new data at the same path
+    second = run_pipeline(PipelineOptions(config=cfg, resume=True, progress=False))
+    assert second.steps["train"] == "done", "changed data is retrained, not reused"
+    assert second.verified and second.tag == "v2" and second.committed and second.commit != first.commit
+    main, tags, _ = _state(local_hub, "org/releases")
+    assert main == second.commit and tags == [("v1", first.commit), ("v2", second.commit)]
+    assert [c.commit_id for c in local_hub.api().list_repo_commits("org/releases")][:2] == [second.commit,
+                                                                                             first.commit]
+    third = run_pipeline(PipelineOptions(config=cfg, resume=True, progress=False))
+    assert third.steps["push"] == "unchanged" and not third.committed and third.commit == second.commit
+    assert third.tag == "v2" and third.verified and third.message.startswith("nothing changed")
+    assert _state(local_hub, "org/releases")[:2] == (main, tags), "nothing changed: no commit, no new tag"
+
+
+def test_fixed_tag_on_another_commit_is_refused_before_push(local_hub, tiny_bert_dir, tmp_path):
+    from hubtune.errors import HubError
+
+    before = _seed_release(local_hub, tmp_path, "org/fixed")
+    cfg = _cfg(tiny_bert_dir, tmp_path / "run", "org/fixed", mode="full", onnx=False, tag="v1")
+    with pytest.raises(HubError, match=r"tag 'v1' already exists.*publish\.tag") as exc:
+        run_pipeline(PipelineOptions(config=cfg, progress=False))
+    assert "nothing was pushed" in str(exc.value)
+    assert _state(local_hub, "org/fixed") == (before, [("v1", before)], [])
+    # main moved past v1: no run can release as v1 any more, refused before any work
+    from hubtune.hub import PushOptions, push
+
+    (tmp_path / "earlier" / "config.json").write_text('{"changed": true}')
+    moved = push(PushOptions(tmp_path / "earlier", "org/fixed")).commit_oid
+    cfg.output_dir = str(tmp_path / "run2")
+    with pytest.raises(HubError, match=r"tag 'v1' already exists"):
+        run_pipeline(PipelineOptions(config=cfg, progress=False))
+    assert not (tmp_path / "run2").exists(), "refused before any training"
+    assert _state(local_hub, "org/fixed") == (moved, [("v1", before)], [])
+
+
+def _refuse_variants(monkeypatch):
+    """Every optional ONNX variant (int8, O2) fails its label-agreement gate."""
+    import dataclasses
+
+    import hubtune.export as export_mod
+
+    real = export_mod.compare_logits
+
+    def refuse(reference, candidate, *, tolerance, **kw):
+        rep = real(reference, candidate, tolerance=tolerance, **kw)
+        return rep if tolerance is not None else dataclasses.replace(rep, label_agreement=0.5, passed=False)
+
+    monkeypatch.setattr(export_mod, "compare_logits", refuse)
+
+
+def test_refused_variant_is_shown_and_required_variant_fails_before_push(local_hub, tiny_bert_dir, tmp_path,
+                                                                          monkeypatch):
+    from typer.testing import CliRunner
+
+    from hubtune.cli.main import app
+    from hubtune.config import dump_yaml
+    from hubtune.errors import ExportParityError
+
+    _refuse_variants(monkeypatch)
+    cfg = _cfg(tiny_bert_dir, tmp_path / "run", "org/variants", mode="full", tag="v{n}")
+    cfg.export.quantize = "int8"
+    config = tmp_path / "cfg.yaml"
+    config.write_text(dump_yaml(cfg))
+    step_summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step_summary))
+    res = CliRunner().invoke(app, ["train-and-push", "--config", str(config), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "refused" in res.stdout and "onnx-int8" in res.stdout and "label agreement 50.00%" in res.stdout
+    md = step_summary.read_text()
+    assert "onnx-int8" in md and "refused" in md.lower()
+    files = set(local_hub.api().list_repo_files("org/variants"))
+    assert "onnx/model.onnx" in files and "onnx/model_quantized.onnx" not in files
+    before = _state(local_hub, "org/variants")
+    # asked for: a refusal is an error, before anything is pushed (train and export reused)
+    res = CliRunner().invoke(app, ["train-and-push", "--config", str(config), "--no-progress", "--resume",
+                                   "--require-variant", "int8"])
+    assert res.exit_code == ExportParityError.exit_code == 13, res.output
+    assert "onnx-int8" in res.output and "--require-variant" in res.output
+    assert _state(local_hub, "org/variants") == before
+    cfg.export.require_variants = ["int8"]
+    with pytest.raises(ExportParityError, match="onnx-int8.*refused.*nothing was pushed"):
+        run_pipeline(PipelineOptions(config=cfg, resume=True, progress=False))
+    assert _state(local_hub, "org/variants") == before
 
 
 @pytest.mark.slow

@@ -285,3 +285,137 @@ def test_client_killed_mid_lfs_upload_leaves_previous_commit(local_hub: LocalHub
     assert "big.safetensors" not in local_hub.api().list_repo_files("org/big")
     assert list(tmp_dir.glob("*.part")) == []
     assert all(p.stat().st_size < 64 << 20 for p in (local_hub.root / "blobs").rglob("*") if p.is_file())
+
+
+# --- push mirrors the folder: one commit adds, updates and deletes -----------------------------------------
+def _onnx_folder(root: Path) -> Path:
+    folder = root / "model"
+    (folder / "onnx").mkdir(parents=True)
+    (folder / "config.json").write_text('{"architectures": ["BertForSequenceClassification"]}')
+    (folder / "model.safetensors").write_bytes(os.urandom(20_000))
+    (folder / "onnx" / "model.onnx").write_bytes(os.urandom(30_000))
+    (folder / "onnx" / "model_quantized.onnx").write_bytes(os.urandom(10_000))
+    (folder / "onnx" / "config.json").write_text("{}")
+    return folder
+
+
+def test_push_deletes_remote_files_gone_from_the_folder(local_hub: LocalHub, tmp_path: Path) -> None:
+    """A retrained model without int8 (its gate refused it), then without onnx/: the repo follows the folder."""
+    folder = _onnx_folder(tmp_path)
+    first = push(PushOptions(folder, "org/mirror"))
+    # this run's int8 gate refused the variant: the earlier run's model_quantized.onnx must not linger
+    (folder / "onnx" / "model_quantized.onnx").unlink()
+    (folder / "model.safetensors").write_bytes(os.urandom(20_000))
+    second = push(PushOptions(folder, "org/mirror"))
+    assert sorted(local_hub.api().list_repo_files("org/mirror")) == [
+        ".gitattributes", "config.json", "model.safetensors", "onnx/config.json", "onnx/model.onnx"]
+    assert second.committed and second.deleted == ["onnx/model_quantized.onnx"] and first.deleted == []
+    assert second.changed == ["model.safetensors"]
+    # retrained without ONNX at all: one commit drops every onnx/ file
+    for f in (folder / "onnx").iterdir():
+        f.unlink()
+    (folder / "onnx").rmdir()
+    third = push(PushOptions(folder, "org/mirror"))
+    assert sorted(local_hub.api().list_repo_files("org/mirror")) == [".gitattributes", "config.json",
+                                                                       "model.safetensors"]
+    assert third.deleted == ["onnx/config.json", "onnx/model.onnx"] and third.changed == []
+    commits = _commits(local_hub, "org/mirror")
+    assert len(commits) == 4 and commits[0].commit_id == third.commit_oid  # initial + one commit per push
+    assert verify_published(folder, "org/mirror") == []
+    again = push(PushOptions(folder, "org/mirror"))  # identical folder: still no commit
+    assert not again.committed and again.deleted == [] and again.commit_oid == third.commit_oid
+
+
+def test_push_keep_remote_keeps_named_remote_paths(local_hub: LocalHub, small_folder: Path) -> None:
+    from huggingface_hub import CommitOperationAdd
+
+    push(PushOptions(small_folder, "org/keep"))
+    local_hub.api().create_commit("org/keep", [
+        CommitOperationAdd("eval/report.md", b"# added by another job"),
+        CommitOperationAdd("notes.txt", b"scratch"),
+    ], commit_message="someone else")
+    kept = push(PushOptions(small_folder, "org/keep", keep_remote=("eval/*",)))
+    assert kept.committed and kept.deleted == ["notes.txt"] and kept.kept == [".gitattributes", "eval/report.md"]
+    files = set(local_hub.api().list_repo_files("org/keep"))
+    assert "eval/report.md" in files and "notes.txt" not in files
+    unchanged = push(PushOptions(small_folder, "org/keep", keep_remote=("eval/*",)))
+    assert not unchanged.committed
+    mirrored = push(PushOptions(small_folder, "org/keep"))
+    assert mirrored.deleted == ["eval/report.md"]
+
+
+def test_cli_push_lists_deleted_files_and_keeps_remote_paths(local_hub: LocalHub, tmp_path: Path) -> None:
+    folder = _onnx_folder(tmp_path)
+    assert _run_cli(["push", str(folder), "--repo-id", "org/cli-mirror"], local_hub.env).returncode == 0
+    (folder / "onnx" / "model_quantized.onnx").unlink()
+    (folder / "onnx" / "model.onnx").unlink()
+    res = _run_cli(["push", str(folder), "--repo-id", "org/cli-mirror", "--keep-remote", "onnx/model.onnx",
+                    "--json"], local_hub.env)
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert data["deleted"] == ["onnx/model_quantized.onnx"] and "onnx/model.onnx" in data["kept"]
+    res = _run_cli(["push", str(folder), "--repo-id", "org/cli-mirror"], local_hub.env)
+    assert res.returncode == 0, res.stderr
+    assert "deleted 1 remote file" in res.stdout and "onnx/model.onnx" in res.stdout
+    assert "onnx/model.onnx" not in local_hub.api().list_repo_files("org/cli-mirror")
+
+
+# --- release tags from a template: never collide ---------------------------------------------------------
+def test_tag_template_placeholders() -> None:
+    from hubtune.hub import resolve_tag
+
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    assert resolve_tag("v{n}", {}, sha) == ("v1", False)
+    assert resolve_tag("v{n}", {"v1": "a" * 40, "v10": "b" * 40, "v2-rc": "c" * 40, "x": sha}, sha) == ("v11", False)
+    assert resolve_tag("v{n}", {"v1": "a" * 40, "v3": sha}, sha) == ("v3", True)  # this commit is already released
+    name, exists = resolve_tag("{date}-{short_sha}", {}, sha, date="20260102")
+    assert (name, exists) == ("20260102-0123456", False)
+    assert resolve_tag("release", {}, sha) == ("release", False)
+    assert resolve_tag("release", {"release": sha}, sha) == ("release", True)
+    for bad in ("v{x}", "v{n", "v{n}{n}x/..", "has space {n}"):
+        with pytest.raises(ConfigError, match="publish.tag"):
+            resolve_tag(bad, {}, sha)
+
+
+def test_push_tag_template_counts_up_and_reuses_a_release(local_hub: LocalHub, small_folder: Path) -> None:
+    first = push(PushOptions(small_folder, "org/tags", tag="v{n}"))
+    assert first.tag == "v1"
+    again = push(PushOptions(small_folder, "org/tags", tag="v{n}"))
+    assert not again.committed and again.tag == "v1"  # same commit: its release, no second tag
+    (small_folder / "config.json").write_text("{}")
+    second = push(PushOptions(small_folder, "org/tags", tag="v{n}"))
+    assert second.committed and second.tag == "v2"
+    dated = push(PushOptions(small_folder, "org/tags", tag="{date}-{short_sha}"))
+    assert dated.tag.endswith("-" + second.commit_oid[:7]) and len(dated.tag) == 16
+    tags = {t.name: t.target_commit for t in local_hub.api().list_repo_refs("org/tags").tags}
+    assert tags == {"v1": first.commit_oid, "v2": second.commit_oid, dated.tag: second.commit_oid}
+
+
+# --- staged publishing: a pull request from the branch's head, merged as a fast-forward -------------------
+def test_stage_then_promote_fast_forwards_and_refuses_a_moved_branch(local_hub: LocalHub, small_folder: Path) -> None:
+    from hubtune.errors import HubError
+    from hubtune.hub import promote, stage
+
+    first = push(PushOptions(small_folder, "org/staged", tag="v{n}"))
+    (small_folder / "config.json").write_text('{"retrained": true}')
+    (small_folder / "sub" / "weights.safetensors").unlink()
+    staged = stage(PushOptions(small_folder, "org/staged", tag="v{n}"))
+    assert staged.staging_ref == "refs/pr/1" and staged.base == first.commit_oid
+    assert staged.push.deleted == ["sub/weights.safetensors"] and staged.push.changed == ["config.json"]
+    api = local_hub.api()
+    assert api.repo_info("org/staged").sha == first.commit_oid, "staging leaves main alone"
+    assert api.list_repo_commits("org/staged", revision=staged.push.commit_oid)[1].commit_id == first.commit_oid
+    head = promote(staged)
+    assert head == staged.push.commit_oid == api.repo_info("org/staged").sha, "main moved to that exact commit"
+    assert "sub/weights.safetensors" not in api.list_repo_files("org/staged")
+    # unchanged folder: nothing staged, the release already on main is reported
+    again = stage(PushOptions(small_folder, "org/staged", tag="v{n}"))
+    assert again.staging_ref is None and again.release is None and again.push.commit_oid == head
+    # main moves while a staged commit is being verified: promote refuses, main stays where the other writer put it
+    (small_folder / "README.md").write_text("# third\n")
+    third = stage(PushOptions(small_folder, "org/staged"))
+    other = api.upload_file(path_or_fileobj=b"x", path_in_repo="other.txt", repo_id="org/staged").oid
+    with pytest.raises(HubError, match=r"moved while the run verified.*refs/pr/2") as exc:
+        promote(third)
+    assert third.push.commit_oid in str(exc.value)
+    assert api.repo_info("org/staged").sha == other

@@ -15,7 +15,7 @@ import yaml
 
 from .conftest import REPO, TWEETS_TEST, TWEETS_TRAIN
 
-SAMPLE_INPUTS = {"CONFIG": "c.yaml", "REPO_ID": "org/name", "MIN_ACCURACY": "0.8", "MODEL": "org/name",
+SAMPLE_INPUTS = {"CONFIG": "c.yaml", "REPO_ID": "org/name", "MIN_ACCURACY": "0.8", "TAG": "v{n}", "MODEL": "org/name",
                  "DATASET": "imdb:test", "BACKEND": "onnx", "NUM_SHARDS": "4", "SHARD": "1"}
 WORKFLOWS = sorted((REPO / "workflows").glob("*.yml"))
 
@@ -100,10 +100,10 @@ def test_workflow_command_lines_run_against_the_local_hub(local_hub, tiny_bert_d
         "base_model": tiny_bert_dir, "mode": "full", "num_epochs": 1, "batch_size": 16, "max_length": 32,
         "learning_rate": 1e-3,
         "data": {"dataset": str(TWEETS_TRAIN), "eval_dataset": str(TWEETS_TEST), "max_samples": 64, "eval_max_samples": 48},
-        "publish": {"repo_id": "org/unused", "tag": "v1"},
+        "publish": {"repo_id": "org/unused"},
         "gates": {"golden_examples": 8},
     }))
-    inputs = {"CONFIG": str(cfg), "REPO_ID": "org/wf-model", "MIN_ACCURACY": "0.0", "MODEL": "org/wf-model",
+    inputs = {"CONFIG": str(cfg), "REPO_ID": "org/wf-model", "MIN_ACCURACY": "0.0", "TAG": "v{n}", "MODEL": "org/wf-model",
               "DATASET": str(TWEETS_TEST), "BACKEND": "onnx", "NUM_SHARDS": "2"}
     env = {**local_hub.env, **inputs}
     bin_dir = str(Path(sys.executable).parent)
@@ -130,3 +130,57 @@ def test_workflow_command_lines_run_against_the_local_hub(local_hub, tiny_bert_d
 
     preds = pd.read_parquet(tmp_path / "preds.parquet")
     assert sorted(preds["row_id"].tolist()) == list(range(1000))
+
+
+def run_steps(path: Path, job_id: str) -> list[tuple[str, str, dict[str, str]]]:
+    """(step name, script, env of step) of every ``run:`` step of ``job_id``, in order."""
+    doc = yaml.safe_load(path.read_text())
+    job = doc["jobs"][job_id]
+    return [(step.get("name", ""), step["run"], {k: str(v) for k, v in (step.get("env") or {}).items()})
+            for step in job.get("steps", []) if step.get("run")]
+
+
+def test_train_and_push_workflow_twice_with_new_data_gives_two_releases(local_hub, tiny_bert_dir, tmp_path):
+    """Every ``run:`` step of train-and-push.yml (but the pip install), run twice in one workspace as an
+    unattended job would be, the second time with new data: both succeed, two verified releases, main at the
+    second; the job summary says so."""
+    import json
+
+    import pandas as pd
+
+    data = tmp_path / "data.csv"
+    tweets = pd.read_csv(TWEETS_TRAIN)
+    tweets.iloc[:64].to_csv(data, index=False)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "base_model": tiny_bert_dir, "mode": "full", "num_epochs": 1, "batch_size": 16, "max_length": 32,
+        "learning_rate": 1e-3,
+        "data": {"dataset": str(data), "eval_dataset": str(TWEETS_TEST), "eval_max_samples": 48},
+        "export": {"onnx": False},
+        "gates": {"golden_examples": 8},
+    }))
+    # the job's env, with the values its expressions take for a push-triggered run
+    env = {**local_hub.env, "CONFIG": str(cfg), "REPO_ID": "org/wf-releases", "MIN_ACCURACY": "0.0",
+           "TAG": "v{n}"}
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    steps = [s for s in run_steps(REPO / "workflows" / "train-and-push.yml", "train-and-push")
+             if "pip install" not in s[1]]
+    assert any("hubtune train-and-push" in script for _, script, _ in steps)
+    outputs = []
+    for round_ in (1, 2):
+        if round_ == 2:
+            tweets.iloc[64:128].to_csv(data, index=False)  # a data commit triggers the next run
+        summary = tmp_path / f"step-summary-{round_}.md"
+        for name, script, step_env in steps:
+            step_env = {k: v for k, v in step_env.items() if "${{" not in v}  # secrets: HF_TOKEN is set
+            res = subprocess.run(["bash", "-e", "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                                 timeout=600, env={**env, **step_env, "GITHUB_STEP_SUMMARY": str(summary)})
+            assert res.returncode == 0, f"run {round_}, step {name!r}:\n{res.stderr[-3000:]}"
+        outputs.append(json.loads((tmp_path / "train-and-push.json").read_text()))
+        assert "verified" in summary.read_text()
+    first, second = outputs
+    assert first["verified"] and first["tag"] == "v1" and first["committed"]
+    assert second["verified"] and second["tag"] == "v2" and second["committed"] and second["commit"] != first["commit"]
+    refs = local_hub.api().list_repo_refs("org/wf-releases")
+    assert {b.name: b.target_commit for b in refs.branches}["main"] == second["commit"]
+    assert [(t.name, t.target_commit) for t in refs.tags] == [("v1", first["commit"]), ("v2", second["commit"])]

@@ -34,19 +34,35 @@ def train_and_push(
     dataset: Optional[str] = typer.Option(None, "--dataset"),
     min_metric: Optional[List[str]] = typer.Option(None, "--min-metric", help="Gate: NAME=MIN, e.g. accuracy=0.85 (repeatable)."),
     public: Optional[bool] = typer.Option(None, "--public/--private", help="Repo visibility (private by default)."),
-    tag: Optional[str] = typer.Option(None, "--tag", help="Tag the verified revision as a release."),
-    revision: Optional[str] = typer.Option(None, "--revision", help="Branch to push to."),
+    tag: Optional[str] = typer.Option(
+        None, "--tag", help="Release tag of the verified revision: a name or a template with {n}, {date}, "
+        "{short_sha} (v{n}: v1, v2, ...; publish.tag)."
+    ),
+    revision: Optional[str] = typer.Option(None, "--revision", help="Branch to publish to (default main)."),
+    require_variant: Optional[List[str]] = typer.Option(
+        None, "--require-variant", help="Fail (exit 13) before the push when this ONNX variant's gate refuses it: "
+        "int8, O1, O2, O3 (repeatable; export.require_variants)."
+    ),
+    keep_remote: Optional[List[str]] = typer.Option(
+        None, "--keep-remote", help="Keep remote paths matching this pattern (fnmatch) though the published folder "
+        "lacks them (repeatable; publish.keep_remote); every other such file is deleted."
+    ),
     local_hub: Optional[Path] = typer.Option(
         None, "--local-hub", help="Run against the embedded local Hub stored in this folder (offline, no account)."
     ),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Any config key: --set export.quantize=int8."),
     resume: bool = typer.Option(False, "--resume", help="Reuse finished steps (train, merge, export)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty run directory."),
-    no_verify: bool = typer.Option(False, "--no-verify", help="Skip the fresh-process verification (no release tag)."),
+    no_verify: bool = typer.Option(False, "--no-verify", help="Skip the fresh-process verification (promoted unverified, no release tag)."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """Train -> evaluate -> merge -> export ONNX -> card -> push -> verify, with gates before the push."""
+    """Train -> evaluate -> merge -> export ONNX -> card -> stage -> verify -> promote -> tag, gates before the push.
+
+    The commit (the repo mirrors the published folder) is staged on a pull request; the target branch moves
+    to it only once a fresh process has pulled it and reproduced the local predictions, then the release is
+    tagged. Nothing changed: no commit, no new tag, exit 0.
+    """
     from hubtune.pipeline import PipelineOptions, resolve_pipeline_config, run_pipeline, step_summary_markdown
 
     overrides = {
@@ -58,6 +74,8 @@ def train_and_push(
         "publish.private": None if public is None else (not public),
         "publish.tag": tag,
         "publish.revision": revision,
+        "export.require_variants": list(require_variant) if require_variant else None,
+        "publish.keep_remote": list(keep_remote) if keep_remote else None,
     }
     overrides.update(parse_overrides(set_))
     cfg = resolve_pipeline_config(str(config) if config else None, overrides)
@@ -80,5 +98,12 @@ def train_and_push(
         return
     state = "verified" if result.verified else "not verified"
     typer.echo(f"published {result.repo_id} @ {(result.commit or '')[:12]} ({state}) -> {result.url}")
+    if result.message:
+        typer.echo(f"  {result.message}")
+    for path in result.deleted:
+        typer.echo(f"  deleted from the repo (gone from the folder): {path}")
+    for name, why in result.refused.items():
+        typer.echo(f"  refused variant {name}, not published: {why} (--require-variant {name.removeprefix('onnx-')} "
+                   "makes this an error)")
     for k, v in result.metrics.items():
         typer.echo(f"  {k:<16} {v:.4f}")

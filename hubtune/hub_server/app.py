@@ -238,10 +238,12 @@ class HubApp:
         if action == "commit" and m == "POST":
             rev, _ = self._take_revision(rest)
             return await self._commit(request, repo_type, repo_id, rev)
-        if action == "branch" and rest:
-            return await self._branch(request, repo_type, repo_id, unquote("/".join(rest)))
-        if action == "tag" and rest:
-            return await self._tag(request, repo_type, repo_id, unquote("/".join(rest)))
+        if action in ("branch", "tag") and rest:
+            return await self._ref(request, repo_type, repo_id, action, unquote("/".join(rest)))
+        if action == "discussions" and m == "POST" and len(rest) == 2 and rest[0].isdigit() and rest[1] == "merge":
+            repo = self._repo(request, repo_type, repo_id, write=True)  # merge_pull_request: fast-forward only
+            await run_in_threadpool(self.store.merge_pr, repo, str(int(rest[0])))
+            return JSONResponse({"status": "merged"})
         if action in ("xet-write-token", "xet-read-token"):
             self._repo(request, repo_type, repo_id, write=action == "xet-write-token")
             raise HttpError(404, NO_XET, "XetNotSupported")
@@ -557,31 +559,20 @@ class HubApp:
             "hookOutput": "",
         })
 
-    async def _branch(self, request: Request, repo_type: str, repo_id: str, branch: str) -> Response:
+    async def _ref(self, request: Request, repo_type: str, repo_id: str, kind: str, name: str) -> Response:
+        """POST/DELETE ``branch/NAME`` (body: startingPoint) and ``tag/REV`` (body: tag; DELETE: ``tag/NAME``)."""
         repo = self._repo(request, repo_type, repo_id, write=True)
         if request.method == "POST":
             body = await self._json(request)
-            start = str(body.get("startingPoint") or "main")
-            await run_in_threadpool(self.store.create_ref, repo, "branch", branch, start)
-            return JSONResponse({"name": branch})
-        if request.method == "DELETE":
-            await run_in_threadpool(self.store.delete_ref, repo, "branch", branch)
-            return Response(status_code=200)
-        raise HttpError(405, f"{request.method} not allowed on branches")
-
-    async def _tag(self, request: Request, repo_type: str, repo_id: str, rev_or_tag: str) -> Response:
-        repo = self._repo(request, repo_type, repo_id, write=True)
-        if request.method == "POST":
-            body = await self._json(request)
-            tag = body.get("tag")
-            if not isinstance(tag, str):
+            ref, target = (name, str(body.get("startingPoint") or "main")) if kind == "branch" else (body.get("tag"), name)
+            if not isinstance(ref, str):
                 raise BadRequest("expected a 'tag' string")
-            await run_in_threadpool(self.store.create_ref, repo, "tag", tag, rev_or_tag)
-            return JSONResponse({"name": tag})
+            await run_in_threadpool(self.store.create_ref, repo, kind, ref, target)
+            return JSONResponse({"name": ref})
         if request.method == "DELETE":
-            await run_in_threadpool(self.store.delete_ref, repo, "tag", rev_or_tag)
+            await run_in_threadpool(self.store.delete_ref, repo, kind, name)
             return Response(status_code=200)
-        raise HttpError(405, f"{request.method} not allowed on tags")
+        raise HttpError(405, f"{request.method} not allowed on {kind}s")
 
     # --- LFS (basic transfer only; Xet is never offered) --------------------------------------------
     def _sign(self, oid: str, size: int) -> str:

@@ -2,12 +2,68 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
 
 from hubtune.errors import ConfigError
-from hubtune.hub_server.store import REPO_TYPES, HubStore, StoreError
+from hubtune.hub_server.store import (
+    REPO_TYPES,
+    Commit,
+    HubStore,
+    Operation,
+    RepoNotFound,
+    StoreError,
+    check_path,
+    git_blob_oid,
+    upload_mode,
+)
+
+
+def _sha256(file: Path) -> str:
+    hasher = hashlib.sha256()
+    with open(file, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def import_folder(
+    store: HubStore, repo_type: str, repo_id: str, folder: Path, *, private: bool, message: str,
+    author: str = "hubtune",
+) -> tuple[Commit, bool]:
+    """Put every file of ``folder`` on main in one commit; (head, False) when nothing changed."""
+    try:
+        repo = store.get_repo(repo_type, repo_id)
+    except RepoNotFound:
+        repo = store.create_repo(repo_type, repo_id, private=private, author=author)
+    head = store.resolve(repo, "main")
+    ops: list[Operation] = []
+    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = check_path(file.relative_to(folder).as_posix())
+        if rel.split("/")[0] in (".git", ".cache"):
+            continue
+        size = file.stat().st_size
+        with open(file, "rb") as f:
+            sample = f.read(512)
+        if upload_mode(rel, size, sample) == "regular":
+            content = file.read_bytes()
+            if head.files.get(rel, {}).get("oid") != git_blob_oid(content):
+                ops.append(Operation("file", rel, content=content))
+            continue
+        sha = _sha256(file)
+        if head.files.get(rel, {}).get("sha256") == sha:
+            continue
+        if not store.has_blob(sha, size):
+            with store.blob_writer(sha, size) as out, open(file, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    out.write(chunk)
+        ops.append(Operation("lfsFile", rel, sha256=sha, size=size))
+    if not ops:
+        return head, False
+    commit, _ = store.commit(repo, "main", {"summary": message, "parentCommit": head.id}, ops, author=author)
+    return commit, True
 
 
 def import_into_store(
@@ -21,8 +77,8 @@ def import_into_store(
     if repo_type not in REPO_TYPES:
         raise ConfigError(f"repo type {repo_type!r} is not supported; expected one of {REPO_TYPES}: use --type")
     try:
-        commit, changed = HubStore(root).import_folder(
-            repo_type, repo_id, src, private=private, message=f"import {src.name}"
+        commit, changed = import_folder(
+            HubStore(root), repo_type, repo_id, src, private=private, message=f"import {src.name}"
         )
     except StoreError as exc:
         raise ConfigError(f"cannot import {str(src)!r} as {repo_id!r}: {exc}") from None

@@ -6,12 +6,14 @@ Layout under ``root``::
     tmp/                                        partial uploads (renamed into blobs/ when complete)
     repos/<models|datasets|spaces>/<ns>/<name>/
         repo.json                               {"id", "type", "private", "createdAt"}
-        refs.json                               {"branches": {..}, "tags": {..}, "pulls": {..}}  (swapped atomically)
+        refs.json                               {"branches": {..}, "tags": {..}, "pulls": {..}, "prTargets": {..},
+                                                 "prMerged": [..]}  (swapped atomically)
         commits/<40-hex>.json                   full snapshot: {"id", "parents", "files": {path: entry}, ...}
         .lock                                   fcntl lock serialising writers across processes
 
 A commit is atomic: blobs are written first, then the commit file, then ``refs.json`` is
 replaced in one ``os.replace``. A writer killed at any point leaves the previous refs in place.
+A pull request is opened from its ``parentCommit`` (else the target's head) and merges as a fast-forward only.
 """
 
 from __future__ import annotations
@@ -495,7 +497,9 @@ class HubStore:
                 )
             head = self.resolve(repo, revision)
             parent = header.get("parentCommit")
-            if parent is not None and parent != head.id:
+            if create_pr and parent is not None:  # as on the Hub: a pull request opened from parentCommit
+                head = self.get_commit(repo, str(parent))
+            elif parent is not None and parent != head.id:
                 raise StaleParent(
                     f"parentCommit {parent} is not the head of {revision} ({head.id}): "
                     "someone pushed meanwhile; pull and retry"
@@ -526,6 +530,7 @@ class HubStore:
             if create_pr:
                 pr_num = max((int(n) for n in refs["pulls"]), default=0) + 1
                 refs["pulls"][str(pr_num)] = commit.id
+                refs.setdefault("prTargets", {})[str(pr_num)] = revision.removeprefix("refs/heads/")
             elif pr_match:
                 refs["pulls"][pr_match.group(1)] = commit.id
             else:
@@ -557,45 +562,25 @@ class HubStore:
             del bucket[name]
             self._write_refs(repo, refs)
 
-    # --- convenience for seeding ------------------------------------------------------------------
-    def import_folder(
-        self, repo_type: str, repo_id: str, folder: Path, *, private: bool, message: str, author: str = "hubtune"
-    ) -> tuple[Commit, bool]:
-        """Put every file of ``folder`` on main in one commit; (head, False) when nothing changed."""
-        try:
-            repo = self.get_repo(repo_type, repo_id)
-        except RepoNotFound:
-            repo = self.create_repo(repo_type, repo_id, private=private, author=author)
-        head = self.resolve(repo, "main")
-        ops: list[Operation] = []
-        for file in sorted(p for p in folder.rglob("*") if p.is_file()):
-            rel = check_path(file.relative_to(folder).as_posix())
-            if rel.split("/")[0] in (".git", ".cache"):
-                continue
-            size = file.stat().st_size
-            with open(file, "rb") as f:
-                sample = f.read(512)
-            if upload_mode(rel, size, sample) == "regular":
-                content = file.read_bytes()
-                if head.files.get(rel, {}).get("oid") != git_blob_oid(content):
-                    ops.append(Operation("file", rel, content=content))
-                continue
-            hasher = hashlib.sha256()
-            with open(file, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    hasher.update(chunk)
-            sha = hasher.hexdigest()
-            if head.files.get(rel, {}).get("sha256") == sha:
-                continue
-            if not self.has_blob(sha, size):
-                with self.blob_writer(sha, size) as out, open(file, "rb") as f:
-                    for chunk in iter(lambda: f.read(1 << 20), b""):
-                        out.write(chunk)
-            ops.append(Operation("lfsFile", rel, sha256=sha, size=size))
-        if not ops:
-            return head, False
-        commit, _ = self.commit(
-            repo, "main", {"summary": message, "parentCommit": head.id}, ops, author=author
-        )
-        return commit, True
-
+    def merge_pr(self, repo: Repo, num: str) -> Commit:
+        """Merge pull request ``num`` into the branch it targets, as a fast-forward only (Conflict otherwise)."""
+        with self.locked(repo):
+            refs = self.refs(repo)
+            if num not in refs["pulls"]:
+                raise RevisionNotFound(f"pull request #{num} not found in {repo.repo_id}")
+            if num in refs.get("prMerged", []):
+                raise Conflict(f"pull request #{num} is already merged")
+            target = refs.get("prTargets", {}).get(num, "main")
+            if target not in refs["branches"]:
+                raise RevisionNotFound(f"branch {target!r}, the target of pull request #{num}, is gone")
+            tip, head = self.get_commit(repo, refs["pulls"][num]), refs["branches"][target]
+            current: Commit | None = tip
+            while current is not None and current.id != head:  # the target's head must be an ancestor
+                current = self.get_commit(repo, current.parents[0]) if current.parents else None
+            if current is None:
+                raise Conflict(f"pull request #{num} is not a fast-forward of {target} (now at {head}): "
+                               "this Hub merges fast-forwards only; open it again from the branch's head")
+            refs["branches"][target] = tip.id
+            refs["prMerged"] = [*refs.get("prMerged", []), num]
+            self._write_refs(repo, refs)
+            return tip
