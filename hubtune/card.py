@@ -184,6 +184,9 @@ def card(opts: CardOptions, progress: Callable[[str], None] | None = None) -> Ca
         say("measuring PyTorch CPU throughput")
         texts = list(ev.data.dataset["text"]) if ev is not None else []
         throughput = bench_model(loaded.model, loaded.tokenizer, bench_texts(texts, opts.bench_rows), opts.batch_size, loaded.max_length)
+        if sha:  # kept for the same weights, so an unchanged re-run writes the same card (and pushes nothing)
+            recorded["pytorch"] = {**pt_rec, "sha256": sha, "throughput": throughput}
+            update_summary(root, "variants", recorded)
     rows: list[dict[str, Any]] = [
         {
             "name": "PyTorch" + (" (LoRA adapter)" if adapter else ""),

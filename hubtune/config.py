@@ -399,6 +399,8 @@ class PublishSettings:
     is not tagged again: re-running with nothing changed makes no commit and no tag.
     ``keep_remote``: remote paths (fnmatch) the push keeps although the published folder lacks them; every other
     remote file the folder lacks is deleted in the same commit.
+    ``dataset_id``: the Hub id of the training data when it was read from local files (the card's ``datasets:``
+    and model-index name it); data read from the Hub is named by its own id without it.
     """
 
     repo_id: str | None = None
@@ -410,6 +412,7 @@ class PublishSettings:
     language: str = "en"
     tags: list[str] = field(default_factory=list)
     keep_remote: list[str] = field(default_factory=list)
+    dataset_id: str | None = None
 
     def validate(self) -> None:
         if self.tag is not None:

@@ -305,7 +305,7 @@ def _run(cfg: PipelineConfig, opts: PipelineOptions, say: Say, hub: Any) -> Pipe
     say("card: evaluating the published files and writing README.md")
     card_res = card(
         CardOptions(run_dir=str(layout.root), repo_id=repo_id, license=cfg.publish.license,
-                    language=[cfg.publish.language], tags=list(cfg.publish.tags)),
+                    language=[cfg.publish.language], tags=list(cfg.publish.tags), dataset_id=cfg.publish.dataset_id),
         progress=say,
     )
     steps["card"] = "done"

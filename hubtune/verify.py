@@ -55,12 +55,21 @@ def predict_labels(model_ref: str, texts: list[str], *, revision: str | None = N
         from huggingface_hub import hf_hub_download
         from transformers import AutoConfig
 
-        from hubtune.onnx_tools import OrtClassifier
+        from hubtune.onnx_tools import INFO_FILE, OrtClassifier, check_matches_weights
+        from hubtune.parity import weight_files
 
         local = Path(model_ref)
-        path = local / "onnx" / onnx_file if local.is_dir() else Path(
-            hf_hub_download(model_ref, f"onnx/{onnx_file}", revision=revision)
-        )
+        if local.is_dir():
+            path, weights_dir = local / "onnx" / onnx_file, local
+        else:
+            path = Path(hf_hub_download(model_ref, f"onnx/{onnx_file}", revision=revision))
+            weights_dir = path.parent.parent  # the same snapshot: onnx/ beside the weights pipeline() loaded
+            try:
+                hf_hub_download(model_ref, f"onnx/{INFO_FILE}", revision=revision)
+            except Exception:  # noqa: BLE001 - an export without export_info.json: nothing to check against
+                pass
+        if weight_files(weights_dir):
+            check_matches_weights(path, weights_dir)  # an onnx/ exported from other weights is refused
         config = AutoConfig.from_pretrained(model_ref, revision=revision)
         model = OrtClassifier(path, config)
         tok = AutoTokenizer.from_pretrained(model_ref, revision=revision)

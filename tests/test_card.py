@@ -196,3 +196,18 @@ def test_card_reports_a_separate_test_split(runs, tmp_path):
     assert splits == {"test"}
     assert "held-out test examples" in card.text and "model selection" not in card.text
     assert json.loads(proc.stdout)["eval_source"] == TEST_CSV
+
+
+def test_card_is_identical_when_nothing_changed(runs, tmp_path):
+    """Without an export the card measures PyTorch throughput once per weights: a re-run writes the same card."""
+    import shutil
+
+    _, _, _, full = runs
+    run = tmp_path / "again"
+    shutil.copytree(full, run)
+    texts = []
+    for _ in range(2):
+        proc = _cli("card", str(run), "--repo-id", "acme/tiny-full", "--json")
+        assert proc.returncode == 0, proc.stderr
+        texts.append((run / "model" / "README.md").read_text())
+    assert texts[0] == texts[1]

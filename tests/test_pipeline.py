@@ -226,4 +226,11 @@ def test_readme_command_runs_offline_with_embedded_hub(tmp_path):
     assert out["verification"]["checked"]["onnx"]["agree"] == out["verification"]["checked"]["onnx"]["total"] > 0
     md = step_summary.read_text()
     assert "hubtune-examples/minilm-tweets" in md and "| accuracy |" in md
+    # the card names the data by its Hub id (issue 13.7), says which split it reports, and a merged model is no adapter
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(tmp_path / "run" / "merged" / "README.md")
+    assert card.data.datasets == ["hubtune-examples/tweets"]
+    assert {r.dataset_type for r in card.data.eval_results} == {"hubtune-examples/tweets"}
+    assert "peft" not in card.data.tags and "held-out" not in card.text
     assert "hf_local_" not in res.stdout + res.stderr + md, "the token must never be printed"

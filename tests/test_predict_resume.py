@@ -108,3 +108,15 @@ def test_meta_records_everything_that_changes_a_prediction(tiny_exported, tmp_pa
     flat = json.dumps(meta)
     for key in ("onnx_file", "onnx_sha256", "backend", "dtype", "max_length", "text_column", "label_names"):
         assert key in flat, key
+
+
+def test_verification_refuses_onnx_from_other_weights(tiny_exported, tmp_path):
+    from hubtune.errors import StaleOnnxError
+    from hubtune.verify import predict_labels
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_exported, model)
+    assert predict_labels(str(model), ["good", "bad"], onnx_file="model.onnx")["onnx"]  # matching: runs
+    shutil.copy(_save_tiny(tmp_path / "retrained", seed=7) / "model.safetensors", model / "model.safetensors")
+    with pytest.raises(StaleOnnxError, match="hubtune export"):
+        predict_labels(str(model), ["good", "bad"], onnx_file="model.onnx")
