@@ -290,7 +290,7 @@ def card(opts: CardOptions, progress: Callable[[str], None] | None = None) -> Ca
         lora=cfg.get("lora") if run.mode == "lora" else None,
         hyperparameters=hyper,
         sizes={"train": (run.summary.get("sizes") or {}).get("train"), "eval": (run.summary.get("sizes") or {}).get("eval")},
-        versions={k: v for k, v in (run.summary.get("versions") or {}).items() if isinstance(v, (str, int, float))},
+        versions={k: v for k, v in sorted((run.summary.get("versions") or {}).items()) if isinstance(v, (str, int, float))},
         eval_dataset=eval_spec,
         eval_split=ident.get("split"),
         eval_role=ev.role if ev is not None else None,
