@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterator, TypeVar
 from hubtune import __version__
 from hubtune.config import check_tag_template, resolve_tag
 from hubtune.errors import ConfigError, HubAuthError, HubError, HubRepoNotFoundError, HubUnreachableError
+from hubtune.parity import file_sha256
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -95,12 +96,7 @@ def git_blob_oid(path: Path) -> str:
     return h.hexdigest()
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+sha256_of = file_sha256  # what the Hub reports for LFS files
 
 
 def list_local_files(folder: Path, excludes: tuple[str, ...] = DEFAULT_EXCLUDES) -> tuple[list[str], list[str]]:

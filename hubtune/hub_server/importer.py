@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -19,14 +18,7 @@ from hubtune.hub_server.store import (
     git_blob_oid,
     upload_mode,
 )
-
-
-def _sha256(file: Path) -> str:
-    hasher = hashlib.sha256()
-    with open(file, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            hasher.update(chunk)
-    return hasher.hexdigest()
+from hubtune.parity import file_sha256
 
 
 def import_folder(
@@ -52,7 +44,7 @@ def import_folder(
             if head.files.get(rel, {}).get("oid") != git_blob_oid(content):
                 ops.append(Operation("file", rel, content=content))
             continue
-        sha = _sha256(file)
+        sha = file_sha256(file)
         if head.files.get(rel, {}).get("sha256") == sha:
             continue
         if not store.has_blob(sha, size):
