@@ -57,6 +57,26 @@ def torch_info() -> dict[str, Any]:
     return out
 
 
+def fast_bf16() -> tuple[bool, str]:
+    """Whether this machine runs bf16 matmuls several times faster than fp32, and why: a CUDA GPU of compute
+    capability >= 8.0 (Ampere or newer), or a CPU with AMX tiles (``torch.cpu._is_amx_tile_supported()``)."""
+    import torch
+
+    if torch.cuda.is_available():
+        major, minor = torch.cuda.get_device_capability(0)
+        name = torch.cuda.get_device_name(0)
+        if major >= 8:
+            return True, f"CUDA GPU {name} (compute {major}.{minor} >= 8.0) runs bf16 on its tensor cores"
+        return False, f"CUDA GPU {name} (compute {major}.{minor} < 8.0) has no fast bf16"
+    try:
+        amx = bool(torch.cpu._is_amx_tile_supported())  # noqa: SLF001 - the documented probe
+    except Exception:  # noqa: BLE001 - older torch
+        amx = bool(cpu_info()["flags"].get("amx_tile"))
+    if amx:
+        return True, "CPU with AMX: bf16 matmuls run several times faster than fp32"
+    return False, "CPU without AMX (and no CUDA GPU): bf16 is not faster than fp32 here"
+
+
 def ort_info() -> dict[str, Any]:
     try:
         import onnxruntime as ort

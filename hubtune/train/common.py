@@ -21,10 +21,10 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from hubtune import __version__
-from hubtune.compat import quiet_libraries, training_arguments
+from hubtune.compat import quiet_libraries, trainer_loss_over_resumed_steps, training_arguments
 from hubtune.config import ADAPTER_MODES, TrainConfig, dump_yaml
 from hubtune.data import TrainEvalData, load_train_eval
 from hubtune.errors import ConfigError, ModelLoadError, OutputExistsError, TrainingError
@@ -68,17 +68,38 @@ def check_output_dir(path: Path, overwrite: bool, resume: bool) -> None:
         )
 
 
-def precision_flags(precision: str) -> dict[str, bool]:
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """The training precision a config resolves to on this machine (``fp32``, ``bf16`` or ``fp16``) and why."""
+
+    name: str
+    reason: str
+
+    @property
+    def flags(self) -> dict[str, bool]:
+        """The TrainingArguments keywords (``{"bf16": True}``, ``{"fp16": True}`` or none for fp32)."""
+        return {self.name: True} if self.name in ("fp16", "bf16") else {}
+
+
+def resolve_precision(precision: str) -> PrecisionChoice:
+    """``auto``: bf16 autocast where the hardware runs it fast (CUDA compute >= 8.0, CPU with AMX), fp32
+    elsewhere. An explicit ``fp32``/``bf16`` is honoured anywhere; ``fp16`` needs a CUDA GPU."""
     import torch
 
-    cuda = torch.cuda.is_available()
+    from hubtune.envinfo import fast_bf16
+
     if precision == "auto":
-        if not cuda:
-            return {}
-        return {"bf16": True} if torch.cuda.is_bf16_supported() else {"fp16": True}
-    if precision in ("fp16", "bf16") and not cuda:
-        raise ConfigError(f"precision {precision} needs a CUDA GPU and none is available; use --precision fp32 or auto")
-    return {precision: True} if precision in ("fp16", "bf16") else {}
+        fast, why = fast_bf16()
+        return PrecisionChoice("bf16" if fast else "fp32", f"auto: {why}")
+    if precision == "fp16" and not torch.cuda.is_available():
+        raise ConfigError("precision fp16 needs a CUDA GPU and none is available; use --precision fp32, bf16 or auto")
+    if precision not in ("fp32", "fp16", "bf16"):
+        raise ConfigError(f"precision {precision!r} is not supported; expected auto, fp32, bf16 or fp16")
+    return PrecisionChoice(precision, "set in the config")
+
+
+def precision_flags(precision: str) -> dict[str, bool]:
+    return resolve_precision(precision).flags
 
 
 # --------------------------------------------------------------------------------------------------
@@ -176,8 +197,42 @@ def run_trainer(trainer: Any, last_ckpt: str | None) -> tuple[dict[str, Any], fl
         ) from exc
     metrics = dict(out.metrics)
     metrics["global_step"] = out.global_step
+    # train_loss is the mean over the steps this call trained (after a resume: the resumed steps only)
+    start = _checkpoint_step(last_ckpt)
+    metrics["train_loss_steps"] = steps = out.global_step - start
+    if start and steps > 0 and "train_loss" in metrics and not trainer_loss_over_resumed_steps():
+        metrics["train_loss"] = metrics["train_loss"] * out.global_step / steps
     metrics["best_checkpoint_metric"] = trainer.state.best_metric
     return metrics, time.perf_counter() - t0
+
+
+def _checkpoint_step(checkpoint: str | None) -> int:
+    """The global step a Trainer checkpoint was saved at (0 for none)."""
+    import json
+
+    if not checkpoint:
+        return 0
+    try:
+        return int(json.loads((Path(checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))["global_step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return int(Path(checkpoint).name.rsplit("-", 1)[-1]) if Path(checkpoint).name.rsplit("-", 1)[-1].isdigit() else 0
+
+
+def parameter_counts(model: Any) -> dict[str, Any]:
+    """Total and trainable parameters of ``model`` and the trainable share (0..1)."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"total": total, "trainable": trainable, "trainable_share": trainable / total if total else 0.0}
+
+
+def announce_start(on_start: Callable[[dict[str, Any]], None] | None, cfg: TrainConfig, model: Any, state: Any) -> None:
+    """Before training (main process): hand ``on_start`` the run's trainable parameters and their share, for the
+    CLI to print; the library prints nothing."""
+    if on_start is None or not state.is_main_process:
+        return
+    counts = parameter_counts(model)
+    on_start({"trainable": counts["trainable"], "total": counts["total"], "share": counts["trainable_share"],
+              "task": cfg.task, "mode": cfg.mode, "engine": cfg.engine, "num_processes": state.num_processes})
 
 
 def replace_model_dir(layout: RunLayout, save: Any) -> None:
@@ -206,12 +261,10 @@ def base_summary(cfg: TrainConfig, model: Any, precision: dict[str, bool], state
         "base_model": public_model_ref(cfg.base_model),
         "dataset": cfg.data.dataset,
         "eval_dataset": cfg.data.eval_dataset,
-        "parameters": {
-            "total": sum(p.numel() for p in model.parameters()),
-            "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        },
+        "parameters": parameter_counts(model),
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "precision": next(iter(precision), "fp32"),
+        "precision_reason": resolve_precision(cfg.precision).reason,
         "num_processes": state.num_processes,
     }
 
@@ -370,11 +423,19 @@ def evaluate_saved(cfg: TrainConfig, layout: RunLayout, model: Any, data: TrainE
     def metrics_of(logits: Any, ds: Any) -> dict[str, Any]:
         probs = softmax(logits)
         out = classification_metrics(ds["label"], probs.argmax(-1), reloaded.label_names, probs)
+        if cfg.metrics:  # evaluate modules (--metric) on the same predictions
+            from hubtune.metric_modules import module_metrics
+
+            out["metric_modules"] = module_metrics(cfg.metrics, ds["label"], probs.argmax(-1), probs)
         out["source"] = "reloaded"
         return out
 
     ds = data.eval.dataset
     saved = logits_of(reloaded.model, ds)
+    # the Trainer's mixed-precision autocast wrapper off: both sides answer in fp32, as the saved files will
+    from accelerate.utils import extract_model_from_parallel
+
+    model = extract_model_from_parallel(model, keep_fp32_wrapper=False)
     trained = logits_of(model.eval(), ds)
     parity = compare_logits(trained, saved, tolerance=RELOAD_TOLERANCE, min_label_agreement=1.0, texts_source="the eval split")
     if not parity.passed:
@@ -430,6 +491,7 @@ def finish_classifier(
             "columns": {"text": data.train.columns.text, "text_pair": data.train.columns.text_pair, "label": data.train.columns.label},
             "max_length": max_length,
             "resumed_from": Path(last_ckpt).name if last_ckpt else None,
+            "resumed_steps": train_metrics.get("train_loss_steps") if last_ckpt else None,
             "timings": {
                 **{k: round(v, 3) for k, v in timings.items()},
                 "eval_seconds": round(t_eval, 3),
