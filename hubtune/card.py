@@ -56,6 +56,7 @@ class CardOptions:
     output: str | None = None  # default: <published folder>/README.md
     bench_rows: int = 128
     batch_size: int = 32
+    metrics: list[str] | None = None  # evaluate modules (--metric); None: those the run was trained with
 
 
 @dataclass
@@ -67,6 +68,7 @@ class CardResult:
     metrics: dict[str, Any]
     variants: list[str]
     eval_source: str | None
+    metric_modules: list[dict[str, Any]] = field(default_factory=list)  # evaluate modules (--metric)
 
 
 def template_path(explicit: str | None = None) -> Path:
@@ -172,8 +174,9 @@ def card(opts: CardOptions, progress: Callable[[str], None] | None = None) -> Ca
     names = loaded.label_names
     ev = eval_data(run, names, override=opts.eval_dataset)
     metrics: dict[str, Any] = {}
+    modules = list(opts.metrics if opts.metrics is not None else (run.config.get("metrics") or []))
     if ev is not None and len(ev.data):
-        metrics = evaluate_loaded(loaded, ev.data)
+        metrics = evaluate_loaded(loaded, ev.data, metric_modules=modules)
     # variants: PyTorch measured now (or the export's figures when the weights are unchanged), ONNX from export
     recorded: dict[str, Any] = dict(run.summary.get("variants") or {})
     wfiles = weight_files(pub)
@@ -252,6 +255,18 @@ def card(opts: CardOptions, progress: Callable[[str], None] | None = None) -> Ca
                     metric_args=margs,
                 )
             )
+    module_rows = []
+    for rec in metrics.get("metric_modules") or [] if ident else []:  # evaluate modules (--metric)
+        for key, value in rec["values"].items():
+            label = rec["metric"] if key == rec["metric"].split("/")[-1] else f"{rec['metric']} ({key})"
+            eval_results.append(EvalResult(
+                task_type="text-classification", task_name="Text Classification", dataset_type=ident["type"],
+                dataset_name=ident["name"], dataset_config=ident.get("config"), dataset_split=ident.get("split"),
+                dataset_revision=run.summary.get("eval_dataset_revision") or run.summary.get("dataset_revision"),
+                metric_type=rec["type"], metric_name=label, metric_value=float(value), metric_args=rec.get("args"),
+            ))
+            module_rows.append({"module": rec["metric"], "source": rec["source"], "key": key, "value": _fmt(float(value)),
+                                "args": ", ".join(f"{a}={b}" for a, b in (rec.get("args") or {}).items())})
     datasets = []
     for spec in (dc.get("dataset"), dc.get("eval_dataset")):
         i = _dataset_identity(public_spec(spec), None, opts.dataset_id) if spec else {}
@@ -296,6 +311,7 @@ def card(opts: CardOptions, progress: Callable[[str], None] | None = None) -> Ca
         eval_role=ev.role if ev is not None else None,
         eval_examples=metrics.get("num_examples"),
         per_class=metrics.get("per_class"),
+        metric_modules=module_rows,
         variants=rows,
         bench_batch_size=throughput.get("batch_size", opts.batch_size),
         onnx_files=onnx_files,
@@ -319,6 +335,7 @@ def card(opts: CardOptions, progress: Callable[[str], None] | None = None) -> Ca
         "eval_source": eval_spec,
         "metrics": {k: metrics[k] for k, *_ in METRICS if k in metrics},
         "variants": [r["name"] for r in rows],
+        **({"metric_modules": metrics["metric_modules"]} if metrics.get("metric_modules") else {}),
     }
     update_summary(root, "card", summary_rec)
     return CardResult(
@@ -329,6 +346,7 @@ def card(opts: CardOptions, progress: Callable[[str], None] | None = None) -> Ca
         metrics={k: metrics[k] for k, *_ in METRICS if k in metrics},
         variants=[r["name"] for r in rows],
         eval_source=eval_spec,
+        metric_modules=list(metrics.get("metric_modules") or []),
     )
 
 

@@ -293,6 +293,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     warmup_ratio: float = 0.0
     metric_for_best_model: str = "f1_macro"
+    # evaluate modules (Hub id org/name or local folder; args after ':') computed beside the built-in metrics
+    metrics: list[str] = field(default_factory=list)
     early_stopping_patience: int | None = None
     precision: typing.Literal["auto", "fp32", "fp16", "bf16"] = "auto"
     seed: int = 42
@@ -334,6 +336,15 @@ class TrainConfig:
                 f"engine accelerate supports task text-classification without ulmfit options (found task {self.task}"
                 f"{', ulmfit on' if self.ulmfit.enabled else ''}); use --engine trainer"
             )
+        if self.metrics and self.task != "text-classification":
+            raise ConfigError(
+                f"metrics (--metric) with task {self.task}: evaluate modules are computed on class predictions; "
+                "expected task text-classification, or drop --metric"
+            )
+        if self.metrics:
+            from hubtune.metric_modules import check_metric_specs
+
+            check_metric_specs(self.metrics)
         if self.ulmfit.enabled and self.mode in ("ia3", "prefix"):
             raise ConfigError(f"ulmfit options with mode {self.mode}; expected --mode full or lora")
 

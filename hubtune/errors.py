@@ -136,3 +136,28 @@ class ResumeMismatchError(PredictError, ValueError):
 
 class RowError(PredictError, ValueError):
     exit_code = 32
+
+
+# --- issue 16: evaluate metric modules, bottleneck adapters, language-model publishing ---
+class MetricModuleError(HubtuneError, LookupError):
+    """An ``evaluate`` metric module (``--metric``) that cannot be found or loaded."""
+
+    exit_code = 55
+
+
+class MetricComputeError(HubtuneError, ValueError):
+    """An ``evaluate`` metric module that fails on the predictions or returns no number."""
+
+    exit_code = 56
+
+
+class AdaptersUnavailableError(MissingDependencyError):
+    """``--mode adapter`` without a usable ``adapters`` library (missing, or no release for this transformers)."""
+
+    exit_code = 57
+
+
+class PublishRefusedError(HubtuneError, ValueError):
+    """A run ``train-and-push`` cannot publish in a form ``pipeline()`` loads (the message says what to do instead)."""
+
+    exit_code = 58

@@ -25,6 +25,7 @@ class EvalOptions:
     trust_remote_code: bool = False
     encoding: str = "utf-8"
     seed: int = 42
+    metrics: list[str] = field(default_factory=list)  # evaluate modules (--metric), beside the built-in metrics
 
 
 @dataclass
@@ -39,6 +40,10 @@ class EvalReport:
 
 def evaluate(opts: EvalOptions) -> EvalReport:
     t0 = time.perf_counter()
+    if opts.metrics:  # loaded first: a bad --metric fails before the model and data are read
+        from hubtune.metric_modules import load_metric_modules
+
+        load_metric_modules(opts.metrics)
     loaded = load_classifier(
         opts.model, revision=opts.revision, trust_remote_code=opts.trust_remote_code, device=opts.device
     )
@@ -56,7 +61,7 @@ def evaluate(opts: EvalOptions) -> EvalReport:
         seed=opts.seed,
         encoding=opts.encoding,
     )
-    metrics = evaluate_loaded(loaded, data, batch_size=opts.batch_size)
+    metrics = evaluate_loaded(loaded, data, batch_size=opts.batch_size, metric_modules=opts.metrics)
     return EvalReport(
         model=opts.model,
         dataset=opts.dataset,

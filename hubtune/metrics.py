@@ -67,6 +67,10 @@ def summary(metrics: dict[str, Any]) -> dict[str, float]:
 def format_table(metrics: dict[str, Any]) -> str:
     """A plain-text report: scalar metrics, per-class table and confusion matrix."""
     lines = [f"{k:<16} {v:.4f}" for k, v in summary(metrics).items()]
+    if metrics.get("metric_modules"):  # evaluate modules (--metric)
+        from hubtune.metric_modules import flat
+
+        lines += [f"{k:<16} {v:.4f}" for k, v in flat(metrics["metric_modules"]).items()]
     lines.append(f"{'examples':<16} {metrics.get('num_examples', 0)}")
     names = metrics.get("labels", [])
     if names:

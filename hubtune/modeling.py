@@ -211,8 +211,9 @@ def predict_logits(
     return out
 
 
-def evaluate_loaded(loaded: LoadedModel, data: Any, *, batch_size: int = 64) -> dict[str, Any]:
-    """Metrics of a loaded model on :class:`hubtune.data.LoadedData` (``train`` and ``evaluate`` share it)."""
+def evaluate_loaded(loaded: LoadedModel, data: Any, *, batch_size: int = 64, metric_modules: Sequence[str] = ()) -> dict[str, Any]:
+    """Metrics of a loaded model on :class:`hubtune.data.LoadedData` (``train`` and ``evaluate`` share it);
+    ``metric_modules``: ``evaluate`` modules computed on the same predictions (``metrics["metric_modules"]``)."""
     from hubtune.metrics import classification_metrics, softmax
 
     ds = data.dataset
@@ -221,7 +222,12 @@ def evaluate_loaded(loaded: LoadedModel, data: Any, *, batch_size: int = 64) -> 
         loaded.model, loaded.tokenizer, ds["text"], pairs, batch_size=batch_size, max_length=loaded.max_length
     )
     probs = softmax(logits)
-    return classification_metrics(ds["label"], probs.argmax(-1), loaded.label_names, probs)
+    out = classification_metrics(ds["label"], probs.argmax(-1), loaded.label_names, probs)
+    if metric_modules:
+        from hubtune.metric_modules import module_metrics
+
+        out["metric_modules"] = module_metrics(metric_modules, ds["label"], probs.argmax(-1), probs)
+    return out
 
 
 def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:

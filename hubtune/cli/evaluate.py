@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -22,6 +22,7 @@ def evaluate(
     encoding: str = typer.Option("utf-8", "--encoding", help="Encoding of local csv/tsv files."),
     seed: int = typer.Option(42, "--seed"),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
+    metric: Optional[List[str]] = typer.Option(None, "--metric", help="An evaluate metric module beside the built-in metrics: Hub id (org/name) or local folder; args after ':' (f1:average=macro). Repeatable."),
     json_out: bool = typer.Option(False, "--json", help="Print all metrics as JSON."),
 ) -> None:
     """Evaluate a classifier on a labeled dataset: accuracy, F1, precision, recall, per-class, confusion."""
@@ -44,6 +45,7 @@ def evaluate(
                 trust_remote_code=trust_remote_code,
                 encoding=encoding,
                 seed=seed,
+                metrics=list(metric or []),
             )
         )
     if json_out:

@@ -50,6 +50,7 @@ def train_and_push(
     local_hub: Optional[Path] = typer.Option(
         None, "--local-hub", help="Run against the embedded local Hub stored in this folder (offline, no account)."
     ),
+    metric: Optional[List[str]] = typer.Option(None, "--metric", help="An evaluate metric module beside the built-in metrics: Hub id (org/name) or local folder; args after ':' (f1:average=macro). Repeatable."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Any config key: --set export.quantize=int8."),
     resume: bool = typer.Option(False, "--resume", help="Reuse finished steps (train, merge, export)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty run directory."),
@@ -76,6 +77,7 @@ def train_and_push(
         "publish.revision": revision,
         "export.require_variants": list(require_variant) if require_variant else None,
         "publish.keep_remote": list(keep_remote) if keep_remote else None,
+        "metrics": list(metric) if metric else None,
     }
     overrides.update(parse_overrides(set_))
     cfg = resolve_pipeline_config(str(config) if config else None, overrides)

@@ -41,6 +41,7 @@ def batch_predict(
     gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", help="ray: GPUs per actor (0: CPU actors; 0.5: two per GPU)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
+    metric: Optional[List[str]] = typer.Option(None, "--metric", help="With labels: an evaluate metric module beside the built-in metrics: Hub id (org/name) or local folder; args after ':'. Repeatable."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Batch-predict a dataset with a classifier into parquet/jsonl/csv (streamed, resumable, shardable)."""
@@ -80,6 +81,7 @@ def batch_predict(
             address=address,
             num_workers=num_workers,
             gpus_per_worker=gpus_per_worker,
+            metric_modules=list(metric or []),
         )
     )
     for notice in result.notices:
@@ -99,6 +101,10 @@ def batch_predict(
         typer.echo(
             f"accuracy {result.metrics['accuracy']:.4f}  f1_macro {result.metrics['f1_macro']:.4f}  -> {result.metrics_path}"
         )
+        if result.metrics.get("metric_modules"):
+            from hubtune.metric_modules import flat
+
+            typer.echo("evaluate modules: " + "  ".join(f"{k} {v:.4f}" for k, v in flat(result.metrics["metric_modules"]).items()))
 
 
 def merge_predictions(

@@ -44,6 +44,7 @@ def train(
     seed: Optional[int] = typer.Option(None, "--seed"),
     trust_remote_code: Optional[bool] = typer.Option(None, "--trust-remote-code", help="Run model code from the Hub."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Any config key: --set lora.r=16 (repeatable)."),
+    metric: Optional[List[str]] = typer.Option(None, "--metric", help="An evaluate metric module beside the built-in metrics: Hub id (org/name) or local folder; args after ':' (f1:average=macro). Repeatable."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output directory."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in the output directory."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
@@ -78,6 +79,7 @@ def train(
         "seed": seed,
         "trust_remote_code": trust_remote_code,
     }
+        "metrics": list(metric) if metric else None,
     overrides.update(parse_overrides(set_))
     cfg = resolve(TrainConfig, config, overrides)
     with library_output():
@@ -103,6 +105,7 @@ def train(
     if "perplexity_after" in m:
         before = f"{m['perplexity_before']:.2f} -> " if "perplexity_before" in m else ""
         typer.echo(
+                "metric_modules": result.eval_metrics.get("metric_modules") or None,
             f"trained {result.extra.get('task')} model on {result.sizes['train']} blocks in {result.seconds:.1f}s "
             f"-> {result.model_dir}\neval ({result.sizes['eval']} blocks): perplexity {before}{m['perplexity_after']:.2f}"
         )
@@ -115,3 +118,7 @@ def train(
     if result.test_metrics:
         t = result.test_metrics
         typer.echo(f"test ({t['num_examples']} rows): accuracy {t['accuracy']:.4f}  f1_macro {t['f1_macro']:.4f}")
+    if m.get("metric_modules"):
+        from hubtune.metric_modules import flat
+
+        typer.echo("eval, evaluate modules: " + "  ".join(f"{k} {v:.4f}" for k, v in flat(m["metric_modules"]).items()))

@@ -49,6 +49,10 @@ from hubtune.predict.source import WEIGHT_GLOBS, model_identity, resolve_model_d
 def batch_predict(opts: PredictOptions) -> PredictResult:
     """Predict every row of ``opts.dataset`` into ``opts.output`` (resumable; see :mod:`hubtune.predict.output`
     for the files). ``opts.engine == "ray"`` runs the same runners and shard files on a Ray Data actor pool."""
+    if opts.metric_modules:  # loaded before any row is read: a bad --metric fails first
+        from hubtune.metric_modules import load_metric_modules
+
+        load_metric_modules(opts.metric_modules)
     if opts.engine == "ray":
         check_options(opts)
         from hubtune.predict.ray import batch_predict_ray

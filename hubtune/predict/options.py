@@ -50,6 +50,9 @@ class PredictOptions:
     address: str | None = None  # ray: None = a local Ray (or the one already initialised), "auto", ray://HOST:PORT
     num_workers: int | None = None  # ray: model replicas (actors); default 1
     gpus_per_worker: float = 0.0  # ray: GPUs per actor (0 = CPU actors)
+    # evaluate modules (--metric) computed beside the built-in metrics when the rows have labels; they read the
+    # predictions only, so they are not part of the resume identity
+    metric_modules: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -352,6 +352,10 @@ def assemble(
         probs_all = np.concatenate([z["probs"] for z in loaded])
         if len(y_true):
             metrics = classification_metrics(y_true, y_pred, label_names, probs_all)
+            if opts.metric_modules:
+                from hubtune.metric_modules import module_metrics
+
+                metrics["metric_modules"] = module_metrics(opts.metric_modules, y_true, y_pred, probs_all)
             write_json(metrics_path, {"model": opts.model, "dataset": opts.dataset, "metrics": metrics})
     meta_path = sidecar(output, ".meta.json")
     write_json(meta_path, meta)

@@ -66,3 +66,7 @@ def train(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False, pr
     if cfg.engine == "accelerate":
         return train_accelerate(cfg, overwrite=overwrite, resume=resume, progress=progress)
     return train_classifier(cfg, overwrite=overwrite, resume=resume, progress=progress)
+    if cfg.metrics:  # load the evaluate modules (--metric) before any work: a bad one fails first
+        from hubtune.metric_modules import load_metric_modules
+
+        load_metric_modules(cfg.metrics)
