@@ -93,6 +93,12 @@ def training_arguments(**kw: Any) -> Any:
     return TrainingArguments(**kw)
 
 
+def trainer_loss_over_resumed_steps() -> bool:
+    """transformers >= 5.19 reports a resumed ``Trainer.train``'s ``train_loss`` as the mean over the steps that
+    call trained; before, the sum over those steps was divided by every step since the start (issue 16.10)."""
+    return version_tuple(transformers_version()) >= (5, 19, 0, "")
+
+
 def quiet_libraries(progress: bool = False) -> None:
     """Library chatter off: transformers warnings below error, and its weight-loading bars; datasets' bars
     too unless ``progress``. Model loading is hubtune's own step, reported by hubtune."""

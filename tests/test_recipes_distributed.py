@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 
 from hubtune.config import DataConfig, TrainConfig
 from hubtune.train import train
@@ -63,6 +64,19 @@ def test_torchrun_two_processes_accelerate_engine(tiny_bert_dir, tmp_path):
     proc = _launch(["torch.distributed.run", "--nproc_per_node", "2"], tiny_bert_dir, out, "--engine", "accelerate")
     _check_two_process_run(proc, out)
     assert json.loads((out / "run_summary.json").read_text())["engine"] == "accelerate"
+
+    # issue 16.1: the learning rate at every optimizer step equals the single-process schedule's (one process,
+    # the same global batch of 16, so the same 4 steps); the prepared scheduler steps once per process, so a
+    # schedule sized from the sharded dataloader alone reached 0 halfway (1e-3, 5e-4, 0, 0)
+    two = json.loads((out / "metrics.json").read_text())["train"]["learning_rates"]
+    cfg = TrainConfig(
+        base_model=tiny_bert_dir, output_dir=str(tmp_path / "one"), engine="accelerate",
+        data=DataConfig(dataset=str(TWEETS_TRAIN), eval_dataset=str(TWEETS_TEST), max_samples=64, eval_max_samples=32),
+        num_epochs=1, batch_size=16, max_length=32, learning_rate=1e-3,
+    )
+    one = train(cfg, progress=False).train_metrics["learning_rates"]
+    assert one == pytest.approx([1e-3, 7.5e-4, 5e-4, 2.5e-4])
+    assert two == pytest.approx(one, rel=1e-6)
 
 
 def test_accelerate_launch_two_processes_trainer_engine(tiny_bert_dir, tmp_path):

@@ -93,3 +93,61 @@ def test_resume_continues_from_checkpoint(tiny_bert_dir, tmp_path):
     res = train(cfg, resume=True, progress=False)
     assert res.resumed_from and res.resumed_from.startswith("checkpoint-")
     assert res.train_metrics["global_step"] == 8
+
+
+def test_resumed_train_loss_counts_the_resumed_steps_only(tiny_bert_dir, tmp_path):
+    """Issue 16.10: after --resume, train_loss is the mean over the steps this call trained (transformers < 5.19
+    divided their loss sum by every step since the start: 0.28 after a resume against 0.60 uninterrupted)."""
+    import shutil
+
+    def two_epochs(out):
+        cfg = _cfg(tiny_bert_dir, out)
+        cfg.num_epochs, cfg.logging_steps = 2, 1
+        return cfg
+
+    full = train(two_epochs(tmp_path / "full"), progress=False)  # 8 steps, uninterrupted
+    assert full.train_metrics["global_step"] == 8 and full.train_metrics["train_loss_steps"] == 8
+    cut = tmp_path / "cut"  # the same run, killed after epoch 1: only checkpoint-4 survives
+    train(two_epochs(cut), progress=False)
+    shutil.rmtree(cut / "checkpoints" / "checkpoint-8")
+    resumed = train(two_epochs(cut), resume=True, progress=False)
+    assert resumed.resumed_from == "checkpoint-4" and resumed.train_metrics["global_step"] == 8
+    assert resumed.train_metrics["train_loss_steps"] == 4
+    state = json.loads((full.output_dir / "checkpoints" / "checkpoint-8" / "trainer_state.json").read_text())
+    per_step = {e["step"]: e["loss"] for e in state["log_history"] if "loss" in e}
+    assert sorted(per_step) == list(range(1, 9))
+    # the mean over steps 5-8 of the uninterrupted run (the resumed run replays them) ...
+    assert resumed.train_metrics["train_loss"] == pytest.approx(sum(per_step[s] for s in range(5, 9)) / 4, rel=0.02)
+    # ... which is close to the uninterrupted run's, not half of it
+    assert resumed.train_metrics["train_loss"] == pytest.approx(full.train_metrics["train_loss"], rel=0.15)
+    summary = json.loads((cut / "run_summary.json").read_text())
+    assert summary["resumed_from"] == "checkpoint-4" and summary["resumed_steps"] == 4
+
+
+def test_every_run_announces_its_trainable_parameters(tiny_bert_dir, tmp_path):
+    """Issue 16.10: the library hands the trainable count and share to an ``on_start`` hook before training
+    (it prints nothing); the CLI prints it first."""
+    from typer.testing import CliRunner
+
+    from hubtune.cli.main import app
+
+    seen = []
+    res = train(_cfg(tiny_bert_dir, tmp_path / "lora", mode="lora"), progress=False, on_start=seen.append)
+    assert len(seen) == 1
+    info = seen[0]
+    params = json.loads((res.output_dir / "run_summary.json").read_text())["parameters"]
+    assert info["trainable"] == params["trainable"] and info["total"] == params["total"]
+    assert 0 < info["trainable"] < info["total"] and info["share"] == pytest.approx(info["trainable"] / info["total"])
+    assert params["trainable_share"] == pytest.approx(info["share"])
+
+    out = CliRunner().invoke(app, [
+        "train", "--base-model", tiny_bert_dir, "--dataset", str(TWEETS_TRAIN), "--eval-dataset", str(TWEETS_TEST),
+        "--limit", "32", "--set", "data.eval_max_samples=16", "--epochs", "1", "--batch-size", "16",
+        "--max-length", "32", "--no-progress", "-o", str(tmp_path / "cli"),
+    ])
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("trainable parameters:"))
+    assert first < next(i for i, line in enumerate(lines) if line.startswith("trained "))
+    total = json.loads((tmp_path / "cli" / "run_summary.json").read_text())["parameters"]["total"]
+    assert f"of {total:,} (100.00%)" in lines[first]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -43,8 +44,8 @@ def train(
     precision: Optional[str] = typer.Option(None, "--precision", help="auto, fp32, fp16 or bf16."),
     seed: Optional[int] = typer.Option(None, "--seed"),
     trust_remote_code: Optional[bool] = typer.Option(None, "--trust-remote-code", help="Run model code from the Hub."),
-    set_: Optional[List[str]] = typer.Option(None, "--set", help="Any config key: --set lora.r=16 (repeatable)."),
     metric: Optional[List[str]] = typer.Option(None, "--metric", help="An evaluate metric module beside the built-in metrics: Hub id (org/name) or local folder; args after ':' (f1:average=macro). Repeatable."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Any config key: --set lora.r=16 (repeatable)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output directory."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in the output directory."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
@@ -78,12 +79,18 @@ def train(
         "precision": precision,
         "seed": seed,
         "trust_remote_code": trust_remote_code,
-    }
         "metrics": list(metric) if metric else None,
+    }
     overrides.update(parse_overrides(set_))
     cfg = resolve(TrainConfig, config, overrides)
+    report = sys.stdout  # library_output() sends library chatter to stderr; this line goes where the result goes
+
+    def on_start(info: dict) -> None:
+        line = f"trainable parameters: {info['trainable']:,} of {info['total']:,} ({100 * info['share']:.2f}%)"
+        typer.echo(line, err=json_out, file=None if json_out else report)
+
     with library_output():
-        result = run_train(cfg, overwrite=overwrite, resume=resume, progress=progress)
+        result = run_train(cfg, overwrite=overwrite, resume=resume, progress=progress, on_start=on_start)
     if not result.extra.get("main_process", True):
         return  # a non-main process of a distributed run: the main process reports
     if json_out:
@@ -98,6 +105,7 @@ def train(
                 "seconds": result.seconds,
                 "eval": {k: v for k, v in result.eval_metrics.items() if isinstance(v, (int, float))},
                 "test": {k: v for k, v in (result.test_metrics or {}).items() if isinstance(v, (int, float))} or None,
+                "metric_modules": result.eval_metrics.get("metric_modules") or None,
             }
         )
         return
@@ -105,7 +113,6 @@ def train(
     if "perplexity_after" in m:
         before = f"{m['perplexity_before']:.2f} -> " if "perplexity_before" in m else ""
         typer.echo(
-                "metric_modules": result.eval_metrics.get("metric_modules") or None,
             f"trained {result.extra.get('task')} model on {result.sizes['train']} blocks in {result.seconds:.1f}s "
             f"-> {result.model_dir}\neval ({result.sizes['eval']} blocks): perplexity {before}{m['perplexity_after']:.2f}"
         )
@@ -115,10 +122,10 @@ def train(
         f"eval ({result.sizes['eval']} rows, chose the checkpoint; reloaded files): accuracy {m['accuracy']:.4f}  "
         f"f1_macro {m['f1_macro']:.4f}"
     )
-    if result.test_metrics:
-        t = result.test_metrics
-        typer.echo(f"test ({t['num_examples']} rows): accuracy {t['accuracy']:.4f}  f1_macro {t['f1_macro']:.4f}")
     if m.get("metric_modules"):
         from hubtune.metric_modules import flat
 
         typer.echo("eval, evaluate modules: " + "  ".join(f"{k} {v:.4f}" for k, v in flat(m["metric_modules"]).items()))
+    if result.test_metrics:
+        t = result.test_metrics
+        typer.echo(f"test ({t['num_examples']} rows): accuracy {t['accuracy']:.4f}  f1_macro {t['f1_macro']:.4f}")

@@ -19,6 +19,8 @@ names of ``common`` that used to live in ``hubtune.train``.
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 from hubtune.config import TrainConfig
 from hubtune.train.accel import train_accelerate
 from hubtune.train.classifier import train_classifier
@@ -55,18 +57,21 @@ __all__ = [
 ]
 
 
-def train(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False, progress: bool = True) -> TrainResult:
+def train(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False, progress: bool = True,
+          on_start: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
     """Fine-tune ``cfg.base_model`` on ``cfg.data`` and write the run directory ``cfg.output_dir``.
 
     Dispatches on ``cfg.task`` and ``cfg.engine``; every recipe writes the same run directory layout.
+    ``on_start`` (main process) receives the trainable parameter count and share before training starts
+    (``{"trainable", "total", "share", ...}``), for a caller to report; the library prints nothing.
     """
     cfg.validate()
-    if cfg.task != "text-classification":
-        return train_lm(cfg, overwrite=overwrite, resume=resume, progress=progress)
-    if cfg.engine == "accelerate":
-        return train_accelerate(cfg, overwrite=overwrite, resume=resume, progress=progress)
-    return train_classifier(cfg, overwrite=overwrite, resume=resume, progress=progress)
     if cfg.metrics:  # load the evaluate modules (--metric) before any work: a bad one fails first
         from hubtune.metric_modules import load_metric_modules
 
         load_metric_modules(cfg.metrics)
+    if cfg.task != "text-classification":
+        return train_lm(cfg, overwrite=overwrite, resume=resume, progress=progress, on_start=on_start)
+    if cfg.engine == "accelerate":
+        return train_accelerate(cfg, overwrite=overwrite, resume=resume, progress=progress, on_start=on_start)
+    return train_classifier(cfg, overwrite=overwrite, resume=resume, progress=progress, on_start=on_start)

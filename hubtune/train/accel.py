@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import Any, Callable
 
 from hubtune.config import TrainConfig
 from hubtune.errors import ConfigError
@@ -25,6 +25,7 @@ from hubtune.layout import RunLayout
 from hubtune.metrics import classification_metrics, softmax, summary
 from hubtune.train.common import (
     TrainResult,
+    announce_start,
     check_metric,
     check_output_dir,
     finish_classifier,
@@ -35,7 +36,8 @@ from hubtune.train.common import (
 )
 
 
-def train_accelerate(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False, progress: bool = True) -> TrainResult:
+def train_accelerate(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False, progress: bool = True,
+                     on_start: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
     import numpy as np
     import torch
     from accelerate import Accelerator
@@ -83,14 +85,20 @@ def train_accelerate(cfg: TrainConfig, *, overwrite: bool = False, resume: bool 
     else:
         epochs = math.ceil(cfg.num_epochs)
         total_steps = math.ceil(cfg.num_epochs * steps_per_epoch)
+    # the prepared scheduler (AcceleratedScheduler, split_batches off) steps num_processes times per optimizer
+    # step, as each process's batches count toward the global batch: the schedule is sized in those units, so the
+    # lr at optimizer step k is the single-process schedule's over ``total_steps`` (sized from the sharded loader)
+    n_proc = accelerator.num_processes
     scheduler = accelerator.prepare(
-        get_scheduler("linear", optimizer, num_warmup_steps=math.ceil(cfg.warmup_ratio * total_steps), num_training_steps=total_steps)
+        get_scheduler("linear", optimizer, num_warmup_steps=math.ceil(cfg.warmup_ratio * total_steps) * n_proc,
+                      num_training_steps=total_steps * n_proc)
     )
 
+    announce_start(on_start, cfg, model, accelerator)
     label_names = data.label_names
     history: list[dict[str, Any]] = []
     best: tuple[float, dict[str, Any]] | None = None
-    step, losses, seen = 0, [], 0
+    step, losses, seen, lrs = 0, [], 0, []
     t0 = time.perf_counter()
     for epoch in range(epochs):
         model.train()
@@ -100,6 +108,8 @@ def train_accelerate(cfg: TrainConfig, *, overwrite: bool = False, resume: bool 
             with accelerator.accumulate(model):
                 out = model(**batch)
                 accelerator.backward(out.loss)
+                if accelerator.sync_gradients:
+                    lrs.append(optimizer.param_groups[0]["lr"])  # the lr this optimizer step uses
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad()
@@ -137,6 +147,7 @@ def train_accelerate(cfg: TrainConfig, *, overwrite: bool = False, resume: bool 
         "global_step": step,
         "best_checkpoint_metric": best[0] if best else None,
         "eval_history": history,
+        "learning_rates": lrs,
         "engine": "accelerate",
         "num_processes": accelerator.num_processes,
     }

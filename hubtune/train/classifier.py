@@ -9,7 +9,7 @@ Imports :mod:`hubtune.train.common` (both ends of the run) and the pieces module
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 from hubtune.config import TrainConfig
 from hubtune.layout import RunLayout
@@ -17,6 +17,7 @@ from hubtune.metrics import classification_metrics, softmax, summary
 from hubtune.train import ulmfit
 from hubtune.train.common import (
     TrainResult,
+    announce_start,
     check_metric,
     check_output_dir,
     dist_state,
@@ -30,7 +31,8 @@ from hubtune.train.common import (
 )
 
 
-def train_classifier(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False, progress: bool = True) -> TrainResult:
+def train_classifier(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False, progress: bool = True,
+                     on_start: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
     """Fine-tune the text classifier of ``cfg`` with the Trainer; write the run directory."""
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
 
@@ -79,6 +81,7 @@ def train_classifier(cfg: TrainConfig, *, overwrite: bool = False, resume: bool 
         compute_metrics=compute_metrics,
         callbacks=callbacks,
     )
+    announce_start(on_start, cfg, trainer.model, state)
     train_metrics, t_train = run_trainer(trainer, last_ckpt)
 
     if not trainer.is_world_process_zero():

@@ -29,7 +29,7 @@ import itertools
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from hubtune.compat import quiet_libraries
 from hubtune.config import TrainConfig, dump_yaml
@@ -42,6 +42,7 @@ from hubtune.security import check_model_config
 from hubtune.train.adapters import apply_causal_lora
 from hubtune.train.common import (
     TrainResult,
+    announce_start,
     base_summary,
     check_output_dir,
     dist_state,
@@ -213,7 +214,8 @@ def gen_cls_features(data: LoadedData, tokenizer: Any, label_ids: list[int], max
 
 
 # --------------------------------------------------------------------------------------------------
-def train_lm(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False, progress: bool = True) -> TrainResult:
+def train_lm(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False, progress: bool = True,
+             on_start: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
     """Train ``cfg.task`` (fill-mask, text-generation or generative-classification); write the run dir."""
     import torch
     from transformers import (
@@ -320,6 +322,7 @@ def train_lm(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False,
         torch.manual_seed(cfg.seed)  # the same eval masks before and after (fill-mask)
         return trainer.evaluate()
 
+    announce_start(on_start, cfg, trainer.model, state)
     before = None if gen_cls or last_ckpt else seeded_eval()
     train_metrics, t_train = run_trainer(trainer, last_ckpt)
     t0 = time.perf_counter()
@@ -366,6 +369,7 @@ def train_lm(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False,
             "sizes": sizes,
             "max_length": max_length,
             "resumed_from": Path(last_ckpt).name if last_ckpt else None,
+            "resumed_steps": train_metrics.get("train_loss_steps") if last_ckpt else None,
             "timings": {
                 "data_seconds": round(t_data, 3), "train_seconds": round(t_train, 3),
                 "eval_seconds": round(t_eval, 3), "total_seconds": round(total, 3),
