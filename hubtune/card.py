@@ -16,13 +16,14 @@ export gate measured on those exact files, kept only while the file's sha256 sti
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from hubtune.errors import ConfigError, ModelLoadError, VerificationError
+from hubtune.errors import ConfigError, ModelLoadError, OutputNotWritableError, VerificationError
 from hubtune.modeling import is_adapter_dir, read_json
 from hubtune.parity import bench_model, bench_texts, file_sha256, size_mb, weight_files
 from hubtune.rundir import RunInfo, eval_data, find_run_dir, load_run, published_dir, update_summary
@@ -325,10 +326,18 @@ def card(opts: CardOptions, progress: Callable[[str], None] | None = None) -> Ca
     text = str(mc)
     _check_public(text, root, pub)
     out = Path(opts.output) if opts.output else pub / "README.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, out)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise OutputNotWritableError(
+            f"cannot write the card {out} ({exc.strerror or type(exc).__name__}); expected a writable folder: "
+            "fix its permissions or pass --output PATH"
+        ) from None
     summary_rec = {
         "path": _rel(out, root),
         "published_dir": _rel(pub, root),

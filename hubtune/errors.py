@@ -48,7 +48,9 @@ class OutputExistsError(HubtuneError, FileExistsError):
 
 
 class OutputNotWritableError(HubtuneError, PermissionError):
-    exit_code = 4
+    """An output path that cannot be created or written (read-only directory, no permission)."""
+
+    exit_code = 40
 
 
 class ModelLoadError(HubtuneError, OSError):
@@ -161,3 +163,53 @@ class PublishRefusedError(HubtuneError, ValueError):
     """A run ``train-and-push`` cannot publish in a form ``pipeline()`` loads (the message says what to do instead)."""
 
     exit_code = 58
+
+
+# --- issue 15: install, consume step, local-Hub datasets, workflows ---
+class ImportRepoIdError(HubtuneError, ValueError):
+    """``hubtune hub import``: a REPO_ID the target cannot hold (malformed, or canonical over HTTP)."""
+
+    exit_code = 24
+
+
+# --- issue 15: errors, output, help ---
+class OverrideSyntaxError(ConfigError):
+    """``--set`` given something other than KEY=VALUE."""
+
+    exit_code = 15
+
+
+class MetricGateSpecError(ConfigError):
+    """``--min-metric`` given something other than NAME=NUMBER."""
+
+    exit_code = 16
+
+
+class OptionRangeError(ConfigError):
+    """A numeric option outside the range it accepts (``--batch-size 0``)."""
+
+    exit_code = 17
+
+
+class RunFileError(HubtuneError, ValueError):
+    """A file of a run directory (metrics.json, run_summary.json, a manifest) that does not parse."""
+
+    exit_code = 18
+
+
+class NothingToResumeError(HubtuneError, FileNotFoundError):
+    """``--resume`` on a run whose files say there is nothing (left) to resume from."""
+
+    exit_code = 19
+
+
+class LabelMismatchError(LabelError):
+    """Dataset labels that are not the model's labels (ids 0/1 against named classes)."""
+
+    exit_code = 41
+
+
+class ModelNotFoundError(ModelLoadError, FileNotFoundError):
+    """A model path that is neither an existing directory nor a Hub id."""
+
+    exit_code = 5

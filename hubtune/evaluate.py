@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hubtune.data import load_labeled
-from hubtune.errors import LabelError
+from hubtune.errors import LabelError, OptionRangeError
 from hubtune.modeling import evaluate_loaded, load_classifier
 
 
@@ -38,7 +38,16 @@ class EvalReport:
     label_names: list[str] = field(default_factory=list)
 
 
+def check_options(opts: EvalOptions) -> None:
+    """Refuse option values out of range before anything loads."""
+    if opts.batch_size < 1:
+        raise OptionRangeError(f"--batch-size must be at least 1, got {opts.batch_size}; e.g. --batch-size 64")
+    if opts.limit is not None and opts.limit < 1:
+        raise OptionRangeError(f"--limit must be at least 1, got {opts.limit}; leave it out to evaluate every row")
+
+
 def evaluate(opts: EvalOptions) -> EvalReport:
+    check_options(opts)
     t0 = time.perf_counter()
     if opts.metrics:  # loaded first: a bad --metric fails before the model and data are read
         from hubtune.metric_modules import load_metric_modules

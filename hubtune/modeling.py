@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from hubtune.compat import dtype_kwargs, quiet_libraries
-from hubtune.errors import ModelLoadError
+from hubtune.errors import ModelLoadError, RunFileError
 from hubtune.security import check_model_config
 
 DEFAULT_MAX_LENGTH = 512
@@ -231,8 +231,16 @@ def evaluate_loaded(loaded: LoadedModel, data: Any, *, batch_size: int = 64, met
 
 
 def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+    """A JSON file hubtune wrote; one that does not parse is a :class:`RunFileError` naming the file."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        where = f"line {exc.lineno} column {exc.colno}: {exc.msg}" if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
+        raise RunFileError(
+            f"{path} is not valid JSON ({where}); expected the file hubtune wrote there: restore it, or "
+            "re-run the step that writes it (e.g. hubtune train --overwrite)"
+        ) from None
 
 
 def write_json(path: str | os.PathLike[str], data: Any) -> None:

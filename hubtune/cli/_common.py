@@ -12,9 +12,10 @@ import sys
 from dataclasses import asdict, is_dataclass
 from typing import Any, Callable
 
+import click
 import typer
 
-from hubtune.errors import HubtuneError
+from hubtune.errors import HubtuneError, MetricGateSpecError, OverrideSyntaxError
 
 INTERNAL_ERROR_EXIT = 70
 INTERRUPTED_EXIT = 130
@@ -24,11 +25,18 @@ def debug_enabled() -> bool:
     return os.environ.get("HUBTUNE_DEBUG", "") not in ("", "0", "false", "False")
 
 
+JSON_FLAGS = ("json_out", "as_json")  # the parameter names of the --json option in the commands
+
+
 def boundary(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Map every error to a one-line message and a distinct exit code (traceback with HUBTUNE_DEBUG=1)."""
+    """Map every error to a one-line message and a distinct exit code (traceback with HUBTUNE_DEBUG=1).
+
+    With ``--json`` the error is also printed on stdout as ``{"error": ..., "exit_code": ..., "type": ...}``.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        as_json = any(kwargs.get(name) is True for name in JSON_FLAGS)
         try:
             return func(*args, **kwargs)
         except (typer.Exit, typer.Abort):
@@ -36,28 +44,41 @@ def boundary(func: Callable[..., Any]) -> Callable[..., Any]:
         except HubtuneError as exc:
             if debug_enabled():
                 raise
-            typer.echo(f"error: {one_line(exc)}", err=True)
-            raise typer.Exit(code=exc.exit_code) from None
+            fail(f"error: {one_line(exc)}", exc.exit_code, as_json, type(exc).__name__)
+        except click.ClickException as exc:  # a bad option value found while running the command
+            if debug_enabled():
+                raise
+            fail(f"error: {one_line_text(exc.format_message())}", exc.exit_code, as_json, "UsageError")
         except KeyboardInterrupt:
             if debug_enabled():
                 raise
-            typer.echo("interrupted", err=True)
-            raise typer.Exit(code=INTERRUPTED_EXIT) from None
+            fail("interrupted", INTERRUPTED_EXIT, as_json, "KeyboardInterrupt")
         except Exception as exc:  # noqa: BLE001 - the one boundary
             if debug_enabled():
                 raise
-            typer.echo(
+            fail(
                 f"internal error: {type(exc).__name__}: {one_line(exc)} "
                 "(re-run with HUBTUNE_DEBUG=1 for the traceback and report it)",
-                err=True,
+                INTERNAL_ERROR_EXIT, as_json, type(exc).__name__,
             )
-            raise typer.Exit(code=INTERNAL_ERROR_EXIT) from None
 
     return wrapper
 
 
+def fail(line: str, code: int, as_json: bool, kind: str) -> None:
+    """Print the one error line on stderr (and the JSON error object on stdout with --json), then exit."""
+    typer.echo(line, err=True)
+    if as_json:
+        message = line.split(": ", 1)[1] if line.startswith(("error: ", "internal error: ")) else line
+        typer.echo(json.dumps({"error": message, "exit_code": code, "type": kind}))
+    raise typer.Exit(code=code)
+
+
 def one_line(exc: BaseException) -> str:
-    text = str(exc.args[0]) if len(exc.args) == 1 else str(exc)
+    return one_line_text(str(exc.args[0]) if len(exc.args) == 1 else str(exc))
+
+
+def one_line_text(text: str) -> str:
     return " ".join(text.split())
 
 
@@ -83,9 +104,12 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     for item in pairs or []:
-        if "=" not in item:
-            raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise OverrideSyntaxError(
+                f"--set expects KEY=VALUE (a config key, dotted for sections), got {item!r}; "
+                "e.g. --set learning_rate=1e-4 or --set lora.r=16"
+            )
         try:
             out[key.strip()] = yaml.safe_load(value) if value.strip() else value
         except yaml.YAMLError:
@@ -102,3 +126,22 @@ def library_output():
     import contextlib
 
     return contextlib.redirect_stdout(sys.stderr)
+
+
+def parse_min_metrics(pairs: list[str] | None) -> dict[str, float] | None:
+    """``--min-metric NAME=NUMBER`` pairs into a dict (None when none given)."""
+    if not pairs:
+        return None
+    out: dict[str, float] = {}
+    for item in pairs:
+        name, sep, value = item.partition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if not sep or not name.strip() or number is None or number != number:
+            raise MetricGateSpecError(
+                f"--min-metric expects NAME=NUMBER, got {item!r}; e.g. --min-metric accuracy=0.85"
+            )
+        out[name.strip()] = number
+    return out

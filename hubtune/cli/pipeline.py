@@ -8,22 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from hubtune.cli._common import library_output, parse_overrides, print_json
-
-
-def _min_metrics(pairs: Optional[List[str]]) -> Optional[dict]:
-    if not pairs:
-        return None
-    out = {}
-    for item in pairs:
-        name, sep, value = item.partition("=")
-        try:
-            out[name.strip()] = float(value)
-        except ValueError:
-            raise typer.BadParameter(f"expected NAME=NUMBER such as accuracy=0.85, got {item!r}") from None
-        if not sep:
-            raise typer.BadParameter(f"expected NAME=NUMBER such as accuracy=0.85, got {item!r}")
-    return out
+from hubtune.cli._common import library_output, parse_min_metrics, parse_overrides, print_json
 
 
 def train_and_push(
@@ -71,7 +56,7 @@ def train_and_push(
         "output_dir": output_dir,
         "base_model": base_model,
         "data.dataset": dataset,
-        "gates.min_metrics": _min_metrics(min_metric),
+        "gates.min_metrics": parse_min_metrics(min_metric),
         "publish.private": None if public is None else (not public),
         "publish.tag": tag,
         "publish.revision": revision,

@@ -27,7 +27,7 @@ from hubtune import __version__
 from hubtune.compat import quiet_libraries, trainer_loss_over_resumed_steps, training_arguments
 from hubtune.config import ADAPTER_MODES, TrainConfig, dump_yaml
 from hubtune.data import TrainEvalData, load_train_eval
-from hubtune.errors import ConfigError, ModelLoadError, OutputExistsError, TrainingError
+from hubtune.errors import ConfigError, ModelLoadError, OutputExistsError, OutputNotWritableError, TrainingError
 from hubtune.layout import RunLayout
 from hubtune.metrics import summary
 from hubtune.security import check_checkpoint, check_model_config
@@ -65,6 +65,12 @@ def check_output_dir(path: Path, overwrite: bool, resume: bool) -> None:
         raise OutputExistsError(
             f"output directory {path} is not empty; expected a new or empty directory "
             "(pass --overwrite to replace it or --resume to continue its last checkpoint)"
+        )
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputNotWritableError(
+            f"cannot write the output directory {path}: {existing} is read-only; expected a writable "
+            "place: choose another --output-dir"
         )
 
 
@@ -144,7 +150,13 @@ def prepare_output_dir(layout: RunLayout, state: Any, *, overwrite: bool, resume
     if state.is_main_process:
         if overwrite and not resume and layout.root.exists():
             shutil.rmtree(layout.root)
-        layout.root.mkdir(parents=True, exist_ok=True)
+        try:
+            layout.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputNotWritableError(
+                f"cannot create the output directory {layout.root} ({exc.strerror or type(exc).__name__}); "
+                "expected a writable place: choose another --output-dir"
+            ) from None
     state.wait_for_everyone()
     return last_ckpt
 

@@ -1,0 +1,122 @@
+"""Issue 15, errors: bad input through the real CLI gives its own exit code, ONE error line on stderr, no
+traceback and no partial output; with --json the error is also a JSON object on stdout."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import TWEETS_TEST, TWEETS_TRAIN, run_cli
+
+OFFLINE = {"HF_HUB_OFFLINE": "1"}
+
+
+def assert_one_error(res, code: int, *needles: str) -> str:
+    """Exit ``code``, exactly one ``error:`` line on stderr holding every needle, no traceback."""
+    assert res.returncode == code, f"exit {res.returncode}, expected {code}: {res.stderr[-2000:]}"
+    lines = [l for l in res.stderr.splitlines() if l.startswith(("error:", "internal error"))]
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr[-2000:]
+    assert "Traceback" not in res.stderr and "internal error" not in res.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_classifier(tmp_path_factory) -> Path:
+    from ._tiny_runs import make_tiny_base
+
+    return make_tiny_base(tmp_path_factory.mktemp("tiny_cls") / "base")
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory, tiny_classifier) -> Path:
+    from ._tiny_runs import make_full_run
+
+    return make_full_run(tmp_path_factory.mktemp("full_run") / "run", tiny_classifier)
+
+
+def readonly_target(tmp_path: Path) -> Path:
+    """A path that cannot be created: under a 0555 directory, or (as root, who writes anywhere) under /sys."""
+    if os.geteuid() != 0:
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o555)
+        return ro / "out"
+    if not Path("/sys").is_dir():
+        pytest.skip("root without /sys: no directory refuses writes")
+    return Path("/sys") / f"hubtune-test-{os.getpid()}" / "out"
+
+
+# --- 1. what used to be exit 70 -------------------------------------------------------------------------
+@pytest.mark.parametrize("command", ["train", "train-and-push"])
+@pytest.mark.parametrize("value", ["foo", "=3"])
+def test_set_without_key_value(tmp_path, command, value):
+    out = tmp_path / "run"
+    res = run_cli(command, "--dataset", str(TWEETS_TRAIN), "-o", str(out), "--set", value, "--no-progress", env=OFFLINE)
+    assert_one_error(res, 15, "--set", "KEY=VALUE", repr(value))
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("value", ["accuracy=x", "accuracy", "=0.5", "accuracy=nan"])
+def test_min_metric_not_a_number(tmp_path, value):
+    out = tmp_path / "run"
+    res = run_cli("train-and-push", "--dataset", str(TWEETS_TRAIN), "-o", str(out), "--min-metric", value,
+                  "--no-progress", env=OFFLINE)
+    assert_one_error(res, 16, "--min-metric", "NAME=NUMBER")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("flag,value", [("--batch-size", "0"), ("--batch-size", "-3"), ("--limit", "0")])
+def test_evaluate_option_out_of_range(tiny_classifier, flag, value):
+    res = run_cli("evaluate", "--model", str(tiny_classifier), "--dataset", str(TWEETS_TEST), flag, value, env=OFFLINE)
+    assert_one_error(res, 17, flag, "at least 1")
+    assert res.stdout == ""
+
+
+def test_train_into_readonly_directory(tmp_path, tiny_classifier):
+    out = readonly_target(tmp_path)
+    res = run_cli("train", "--base-model", str(tiny_classifier), "--dataset", str(TWEETS_TRAIN), "--limit", "20",
+                  "-o", str(out), "--no-progress", env=OFFLINE)
+    assert_one_error(res, 40, str(out), "--output-dir")
+    assert not out.exists()
+
+
+def test_card_into_readonly_directory(tmp_path, full_run):
+    out = readonly_target(tmp_path) / "README.md"
+    res = run_cli("card", str(full_run), "--output", str(out), "--json", env=OFFLINE)
+    assert_one_error(res, 40, str(out), "--output")
+    assert not out.exists() and not (full_run / "model" / "README.md").exists()
+
+
+def test_card_with_malformed_metrics(tmp_path, full_run):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(full_run, run)
+    (run / "metrics.json").write_text("{bad", encoding="utf-8")
+    res = run_cli("card", str(run), "--json", env=OFFLINE)
+    line = assert_one_error(res, 18, "metrics.json", "not valid JSON", "line 1")
+    assert str(run) in line
+    assert not (run / "model" / "README.md").exists()
+
+
+# --- --json: the error is also a JSON object on stdout ---------------------------------------------------
+def test_json_error_object_on_stdout(tmp_path, tiny_classifier):
+    res = run_cli("train", "--base-model", str(tiny_classifier), "--dataset", str(tmp_path / "nope.csv"), "-o", str(tmp_path / "run"), "--json",
+                  "--no-progress", env=OFFLINE)
+    line = assert_one_error(res, 3, "does not exist")
+    obj = json.loads(res.stdout)
+    assert obj == {"error": line.removeprefix("error: "), "exit_code": 3, "type": "DatasetNotFoundError"}
+
+
+def test_no_json_object_without_json(tmp_path, tiny_classifier):
+    res = run_cli("train", "--base-model", str(tiny_classifier), "--dataset", str(tmp_path / "nope.csv"), "-o", str(tmp_path / "run"), "--no-progress",
+                  env=OFFLINE)
+    assert_one_error(res, 3)
+    assert res.stdout == ""
