@@ -15,23 +15,39 @@ Xet) upload them through the LFS batch API; a Xet client is answered 404 on ``xe
 from __future__ import annotations
 
 import base64
-import hashlib
+import binascii
 import hmac
-import json
+import logging
 import re
 import secrets
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qs, quote, unquote
 
-import yaml
-from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.routing import Route
 
+from hubtune.hub_server.community import CommunityRoutes
+from hubtune.hub_server.limits import (
+    MAX_COMMIT_BODY,
+    MAX_COMMIT_LINES,
+    MAX_FORM_BODY,
+    HttpError,
+    as_dict,
+    as_int,
+    as_list,
+    as_str,
+    declared_length,
+    error_response,
+    json_object,
+    parse_json,
+    read_body,
+)
+from hubtune.hub_server.lfs import LfsRoutes
+from hubtune.hub_server.listing import repo_info
 from hubtune.hub_server.store import (
+    CANONICAL_ORG,
     REPO_TYPES,
     BadRequest,
     Commit,
@@ -41,12 +57,16 @@ from hubtune.hub_server.store import (
     Repo,
     RepoNotFound,
     StoreError,
+    TooLarge,
     check_path,
     check_repo_id,
     git_blob_oid,
     lfs_pointer,
     upload_mode,
 )
+from hubtune.hub_server.validation import check_revision, parse_gitattributes
+
+log = logging.getLogger(__name__)
 
 INVALID_CREDENTIALS = "Invalid credentials in Authorization header"
 INLINE_MAX = 32 * 1024 * 1024  # biggest file a Xet-era client is told to send inline ("regular")
@@ -57,16 +77,9 @@ NO_XET = (
 )
 _HF_HUB_UA = re.compile(r"(?:^|[;\s])hf_hub/(\d+)\.(\d+)")
 XET_ONLY_CLIENT = (1, 20)  # huggingface_hub from this version on never negotiates Xet away
-
-
-class HttpError(StoreError):
-    def __init__(
-        self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.headers = headers or {}
+_REPO_ACTIONS = frozenset(  # what may follow a canonical id (imdb) in /api/{type}s/imdb/...
+    "revision tree paths-info refs commits preupload commit branch tag discussions xet-write-token xet-read-token "
+    "settings".split())
 
 
 @dataclass
@@ -78,13 +91,13 @@ class ServerConfig:
     orgs: list[str] | None = None
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
 
+    def __post_init__(self) -> None:
+        if self.token is not None and not self.token.strip():
+            self.token = None  # an empty token is no token: anyone may write, as the server says
+
 
 def _error(status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None) -> Response:
-    hdrs = {"X-Error-Message": message.encode("ascii", "replace").decode()[:500].replace("\n", " ")}
-    if code:
-        hdrs["X-Error-Code"] = code
-    hdrs.update(headers or {})
-    return JSONResponse({"error": message}, status_code=status, headers=hdrs)
+    return error_response(status, message, code, headers)
 
 
 def _truthy(value: str | None) -> bool:
@@ -97,19 +110,7 @@ def _client_forces_xet(request: Request) -> bool:
     return m is not None and (int(m.group(1)), int(m.group(2))) >= XET_ONLY_CLIENT
 
 
-def _card_data(readme: bytes) -> dict[str, Any] | None:
-    text = readme.decode("utf-8", "replace")
-    m = re.match(r"^---\s*\n(.*?)\n---\s*(\n|$)", text, re.S)
-    if not m:
-        return None
-    try:
-        data = yaml.safe_load(m.group(1))
-    except yaml.YAMLError:
-        return None
-    return data if isinstance(data, dict) else None
-
-
-class HubApp:
+class HubApp(CommunityRoutes, LfsRoutes):
     """Dispatches requests to the store; one instance per server."""
 
     def __init__(self, store: HubStore, config: ServerConfig) -> None:
@@ -119,7 +120,8 @@ class HubApp:
     # --- auth -------------------------------------------------------------------------------------
     def _bearer(self, request: Request) -> str | None:
         auth = request.headers.get("authorization", "")
-        return auth[7:].strip() if auth.lower().startswith("bearer ") else None
+        token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+        return token or None  # "Bearer " with nothing after it is no credential
 
     def _authed(self, request: Request) -> bool:
         """True for a valid token; raises 401 for an invalid one; False when none was sent."""
@@ -167,6 +169,9 @@ class HubApp:
             return _error(exc.status, str(exc), exc.code, headers)
         except ClientDisconnect:
             return Response(status_code=400)
+        except Exception as exc:  # a bug: logged with its traceback, answered without it
+            log.exception("local Hub: internal error on %s %s", request.method, request.url.path)
+            return _error(500, f"internal error in the local Hub ({type(exc).__name__}): please report it")
 
     async def _dispatch(self, request: Request, segs: list[str]) -> Response:
         m = request.method
@@ -186,14 +191,18 @@ class HubApp:
             repo_id = f"{unquote(segs[0])}/{unquote(segs[1])}"
             rev, rest = self._take_revision(segs[3:])
             return await run_in_threadpool(self._resolve_file, request, repo_type, repo_id, rev, "/".join(rest))
+        if len(segs) >= 4 and segs[1] == "resolve" and m in ("GET", "HEAD"):  # a canonical id: /imdb/resolve/...
+            rev, rest = self._take_revision(segs[2:])
+            repo_id = f"{CANONICAL_ORG}/{unquote(segs[0])}"
+            return await run_in_threadpool(self._resolve_file, request, repo_type, repo_id, rev, "/".join(rest))
         raise HttpError(404, f"no route for {m} /{'/'.join(segs)}")
 
     @staticmethod
     def _take_revision(segs: list[str]) -> tuple[str, list[str]]:
         """The revision is one encoded segment; tolerate unencoded ``refs/pr/N`` and ``refs/heads/x``."""
         if segs and segs[0] == "refs" and len(segs) >= 3:
-            return "/".join(unquote(s) for s in segs[:3]), segs[3:]
-        return unquote(segs[0]) if segs else "main", segs[1:]
+            return check_revision("/".join(unquote(s) for s in segs[:3])), segs[3:]
+        return check_revision(unquote(segs[0])) if segs else "main", segs[1:]
 
     async def _api(self, request: Request, segs: list[str]) -> Response:
         m = request.method
@@ -205,9 +214,16 @@ class HubApp:
             return await self._create_repo(request)
         if segs == ["repos", "delete"] and m == "DELETE":
             return await self._delete_repo(request)
-        if len(segs) < 3 or segs[0] not in ("models", "datasets", "spaces"):
+        if segs == ["repos", "move"] and m == "POST":
+            return await self._move_repo(request)
+        if len(segs) == 1 and segs[0] in ("models", "datasets", "spaces") and m == "GET":
+            return await run_in_threadpool(self._list, request, segs[0][:-1])
+        if len(segs) < 2 or segs[0] not in ("models", "datasets", "spaces"):
             raise HttpError(404, f"no API route for {m} /api/{'/'.join(segs)}")
         repo_type = segs[0][:-1]
+        canonical = f"{CANONICAL_ORG}/{unquote(segs[1])}"
+        if len(segs) == 2 or (segs[2] in _REPO_ACTIONS and self.store.exists(repo_type, canonical)):
+            segs = [segs[0], CANONICAL_ORG, *segs[1:]]  # a canonical id: /api/datasets/imdb/... is canonical/imdb
         repo_id = f"{unquote(segs[1])}/{unquote(segs[2])}"
         check_repo_id(repo_id)
         action, rest = (segs[3] if len(segs) > 3 else ""), segs[4:]
@@ -222,7 +238,9 @@ class HubApp:
             return await run_in_threadpool(self._tree, request, repo_type, repo_id, rev, path)
         if action == "paths-info" and m == "POST":
             rev, _ = self._take_revision(rest)
-            form = parse_qs((await request.body()).decode("utf-8", "replace"), keep_blank_values=True)
+            self._repo(request, repo_type, repo_id)  # who may read it, before reading the body
+            form = parse_qs((await read_body(request, MAX_FORM_BODY)).decode("utf-8", "replace"),
+                            keep_blank_values=True)
             paths = form.get("paths", [])
             expand = _truthy((form.get("expand") or [""])[0])
             return await run_in_threadpool(self._paths_info, request, repo_type, repo_id, rev, paths, expand)
@@ -233,17 +251,26 @@ class HubApp:
             return await run_in_threadpool(self._commits, request, repo_type, repo_id, rev)
         if action == "preupload" and m == "POST":
             rev, _ = self._take_revision(rest)
-            body = await self._json(request)
+            self._repo(request, repo_type, repo_id, write=True)  # authenticated before the body is read
+            body = await json_object(request, "preupload body")
             return await run_in_threadpool(self._preupload, request, repo_type, repo_id, rev, body)
         if action == "commit" and m == "POST":
             rev, _ = self._take_revision(rest)
             return await self._commit(request, repo_type, repo_id, rev)
         if action in ("branch", "tag") and rest:
             return await self._ref(request, repo_type, repo_id, action, unquote("/".join(rest)))
-        if action == "discussions" and m == "POST" and len(rest) == 2 and rest[0].isdigit() and rest[1] == "merge":
-            repo = self._repo(request, repo_type, repo_id, write=True)  # merge_pull_request: fast-forward only
-            await run_in_threadpool(self.store.merge_pr, repo, str(int(rest[0])))
-            return JSONResponse({"status": "merged"})
+        if action == "discussions":
+            return await self._discussions(request, repo_type, repo_id, rest)
+        if action == "auth-check" and m == "GET" and rest in ([], ["write"]):
+            self._repo(request, repo_type, repo_id, write=rest == ["write"])
+            return JSONResponse({"accessRequest": None})
+        if action == "super-squash" and m == "POST" and len(rest) == 1:
+            repo = self._repo(request, repo_type, repo_id, write=True)
+            body = await json_object(request, "super-squash body")
+            message = as_str(body.get("message"), "'message'", "Super-squash")
+            commit = await run_in_threadpool(self.store.super_squash, repo, check_revision(unquote(rest[0])),
+                                             message, self.config.user)
+            return JSONResponse({"commitId": commit.id})
         if action in ("xet-write-token", "xet-read-token"):
             self._repo(request, repo_type, repo_id, write=action == "xet-write-token")
             raise HttpError(404, NO_XET, "XetNotSupported")
@@ -253,13 +280,7 @@ class HubApp:
 
     @staticmethod
     async def _json(request: Request) -> dict[str, Any]:
-        try:
-            body = json.loads(await request.body() or b"{}")
-        except ValueError:
-            raise BadRequest("request body is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise BadRequest("request body must be a JSON object")
-        return body
+        return await json_object(request)
 
     # --- account and repos ------------------------------------------------------------------------
     def _whoami(self, request: Request) -> Response:
@@ -293,6 +314,7 @@ class HubApp:
         return repo_type, repo_id
 
     async def _create_repo(self, request: Request) -> Response:
+        self._require_write(request)  # authenticated before the body is read; the namespace after
         body = await self._json(request)
         repo_type, repo_id = self._type_and_id(body)
         self._require_write(request, repo_id.split("/")[0])
@@ -301,10 +323,27 @@ class HubApp:
         try:
             await run_in_threadpool(self.store.create_repo, repo_type, repo_id, private=private, author=self.config.user)
         except Conflict as exc:
-            return JSONResponse({"error": str(exc), "url": url}, status_code=409, headers={"X-Error-Message": str(exc)})
+            try:
+                existing = self.store.get_repo(repo_type, repo_id).repo_id  # as first spelled
+            except StoreError:
+                existing = repo_id
+            return error_response(409, str(exc), body={"url": self._repo_url(request, repo_type, existing)})
         return JSONResponse({"url": url, "name": repo_id, "id": repo_id})
 
+    async def _move_repo(self, request: Request) -> Response:
+        """``move_repo``: ``{"fromRepo", "toRepo", "type"}``; both namespaces must be writable."""
+        self._require_write(request)
+        body = await self._json(request)
+        repo_type = as_str(body.get("type"), "'type'", "model")
+        src, dst = as_str(body.get("fromRepo"), "'fromRepo'"), as_str(body.get("toRepo"), "'toRepo'")
+        check_repo_id(dst)
+        self._require_write(request, dst.split("/")[0])
+        repo = self._repo(request, repo_type, src, write=True)
+        moved = await run_in_threadpool(self.store.move_repo, repo, dst)
+        return JSONResponse({"url": self._repo_url(request, repo_type, moved.repo_id)})
+
     async def _delete_repo(self, request: Request) -> Response:
+        self._require_write(request)
         body = await self._json(request)
         repo_type, repo_id = self._type_and_id(body)
         repo = self._repo(request, repo_type, repo_id, write=True)
@@ -314,61 +353,17 @@ class HubApp:
     async def _settings(self, request: Request, repo_type: str, repo_id: str) -> Response:
         repo = self._repo(request, repo_type, repo_id, write=True)
         body = await self._json(request)
-        if "private" in body:
-            await run_in_threadpool(self.store.set_private, repo, bool(body["private"]))
+        private = body.get("private")
+        if body.get("visibility") in ("private", "public"):  # huggingface_hub >= 1.x sends visibility
+            private = body["visibility"] == "private"
+        if private is not None:
+            await run_in_threadpool(self.store.set_private, repo, bool(private))
         return JSONResponse({"private": self.store.get_repo(repo_type, repo_id).private})
 
     # --- reading ----------------------------------------------------------------------------------
     def _info(self, request: Request, repo_type: str, repo_id: str, rev: str) -> Response:
         repo = self._repo(request, repo_type, repo_id)
-        commit = self.store.resolve(repo, rev)
-        files = commit.files
-        card: dict[str, Any] | None = None
-        if "README.md" in files:
-            card = _card_data(self.store.blob_path(files["README.md"]["sha256"]).read_bytes())
-        pipeline_tag = (card or {}).get("pipeline_tag")
-        library_name = (card or {}).get("library_name")
-        if "config.json" in files and repo_type == "model":
-            library_name = library_name or "transformers"
-            if pipeline_tag is None:
-                pipeline_tag = self._pipeline_from_config(files["config.json"])
-        tags = [t for t in [library_name, pipeline_tag] if t]
-        card_tags = (card or {}).get("tags") or []
-        tags += [str(t) for t in (card_tags if isinstance(card_tags, list) else [card_tags]) if str(t) not in tags]
-        siblings = []
-        for path, e in sorted(files.items()):
-            sib: dict[str, Any] = {"rfilename": path, "size": e["size"], "blobId": e["oid"]}
-            if e["lfs"]:
-                sib["lfs"] = {"sha256": e["sha256"], "size": e["size"],
-                              "pointerSize": len(lfs_pointer(e["sha256"], e["size"]))}
-            siblings.append(sib)
-        info: dict[str, Any] = {
-            "_id": hashlib.sha1(repo_id.encode()).hexdigest()[:24], "id": repo_id,
-            "author": repo_id.split("/")[0], "sha": commit.id, "private": repo.private, "gated": False,
-            "disabled": False, "downloads": 0, "likes": 0, "tags": tags, "createdAt": repo.created_at,
-            "lastModified": commit.date, "cardData": card, "siblings": siblings,
-            "usedStorage": sum(e["size"] for e in files.values()),
-        }
-        if repo_type == "model":
-            info.update({"modelId": repo_id, "pipeline_tag": pipeline_tag, "library_name": library_name})
-        return JSONResponse(info)
-
-    def _pipeline_from_config(self, entry: dict[str, Any]) -> str | None:
-        try:
-            config = json.loads(self.store.blob_path(entry["sha256"]).read_bytes())
-        except ValueError:
-            return None
-        archs = config.get("architectures") or [] if isinstance(config, dict) else []
-        suffixes = {
-            "ForSequenceClassification": "text-classification", "ForTokenClassification": "token-classification",
-            "ForQuestionAnswering": "question-answering", "ForMaskedLM": "fill-mask",
-            "ForCausalLM": "text-generation", "ForConditionalGeneration": "text2text-generation",
-        }
-        for arch in archs:
-            for suffix, tag in suffixes.items():
-                if str(arch).endswith(suffix):
-                    return tag
-        return None
+        return JSONResponse(repo_info(self.store, repo, self.store.resolve(repo, rev)))
 
     def _entry_json(self, repo: Repo, commit: Commit, path: str, expand: bool) -> dict[str, Any]:
         e = commit.files[path]
@@ -483,19 +478,22 @@ class HubApp:
     def _preupload(self, request: Request, repo_type: str, repo_id: str, rev: str, body: dict[str, Any]) -> Response:
         repo = self._repo(request, repo_type, repo_id, write=True)
         try:
-            files = self.store.resolve(repo, rev).files
+            head: Commit | None = self.store.resolve(repo, rev)
         except StoreError:
-            files = {}  # a new pull request or branch: nothing to compare with
+            head = None  # a new pull request or branch: nothing to compare with
+        files = head.files if head is not None else {}
+        rules = self.store.lfs_rules(head)  # the repo's own .gitattributes decides what is LFS
         forces_xet = _client_forces_xet(request)
         out = []
-        for item in body.get("files") or []:
-            path = check_path(str(item.get("path", "")))
+        for item in as_list(body.get("files"), "'files'"):
+            item = as_dict(item, "each of 'files'")
+            path = check_path(as_str(item.get("path"), "a file's 'path'"))
             try:
-                sample = base64.b64decode(item.get("sample") or "")
-            except ValueError:
+                sample = base64.b64decode(as_str(item.get("sample"), "a file's 'sample'", ""))
+            except (ValueError, binascii.Error):
                 sample = b""
-            size = int(item.get("size") or 0)
-            mode = upload_mode(path, size, sample)
+            size = as_int(item.get("size"), "a file's 'size'", 0)
+            mode = upload_mode(path, size, sample, rules)
             if mode == "lfs" and size <= INLINE_MAX and forces_xet:
                 mode = "regular"  # sent inline, stored as LFS: see the module docstring
             existing = files.get(path)
@@ -511,17 +509,25 @@ class HubApp:
     async def _commit(self, request: Request, repo_type: str, repo_id: str, rev: str) -> Response:
         repo = self._repo(request, repo_type, repo_id, write=True)
         create_pr = _truthy(request.query_params.get("create_pr"))
+        declared = declared_length(request)
+        if declared is not None and declared > MAX_COMMIT_BODY:
+            raise TooLarge(f"commit payload of {declared} bytes is over {MAX_COMMIT_BODY} bytes: split the commit")
         header: dict[str, Any] | None = None
         ops: list[Operation] = []
+        try:
+            head: Commit | None = self.store.resolve(repo, rev)
+        except StoreError:
+            head = None  # the commit itself will say why
+        rules = [self.store.lfs_rules(head)]  # the repo's .gitattributes, or the one this commit brings
 
         def parse(line: bytes, first: bool) -> dict[str, Any] | Operation:
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                raise BadRequest("commit payload is not valid NDJSON") from None
+            obj = parse_json(line, "a commit payload line (NDJSON)")
             if first:
                 return self.store.decode_header(obj)
-            return self.store.stage(self.store.decode_line(obj))  # a file's blob is stored now
+            op = self.store.decode_line(obj)
+            if op.kind == "file" and op.path == ".gitattributes" and op.content is not None:
+                rules[0] = parse_gitattributes(op.content.decode("utf-8", "replace"))
+            return self.store.stage(op, rules[0])  # a file's blob is stored now
 
         async def take(line: bytes) -> None:
             nonlocal header
@@ -536,7 +542,12 @@ class HubApp:
         # Read line by line, holding one line in memory at a time. A client that dies mid-payload leaves
         # at most unreferenced blobs, never a commit.
         buf = bytearray()
+        total = 0
         async for chunk in request.stream():
+            total += len(chunk)
+            if total > MAX_COMMIT_BODY or len(ops) > MAX_COMMIT_LINES:
+                raise TooLarge(f"commit payload over {MAX_COMMIT_BODY} bytes or {MAX_COMMIT_LINES} operations: "
+                               "split the commit")
             scan = len(buf)
             buf.extend(chunk)
             start = 0
@@ -564,9 +575,10 @@ class HubApp:
         repo = self._repo(request, repo_type, repo_id, write=True)
         if request.method == "POST":
             body = await self._json(request)
-            ref, target = (name, str(body.get("startingPoint") or "main")) if kind == "branch" else (body.get("tag"), name)
-            if not isinstance(ref, str):
-                raise BadRequest("expected a 'tag' string")
+            if kind == "branch":
+                ref, target = name, check_revision(as_str(body.get("startingPoint"), "'startingPoint'", "main"))
+            else:
+                ref, target = as_str(body.get("tag"), "'tag'"), check_revision(name)
             await run_in_threadpool(self.store.create_ref, repo, kind, ref, target)
             return JSONResponse({"name": ref})
         if request.method == "DELETE":
@@ -574,53 +586,27 @@ class HubApp:
             return Response(status_code=200)
         raise HttpError(405, f"{request.method} not allowed on {kind}s")
 
-    # --- LFS (basic transfer only; Xet is never offered) --------------------------------------------
-    def _sign(self, oid: str, size: int) -> str:
-        return hmac.new(self.config.secret, f"{oid}:{size}".encode(), hashlib.sha256).hexdigest()
 
-    async def _lfs_batch(self, request: Request, repo_type: str, repo_id: str) -> Response:
-        self._repo(request, repo_type, repo_id, write=True)
-        body = await self._json(request)
-        if body.get("operation") != "upload":
-            raise BadRequest("only the 'upload' LFS operation is supported: download through /resolve/")
-        base = self._base(request)
-        objects = []
-        for obj in body.get("objects") or []:
-            oid, size = str(obj.get("oid", "")), obj.get("size")
-            if not isinstance(size, int) or size < 0:
-                raise BadRequest(f"invalid size for LFS object {oid}")
-            self.store.blob_path(oid)  # validates the oid
-            item: dict[str, Any] = {"oid": oid, "size": size, "authenticated": True}
-            if not self.store.has_blob(oid, size):
-                sig = self._sign(oid, size)
-                item["actions"] = {
-                    "upload": {"href": f"{base}/__lfs/upload/{oid}/{size}/{sig}"},
-                    "verify": {"href": f"{base}/__lfs/verify/{oid}/{size}"},
-                }
-            objects.append(item)
-        return JSONResponse({"transfer": "basic", "objects": objects, "hash_algo": "sha256"},
-                            media_type="application/vnd.git-lfs+json")
-
-    async def _lfs_put(self, request: Request, oid: str, size_s: str, sig: str) -> Response:
-        size = int(size_s) if size_s.isdigit() else -1
-        if size < 0 or not hmac.compare_digest(sig, self._sign(oid, size)):
-            raise HttpError(403, "invalid or forged LFS upload URL: ask the batch endpoint for a new one")
-        if self.store.has_blob(oid, size):
-            return Response(status_code=200)
-        with self.store.blob_writer(oid, size) as out:  # completes only when every byte matched
-            async for chunk in request.stream():
-                out.write(chunk)
-        return Response(status_code=200)
-
-    async def _lfs_verify(self, request: Request, oid: str, size_s: str) -> Response:
-        self._require_write(request)
-        if not size_s.isdigit() or not self.store.has_blob(oid, int(size_s)):
-            raise HttpError(404, f"LFS object {oid} was not uploaded", "EntryNotFound")
-        return JSONResponse({"oid": oid, "size": int(size_s)})
+def _has_body(request: Request) -> bool:
+    length = request.headers.get("content-length", "0").strip()
+    return "transfer-encoding" in request.headers or not length.isdigit() or int(length) > 0
 
 
-def make_app(store: HubStore, config: ServerConfig | None = None) -> Starlette:
-    """The ASGI application serving ``store``."""
-    handler: Callable[[Request], Awaitable[Response]] = HubApp(store, config or ServerConfig()).handle
-    methods = ["GET", "HEAD", "POST", "PUT", "DELETE"]
-    return Starlette(routes=[Route("/", handler, methods=methods), Route("/{path:path}", handler, methods=methods)])
+def make_app(store: HubStore, config: ServerConfig | None = None) -> Callable[..., Awaitable[None]]:
+    """The ASGI application serving ``store``: every HTTP request goes to ``HubApp.handle``.
+
+    No router in between: Starlette's path routes do not match a path holding a (percent-encoded) newline,
+    and such a request must get the same 400 with a message as any other malformed one.
+    """
+    hub = HubApp(store, config or ServerConfig())
+
+    async def app(scope: dict[str, Any], receive: Callable[..., Awaitable[Any]], send: Callable[..., Awaitable[None]]) -> None:
+        if scope["type"] != "http":
+            return
+        request = Request(scope, receive)
+        response = await hub.handle(request)
+        if response.status_code >= 400 and _has_body(request):
+            response.headers["Connection"] = "close"  # an unread body is dropped with the connection, not read
+        await response(scope, receive, send)
+
+    return app

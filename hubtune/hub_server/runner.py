@@ -11,6 +11,7 @@ import uvicorn
 
 from hubtune.errors import ConfigError, HubError
 from hubtune.hub_server.app import ServerConfig, make_app
+from hubtune.hub_server.garbage import collect_garbage
 from hubtune.hub_server.store import HubStore
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -57,15 +58,24 @@ def start_server(
     allow_remote: bool = False,
     startup_timeout: float = 15.0,
 ) -> RunningServer:
-    """Start the local Hub on ``host:port`` (0 = a free port) serving ``root``; returns once it accepts."""
+    """Start the local Hub on ``host:port`` (0 = a free port) serving ``root``; returns once it accepts.
+
+    An empty ``token`` is no token (anyone may write), so it cannot open the server to the network. The
+    root's garbage (partial uploads, unreferenced blobs, see ``garbage``) is collected first.
+    """
+    if token is not None and not token.strip():
+        token = None
     if host not in LOOPBACK and not allow_remote:
         raise ConfigError(
             f"refusing to bind the local Hub to {host!r}: expected a loopback address (127.0.0.1); "
             "pass --allow-remote (and --token) to expose it on the network"
         )
     if host not in LOOPBACK and token is None:
-        raise ConfigError(f"binding to {host!r} without a token would let anyone write: pass --token")
+        raise ConfigError(
+            f"binding to {host!r} without a token (none or empty) would let anyone write: pass a non-empty --token"
+        )
     store = HubStore(root)
+    collect_garbage(store)
     app = make_app(store, ServerConfig(token=token, user=user, orgs=orgs))
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",

@@ -32,62 +32,43 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, Iterator
+
+from hubtune.hub_server import discussions
+from hubtune.hub_server.blobs import BlobStore
+from hubtune.hub_server.validation import (
+    DEFAULT_GITATTRIBUTES,
+    LFS_SUFFIXES,
+    MAX_REGULAR_SIZE,
+    BadRequest,
+    Conflict,
+    EntryNotFound,
+    RepoNotFound,
+    RevisionNotFound,
+    StaleParent,
+    StoreError,
+    TooLarge,
+    Unprocessable,
+    check_path,
+    check_ref_name,
+    check_repo_id,
+    parse_gitattributes,
+    upload_mode,
+)
+
+__all__ = [  # re-exported: the importer and the HTTP layer take these from here
+    "CANONICAL_ORG", "DEFAULT_GITATTRIBUTES", "LFS_SUFFIXES", "MAX_REGULAR_SIZE", "REPO_TYPES", "BadRequest", "Commit", "Conflict",
+    "EntryNotFound", "HubStore", "Operation", "Repo", "RepoNotFound", "RevisionNotFound", "StaleParent",
+    "StoreError", "TooLarge", "Unprocessable", "check_path", "check_ref_name", "check_repo_id", "git_blob_oid",
+    "lfs_pointer", "upload_mode",
+]
 
 REPO_TYPES = ("model", "dataset", "space")
-_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
+CANONICAL_ORG = "canonical"  # a canonical id (imdb) is stored as canonical/imdb and served as both
 _HEX40_RE = re.compile(r"^[0-9a-f]{40}$")
 _HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
 _PR_RE = re.compile(r"^refs/pr/([1-9][0-9]{0,8})$")
-_REF_NAME_RE = re.compile(r"^[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*$")
-MAX_REGULAR_SIZE = 10 * 1024 * 1024
-LFS_SUFFIXES = (
-    ".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".onnx", ".h5", ".msgpack", ".parquet", ".arrow",
-    ".npy", ".npz", ".pkl", ".gz", ".zip", ".tar", ".zst", ".model", ".gguf", ".tflite",
-)
-DEFAULT_GITATTRIBUTES = "".join(
-    f"*{suffix} filter=lfs diff=lfs merge=lfs -text\n" for suffix in LFS_SUFFIXES
-)
 EMPTY_REFS: dict[str, dict[str, str]] = {"branches": {}, "tags": {}, "pulls": {}}
-
-
-# --- errors ---------------------------------------------------------------------------------------
-class StoreError(Exception):
-    """An error the HTTP layer turns into a status code, an X-Error-Code and a JSON body."""
-
-    status = 400
-    code: str | None = None
-
-
-class BadRequest(StoreError):
-    status = 400
-
-
-class RepoNotFound(StoreError):
-    status = 404
-    code = "RepoNotFound"
-
-
-class RevisionNotFound(StoreError):
-    status = 404
-    code = "RevisionNotFound"
-
-
-class EntryNotFound(StoreError):
-    status = 404
-    code = "EntryNotFound"
-
-
-class Conflict(StoreError):
-    status = 409
-
-
-class StaleParent(StoreError):
-    status = 412
-
-
-class Unprocessable(StoreError):
-    status = 422
 
 
 # --- helpers --------------------------------------------------------------------------------------
@@ -102,47 +83,6 @@ def git_blob_oid(data: bytes) -> str:
 
 def lfs_pointer(sha256: str, size: int) -> bytes:
     return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
-
-
-def check_repo_id(repo_id: str) -> tuple[str, str]:
-    """``namespace/name`` -> (namespace, name); anything else is refused."""
-    parts = repo_id.split("/")
-    if len(parts) != 2 or not all(_NAME_RE.match(p) for p in parts) or any(".." in p for p in parts):
-        raise BadRequest(
-            f"invalid repo id {repo_id!r}: expected 'namespace/name' with letters, digits, '-', '_', '.'"
-        )
-    if parts[1].endswith(".git"):
-        raise BadRequest(f"invalid repo id {repo_id!r}: a name may not end in '.git'")
-    return parts[0], parts[1]
-
-
-def check_path(path: str) -> str:
-    """A relative path inside a repo; ``..``, absolute paths, backslashes and ``.git`` are refused."""
-    if not isinstance(path, str) or not path:
-        raise BadRequest("empty path in repo")
-    if path.startswith("/") or "\\" in path or "\x00" in path or re.match(r"^[A-Za-z]:", path):
-        raise BadRequest(f"invalid path {path!r}: expected a relative path with '/' separators")
-    parts = path.split("/")
-    if any(part in ("", ".", "..") for part in parts):
-        raise BadRequest(f"invalid path {path!r}: '.', '..' and empty segments are not allowed")
-    if parts[0] == ".git":
-        raise BadRequest(f"invalid path {path!r}: '.git' is reserved")
-    return path
-
-
-def check_ref_name(name: str) -> str:
-    if not _REF_NAME_RE.match(name) or ".." in name or name.endswith(".lock") or name.startswith("refs/"):
-        raise BadRequest(f"invalid branch or tag name {name!r}")
-    return name
-
-
-def upload_mode(path: str, size: int, sample: bytes) -> str:
-    """'lfs' for large or binary files, 'regular' otherwise (the rule the real Hub applies, simplified)."""
-    if size == 0:
-        return "regular"
-    if size >= MAX_REGULAR_SIZE or path.lower().endswith(LFS_SUFFIXES) or b"\x00" in sample[:512]:
-        return "lfs"
-    return "regular"
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
@@ -161,6 +101,14 @@ def _write_json_atomic(path: Path, obj: Any) -> None:
 
 def _read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _valid_id(repo_id: str) -> bool:
+    try:
+        check_repo_id(repo_id)
+    except StoreError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -201,76 +149,41 @@ class Operation:
     entry: dict[str, Any] | None = None  # a "file" whose content is already stored (see HubStore.stage)
 
 
-class HubStore:
+class HubStore(BlobStore):
     """All state of the local Hub, on disk under ``root``; safe for threads and processes."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root).resolve()
-        for sub in ("blobs", "tmp", "repos"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        super().__init__(root)
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
-    # --- blobs ------------------------------------------------------------------------------------
-    def blob_path(self, sha256: str) -> Path:
-        if not _HEX64_RE.match(sha256):
-            raise BadRequest(f"invalid sha256 oid {sha256!r}: expected 64 lowercase hex digits")
-        return self.root / "blobs" / sha256[:2] / sha256
-
-    def has_blob(self, sha256: str, size: int | None = None) -> bool:
-        path = self.blob_path(sha256)
-        return path.is_file() and (size is None or path.stat().st_size == size)
-
-    def put_blob_bytes(self, data: bytes) -> str:
-        sha = hashlib.sha256(data).hexdigest()
-        if not self.has_blob(sha, len(data)):
-            with self.blob_writer(sha, len(data)) as f:
-                f.write(data)
-        return sha
-
-    @contextlib.contextmanager
-    def blob_writer(self, sha256: str, size: int) -> Iterator[BinaryIO]:
-        """Write into a temp file; only a complete upload whose sha256 and size match becomes a blob."""
-        target = self.blob_path(sha256)
-        fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix=f"{sha256[:16]}.", suffix=".part")
-        hasher = hashlib.sha256()
-        written = 0
-        ok = False
-        try:
-            with os.fdopen(fd, "wb") as raw:
-
-                class _Hashing:
-                    def write(self, chunk: bytes) -> int:
-                        nonlocal written
-                        hasher.update(chunk)
-                        written += len(chunk)
-                        return raw.write(chunk)
-
-                yield _Hashing()  # type: ignore[misc]
-                raw.flush()
-                os.fsync(raw.fileno())
-            if written != size or hasher.hexdigest() != sha256:
-                raise Unprocessable(
-                    f"uploaded content does not match its oid: got sha256 {hasher.hexdigest()} and {written} bytes, "
-                    f"expected {sha256} and {size} bytes"
-                )
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, target)
-            ok = True
-        finally:
-            if not ok:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-
     # --- repos ------------------------------------------------------------------------------------
     def _repo_dir(self, repo_type: str, repo_id: str) -> Path:
+        """Where ``repo_id`` lives: ids are case-insensitive (stored lower-case), the id keeps its case in repo.json."""
         if repo_type not in REPO_TYPES:
             raise BadRequest(f"invalid repo type {repo_type!r}: expected one of {', '.join(REPO_TYPES)}")
         ns, name = check_repo_id(repo_id)
-        return self.root / "repos" / f"{repo_type}s" / ns / name
+        return self.root / "repos" / f"{repo_type}s" / ns.lower() / name.lower()
+
+    def _existing_dir(self, repo_type: str, repo_id: str) -> Path:
+        """The folder of an existing repo: lower-case, or as spelled by a store from before ids were folded."""
+        path = self._repo_dir(repo_type, repo_id)
+        if not (path / "repo.json").is_file():
+            ns, name = check_repo_id(repo_id)
+            legacy = self.root / "repos" / f"{repo_type}s" / ns / name
+            if (legacy / "repo.json").is_file():
+                return legacy
+        return path
+
+    def repo_dirs(self, repo_type: str) -> list[Path]:
+        """Every repo folder of ``repo_type`` (for listings and the garbage collector)."""
+        return sorted(p.parent for p in (self.root / "repos" / f"{repo_type}s").glob("*/*/repo.json"))
+
+    def exists(self, repo_type: str, repo_id: str) -> bool:
+        return (self._existing_dir(repo_type, repo_id) / "repo.json").is_file() if _valid_id(repo_id) else False
 
     def get_repo(self, repo_type: str, repo_id: str) -> Repo:
-        path = self._repo_dir(repo_type, repo_id)
+        path = self._existing_dir(repo_type, repo_id)
         meta_file = path / "repo.json"
         if not meta_file.is_file():
             raise RepoNotFound(f"{repo_type} repository {repo_id!r} not found")
@@ -280,6 +193,8 @@ class HubStore:
     def create_repo(self, repo_type: str, repo_id: str, *, private: bool, author: str = "hubtune") -> Repo:
         """Create a repo with an initial commit holding ``.gitattributes``; Conflict if it exists."""
         path = self._repo_dir(repo_type, repo_id)
+        if self._existing_dir(repo_type, repo_id) != path:
+            raise Conflict(f"You already created this {repo_type} repo: {repo_id}")
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = path.parent / f".{path.name}.{uuid.uuid4().hex}.creating"
         staging.mkdir()
@@ -316,6 +231,33 @@ class HubStore:
             meta["private"] = private
             _write_json_atomic(repo.path / "repo.json", meta)
 
+    def move_repo(self, repo: Repo, new_id: str) -> Repo:
+        """Rename ``repo`` to ``new_id`` (same type); Conflict if that id is taken. Refs and history move with it."""
+        new_path = self._repo_dir(repo.repo_type, new_id)
+        with self.locked(repo):
+            if new_path != repo.path:
+                if (self._existing_dir(repo.repo_type, new_id) / "repo.json").is_file() or new_path.exists():
+                    raise Conflict(f"{repo.repo_type} repository {new_id!r} already exists")
+                new_path.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(repo.path, new_path)
+            meta = _read_json(new_path / "repo.json")
+            meta["id"] = new_id
+            _write_json_atomic(new_path / "repo.json", meta)
+        return self.get_repo(repo.repo_type, new_id)
+
+    def super_squash(self, repo: Repo, branch: str, message: str, author: str) -> Commit:
+        """Replace ``branch``'s history by one commit with the same files (older commits become garbage)."""
+        with self.locked(repo):
+            refs = self.refs(repo)
+            if branch not in refs["branches"]:
+                raise RevisionNotFound(f"Invalid rev id: {branch} (no such branch in {repo.repo_id})")
+            head = self.get_commit(repo, refs["branches"][branch])
+            commit = self._make_commit([], head.files, message, "", author)
+            _write_json_atomic(repo.path / "commits" / f"{commit.id}.json", commit.to_json())
+            refs["branches"][branch] = commit.id
+            self.write_refs(repo, refs)
+            return commit
+
     @contextlib.contextmanager
     def locked(self, repo: Repo) -> Iterator[None]:
         """Serialise writers of one repo: a thread lock, then an fcntl lock for other processes."""
@@ -334,7 +276,7 @@ class HubStore:
     def refs(self, repo: Repo) -> dict[str, dict[str, str]]:
         return {**EMPTY_REFS, **_read_json(repo.path / "refs.json")}
 
-    def _write_refs(self, repo: Repo, refs: dict[str, dict[str, str]]) -> None:
+    def write_refs(self, repo: Repo, refs: dict[str, dict[str, str]]) -> None:
         _write_json_atomic(repo.path / "refs.json", refs)
 
     def get_commit(self, repo: Repo, commit_id: str) -> Commit:
@@ -387,39 +329,46 @@ class HubStore:
         return Commit(hashlib.sha1(body.encode()).hexdigest(), parents, title, message, date, author, files)
 
     @staticmethod
-    def decode_header(line: dict[str, Any]) -> dict[str, Any]:
+    def decode_header(line: Any) -> dict[str, Any]:
         """The first NDJSON line of a commit payload: its ``value`` (summary, description, parentCommit)."""
         if not isinstance(line, dict) or line.get("key") != "header" or not isinstance(line.get("value"), dict):
-            raise BadRequest("commit payload must start with a 'header' line")
-        return line["value"]
+            raise BadRequest("commit payload must start with a 'header' line: {\"key\": \"header\", \"value\": {...}}")
+        value = line["value"]
+        for key in ("summary", "description", "parentCommit"):
+            if value.get(key) is not None and not isinstance(value[key], str):
+                raise BadRequest(f"commit header {key!r} must be a string")
+        return value
 
     @staticmethod
-    def decode_line(line: dict[str, Any]) -> Operation:
+    def decode_line(line: Any) -> Operation:
         """One operation line of a commit payload, validated; raises BadRequest."""
         key, value = (line.get("key"), line.get("value")) if isinstance(line, dict) else (None, None)
-        if not isinstance(value, dict):
-            raise BadRequest(f"malformed commit line {line!r}"[:300])
+        if not isinstance(value, dict) or not isinstance(value.get("path", ""), str):
+            raise BadRequest(f"malformed commit line {line!r}"[:300] + ": expected {\"key\": ..., \"value\": {\"path\": ...}}")
         if key == "deletedFolder":
             return Operation(key, check_path(str(value.get("path", "")).rstrip("/")))
         path = check_path(value.get("path", ""))
         if key == "file":
-            if value.get("encoding", "base64") != "base64":
-                raise BadRequest(f"unsupported encoding {value.get('encoding')!r} for {path}: expected base64")
+            content = value.get("content", "")
+            if value.get("encoding", "base64") != "base64" or not isinstance(content, str):
+                raise BadRequest(f"unsupported encoding {value.get('encoding')!r} for {path}: expected base64 text")
             try:
-                content = base64.b64decode(value.get("content", ""), validate=True)
+                data = base64.b64decode(content, validate=True)
             except ValueError:
                 raise BadRequest(f"invalid base64 content for {path}") from None
-            return Operation(key, path, content=content)
+            return Operation(key, path, content=data)
         if key == "lfsFile":
             if value.get("algo", "sha256") != "sha256":
                 raise BadRequest(f"unsupported LFS algo {value.get('algo')!r} for {path}: expected sha256")
-            oid, size = str(value.get("oid", "")), value.get("size")
-            if not _HEX64_RE.match(oid) or not isinstance(size, int) or size < 0:
+            oid, size = value.get("oid"), value.get("size")  # no size: a copy of a stored LFS file
+            if (not isinstance(oid, str) or not _HEX64_RE.match(oid)
+                    or size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0)):
                 raise BadRequest(f"invalid lfsFile line for {path}: expected a sha256 oid and an integer size")
             return Operation(key, path, sha256=oid, size=size)
         if key == "deletedFile":
             return Operation(key, path)
-        raise BadRequest(f"unsupported commit operation {key!r} (copies are not supported)")
+        raise BadRequest(f"unsupported commit operation {str(key)[:50]!r}: expected file, lfsFile, deletedFile "
+                         "or deletedFolder")
 
     def decode_operations(self, lines: list[dict[str, Any]]) -> tuple[dict[str, Any], list[Operation]]:
         """Validate the NDJSON payload (header first) into operations; raises BadRequest."""
@@ -427,24 +376,31 @@ class HubStore:
             raise BadRequest("commit payload must start with a 'header' line")
         return self.decode_header(lines[0]), [self.decode_line(line) for line in lines[1:]]
 
-    def content_entry(self, path: str, data: bytes) -> dict[str, Any]:
+    def lfs_rules(self, commit: Commit | None) -> list[Any]:
+        """The LFS rules of ``commit``'s own ``.gitattributes`` (none: nothing is LFS by name)."""
+        entry = commit.files.get(".gitattributes") if commit is not None else None
+        if entry is None or entry["size"] > 1024 * 1024:
+            return [] if commit is not None else parse_gitattributes(DEFAULT_GITATTRIBUTES)
+        return parse_gitattributes(self.blob_path(entry["sha256"]).read_bytes().decode("utf-8", "replace"))
+
+    def content_entry(self, path: str, data: bytes, rules: list[Any] | None = None) -> dict[str, Any]:
         """Store ``data`` (sent inline, base64) and describe it the way this Hub stores ``path``.
 
-        Storage follows ``upload_mode``, not the wire: a large or binary file that a client sent inline
-        (huggingface_hub >= 1.20 sends those when told "regular", see app.py) is kept as an LFS file,
-        exactly as if it had come through the LFS batch API, so a repo looks the same whichever
-        client version pushed it.
+        Storage follows ``upload_mode`` under the repo's ``.gitattributes`` (``rules``), not the wire: a
+        large or binary file that a client sent inline (huggingface_hub >= 1.20 sends those when told
+        "regular", see app.py) is kept as an LFS file, exactly as if it had come through the LFS batch
+        API, so a repo looks the same whichever client version pushed it.
         """
         sha = self.put_blob_bytes(data)
-        if upload_mode(path, len(data), data[:512]) == "lfs":
+        if upload_mode(path, len(data), data[:512], rules) == "lfs":
             return {"sha256": sha, "size": len(data), "oid": git_blob_oid(lfs_pointer(sha, len(data))), "lfs": True}
         return {"sha256": sha, "size": len(data), "oid": git_blob_oid(data), "lfs": False}
 
-    def stage(self, op: Operation) -> Operation:
+    def stage(self, op: Operation, rules: list[Any] | None = None) -> Operation:
         """Store the content of a "file" operation now (its blob), keeping only its entry in memory."""
         if op.kind == "file" and op.entry is None:
             assert op.content is not None
-            op.entry = self.content_entry(op.path, op.content)
+            op.entry = self.content_entry(op.path, op.content, rules)
             op.content = None
         return op
 
@@ -457,6 +413,17 @@ class HubStore:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
         return h.hexdigest()
+
+    def _lfs_entry(self, op: Operation) -> dict[str, Any]:
+        assert op.sha256 is not None
+        size = op.size if op.size is not None else self.blob_size(op.sha256)
+        if size is None or not self.has_blob(op.sha256, size):
+            raise Unprocessable(
+                f"LFS object {op.sha256} ({op.size if op.size is not None else '?'} bytes) for {op.path} was never "
+                "uploaded: upload it through the LFS batch endpoint first"
+            )
+        self.keep_blob(op.sha256)
+        return {"sha256": op.sha256, "size": size, "oid": git_blob_oid(lfs_pointer(op.sha256, size)), "lfs": True}
 
     def commit(
         self,
@@ -475,16 +442,7 @@ class HubStore:
             if op.kind == "file":
                 entries[op.path] = self.stage(op).entry  # type: ignore[assignment]
             elif op.kind == "lfsFile":
-                assert op.sha256 is not None and op.size is not None
-                if not self.has_blob(op.sha256, op.size):
-                    raise Unprocessable(
-                        f"LFS object {op.sha256} ({op.size} bytes) for {op.path} was never uploaded: "
-                        "upload it through the LFS batch endpoint first"
-                    )
-                entries[op.path] = {
-                    "sha256": op.sha256, "size": op.size,
-                    "oid": git_blob_oid(lfs_pointer(op.sha256, op.size)), "lfs": True,
-                }
+                entries[op.path] = self._lfs_entry(op)
         with self.locked(repo):
             refs = self.refs(repo)
             pr_match = _PR_RE.match(revision)
@@ -521,21 +479,25 @@ class HubStore:
                         raise EntryNotFound(f"A folder with this name doesn't exist: {op.path}")
                     for p in doomed:
                         del files[p]
-            commit = self._make_commit(
-                [head.id], files, str(header.get("summary") or "Upload files"),
-                str(header.get("description") or ""), author,
-            )
+            title = str(header.get("summary") or "Upload files")
+            commit = self._make_commit([head.id], files, title, str(header.get("description") or ""), author)
             _write_json_atomic(repo.path / "commits" / f"{commit.id}.json", commit.to_json())
             pr_num: int | None = None
+            commit_event = discussions.event("commit", author, {"subject": title, "oid": commit.id})
             if create_pr:
-                pr_num = max((int(n) for n in refs["pulls"]), default=0) + 1
+                pr_num = discussions.next_number(refs)
+                target = revision.removeprefix("refs/heads/")
                 refs["pulls"][str(pr_num)] = commit.id
-                refs.setdefault("prTargets", {})[str(pr_num)] = revision.removeprefix("refs/heads/")
+                refs.setdefault("prTargets", {})[str(pr_num)] = target
+                discussions.open_discussion(refs, pr_num, title=title, description=commit.message, author=author,
+                                            is_pr=True, target=target)
+                discussions.record(refs, str(pr_num), commit_event)
             elif pr_match:
                 refs["pulls"][pr_match.group(1)] = commit.id
+                discussions.record(refs, pr_match.group(1), commit_event)
             else:
                 refs["branches"][revision.removeprefix("refs/heads/")] = commit.id
-            self._write_refs(repo, refs)  # the one atomic switch
+            self.write_refs(repo, refs)  # the one atomic switch
             return commit, pr_num
 
     def create_ref(self, repo: Repo, kind: str, name: str, target: str) -> str:
@@ -548,7 +510,7 @@ class HubStore:
             if name in bucket:
                 raise Conflict(f"{kind} {name!r} already exists in {repo.repo_id}")
             bucket[name] = commit.id
-            self._write_refs(repo, refs)
+            self.write_refs(repo, refs)
             return commit.id
 
     def delete_ref(self, repo: Repo, kind: str, name: str) -> None:
@@ -560,16 +522,19 @@ class HubStore:
             if kind == "branch" and name == "main":
                 raise BadRequest("the main branch cannot be deleted")
             del bucket[name]
-            self._write_refs(repo, refs)
+            self.write_refs(repo, refs)
 
-    def merge_pr(self, repo: Repo, num: str) -> Commit:
+    def merge_pr(self, repo: Repo, num: str, *, author: str = "hubtune", comment: str | None = None) -> Commit:
         """Merge pull request ``num`` into the branch it targets, as a fast-forward only (Conflict otherwise)."""
         with self.locked(repo):
             refs = self.refs(repo)
-            if num not in refs["pulls"]:
-                raise RevisionNotFound(f"pull request #{num} not found in {repo.repo_id}")
-            if num in refs.get("prMerged", []):
+            entry = discussions.get(refs, num)
+            if not entry["isPullRequest"]:
+                raise BadRequest(f"#{num} is a discussion, not a pull request: there is nothing to merge")
+            if num in refs.get("prMerged", []) or entry["status"] == "merged":
                 raise Conflict(f"pull request #{num} is already merged")
+            if entry["status"] == "closed":
+                raise Conflict(f"pull request #{num} is closed: reopen it (change_discussion_status) to merge it")
             target = refs.get("prTargets", {}).get(num, "main")
             if target not in refs["branches"]:
                 raise RevisionNotFound(f"branch {target!r}, the target of pull request #{num}, is gone")
@@ -582,5 +547,9 @@ class HubStore:
                                "this Hub merges fast-forwards only; open it again from the branch's head")
             refs["branches"][target] = tip.id
             refs["prMerged"] = [*refs.get("prMerged", []), num]
-            self._write_refs(repo, refs)
+            if comment:
+                discussions.record(refs, num, discussions.comment_event(author, comment))
+            discussions.record(refs, num, discussions.event("status-change", author, {"status": "merged"}))
+            refs["discussions"][num].update(status="merged", mergeCommitId=tip.id)
+            self.write_refs(repo, refs)
             return tip
