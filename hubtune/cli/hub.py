@@ -75,3 +75,21 @@ def import_(
         print_json(result)
     else:
         typer.echo(summary)
+
+@app.command("gc")
+def gc(
+    root: Path = typer.Option(..., "--root", help="The local Hub's root folder (as given to `hub serve --root`)."),
+    min_age: float = typer.Option(
+        3600.0, "--min-age", help="Spare unreferenced blobs and commits younger than this many seconds."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
+) -> None:
+    """Remove partial uploads, unreachable commits and unreferenced blobs (also done on every `hub serve`)."""
+    from hubtune.hub_server.garbage import collect_root
+
+    report = collect_root(root, min_age_s=min_age)
+    if as_json:
+        print_json(report)
+    else:
+        typer.echo(f"hub gc {root}: removed {report['partial_files']} partial uploads, {report['blobs']} blobs, "
+                   f"{report['commits']} commits, {report['leftovers']} leftovers ({report['bytes_freed']} bytes)")
