@@ -101,3 +101,55 @@ def test_generative_classification_trains_on_the_label_token(tiny_gpt2_dir, tmp_
     assert correct / 64 == pytest.approx(m["accuracy"])
     # the model learnt at least the majority label: after training, nearly all its mass sits on the label tokens
     assert m["accuracy"] >= m["majority_rate"] - 0.05
+
+
+def test_generative_classification_lora_trains_and_saves_the_label_token_rows(tiny_gpt2_dir, tmp_path):
+    """Issue 16.2: with LoRA, the label tokens added to the vocabulary train (peft's trainable token indices: their
+    embedding rows, tied to the output rows on GPT-2), are saved with the adapter and reload to the same predictions.
+    Before, they kept their random, frozen rows and the eval loss stayed near ln(vocab)."""
+    import math
+
+    import torch
+    from peft import AutoPeftModelForCausalLM
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+
+    from hubtune.config import LoraSettings
+    from hubtune.data import load_labeled
+    from hubtune.train.lm import LABELS_FILE, label_token_ids
+
+    names = ["negative", "neutral", "positive"]
+    cfg = TrainConfig(
+        base_model=tiny_gpt2_dir, output_dir=str(tmp_path / "gencls_lora"), task="generative-classification", mode="lora",
+        data=DataConfig(dataset=str(TWEETS_TRAIN), eval_dataset=str(TWEETS_TEST), max_samples=192, eval_max_samples=48),
+        num_epochs=2, batch_size=16, max_length=64, learning_rate=1e-2, logging_steps=1000,
+        metric_for_best_model="accuracy", lora=LoraSettings(r=4, alpha=8, dropout=0.0, target_modules=["c_attn"]),
+    )
+    res = train(cfg, progress=False)
+    ids = json.loads((res.model_dir / LABELS_FILE).read_text())["label_token_ids"]
+    # the rows are saved with the adapter ...
+    saved = load_file(res.model_dir / "adapter_model.safetensors")
+    rows = [v for k, v in saved.items() if "trainable_tokens_delta" in k]  # wte's, and lm_head's tied to it
+    assert rows and all(tuple(r.shape) == (3, 32) and torch.equal(r, rows[0]) for r in rows), sorted(saved)
+    # ... and moved from where they started (the recipe seeds the resize, so the start is reproducible)
+    set_seed(cfg.seed)
+    start_model = AutoModelForCausalLM.from_pretrained(tiny_gpt2_dir)
+    assert label_token_ids(AutoTokenizer.from_pretrained(tiny_gpt2_dir), names, start_model) == ids
+    start = start_model.get_input_embeddings().weight[ids].detach()
+    assert (rows[0] - start).abs().max() > 1e-2
+    # the model learnt its labels: the loss on the label token is far below a uniform guess over the vocabulary
+    m = res.eval_metrics
+    tok = AutoTokenizer.from_pretrained(res.model_dir)
+    assert m["eval_loss"] < 0.5 * math.log(len(tok)), m["eval_loss"]
+
+    # the adapter folder reloads (base resized to the saved tokenizer) to the reported predictions
+    model = AutoPeftModelForCausalLM.from_pretrained(str(res.model_dir)).eval()
+    ev = load_labeled(str(TWEETS_TEST), label_names=names, max_samples=48, seed=42)
+    correct = 0
+    with torch.no_grad():
+        for text, lab in zip(ev.dataset["text"], ev.dataset["label"]):
+            x = tok(text, add_special_tokens=False, truncation=True, max_length=62)["input_ids"] + [tok.eos_token_id]
+            correct += int(model(input_ids=torch.tensor([x])).logits[0, -1, ids].argmax()) == lab
+    assert correct / 48 == pytest.approx(m["accuracy"])
+    summary = json.loads((res.output_dir / "run_summary.json").read_text())
+    assert summary["trainable_label_tokens"] == ids

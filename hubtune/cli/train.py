@@ -93,6 +93,8 @@ def train(
         result = run_train(cfg, overwrite=overwrite, resume=resume, progress=progress, on_start=on_start)
     if not result.extra.get("main_process", True):
         return  # a non-main process of a distributed run: the main process reports
+    for warning in result.extra.get("warnings") or []:
+        typer.echo(f"warning: {warning}", err=True)
     if json_out:
         print_json(
             {
@@ -106,6 +108,7 @@ def train(
                 "eval": {k: v for k, v in result.eval_metrics.items() if isinstance(v, (int, float))},
                 "test": {k: v for k, v in (result.test_metrics or {}).items() if isinstance(v, (int, float))} or None,
                 "metric_modules": result.eval_metrics.get("metric_modules") or None,
+                "warnings": result.extra.get("warnings") or [],
             }
         )
         return

@@ -1,5 +1,6 @@
 """PEFT adapters for the train recipes (a pieces module, not a recipe): LoRA, IA3 and prefix tuning on a
-sequence classifier (``mode: lora | ia3 | prefix``), and LoRA on a causal LM (generative classification).
+sequence classifier (``mode: lora | ia3 | prefix``), and LoRA on a causal LM (generative classification), where the
+rows of label tokens added to the vocabulary train beside it (peft's trainable token indices).
 
 The classification head stays trainable (``modules_to_save``). Used by :mod:`hubtune.train.common`
 (preparing a classifier run) and :mod:`hubtune.train.lm`; imports no other train module.
@@ -74,12 +75,26 @@ def apply_lora(model: Any, cfg: TrainConfig, modules_to_save: list[str] | None =
         ) from exc
 
 
-def apply_causal_lora(model: Any, cfg: TrainConfig) -> Any:
+def trainable_token_indices(model: Any, token_ids: list[int]) -> Any:
+    """peft's ``trainable_token_indices`` for ``token_ids``: the input embedding rows (peft ties the output rows to
+    them where the model ties its word embeddings), else the rows of both the input and the output embeddings."""
+    if not token_ids:
+        return None
+    if getattr(model.config, "tie_word_embeddings", False) or model.get_output_embeddings() is None:
+        return list(token_ids)
+    names = {id(m): n for n, m in model.named_modules()}
+    return {names[id(model.get_input_embeddings())]: list(token_ids), names[id(model.get_output_embeddings())]: list(token_ids)}
+
+
+def apply_causal_lora(model: Any, cfg: TrainConfig, trainable_token_ids: list[int] | None = None) -> Any:
+    """LoRA on a causal LM; the rows of ``trainable_token_ids`` (label tokens added to the vocabulary, whose rows
+    start random) train too and are saved with the adapter (peft's trainable tokens)."""
     from peft import LoraConfig, TaskType, get_peft_model
 
     lcfg = LoraConfig(
         task_type=TaskType.CAUSAL_LM, r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
         bias=cfg.lora.bias, target_modules=cfg.lora.target_modules or None,
+        trainable_token_indices=trainable_token_indices(model, list(trainable_token_ids or [])),
     )
     try:
         return get_peft_model(model, lcfg)

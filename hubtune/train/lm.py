@@ -37,7 +37,7 @@ from hubtune.data import LoadedData, load_labeled, load_train_eval
 from hubtune.errors import ConfigError, DataError, ModelLoadError
 from hubtune.layout import RunLayout
 from hubtune.metrics import classification_metrics, softmax, summary
-from hubtune.modeling import resolve_model_source, write_json
+from hubtune.modeling import public_model_ref, resolve_model_source, write_json
 from hubtune.security import check_model_config
 from hubtune.train.adapters import apply_causal_lora
 from hubtune.train.common import (
@@ -157,8 +157,9 @@ def _load(cfg: TrainConfig, auto_cls: Any) -> tuple[Any, Any]:
     check_model_config(source, revision=cfg.revision)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
-        model = auto_cls.from_pretrained(
-            source, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code, use_safetensors=True
+        model, info = auto_cls.from_pretrained(
+            source, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code, use_safetensors=True,
+            output_loading_info=True,
         )
     except Exception as exc:
         text = " ".join(str(exc).split())[:300]
@@ -173,6 +174,11 @@ def _load(cfg: TrainConfig, auto_cls: Any) -> tuple[Any, Any]:
         model.config.pad_token_id = tokenizer.pad_token_id
     if cfg.task == "fill-mask" and tokenizer.mask_token is None:
         raise ModelLoadError(f"tokenizer of {cfg.base_model} has no mask token; expected a masked-LM (BERT-like) model")
+    # weights of the LM head the checkpoint lacks (a bare encoder, e.g. a sentence-embedding model): freshly
+    # initialised, so the model before training is not the base model's LM
+    prefix = getattr(model, "base_model_prefix", "") or ""
+    model.hubtune_new_head = sorted({k.rsplit(".", 1)[0] for k in (info.get("missing_keys") or [])
+                                     if not (prefix and k.startswith(prefix + "."))})
     return model, tokenizer
 
 
@@ -224,6 +230,7 @@ def train_lm(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False,
         DataCollatorForLanguageModeling,
         DataCollatorForSeq2Seq,
         Trainer,
+        set_seed,
     )
 
     t_start = time.perf_counter()
@@ -243,21 +250,25 @@ def train_lm(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False,
     t0 = time.perf_counter()
     label_names: list[str] = []
     label_ids: list[int] = []
+    new_label_ids: list[int] = []
     with state.main_process_first():
         if gen_cls:
             cls_data = load_train_eval(cfg.data)
             label_names = cls_data.label_names
             model, tokenizer = _load(cfg, AutoModelForCausalLM)
             tokenizer.padding_side = "right"
+            n_vocab = len(tokenizer)
+            set_seed(cfg.seed)  # rows of label tokens added to the vocabulary start reproducibly
             label_ids = label_token_ids(tokenizer, label_names, model)
+            new_label_ids = [t for t in label_ids if t >= n_vocab]
             max_length = min(cfg.max_length, getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", cfg.max_length))
             train_ds = gen_cls_features(cls_data.train, tokenizer, label_ids, max_length, "train")
             eval_ds = gen_cls_features(cls_data.eval, tokenizer, label_ids, max_length, "eval")
             sizes = dict(cls_data.sizes)
             eval_source = cls_data.eval_source
             collator: Any = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100)
-            if cfg.mode == "lora":
-                model = apply_causal_lora(model, cfg)
+            if cfg.mode == "lora":  # the rows of added label tokens train beside LoRA (and are saved with it)
+                model = apply_causal_lora(model, cfg, trainable_token_ids=new_label_ids)
         else:
             causal = cfg.task == "text-generation"
             train_txt, eval_txt, eval_source = load_texts(cfg)
@@ -323,7 +334,18 @@ def train_lm(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False,
         return trainer.evaluate()
 
     announce_start(on_start, cfg, trainer.model, state)
-    before = None if gen_cls or last_ckpt else seeded_eval()
+    new_head = [] if gen_cls else list(getattr(model, "hubtune_new_head", []))
+    warnings: list[str] = []
+    if new_head:
+        head_kind = "masked-LM" if cfg.task == "fill-mask" else "causal-LM"
+        warnings.append(
+            f"{public_model_ref(cfg.base_model)} has no {head_kind} head (newly initialised: {', '.join(new_head[:4])}"
+            f"{', ...' if len(new_head) > 4 else ''}): training starts from a random head, so a loss before training "
+            f"would measure that head, not the base model; perplexity_before is not reported. Pass a base trained "
+            f"for {cfg.task} (with its head) to --base-model to compare before and after"
+        )
+    # "before" only where it measures the base model: not after a resume, not with a random head
+    before = None if gen_cls or last_ckpt or new_head else seeded_eval()
     train_metrics, t_train = run_trainer(trainer, last_ckpt)
     t0 = time.perf_counter()
     after = seeded_eval()
@@ -380,14 +402,20 @@ def train_lm(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False,
     )
     if gen_cls:
         doc.update({"label_names": label_names, "label2id": {n: i for i, n in enumerate(label_names)},
-                    "label_token_ids": label_ids})
+                    "label_token_ids": label_ids,
+                    # label tokens added to the vocabulary: their rows train (full: all weights; lora: peft's
+                    # trainable token indices, saved with the adapter)
+                    "trainable_label_tokens": new_label_ids})
     else:
         doc.update({"block_size": max_length, "mlm_probability": cfg.mlm_probability if cfg.task == "fill-mask" else None,
-                    "whole_word_mask": cfg.whole_word_mask if cfg.task == "fill-mask" else None})
+                    "whole_word_mask": cfg.whole_word_mask if cfg.task == "fill-mask" else None,
+                    "new_head_modules": new_head})
+    doc["warnings"] = warnings
     write_json(layout.summary, doc)
     state.wait_for_everyone()
     return TrainResult(
         output_dir=layout.root, model_dir=layout.model_dir, mode=cfg.mode, label_names=label_names,
         eval_metrics=eval_metrics, train_metrics=train_metrics, sizes=sizes, seconds=round(total, 3),
-        resumed_from=doc["resumed_from"], extra={"task": cfg.task, "engine": cfg.engine, "main_process": True},
+        resumed_from=doc["resumed_from"],
+        extra={"task": cfg.task, "engine": cfg.engine, "main_process": True, "warnings": warnings},
     )
