@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hubtune.errors import ConfigError, ModelLoadError, OutputNotWritableError, VerificationError
+from hubtune.adapterhub import MARKER as BOTTLENECK_MARKER
+from hubtune.adapterhub import SUBDIR, is_bottleneck_dir
 from hubtune.modeling import is_adapter_dir, read_json
 from hubtune.parity import bench_model, bench_texts, file_sha256, size_mb, weight_files
 from hubtune.rundir import RunInfo, eval_data, find_run_dir, load_run, published_dir, update_summary
@@ -170,6 +172,7 @@ def card(opts: CardOptions, progress: Callable[[str], None] | None = None) -> Ca
     run: RunInfo = load_run(root)
     pub = published_dir(root)
     adapter = is_adapter_dir(pub)
+    bottleneck = is_bottleneck_dir(pub)  # mode adapter: AdapterHub's adapters library, loaded on the base model
     say(f"evaluating the published files in {pub.name}/")
     loaded = load_classifier(str(pub), device="cpu")
     names = loaded.label_names
@@ -180,7 +183,7 @@ def card(opts: CardOptions, progress: Callable[[str], None] | None = None) -> Ca
         metrics = evaluate_loaded(loaded, ev.data, metric_modules=modules)
     # variants: PyTorch measured now (or the export's figures when the weights are unchanged), ONNX from export
     recorded: dict[str, Any] = dict(run.summary.get("variants") or {})
-    wfiles = weight_files(pub)
+    wfiles = weight_files(pub / SUBDIR) if bottleneck else weight_files(pub)
     sha = file_sha256(wfiles[0]) if wfiles else None
     pt_rec = recorded.get("pytorch") or {}
     throughput = pt_rec.get("throughput") if (pt_rec.get("sha256") == sha and sha) else None
@@ -193,8 +196,8 @@ def card(opts: CardOptions, progress: Callable[[str], None] | None = None) -> Ca
             update_summary(root, "variants", recorded)
     rows: list[dict[str, Any]] = [
         {
-            "name": "PyTorch" + (" (LoRA adapter)" if adapter else ""),
-            "file": ", ".join(p.name for p in wfiles),
+            "name": "PyTorch" + (" (LoRA adapter)" if adapter else " (bottleneck adapter)" if bottleneck else ""),
+            "file": ", ".join((f"{SUBDIR}/" if bottleneck else "") + p.name for p in wfiles),
             "accuracy": _fmt(metrics.get("accuracy")),
             "f1_macro": _fmt(metrics.get("f1_macro")),
             "examples": _fmt(metrics.get("num_examples")),
@@ -274,12 +277,12 @@ def card(opts: CardOptions, progress: Callable[[str], None] | None = None) -> Ca
         if i.get("hub") and i["type"] not in datasets:
             datasets.append(i["type"])
     # tags describe what is published: an adapter is PEFT; a merged LoRA model is a plain transformers model
-    adapter_tags = ["peft", run.mode] if adapter and run.mode else []
+    adapter_tags = ["peft", run.mode] if adapter and run.mode else ["adapter-transformers", "adapters"] if bottleneck else []
     tags = list(dict.fromkeys(["text-classification", "hubtune", *adapter_tags, *(["onnx"] if onnx_files else []), *opts.tags]))
     data = ModelCardData(
         language=opts.language or None,
         license=opts.license,
-        library_name="peft" if adapter else "transformers",
+        library_name="peft" if adapter else "adapter-transformers" if bottleneck else "transformers",
         pipeline_tag="text-classification",
         tags=tags,
         base_model=base_id,
@@ -302,6 +305,7 @@ def card(opts: CardOptions, progress: Callable[[str], None] | None = None) -> Ca
         label_names=names,
         has_pair=bool(dc.get("text_pair_column")),
         is_adapter=adapter,
+        bottleneck=read_json(pub / BOTTLENECK_MARKER) if bottleneck else None,
         mode=run.mode,
         lora=cfg.get("lora") if run.mode == "lora" else None,
         hyperparameters=hyper,

@@ -259,6 +259,23 @@ class UlmfitSettings:
             raise ConfigError(f"ulmfit.ratio is {self.ratio}, expected a number >= 1 (e.g. 32)")
 
 
+@dataclass
+class BottleneckSettings:
+    """``mode: adapter``: a bottleneck adapter of the ``adapters`` library (AdapterHub; ``hubtune[adapters]``).
+
+    ``config``: ``pfeiffer`` (one adapter after each layer's feed-forward block, adapters' ``SeqBnConfig``) or
+    ``houlsby`` (two per layer, after attention and feed-forward, ``DoubleSeqBnConfig``). ``reduction_factor``:
+    hidden size / bottleneck size (16: a 384-wide model gets 24-wide adapters).
+    """
+
+    config: typing.Literal["pfeiffer", "houlsby"] = "pfeiffer"
+    reduction_factor: int = 16
+
+    def validate(self) -> None:
+        if self.reduction_factor < 1:
+            raise ConfigError(f"bottleneck.reduction_factor is {self.reduction_factor}, expected an integer >= 1 (e.g. 16)")
+
+
 TASKS = ("text-classification", "fill-mask", "text-generation", "generative-classification")
 ADAPTER_MODES = ("lora", "ia3", "prefix")
 
@@ -273,10 +290,11 @@ class TrainConfig:
     task: typing.Literal["text-classification", "fill-mask", "text-generation", "generative-classification"] = (
         "text-classification"
     )
-    mode: typing.Literal["full", "lora", "ia3", "prefix"] = "full"
+    mode: typing.Literal["full", "lora", "ia3", "prefix", "adapter"] = "full"
     engine: typing.Literal["trainer", "accelerate"] = "trainer"
     lora: LoraSettings = field(default_factory=LoraSettings)
     peft: PeftSettings = field(default_factory=PeftSettings)
+    bottleneck: BottleneckSettings = field(default_factory=BottleneckSettings)  # mode: adapter
     ulmfit: UlmfitSettings = field(default_factory=UlmfitSettings)
     # language-model tasks (fill-mask, text-generation): texts are concatenated and cut into blocks
     block_size: int = 128
@@ -345,7 +363,12 @@ class TrainConfig:
             from hubtune.metric_modules import check_metric_specs
 
             check_metric_specs(self.metrics)
-        if self.ulmfit.enabled and self.mode in ("ia3", "prefix"):
+        if self.mode == "adapter" and (self.task != "text-classification" or self.engine != "trainer"):
+            raise ConfigError(
+                f"mode adapter (bottleneck adapters) with task {self.task}, engine {self.engine}; expected task "
+                "text-classification on --engine trainer, or another --mode"
+            )
+        if self.ulmfit.enabled and self.mode in ("ia3", "prefix", "adapter"):
             raise ConfigError(f"ulmfit options with mode {self.mode}; expected --mode full or lora")
 
 

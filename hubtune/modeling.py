@@ -14,8 +14,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from hubtune.adapterhub import is_bottleneck_dir
 from hubtune.compat import dtype_kwargs, quiet_libraries
-from hubtune.errors import ModelLoadError, RunFileError
+from hubtune.errors import MissingDependencyError, ModelLoadError, ModelNotFoundError, RunFileError
 from hubtune.security import check_model_config
 
 DEFAULT_MAX_LENGTH = 512
@@ -130,7 +131,19 @@ def load_classifier(
     base_model = None
     check_model_config(source, revision=revision)
     try:
-        if is_adapter:
+        if local.is_dir() and is_bottleneck_dir(local):  # a bottleneck adapter (hubtune.adapterhub) on its base
+            from hubtune.adapterhub import attach_bottleneck, bottleneck_base
+
+            base_model = bottleneck_base(local)
+            base_source = resolve_model_source(base_model)
+            check_model_config(base_source)
+            cfg = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+            base = AutoModelForSequenceClassification.from_pretrained(
+                base_source, config=cfg, trust_remote_code=trust_remote_code, use_safetensors=True,
+                **dtype_kwargs(torch_dtype),
+            )
+            model = attach_bottleneck(base, local)
+        elif is_adapter:
             from peft import PeftConfig, PeftModel
 
             peft_cfg = PeftConfig.from_pretrained(source, revision=revision)
@@ -155,7 +168,7 @@ def load_classifier(
             )
             cfg = model.config
         tokenizer = AutoTokenizer.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
-    except ModelLoadError:
+    except (ModelLoadError, MissingDependencyError):
         raise
     except Exception as exc:  # noqa: BLE001 - transformers raises OSError/ValueError/HF errors
         raise _model_error(source, exc) from exc

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hubtune.config import PipelineConfig, TrainConfig, dump_yaml, load_yaml
-from hubtune.errors import ConfigError, MetricGateError, VariantRefusedError, VerificationError
+from hubtune.errors import ConfigError, MetricGateError, PublishRefusedError, VariantRefusedError, VerificationError
 from hubtune.layout import RunLayout
 from hubtune.metrics import SUMMARY_KEYS
 from hubtune.modeling import read_json, resolve_model_source, write_json
@@ -131,6 +131,14 @@ def _validate(cfg: PipelineConfig) -> None:
     parts = rid.split("/")
     if len(parts) != 2 or not all(parts):
         raise ConfigError(f"publish.repo_id is {rid!r}; expected ORG/NAME: pass --repo-id ORG/NAME")
+    if cfg.mode == "adapter":
+        raise PublishRefusedError(
+            "train-and-push with mode adapter: a bottleneck adapter does not merge into the weights, so pipeline() "
+            "cannot load the published repo alone and the fresh-process verification cannot pass; expected --mode "
+            "lora (merged, verified) or full; to publish the adapter itself run `hubtune train --mode adapter`, "
+            "`hubtune card RUN --repo-id ORG/NAME` (its usage section loads it with the adapters library), then "
+            "`hubtune push RUN/model --repo-id ORG/NAME`"
+        )
     if cfg.task != "text-classification" or cfg.mode == "prefix":
         raise ConfigError(
             f"train-and-push publishes text classifiers (task text-classification, mode full/lora/ia3); found task "

@@ -25,7 +25,11 @@ def train(
     task: Optional[str] = typer.Option(
         None, "--task", help="text-classification (default), fill-mask, text-generation or generative-classification."
     ),
-    mode: Optional[str] = typer.Option(None, "--mode", help="full, lora, ia3 or prefix (adapters: text-classification)."),
+    mode: Optional[str] = typer.Option(
+        None, "--mode", help="full, lora, ia3, prefix or adapter (bottleneck, hubtune[adapters]); adapters: text-classification."
+    ),
+    adapter_config: Optional[str] = typer.Option(None, "--adapter-config", help="mode adapter: pfeiffer or houlsby."),
+    reduction_factor: Optional[int] = typer.Option(None, "--reduction-factor", help="mode adapter: hidden / bottleneck size."),
     engine: Optional[str] = typer.Option(None, "--engine", help="trainer (default) or accelerate (a plain Accelerator loop)."),
     block_size: Optional[int] = typer.Option(None, "--block-size", help="LM tasks: tokens per training block."),
     mlm_probability: Optional[float] = typer.Option(None, "--mlm-probability", help="fill-mask: share of tokens masked."),
@@ -80,6 +84,8 @@ def train(
         "seed": seed,
         "trust_remote_code": trust_remote_code,
         "metrics": list(metric) if metric else None,
+        "bottleneck.config": adapter_config,
+        "bottleneck.reduction_factor": reduction_factor,
     }
     overrides.update(parse_overrides(set_))
     cfg = resolve(TrainConfig, config, overrides)

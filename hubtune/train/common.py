@@ -398,13 +398,23 @@ def prepare_classifier(cfg: TrainConfig, progress: bool) -> tuple[TrainEvalData,
     missing = list(getattr(model, "hubtune_missing_modules", []))
     if cfg.mode in ADAPTER_MODES:
         model = apply_adapter(model, cfg, extra_modules=missing)
+    elif cfg.mode == "adapter":  # a bottleneck adapter (AdapterHub's adapters library)
+        from hubtune.adapterhub import apply_bottleneck
+
+        model = apply_bottleneck(model, config=cfg.bottleneck.config, reduction_factor=cfg.bottleneck.reduction_factor,
+                                 extra_modules=missing)
     model.hubtune_missing_modules = missing  # recorded in the run summary
     return data, model, tokenizer, max_length, train_ds, eval_ds
 
 
 def save_classifier(layout: RunLayout, model: Any, tokenizer: Any, cfg: TrainConfig, max_length: int) -> None:
     def save(staging: Path) -> None:
-        model.save_pretrained(str(staging), safe_serialization=True)
+        if cfg.mode == "adapter":  # bottleneck/ + marker, no model.safetensors (see hubtune.adapterhub)
+            from hubtune.adapterhub import save_bottleneck
+
+            save_bottleneck(model, staging, base_model=public_model_ref(cfg.base_model), local_base=cfg.base_model)
+        else:
+            model.save_pretrained(str(staging), safe_serialization=True)
         tokenizer.model_max_length = max_length
         tokenizer.save_pretrained(str(staging))
         if cfg.mode in ADAPTER_MODES:
