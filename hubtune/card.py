@@ -325,6 +325,7 @@ def card(opts: CardOptions, progress: Callable[[str], None] | None = None) -> Ca
         example_text=example,
         max_length=min(loaded.max_length, int(cfg.get("max_length") or loaded.max_length)),
         hubtune_version=__version__,
+        training_warnings=[str(w) for w in run.summary.get("warnings") or []],  # e.g. groups never unfrozen
     )
     mc = ModelCard.from_template(data, template_path=str(tpl), **text_vars)
     text = str(mc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -83,6 +84,14 @@ def test_ulmfit_training_freezes_lower_layers_and_follows_the_schedule(tiny_cls_
     summary = json.loads((res.output_dir / "run_summary.json").read_text())
     u = summary["ulmfit"]
     assert u["unfrozen_per_epoch"] == [["head"], ["layer.1", "head"]]
+    # issue 16.4: 2 epochs cannot open 4 groups: the run says which never train and the flag that fixes it
+    (warning,) = res.extra["warnings"]
+    assert "embeddings, layer.0 never train" in warning and "--epochs 4" in warning
+    assert summary["warnings"] == [warning]
+    from hubtune.card import CardOptions, card
+
+    md = Path(card(CardOptions(run_dir=str(res.output_dir), bench_rows=8)).path).read_text()
+    assert "Warnings from training" in md and "embeddings, layer.0 never train" in md  # the card says so too
     assert u["layer_group_lrs"]["head"] == pytest.approx(1e-2)
     assert u["layer_group_lrs"]["layer.1"] == pytest.approx(1e-2 / 2.6)
     assert u["layer_group_lrs"]["embeddings"] == pytest.approx(1e-2 / 2.6**3)
@@ -110,3 +119,28 @@ def test_ulmfit_training_freezes_lower_layers_and_follows_the_schedule(tiny_cls_
     assert len(lrs) == 8
     fn = ulmfit.slanted_triangular(8, 0.25, 32)
     assert lrs == pytest.approx([1e-2 / 2.6**3 * fn(t) for t in range(8)], rel=1e-4)
+
+
+def test_unfreezing_warning_only_when_epochs_cannot_reach_every_group():
+    groups = ulmfit.LayerGroups(names=["embeddings", "layer.0", "layer.1", "head"], params=[[], [], [], []])
+    assert ulmfit.unfreezing_warning(groups, 4) is None and ulmfit.unfreezing_warning(groups, 9) is None
+    assert "embeddings never train" in ulmfit.unfreezing_warning(groups, 3)
+    assert "--epochs 4" in ulmfit.unfreezing_warning(groups, 1)
+
+
+def test_the_ulmfit_example_unfreezes_every_group(minilm_dir):
+    """Issue 16.4: examples/ulmfit.yaml ran 4 epochs over MiniLM's 8 layer groups, so the embeddings and layers
+    0-2 never unfroze."""
+    from transformers import AutoModelForSequenceClassification
+
+    from hubtune.config import resolve
+
+    from .conftest import REPO
+
+    cfg = resolve(TrainConfig, REPO / "examples" / "ulmfit.yaml", {})
+    assert cfg.base_model == "packaged:minilm" and cfg.ulmfit.gradual_unfreezing
+    groups = ulmfit.layer_groups(AutoModelForSequenceClassification.from_pretrained(minilm_dir, num_labels=3))
+    assert len(groups) == 8
+    assert cfg.max_steps <= 0 and math.ceil(cfg.num_epochs) >= len(groups), cfg.num_epochs
+    assert ulmfit.unfreezing_warning(groups, math.ceil(cfg.num_epochs)) is None
+

@@ -91,16 +91,22 @@ def train(
     cfg = resolve(TrainConfig, config, overrides)
     report = sys.stdout  # library_output() sends library chatter to stderr; this line goes where the result goes
 
+    warned: list[str] = []
+
     def on_start(info: dict) -> None:
         line = f"trainable parameters: {info['trainable']:,} of {info['total']:,} ({100 * info['share']:.2f}%)"
         typer.echo(line, err=json_out, file=None if json_out else report)
+        for warning in info.get("warnings") or []:
+            typer.echo(f"warning: {warning}", err=True)
+            warned.append(warning)
 
     with library_output():
         result = run_train(cfg, overwrite=overwrite, resume=resume, progress=progress, on_start=on_start)
     if not result.extra.get("main_process", True):
         return  # a non-main process of a distributed run: the main process reports
     for warning in result.extra.get("warnings") or []:
-        typer.echo(f"warning: {warning}", err=True)
+        if warning not in warned:  # those known at the start were printed then
+            typer.echo(f"warning: {warning}", err=True)
     if json_out:
         print_json(
             {

@@ -67,7 +67,8 @@ def train_classifier(cfg: TrainConfig, *, overwrite: bool = False, resume: bool 
     if cfg.ulmfit.enabled:
         trainer_cls = ulmfit.trainer_class(cfg)
         if cfg.ulmfit.gradual_unfreezing:
-            unfreeze = ulmfit.make_callback(ulmfit.layer_groups(model))
+            groups = ulmfit.layer_groups(model)
+            unfreeze = ulmfit.make_callback(groups)
             callbacks.append(unfreeze)
             extra_args["ddp_find_unused_parameters"] = True
     args = training_args(cfg, layout, precision, progress, **extra_args)
@@ -81,13 +82,18 @@ def train_classifier(cfg: TrainConfig, *, overwrite: bool = False, resume: bool 
         compute_metrics=compute_metrics,
         callbacks=callbacks,
     )
-    announce_start(on_start, cfg, trainer.model, state)
+    warnings: list[str] = []
+    if unfreeze is not None:
+        steps_per_epoch = len(trainer.get_train_dataloader()) // max(1, cfg.gradient_accumulation_steps)
+        epochs = ulmfit.planned_epochs(cfg.num_epochs, cfg.max_steps, steps_per_epoch)
+        warnings += [w for w in [ulmfit.unfreezing_warning(groups, epochs)] if w]
+    announce_start(on_start, cfg, trainer.model, state, warnings)
     train_metrics, t_train = run_trainer(trainer, last_ckpt)
 
     if not trainer.is_world_process_zero():
         state.wait_for_everyone()
         return worker_result(cfg, layout, data.sizes, label_names, t_start)
-    extra_summary: dict[str, Any] = {}
+    extra_summary: dict[str, Any] = {"warnings": warnings}
     if cfg.ulmfit.enabled:
         extra_summary["ulmfit"] = {
             "layer_group_lrs": getattr(trainer, "layer_group_lrs", {}),

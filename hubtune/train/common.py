@@ -237,14 +237,16 @@ def parameter_counts(model: Any) -> dict[str, Any]:
     return {"total": total, "trainable": trainable, "trainable_share": trainable / total if total else 0.0}
 
 
-def announce_start(on_start: Callable[[dict[str, Any]], None] | None, cfg: TrainConfig, model: Any, state: Any) -> None:
-    """Before training (main process): hand ``on_start`` the run's trainable parameters and their share, for the
-    CLI to print; the library prints nothing."""
+def announce_start(on_start: Callable[[dict[str, Any]], None] | None, cfg: TrainConfig, model: Any, state: Any,
+                   warnings: list[str] | None = None) -> None:
+    """Before training (main process): hand ``on_start`` the run's trainable parameters and their share, and the
+    run's warnings known so far, for the CLI to print; the library prints nothing."""
     if on_start is None or not state.is_main_process:
         return
     counts = parameter_counts(model)
     on_start({"trainable": counts["trainable"], "total": counts["total"], "share": counts["trainable_share"],
-              "task": cfg.task, "mode": cfg.mode, "engine": cfg.engine, "num_processes": state.num_processes})
+              "task": cfg.task, "mode": cfg.mode, "engine": cfg.engine, "num_processes": state.num_processes,
+              "warnings": list(warnings or [])})
 
 
 def replace_model_dir(layout: RunLayout, save: Any) -> None:

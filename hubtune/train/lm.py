@@ -333,7 +333,6 @@ def train_lm(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False,
         torch.manual_seed(cfg.seed)  # the same eval masks before and after (fill-mask)
         return trainer.evaluate()
 
-    announce_start(on_start, cfg, trainer.model, state)
     new_head = [] if gen_cls else list(getattr(model, "hubtune_new_head", []))
     warnings: list[str] = []
     if new_head:
@@ -344,6 +343,7 @@ def train_lm(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False,
             f"would measure that head, not the base model; perplexity_before is not reported. Pass a base trained "
             f"for {cfg.task} (with its head) to --base-model to compare before and after"
         )
+    announce_start(on_start, cfg, trainer.model, state, warnings)
     # "before" only where it measures the base model: not after a resume, not with a random head
     before = None if gen_cls or last_ckpt or new_head else seeded_eval()
     train_metrics, t_train = run_trainer(trainer, last_ckpt)

@@ -5,7 +5,7 @@
 * the slanted triangular schedule: a ``LambdaLR`` multiplier rising linearly to 1 at ``cut_frac`` of the
   steps, then falling linearly to ``1/ratio``;
 * gradual unfreezing: a ``TrainerCallback`` that trains the top group only in epoch 1 and unfreezes one
-  more group below at each later epoch.
+  more group below at each later epoch (a run with fewer epochs than groups is warned: the lowest never train).
 
 Layer groups, bottom to top: ``embeddings`` (everything below the first transformer block),
 ``layer.0`` ... ``layer.N-1`` (the largest ``nn.ModuleList`` of the model: ``encoder.layer``,
@@ -113,6 +113,26 @@ def slanted_triangular(total_steps: int, cut_frac: float = 0.1, ratio: float = 3
         return (1.0 + p * (ratio - 1.0)) / ratio
 
     return fn
+
+
+def unfreezing_warning(groups: LayerGroups, epochs: int) -> str | None:
+    """Gradual unfreezing opens one group per epoch: a sentence naming the groups that would never train when
+    ``epochs`` is fewer than the groups, else None."""
+    if epochs >= len(groups):
+        return None
+    never = groups.names[: len(groups) - max(0, epochs)]
+    return (
+        f"gradual unfreezing opens one of {len(groups)} layer groups per epoch and the run has {epochs} epoch(s), so "
+        f"{', '.join(never)} never train; set num_epochs >= {len(groups)} (--epochs {len(groups)}) or "
+        "--set ulmfit.gradual_unfreezing=false"
+    )
+
+
+def planned_epochs(num_epochs: float, max_steps: int, steps_per_epoch: int) -> int:
+    """The epochs the Trainer will begin: ``ceil(num_epochs)``, or those ``max_steps`` reach."""
+    if max_steps > 0:
+        return math.ceil(max_steps / max(1, steps_per_epoch))
+    return math.ceil(num_epochs)
 
 
 def make_callback(groups: LayerGroups) -> Any:
