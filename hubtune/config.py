@@ -349,10 +349,10 @@ class TrainConfig:
             raise ConfigError(
                 f"task generative-classification with mode {self.mode}; expected --mode full or lora"
             )
-        if self.engine == "accelerate" and (self.task != "text-classification" or self.ulmfit.enabled):
+        if self.engine == "accelerate" and (self.task not in ("text-classification", "fill-mask") or self.ulmfit.enabled):
             raise ConfigError(
-                f"engine accelerate supports task text-classification without ulmfit options (found task {self.task}"
-                f"{', ulmfit on' if self.ulmfit.enabled else ''}); use --engine trainer"
+                f"engine accelerate supports tasks text-classification and fill-mask without ulmfit options (found "
+                f"task {self.task}{', ulmfit on' if self.ulmfit.enabled else ''}); use --engine trainer"
             )
         if self.metrics and self.task != "text-classification":
             raise ConfigError(

@@ -33,7 +33,7 @@ def test_recipe_flags_reach_the_config(monkeypatch, tmp_path):
     assert cfg.ulmfit.cut_frac == 0.2 and cfg.peft.num_virtual_tokens == 7
     assert "perplexity 100.00 -> 50.00" in res.output
 
-    res = CliRunner().invoke(app, ["train", "--base-model", "m", "--dataset", "d.csv", "--task", "fill-mask", "--engine", "accelerate"])
+    res = CliRunner().invoke(app, ["train", "--base-model", "m", "--dataset", "d.csv", "--task", "text-generation", "--engine", "accelerate"])
     assert res.exit_code == 2 and "use --engine trainer" in res.output  # refused before training
 
     res = CliRunner().invoke(app, ["train", "--base-model", "m", "--dataset", "d.csv", "--task", "summarize"])

@@ -126,6 +126,9 @@ def train(
         return
     m = result.eval_metrics
     if "perplexity_after" in m:
+        for h in result.train_metrics.get("eval_history") or []:  # the Accelerate loop: perplexity after each epoch
+            if "perplexity" in h:
+                typer.echo(f"epoch {h['epoch']}: perplexity {h['perplexity']:.2f}")
         before = f"{m['perplexity_before']:.2f} -> " if "perplexity_before" in m else ""
         typer.echo(
             f"trained {result.extra.get('task')} model on {result.sizes['train']} blocks in {result.seconds:.1f}s "

@@ -10,7 +10,9 @@ Modules, lowest first (a module imports only modules above it in this list; no r
                 a text-classifier run (load + tokenize; save + evaluate + write the run files)
 ``classifier``  recipe ``task: text-classification``, ``engine: trainer`` (with the ULMFiT options)
 ``accel``       recipe ``task: text-classification``, ``engine: accelerate`` (a plain Accelerate loop)
-``lm``          recipes ``task: fill-mask``, ``text-generation``, ``generative-classification``
+``lmdata``      pieces: texts, blocks, the MLM collator, loading an LM, perplexity
+``lm``          recipes ``task: fill-mask``, ``text-generation``, ``generative-classification`` (Trainer)
+``mlm_accel``   recipe ``task: fill-mask``, ``engine: accelerate`` (the course's Accelerate loop)
 
 (``common`` uses ``adapters``; ``classifier`` uses ``common`` and ``ulmfit``; ``accel`` uses ``common``;
 ``lm`` uses ``common`` and ``adapters``.) This module is the dispatcher; it also re-exports the public
@@ -39,6 +41,7 @@ from hubtune.train.common import (
     worker_result,
 )
 from hubtune.train.lm import train_lm
+from hubtune.train.mlm_accel import train_mlm_accelerate
 
 __all__ = [
     "TrainResult",
@@ -70,6 +73,8 @@ def train(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False, pr
         from hubtune.metric_modules import load_metric_modules
 
         load_metric_modules(cfg.metrics)
+    if cfg.task == "fill-mask" and cfg.engine == "accelerate":
+        return train_mlm_accelerate(cfg, overwrite=overwrite, resume=resume, progress=progress, on_start=on_start)
     if cfg.task != "text-classification":
         return train_lm(cfg, overwrite=overwrite, resume=resume, progress=progress, on_start=on_start)
     if cfg.engine == "accelerate":
