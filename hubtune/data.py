@@ -204,12 +204,14 @@ def open_dataset(
             kwargs["na_values"] = [""]
         elif builder == "json":
             check_encoding(files, "utf-8" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding)
+        if all(_blank_file(f) for f in files):
+            raise EmptyDatasetError(f"dataset {spec.path} has no rows (the file is empty); expected at least one example")
         try:
             return datasets.load_dataset(builder, data_files=files, split="train", streaming=streaming, **kwargs)
         except DataError:
             raise
         except Exception as exc:  # the builders raise many types for unreadable files
-            if "corresponds to no data" in str(exc):
+            if "corresponds to no data" in str(exc) or isinstance(exc, StopIteration):
                 raise EmptyDatasetError(
                     f"dataset {spec.path} has no rows; expected at least one example"
                 ) from None
@@ -222,6 +224,15 @@ def open_dataset(
         return datasets.load_dataset(spec.path, spec.config, split=split, streaming=streaming, revision=revision)
     except Exception as exc:
         raise _hub_dataset_error(spec, split, exc) from exc
+
+
+def _blank_file(path: str) -> bool:
+    """Empty, or only whitespace (looked at when small)."""
+    size = os.path.getsize(path)
+    if size > 65536:
+        return False
+    with open(path, "rb") as fh:
+        return not fh.read().strip()
 
 
 def _short(exc: BaseException, limit: int = 200) -> str:
@@ -303,8 +314,31 @@ def resolve_columns(
     return ColumnMap(text=text, label=label, text_pair=pair)
 
 
+# the strings pandas reads as missing (read_csv's default na_values): a label written so is no class
+NA_STRINGS = frozenset({
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA",
+    "NULL", "NaN", "None", "n/a", "nan", "null",
+})
+
+
 def is_missing(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and not v.strip())
+    """No label: None, NaN, or a string pandas reads as missing (empty, "NaN", "NA", "null", ...)."""
+    return v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and v.strip() in NA_STRINGS)
+
+
+def check_labels_present(ds: "datasets.Dataset", label_column: str | None, source: str) -> None:
+    """Refuse rows without a label, naming them by their position in the data (1-based, header not counted)."""
+    if label_column is None or label_column not in ds.column_names:
+        return
+    missing = [i for i, v in enumerate(ds[label_column]) if is_missing(v)]
+    if missing:
+        shown = ", ".join(str(i + 1) for i in missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        values = sorted({repr(v) for v in (ds[label_column][i] for i in missing[:100])})[:4]
+        raise LabelError(
+            f"{source}: {len(missing)} row(s) have no label in '{label_column}' (read as missing: "
+            f"{', '.join(values)}) at data row(s) {shown} (counted from 1 after the header); expected a label in every "
+            "row: fill or drop those rows, or pick another --label-column"
+        )
 
 
 def _label_names_from_feature(feature: Any) -> list[str] | None:
@@ -408,6 +442,16 @@ def normalise(
 # --------------------------------------------------------------------------------------------------
 # Public loaders
 # --------------------------------------------------------------------------------------------------
+def _check_source_labels(ds: "datasets.Dataset", source: str, text_column: str | None, text_pair_column: str | None,
+                         label_column: str | None, require_label: bool = True) -> None:
+    """Before any shuffle or --limit: rows without a label, named by their place in the source."""
+    if len(ds) == 0:
+        return
+    cols = resolve_columns(ds.column_names, text_column=text_column, text_pair_column=text_pair_column,
+                           label_column=label_column, require_label=require_label)
+    check_labels_present(ds, cols.label, source)
+
+
 def _limit(ds: "datasets.Dataset", n: int | None, seed: int) -> "datasets.Dataset":
     ds = ds.shuffle(seed=seed)
     if n is not None and n < len(ds):
@@ -432,6 +476,7 @@ def load_labeled(
     """Load one spec, normalised. With ``label_names`` (e.g. a model's), labels map onto those ids."""
     parsed = parse_spec(spec)
     ds = open_dataset(parsed, encoding=encoding, default_split=default_split, revision=revision)
+    _check_source_labels(ds, spec, text_column, text_pair_column, label_column, require_label)
     if max_samples is not None:
         ds = _limit(ds, max_samples, seed)
     return normalise(
@@ -454,6 +499,7 @@ def load_train_eval(cfg: Any) -> TrainEvalData:
     ds = open_dataset(parse_spec(cfg.dataset), encoding=cfg.encoding, default_split="train")
     if len(ds) == 0:
         raise EmptyDatasetError(f"dataset {cfg.dataset} has no rows; expected at least one example")
+    _check_source_labels(ds, cfg.dataset, cfg.text_column, cfg.text_pair_column, cfg.label_column)
     ds = _limit(ds, cfg.max_samples, cfg.seed)
     train = normalise(
         ds,
@@ -469,6 +515,7 @@ def load_train_eval(cfg: Any) -> TrainEvalData:
         )
     if cfg.eval_dataset:
         ev_raw = open_dataset(parse_spec(cfg.eval_dataset), encoding=cfg.encoding, default_split="validation")
+        _check_source_labels(ev_raw, cfg.eval_dataset, cfg.text_column, cfg.text_pair_column, cfg.label_column)
         ev_raw = _limit(ev_raw, cfg.eval_max_samples, cfg.seed)
         ev = normalise(
             ev_raw,

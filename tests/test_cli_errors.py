@@ -8,12 +8,23 @@ import os
 import socket
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from .conftest import TWEETS_TEST, TWEETS_TRAIN, run_cli
 
 OFFLINE = {"HF_HUB_OFFLINE": "1"}
+
+
+def cli(*args: str, env: dict | None = None) -> SimpleNamespace:
+    """The CLI in this process (fast); ``run_cli`` is the same in a fresh process."""
+    from typer.testing import CliRunner
+
+    from hubtune.cli.main import app
+
+    res = CliRunner().invoke(app, list(args), env={**OFFLINE, **(env or {})})
+    return SimpleNamespace(returncode=res.exit_code, stdout=res.stdout, stderr=res.stderr)
 
 
 def assert_one_error(res, code: int, *needles: str) -> str:
@@ -57,8 +68,9 @@ def readonly_target(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("command", ["train", "train-and-push"])
 @pytest.mark.parametrize("value", ["foo", "=3"])
 def test_set_without_key_value(tmp_path, command, value):
+    run = run_cli if (command, value) == ("train", "foo") else cli
     out = tmp_path / "run"
-    res = run_cli(command, "--dataset", str(TWEETS_TRAIN), "-o", str(out), "--set", value, "--no-progress", env=OFFLINE)
+    res = run(command, "--dataset", str(TWEETS_TRAIN), "-o", str(out), "--set", value, "--no-progress", env=OFFLINE)
     assert_one_error(res, 15, "--set", "KEY=VALUE", repr(value))
     assert not out.exists()
 
@@ -66,30 +78,30 @@ def test_set_without_key_value(tmp_path, command, value):
 @pytest.mark.parametrize("value", ["accuracy=x", "accuracy", "=0.5", "accuracy=nan"])
 def test_min_metric_not_a_number(tmp_path, value):
     out = tmp_path / "run"
-    res = run_cli("train-and-push", "--dataset", str(TWEETS_TRAIN), "-o", str(out), "--min-metric", value,
-                  "--no-progress", env=OFFLINE)
+    res = cli("train-and-push", "--dataset", str(TWEETS_TRAIN), "-o", str(out), "--min-metric", value,
+              "--no-progress")
     assert_one_error(res, 16, "--min-metric", "NAME=NUMBER")
     assert not out.exists()
 
 
 @pytest.mark.parametrize("flag,value", [("--batch-size", "0"), ("--batch-size", "-3"), ("--limit", "0")])
 def test_evaluate_option_out_of_range(tiny_classifier, flag, value):
-    res = run_cli("evaluate", "--model", str(tiny_classifier), "--dataset", str(TWEETS_TEST), flag, value, env=OFFLINE)
+    res = cli("evaluate", "--model", str(tiny_classifier), "--dataset", str(TWEETS_TEST), flag, value)
     assert_one_error(res, 17, flag, "at least 1")
     assert res.stdout == ""
 
 
 def test_train_into_readonly_directory(tmp_path, tiny_classifier):
     out = readonly_target(tmp_path)
-    res = run_cli("train", "--base-model", str(tiny_classifier), "--dataset", str(TWEETS_TRAIN), "--limit", "20",
-                  "-o", str(out), "--no-progress", env=OFFLINE)
+    res = cli("train", "--base-model", str(tiny_classifier), "--dataset", str(TWEETS_TRAIN), "--limit", "20",
+              "-o", str(out), "--no-progress")
     assert_one_error(res, 40, str(out), "--output-dir")
     assert not out.exists()
 
 
 def test_card_into_readonly_directory(tmp_path, full_run):
     out = readonly_target(tmp_path) / "README.md"
-    res = run_cli("card", str(full_run), "--output", str(out), "--json", env=OFFLINE)
+    res = cli("card", str(full_run), "--output", str(out), "--json")
     assert_one_error(res, 40, str(out), "--output")
     assert not out.exists() and not (full_run / "model" / "README.md").exists()
 
@@ -100,7 +112,7 @@ def test_card_with_malformed_metrics(tmp_path, full_run):
     run = tmp_path / "run"
     shutil.copytree(full_run, run)
     (run / "metrics.json").write_text("{bad", encoding="utf-8")
-    res = run_cli("card", str(run), "--json", env=OFFLINE)
+    res = cli("card", str(run), "--json")
     line = assert_one_error(res, 18, "metrics.json", "not valid JSON", "line 1")
     assert str(run) in line
     assert not (run / "model" / "README.md").exists()
@@ -108,15 +120,54 @@ def test_card_with_malformed_metrics(tmp_path, full_run):
 
 # --- --json: the error is also a JSON object on stdout ---------------------------------------------------
 def test_json_error_object_on_stdout(tmp_path, tiny_classifier):
-    res = run_cli("train", "--base-model", str(tiny_classifier), "--dataset", str(tmp_path / "nope.csv"), "-o", str(tmp_path / "run"), "--json",
-                  "--no-progress", env=OFFLINE)
+    res = run_cli("train", "--base-model", str(tiny_classifier), "--dataset", str(tmp_path / "nope.csv"),
+                  "-o", str(tmp_path / "run"), "--json", "--no-progress", env=OFFLINE)
     line = assert_one_error(res, 3, "does not exist")
     obj = json.loads(res.stdout)
     assert obj == {"error": line.removeprefix("error: "), "exit_code": 3, "type": "DatasetNotFoundError"}
 
 
 def test_no_json_object_without_json(tmp_path, tiny_classifier):
-    res = run_cli("train", "--base-model", str(tiny_classifier), "--dataset", str(tmp_path / "nope.csv"), "-o", str(tmp_path / "run"), "--no-progress",
-                  env=OFFLINE)
+    res = cli("train", "--base-model", str(tiny_classifier), "--dataset", str(tmp_path / "nope.csv"),
+              "-o", str(tmp_path / "run"), "--no-progress")
     assert_one_error(res, 3)
     assert res.stdout == ""
+
+
+# --- 2. labels read as missing, empty files, a missing model directory -------------------------------------
+@pytest.mark.parametrize("missing", ["NaN", "NA", ""])
+def test_label_read_as_missing_names_the_rows(tmp_path, tiny_classifier, missing):
+    data = tmp_path / "d.csv"
+    rows = ["a,x", f"b,{missing}", "c,y", "d,x", f"e,{missing}", "f,y"]
+    data.write_text("text,label\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    out = tmp_path / "run"
+    res = cli("train", "--base-model", str(tiny_classifier), "--dataset", str(data), "-o", str(out),
+                  "--no-progress")
+    assert_one_error(res, 3, "2 row(s) have no label", "data row(s) 2, 5", "'label'")
+    assert not out.exists(), "no class named after a missing value is trained"
+
+
+@pytest.mark.parametrize("name,content", [("e.jsonl", b""), ("e.csv", b"\n")])
+def test_empty_dataset_says_no_rows(tmp_path, tiny_classifier, name, content):
+    data = tmp_path / name
+    data.write_bytes(content)
+    out = tmp_path / "run"
+    res = cli("train", "--base-model", str(tiny_classifier), "--dataset", str(data), "-o", str(out),
+                  "--no-progress")
+    line = assert_one_error(res, 3, "has no rows")
+    assert "StopIteration" not in line and "DatasetGenerationError" not in line
+    assert not out.exists()
+    res = cli("evaluate", "--model", str(tiny_classifier), "--dataset", str(data))
+    assert_one_error(res, 3, "has no rows")
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_missing_model_directory(tmp_path, command):
+    missing = tmp_path / "no-such-model"
+    flag = "--base-model" if command == "train" else "--model"
+    extra = ["-o", str(tmp_path / "run"), "--no-progress"] if command == "train" else []
+    run = run_cli if command == "train" else cli
+    res = run(command, flag, str(missing), "--dataset", str(TWEETS_TRAIN), *extra, env=OFFLINE)
+    line = assert_one_error(res, 5, f"model directory {missing} does not exist", flag)
+    assert "Repo id" not in line and "HFValidationError" not in line
+    assert not (tmp_path / "run").exists()

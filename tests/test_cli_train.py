@@ -56,7 +56,7 @@ def test_bad_input_one_line_error_no_output(tmp_path, tiny_bert_dir, case):
 
 def test_unknown_base_model(tmp_path):
     res, out = _train(tmp_path, str(tmp_path / "no-model"), "--dataset", str(TWEETS_TRAIN), "--limit", "20")
-    assert res.returncode == 5 and "error: could not load base model" in res.stderr
+    assert res.returncode == 5 and "error: model directory" in res.stderr and "does not exist" in res.stderr
     assert not out.exists()
 
 
