@@ -79,7 +79,7 @@ _HF_HUB_UA = re.compile(r"(?:^|[;\s])hf_hub/(\d+)\.(\d+)")
 XET_ONLY_CLIENT = (1, 20)  # huggingface_hub from this version on never negotiates Xet away
 _REPO_ACTIONS = frozenset(  # what may follow a canonical id (imdb) in /api/{type}s/imdb/...
     "revision tree paths-info refs commits preupload commit branch tag discussions xet-write-token xet-read-token "
-    "settings".split())
+    "settings auth-check super-squash".split())
 
 
 @dataclass
