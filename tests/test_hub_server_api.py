@@ -163,3 +163,41 @@ def test_repo_gitattributes_decides_what_is_lfs(local_hub: LocalHub) -> None:
     assert info["readme.txt"].lfs is None and info["weights.bin"].lfs is None
     raw = httpx.get(f"{local_hub.url}/api/models/{REPO}/tree/main").json()
     assert {e["path"] for e in raw if "lfs" in e} == {"table.csv"}
+
+
+def test_listing_follows_pages(local_hub: LocalHub, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hubtune.hub_server.community as community
+
+    monkeypatch.setattr(community, "PAGE_SIZE", 2)  # pages of 2: the client follows Link rel="next"
+    for i in range(5):
+        local_hub.api().create_repo(f"org/m{i}")
+    assert [m.id for m in local_hub.api().list_models(author="org")] == [f"org/m{i}" for i in range(5)]
+    first = httpx.get(f"{local_hub.url}/api/models", params={"author": "org"})
+    assert len(first.json()) == 2 and 'rel="next"' in first.headers["Link"]
+
+
+def test_repo_stored_under_its_old_spelling_is_still_found(local_hub: LocalHub) -> None:
+    """A root written before ids were case-folded keeps its repos: Org/Old stored as Org/Old is found."""
+    _seed(local_hub, "org/old")
+    base = local_hub.root / "repos" / "models"
+    (base / "org").rename(base / "Org")
+    (base / "Org" / "old").rename(base / "Org" / "Old")
+    assert "config.json" in local_hub.api().list_repo_files("Org/Old")
+    with pytest.raises(HfHubHTTPError) as exc:
+        local_hub.api().create_repo("Org/Old")
+    assert exc.value.response.status_code == 409
+
+
+def test_empty_pull_request_gets_commits_then_merges(local_hub: LocalHub) -> None:
+    _seed(local_hub)
+    api = local_hub.api()
+    pr = api.create_pull_request(REPO, title="Empty first", description="commits follow")
+    assert pr.is_pull_request and pr.num == 1 and pr.git_reference == "refs/pr/1"
+    api.upload_file(path_or_fileobj=b"later", path_in_repo="later.txt", repo_id=REPO, revision="refs/pr/1")
+    assert "later.txt" not in api.list_repo_files(REPO)
+    api.rename_discussion(REPO, 1, "Now with a commit")
+    api.merge_pull_request(REPO, 1)
+    assert "later.txt" in api.list_repo_files(REPO)
+    details = api.get_discussion_details(REPO, 1)
+    assert details.title == "Now with a commit" and details.status == "merged"
+    assert [type(e).__name__ for e in details.events][:2] == ["DiscussionComment", "DiscussionCommit"]

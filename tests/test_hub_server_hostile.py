@@ -4,6 +4,7 @@ with a 400 and a message, never a 500 or a dropped connection; and what it leave
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import socket
@@ -215,3 +216,31 @@ def test_partial_uploads_and_unreferenced_blobs_are_collected(local_hub: LocalHu
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["blobs"] == 1 and not store.has_blob(young)
+
+
+def test_collector_spares_uploads_in_progress_and_drops_squashed_history(local_hub: LocalHub) -> None:
+    from hubtune.hub_server.garbage import collect_garbage
+
+    _seed(local_hub)
+    api = local_hub.api()
+    api.upload_file(path_or_fileobj=b"\x00old weights", path_in_repo="w.bin", repo_id=REPO)
+    api.upload_file(path_or_fileobj=b"\x00new weights", path_in_repo="w.bin", repo_id=REPO)
+    store = HubStore(local_hub.root)
+    old = time.time() - 7200
+    data = b"an upload still arriving"
+    with store.blob_writer(hashlib.sha256(data).hexdigest(), len(data)) as out:
+        out.write(data[:5])
+        (part,) = (local_hub.root / "tmp").glob("*.part")
+        os.utime(part, (old, old))
+        assert collect_garbage(store)["partial_files"] == 0 and part.exists()  # its writer holds the lock
+        out.write(data[5:])
+    api.super_squash_history(REPO, commit_message="squash")
+    for f in (store.get_repo("model", REPO).path / "commits").glob("*.json"):
+        os.utime(f, (old, old))
+    for f in (local_hub.root / "blobs").glob("*/*"):
+        os.utime(f, (old, old))
+    report = collect_garbage(store)
+    assert report["commits"] == 4  # initial, seed and two uploads: unreachable after the squash
+    assert report["blobs"] == 2  # the old w.bin and the finished upload no commit references
+    assert [c.title for c in api.list_repo_commits(REPO)] == ["squash"]
+    assert Path(api.hf_hub_download(REPO, "w.bin", cache_dir=local_hub.home / "c")).read_bytes() == b"\x00new weights"
