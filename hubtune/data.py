@@ -220,10 +220,26 @@ def open_dataset(
                 "expected a well-formed file of that format"
             ) from exc
     split = spec.split or default_split
+    path = spec.path if "/" in spec.path else canonical_dataset_id(spec.path)
     try:
-        return datasets.load_dataset(spec.path, spec.config, split=split, streaming=streaming, revision=revision)
+        return datasets.load_dataset(path, spec.config, split=split, streaming=streaming, revision=revision)
     except Exception as exc:
         raise _hub_dataset_error(spec, split, exc) from exc
+
+
+def canonical_dataset_id(name: str) -> str:
+    """A canonical (single-name) Hub id such as ``imdb`` -> the org repo the Hub serves it from (stanfordnlp/imdb).
+
+    The Hub answers a canonical id with the full one; current huggingface_hub addresses files by
+    ``namespace/name`` only. Offline or not found, the name goes on as is and the load reports it.
+    """
+    from huggingface_hub import HfApi
+
+    try:
+        full = HfApi().dataset_info(name).id
+    except Exception:  # noqa: BLE001 - the load that follows reports what is wrong
+        return name
+    return full if isinstance(full, str) and "/" in full else name
 
 
 def _blank_file(path: str) -> bool:

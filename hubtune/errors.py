@@ -167,7 +167,7 @@ class PublishRefusedError(HubtuneError, ValueError):
 
 # --- issue 15: install, consume step, local-Hub datasets, workflows ---
 class ImportRepoIdError(HubtuneError, ValueError):
-    """``hubtune hub import``: a REPO_ID the target cannot hold (malformed, or canonical over HTTP)."""
+    """``hubtune hub import``: a malformed REPO_ID (neither ORG/NAME nor a canonical NAME such as imdb)."""
 
     exit_code = 24
 

@@ -83,8 +83,13 @@ def predict_labels(model_ref: str, texts: list[str], *, revision: str | None = N
     return out
 
 
+# how this machine reaches the Hub (a proxy, a private CA): the verifying process must reach it the same way
+NETWORK_ENV = tuple(k for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY") for k in (name, name.lower()))
+NETWORK_ENV += ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR", "CURL_CA_BUNDLE")
+
+
 def _child_env(endpoint: str | None, token: str | None, home: str) -> dict[str, str]:
-    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH", "SYSTEMROOT")
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH", "SYSTEMROOT") + NETWORK_ENV
     env = {k: v for k, v in os.environ.items() if k in keep}
     env.update({"HF_HOME": home, "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_XET": "1",
                 "TOKENIZERS_PARALLELISM": "false", "HF_HUB_DISABLE_PROGRESS_BARS": "1"})

@@ -85,6 +85,8 @@ def train_and_push(
         return
     state = "verified" if result.verified else "not verified"
     typer.echo(f"published {result.repo_id} @ {(result.commit or '')[:12]} ({state}) -> {result.url}")
+    if local_hub:  # the embedded Hub stopped with this command: say how to reach what it published
+        typer.echo(f"  the local Hub has stopped; to pull it: hubtune hub serve --root {local_hub} --port 0")
     if result.message:
         typer.echo(f"  {result.message}")
     for path in result.deleted:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
 
-from hubtune.errors import ConfigError
+from hubtune.errors import ConfigError, ImportRepoIdError
 from hubtune.hub_server.store import (
+    CANONICAL_ORG,
     REPO_TYPES,
     Commit,
     HubStore,
@@ -15,10 +17,38 @@ from hubtune.hub_server.store import (
     RepoNotFound,
     StoreError,
     check_path,
+    check_repo_id,
     git_blob_oid,
     upload_mode,
 )
 from hubtune.parity import file_sha256
+
+
+def import_repo_id(repo_id: str) -> str:
+    """The stored id of ``hubtune hub import``'s REPO_ID: ``ORG/NAME`` as is, a canonical ``NAME`` (``imdb``) as
+    ``canonical/NAME``, which the local Hub also serves as ``NAME``, as huggingface.co serves ``imdb`` from an
+    org repo. Anything else is refused, naming the argument that fixes it."""
+    full = repo_id if "/" in repo_id else f"{CANONICAL_ORG}/{repo_id}"
+    try:
+        check_repo_id(full)
+    except StoreError:
+        raise ImportRepoIdError(
+            f"repo id {repo_id!r} is malformed; expected ORG/NAME or a canonical NAME such as imdb (letters, digits, "
+            "'-', '_', '.'): fix the REPO_ID argument of hubtune hub import"
+        ) from None
+    return full
+
+
+def list_repos(root: str | os.PathLike[str], repo_type: str = "model") -> list[str]:
+    """Repo ids of ``repo_type`` in the store at ``root``, the most recently changed first."""
+    found = []
+    for meta in (Path(root) / "repos" / f"{repo_type}s").glob("*/*/repo.json"):
+        refs = meta.parent / "refs.json"
+        try:
+            found.append(((refs if refs.is_file() else meta).stat().st_mtime, str(json.loads(meta.read_text())["id"])))
+        except (OSError, ValueError, KeyError):
+            continue  # a repo being created or deleted
+    return [rid for _, rid in sorted(found, reverse=True)]
 
 
 def import_folder(
@@ -67,7 +97,8 @@ def import_into_store(
     if not src.is_dir():
         raise ConfigError(f"folder to import {str(src)!r} is not a directory; expected a model or dataset folder")
     if repo_type not in REPO_TYPES:
-        raise ConfigError(f"repo type {repo_type!r} is not supported; expected one of {REPO_TYPES}: use --type")
+        raise ConfigError(f"repo type {repo_type!r} is not supported; expected one of {REPO_TYPES}: use --repo-type")
+    repo_id = import_repo_id(repo_id)
     try:
         commit, changed = import_folder(
             HubStore(root), repo_type, repo_id, src, private=private, message=f"import {src.name}"
