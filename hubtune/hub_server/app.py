@@ -137,7 +137,7 @@ class HubApp(CommunityRoutes, LfsRoutes):
         if self.config.token is not None and not authed:
             raise HttpError(401, "You must be authenticated (Authorization: Bearer <token>) to write to this Hub")
         if namespace is not None and self.config.orgs is not None:
-            if namespace not in {self.config.user, *self.config.orgs}:
+            if namespace.lower() not in {n.lower() for n in (self.config.user, *self.config.orgs)}:  # case-blind
                 raise HttpError(
                     403,
                     f'You don\'t have the rights to write under the namespace "{namespace}" '

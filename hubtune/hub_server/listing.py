@@ -32,7 +32,7 @@ def card_data(readme: bytes) -> dict[str, Any] | None:
         return None
     try:
         data = yaml.safe_load(m.group(1))
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 
