@@ -329,7 +329,7 @@ def card(opts: CardOptions, progress: Callable[[str], None] | None = None) -> Ca
     )
     mc = ModelCard.from_template(data, template_path=str(tpl), **text_vars)
     text = str(mc)
-    _check_public(text, root, pub)
+    check_public(text, root, pub)
     out = Path(opts.output) if opts.output else pub / "README.md"
     tmp = out.with_name(f".{out.name}.tmp")
     try:
@@ -371,7 +371,7 @@ def _rel(path: Path, root: Path) -> str:
         return path.name
 
 
-def _check_public(text: str, root: Path, pub: Path) -> None:
+def check_public(text: str, root: Path, pub: Path) -> None:
     """Refuse a card that would leak a token or a local absolute path."""
     secrets = [v for k, v in os.environ.items() if ("TOKEN" in k.upper() or k.upper().startswith("HF_API")) and len(v) >= 8]
     if TOKEN_RE.search(text) or any(s in text for s in secrets):

@@ -30,6 +30,7 @@ class VerifyOptions:
     endpoint: str | None = None
     token: str | None = None
     timeout_s: int = 900
+    task: str = "text-classification"  # or fill-mask / text-generation: outputs from lm_predict
 
 
 @dataclass
@@ -83,6 +84,62 @@ def predict_labels(model_ref: str, texts: list[str], *, revision: str | None = N
     return out
 
 
+LM_TASKS = ("fill-mask", "text-generation")
+GEN_TOKENS = 8  # text-generation: greedy continuation length compared between the local and the pulled model
+
+
+def lm_predict(model_ref: str, task: str, texts: list[str], *, revision: str | None = None,
+               onnx_file: str | None = None) -> dict[str, list[str]]:
+    """What a language model answers, deterministically: ``pipeline("fill-mask")``'s top token for each masked
+    text, or ``pipeline("text-generation")``'s greedy continuation of each prompt; with ``onnx_file`` also ONNX
+    Runtime's top token (fill-mask: at the mask; text-generation: the next token) from ``onnx/``."""
+    import numpy as np
+    from transformers import AutoTokenizer, pipeline
+
+    from hubtune.security import check_model_config
+
+    check_model_config(model_ref, revision=revision)
+    pipe = pipeline(task, model=model_ref, revision=revision, device=-1)
+    if task == "fill-mask":
+        out = {"pytorch": [pipe(t, top_k=1)[0]["token_str"].strip() for t in texts]}
+    else:
+        pad = pipe.tokenizer.pad_token_id if pipe.tokenizer.pad_token_id is not None else pipe.tokenizer.eos_token_id
+        out = {"pytorch": [r[0]["generated_text"] for r in (pipe(t, do_sample=False, max_new_tokens=GEN_TOKENS,
+                                                                  pad_token_id=pad) for t in texts)]}
+    if onnx_file:
+        from huggingface_hub import hf_hub_download
+
+        from hubtune.onnx_tools import INFO_FILE, check_matches_weights, feeds_for, session
+        from hubtune.parity import weight_files
+
+        local = Path(model_ref)
+        if local.is_dir():
+            path, weights_dir = local / "onnx" / onnx_file, local
+        else:
+            path = Path(hf_hub_download(model_ref, f"onnx/{onnx_file}", revision=revision))
+            weights_dir = path.parent.parent
+            try:
+                hf_hub_download(model_ref, f"onnx/{INFO_FILE}", revision=revision)
+            except Exception:  # noqa: BLE001 - an export without export_info.json: nothing to check against
+                pass
+        if weight_files(weights_dir):
+            check_matches_weights(path, weights_dir)
+        sess = session(path)
+        tok = AutoTokenizer.from_pretrained(model_ref, revision=revision)
+        tokens = []
+        for t in texts:
+            enc = dict(tok([t], return_tensors="np"))
+            feeds = feeds_for(sess, enc)
+            if "position_ids" in {i.name for i in sess.get_inputs()}:  # Optimum's decoder graphs take them
+                feeds["position_ids"] = np.arange(enc["input_ids"].shape[1], dtype=np.int64)[None, :]
+            logits = sess.run(None, feeds)[0][0]
+            ids = enc["input_ids"][0]
+            pos = int(np.where(ids == tok.mask_token_id)[0][0]) if task == "fill-mask" else len(ids) - 1
+            tokens.append(tok.decode([int(logits[pos].argmax())]).strip())
+        out["onnx"] = tokens
+    return out
+
+
 # how this machine reaches the Hub (a proxy, a private CA): the verifying process must reach it the same way
 NETWORK_ENV = tuple(k for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY") for k in (name, name.lower()))
 NETWORK_ENV += ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR", "CURL_CA_BUNDLE")
@@ -105,7 +162,8 @@ def _child_env(endpoint: str | None, token: str | None, home: str) -> dict[str, 
 def verify(opts: VerifyOptions) -> VerifyResult:
     """Pull ``repo_id@revision`` in a fresh process and compare its labels with ``opts.expected``."""
     t0 = time.perf_counter()
-    request = {"repo_id": opts.repo_id, "revision": opts.revision, "texts": opts.texts, "onnx_file": opts.onnx_file}
+    request = {"repo_id": opts.repo_id, "revision": opts.revision, "texts": opts.texts, "onnx_file": opts.onnx_file,
+               "task": opts.task}
     with tempfile.TemporaryDirectory(prefix="hubtune-verify-") as home:
         try:
             proc = subprocess.run(
@@ -140,7 +198,10 @@ def _main() -> int:
     import transformers
 
     transformers.logging.set_verbosity_error()
-    out = predict_labels(req["repo_id"], req["texts"], revision=req["revision"], onnx_file=req.get("onnx_file"))
+    if req.get("task") in LM_TASKS:
+        out = lm_predict(req["repo_id"], req["task"], req["texts"], revision=req["revision"], onnx_file=req.get("onnx_file"))
+    else:
+        out = predict_labels(req["repo_id"], req["texts"], revision=req["revision"], onnx_file=req.get("onnx_file"))
     sys.stdout.write(json.dumps(out) + "\n")
     return 0
 

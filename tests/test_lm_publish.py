@@ -1,0 +1,61 @@
+"""Publishing language models: train-and-push for fill-mask and text-generation against the local Hub, with a card
+carrying perplexity before and after, ONNX export with its logit-parity gate, and pipeline() verification of the
+pushed revision in a fresh process."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from hubtune.config import DataConfig, ExportSettings, GateSettings, PipelineConfig, PublishSettings
+from hubtune.pipeline import PipelineOptions, run_pipeline
+
+from .conftest import TWEETS_TEST, TWEETS_TRAIN, run_cli
+from .test_recipes_causal import tiny_gpt2_dir  # noqa: F401 - the fixture
+from .test_recipes_mlm_accel import tiny_mlm_dir  # noqa: F401 - the fixture
+
+
+def _cfg(base, out, repo_id, task, **kw):
+    return PipelineConfig(
+        base_model=base, output_dir=str(out), task=task,
+        data=DataConfig(dataset=str(TWEETS_TRAIN), eval_dataset=str(TWEETS_TEST), max_samples=96, eval_max_samples=24),
+        num_epochs=1, batch_size=16, block_size=32, learning_rate=3e-3, logging_steps=1000,
+        publish=PublishSettings(repo_id=repo_id, tag="v1"), export=ExportSettings(onnx=True, tolerance=1e-3),
+        gates=GateSettings(golden_examples=6), **kw,
+    )
+
+
+def _card_meta(text):
+    return yaml.safe_load(text.split("---")[1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["fill-mask", "text-generation"])
+def test_train_and_push_publishes_a_verified_language_model(local_hub, tiny_mlm_dir, tiny_gpt2_dir, tmp_path, task):  # noqa: F811
+    base = tiny_mlm_dir if task == "fill-mask" else tiny_gpt2_dir
+    result = run_pipeline(PipelineOptions(config=_cfg(base, tmp_path / "run", f"org/{task}", task), progress=False))
+    assert result.verified and result.tag == "v1", result.steps
+    checked = result.verification["checked"]
+    assert set(checked) == {"pytorch", "onnx"} and all(c["agree"] == c["total"] > 0 for c in checked.values())
+    api = local_hub.api()
+    files = set(api.list_repo_files(f"org/{task}", revision="v1"))
+    assert {"model.safetensors", "config.json", "README.md", "onnx/model.onnx", "onnx/export_info.json"} <= files
+    ev = json.loads((tmp_path / "run" / "metrics.json").read_text())["eval"]
+    card = (tmp_path / "run" / "model" / "README.md").read_text()
+    meta = _card_meta(card)
+    assert meta["pipeline_tag"] == task
+    ppl = meta["model-index"][0]["results"][0]["metrics"][0]
+    assert ppl["type"] == "perplexity" and ppl["value"] == pytest.approx(ev["perplexity_after"])
+    assert f"{ev['perplexity_before']:.2f}" in card and f"{ev['perplexity_after']:.2f}" in card
+    assert f'pipeline("{task}"' in card and str(tmp_path) not in card
+    parity = json.loads((tmp_path / "run" / "run_summary.json").read_text())["variants"]["onnx"]["parity"]
+    assert parity["passed"] and parity["top1_agreement"] == 1.0 and parity["max_abs_diff"] <= 1e-3
+
+
+def test_language_model_gates_that_apply_to_classifiers_are_refused(tmp_path):
+    res = run_cli("train-and-push", "--base-model", "m", "--dataset", str(TWEETS_TRAIN), "--repo-id", "org/x",
+                  "-o", str(tmp_path / "run"), "--set", "task=fill-mask", "--min-metric", "accuracy=0.5", "--no-progress")
+    assert res.returncode == 2 and "apply to classifiers" in res.stderr, res.stderr
+    assert not (tmp_path / "run").exists()
