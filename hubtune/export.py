@@ -50,6 +50,7 @@ from hubtune.onnx_tools import (
     OPTIMIZE_LEVELS,
     QUANTIZED_FILE,
     OrtClassifier,
+    calibration_feeds,
     choose_exporter,
     export_onnx,
     optimize,
@@ -59,6 +60,7 @@ from hubtune.onnx_tools import (
 from hubtune.rundir import eval_data, find_run_dir, load_run, published_dir, update_summary
 
 QUANTIZE_MODES = ("int8",)
+CALIBRATION_ROWS = 256  # real texts on which int8 sensitivity is measured
 
 
 @dataclass
@@ -121,9 +123,35 @@ def _optimize(onnx_dir: Path, level: str, work: Path) -> tuple[Path, str]:
     return dest, optimize(onnx_dir / FP32_FILE, dest, level)
 
 
-def _quantize(onnx_dir: Path, work: Path) -> tuple[Path, str]:
+def _quantize(onnx_dir: Path, work: Path, calibration: list[dict[str, Any]] | None = None,
+              calibration_source: str = "") -> tuple[Path, dict[str, Any]]:
     dest = work / QUANTIZED_FILE
-    return dest, quantize_int8(onnx_dir / FP32_FILE, dest)
+    return dest, quantize_int8(onnx_dir / FP32_FILE, dest, calibration=calibration, calibration_source=calibration_source)
+
+
+def calibration_texts(run: Any, ev_texts: list[str], ev_pairs: list[str] | None, source: str,
+                      n: int = CALIBRATION_ROWS) -> tuple[list[str], list[str] | None, str]:
+    """Real texts to measure int8 sensitivity on: the run's training examples (never the gate's), else the
+    gate's own texts (said so in ``export_info.json``)."""
+    dc = run.data_config if run is not None else {}
+    if dc.get("dataset"):
+        try:
+            from hubtune.config import DataConfig, from_dict
+            from hubtune.data import load_train_eval
+            from hubtune.rundir import resolve_local_spec
+
+            dc2 = dict(dc)
+            dc2["dataset"] = resolve_local_spec(str(dc["dataset"]), run.root)
+            if dc2.get("eval_dataset"):
+                dc2["eval_dataset"] = resolve_local_spec(str(dc2["eval_dataset"]), run.root)
+            train = load_train_eval(from_dict(DataConfig, dc2)).train.dataset
+            rows = train.select(range(min(n, len(train))))
+            pairs = list(rows["text_pair"]) if "text_pair" in rows.column_names else None
+            return list(rows["text"]), pairs, f"{len(rows)} training texts of {dc['dataset']}"
+        except Exception:  # noqa: BLE001 - training data gone or moved: measure on the gate's texts instead
+            pass
+    k = min(n, len(ev_texts))
+    return ev_texts[:k], (ev_pairs[:k] if ev_pairs else None), f"{k} texts of {source} (no training data found)"
 
 
 def _move_onnx(src: Path, dest_dir: Path) -> Path:
@@ -278,8 +306,17 @@ def export(opts: ExportOptions, progress: Callable[[str], None] | None = None) -
         if opts.optimize:
             level = opts.optimize.upper()
             extra.append((f"onnx-{level}", lambda w, level=level: _optimize(tmp, level, w)))
+        quant_info: dict[str, Any] = {}
         if opts.quantize:
-            extra.append(("onnx-int8", lambda w: _quantize(tmp, w)))
+            def make_int8(w: Path) -> tuple[Path, str]:
+                c_texts, c_pairs, c_source = calibration_texts(run, texts, pairs, source)
+                say(f"measuring int8 sensitivity per MatMul on {c_source}")
+                feeds = calibration_feeds(tmp / FP32_FILE, ort_tokenizer, c_texts, c_pairs, max_length=max_len)
+                produced, q = _quantize(tmp, w, feeds, c_source)
+                quant_info.update(q)
+                return produced, q["description"]
+
+            extra.append(("onnx-int8", make_int8))
         for name, make in extra:
             work = Path(tempfile.mkdtemp(prefix=".variant-", dir=out.parent))
             try:
@@ -300,6 +337,8 @@ def export(opts: ExportOptions, progress: Callable[[str], None] | None = None) -
         for junk in ("ort_config.json",):
             (tmp / junk).unlink(missing_ok=True)
         info["files"] = {f.name: file_sha256(f) for f in sorted(tmp.glob("*.onnx"))}
+        if quant_info and "onnx-int8" in variants:
+            info["quantization"] = {"file": QUANTIZED_FILE, **quant_info}
         write_info(tmp, info)
         if out.exists():
             shutil.rmtree(out)

@@ -9,7 +9,8 @@ is installed. Optimum's exporter writes it where it supports the installed trans
 sha256 of the weights the graph came from.
 
 Optimization and int8 quantization use onnxruntime's own tools (``onnxruntime.transformers.optimizer``,
-``onnxruntime.quantization.quantize_dynamic``).
+``onnxruntime.quantization.quantize_dynamic``); the int8 variant keeps in fp32 the MatMuls measured as most
+sensitive to int8 on real texts (:func:`matmul_sensitivity`).
 """
 
 from __future__ import annotations
@@ -260,14 +261,149 @@ def optimize(src: Path, dest: Path, level: str) -> str:
     return f"onnxruntime transformer optimizer {level} ({mt}; fused {fused or 'none'})"
 
 
-def quantize_int8(src: Path, dest: Path, *, per_channel: bool = True, exclude_nodes: Sequence[str] = ()) -> str:
-    """Dynamic int8 (weights int8, activations quantized at run time) of every MatMul with onnxruntime's tool."""
+INT8_OP_TYPES = ("MatMul",)
+SENSITIVITY_RATIO = 2.0  # a MatMul whose simulated int8 error is this many times the median error stays fp32
+
+
+def const_matmuls(model: Any) -> list[tuple[str, str, str]]:
+    """(node name, activation input, weight initializer) of every named MatMul whose B is a 2-D float
+    initializer: the nodes onnxruntime's dynamic quantizer turns into int8 (``MatMulConstBOnly``)."""
+    inits = {i.name: i for i in model.graph.initializer}
+    out = []
+    for node in model.graph.node:
+        if node.op_type != "MatMul" or not node.name or len(node.input) < 2:
+            continue
+        w = inits.get(node.input[1])
+        if w is not None and len(w.dims) == 2 and w.data_type == 1:  # FLOAT
+            out.append((node.name, node.input[0], node.input[1]))
+    return out
+
+
+def _int8_weight(w: Any) -> Any:
+    """``w`` through onnxruntime's int8 weights: symmetric, one scale per output channel."""
+    import numpy as np
+
+    ws = np.abs(w).max(axis=0, keepdims=True) / 127.0
+    ws[ws == 0] = 1.0
+    return (np.round(w / ws) * ws).astype(np.float32)
+
+
+def _uint8_activation(a: Any, lo: float, hi: float) -> Any:
+    """``a`` through DynamicQuantizeLinear: uint8, asymmetric, one scale for the whole tensor (range lo..hi)."""
+    import numpy as np
+
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    scale = (hi - lo) / 255.0 or 1.0
+    zp = np.clip(np.round(-lo / scale), 0, 255)
+    return ((np.clip(np.round(a / scale) + zp, 0, 255) - zp) * scale).astype(np.float32)
+
+
+def matmul_sensitivity(src: Path, feeds: Sequence[dict[str, Any]], *, max_rows: int = 256,
+                       sample_rows: int = 64) -> dict[str, float]:
+    """Per-node sensitivity to int8, measured on real inputs: the fp32 graph runs ``feeds`` once with every
+    quantizable MatMul's activation exposed; for each node, the relative error ||AW - q(A)q(W)|| / ||AW|| of
+    onnxruntime's dynamic int8 arithmetic on those activations (batches as they come, padding included)."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    model = onnx.load(str(src))
+    cands = const_matmuls(model)
+    inits = {i.name: i for i in model.graph.initializer}
+    have = {o.name for o in model.graph.output}
+    acts = sorted({a for _, a, _ in cands})
+    for a in acts:
+        if a not in have:
+            model.graph.output.append(onnx.ValueInfoProto(name=a))
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC  # no fusions: every MatMul stays
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(model.SerializeToString(), sess_options=so, providers=["CPUExecutionProvider"])
+    weights = {n: numpy_helper.to_array(inits[w]).astype(np.float32) for n, _, w in cands}
+    qweights = {n: _int8_weight(w) for n, w in weights.items()}
+    num = dict.fromkeys(weights, 0.0)
+    den = dict.fromkeys(weights, 0.0)
+    rows, rng = 0, np.random.default_rng(0)
+    for feed in feeds:
+        got = dict(zip(acts, sess.run(acts, feed)))
+        for name, act, _ in cands:
+            w = weights[name]
+            a = np.asarray(got[act], dtype=np.float32).reshape(-1, w.shape[0])
+            lo, hi = float(a.min()), float(a.max())  # the range onnxruntime sees: the whole batch
+            a = a[rng.permutation(len(a))[:sample_rows]]  # the error on a sample of its rows
+            y = a @ w
+            num[name] += float(np.square(y - _uint8_activation(a, lo, hi) @ qweights[name]).sum())
+            den[name] += float(np.square(y).sum())
+        rows += int(next(iter(feed.values())).shape[0])
+        if rows >= max_rows:
+            break
+    return {n: float(np.sqrt(num[n] / den[n])) if den[n] > 0 else 0.0 for n in weights}
+
+
+def sensitive_nodes(sensitivity: dict[str, float], ratio: float = SENSITIVITY_RATIO) -> list[str]:
+    """The outliers: nodes whose measured int8 error is more than ``ratio`` times the median node's."""
+    import numpy as np
+
+    if not sensitivity:
+        return []
+    med = float(np.median(list(sensitivity.values())))
+    return sorted((n for n, e in sensitivity.items() if e > ratio * med), key=lambda n: -sensitivity[n])
+
+
+def calibration_feeds(onnx_path: Path, tokenizer: Any, texts: Sequence[str], pairs: Sequence[str] | None = None, *,
+                      max_length: int | None = None, batch_size: int = 32) -> list[dict[str, Any]]:
+    """The graph's inputs for ``texts``, tokenized in padded batches as batch prediction feeds them."""
+    import numpy as np
+
+    names = [i["name"] for i in graph_signature(onnx_path)["inputs"]]
+    feeds = []
+    for i in range(0, len(texts), batch_size):
+        args = (list(texts[i:i + batch_size]),) + ((list(pairs[i:i + batch_size]),) if pairs else ())
+        enc = tokenizer(*args, padding=True, truncation=True, max_length=max_length, return_tensors="np")
+        feed = {k: np.asarray(enc[k], dtype=np.int64) for k in names if k in enc}
+        if "token_type_ids" in names and "token_type_ids" not in feed:
+            feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
+        feeds.append(feed)
+    return feeds
+
+
+def quantize_int8(src: Path, dest: Path, *, calibration: Sequence[dict[str, Any]] | None = None,
+                  calibration_source: str = "", per_channel: bool = True,
+                  exclude_nodes: Sequence[str] = ()) -> dict[str, Any]:
+    """Dynamic int8 with onnxruntime's quantizer: weights int8 per output channel, activations uint8 per tensor
+    at run time, for every MatMul with constant weights except the ones measured as sensitive on
+    ``calibration`` (feeds of real texts; see :func:`matmul_sensitivity`), which stay fp32, plus
+    ``exclude_nodes``. Writes ``dest``; returns the method as recorded in ``export_info.json``."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    sens: dict[str, float] = {}
+    if calibration:
+        sens = matmul_sensitivity(src, calibration)
+    keep = list(dict.fromkeys([*sensitive_nodes(sens), *exclude_nodes]))
+    import onnx
+
+    total = len(const_matmuls(onnx.load(str(src), load_external_data=False)))
     with _quiet():
-        quantize_dynamic(str(src), str(dest), op_types_to_quantize=["MatMul"], per_channel=per_channel,
-                         weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude_nodes) or None)
-    return f"dynamic int8 (onnxruntime quantize_dynamic, MatMul, {'per-channel' if per_channel else 'per-tensor'})"
+        quantize_dynamic(str(src), str(dest), op_types_to_quantize=list(INT8_OP_TYPES), per_channel=per_channel,
+                         weight_type=QuantType.QInt8, nodes_to_exclude=keep or None,
+                         extra_options={"MatMulConstBOnly": True})
+    how = "per-channel" if per_channel else "per-tensor"
+    return {
+        "method": "onnxruntime quantize_dynamic",
+        "description": (f"dynamic int8 (onnxruntime quantize_dynamic, MatMul, {how} int8 weights, uint8 activations "
+                        f"per tensor at run time); {len(keep)} of {total} MatMuls kept fp32"
+                        + (f" (the most int8-sensitive, measured on {calibration_source})" if sens else "")),
+        "op_types": list(INT8_OP_TYPES),
+        "weights": f"int8 symmetric {how}",
+        "activations": "uint8 asymmetric per tensor, dynamic",
+        "quantized_nodes": total - len(keep),
+        "fp32_nodes": keep,
+        "selection": (f"measured: simulated int8 error > {SENSITIVITY_RATIO:g}x the median node's"
+                      if sens else "none (no calibration texts)"),
+        "calibration": calibration_source or None,
+        "sensitivity": {n: round(e, 5) for n, e in sorted(sens.items(), key=lambda kv: -kv[1])},
+    }
 
 
 # --------------------------------------------------------------------------------------------------

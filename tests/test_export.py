@@ -109,6 +109,12 @@ def test_export_layout_matches_optimums(tiny, exported):
     assert set(info["files"]) == {"model.onnx", "model_O2.onnx", "model_quantized.onnx"}
     summary = json.loads((run / "run_summary.json").read_text())
     assert summary["export"]["exporter"] == exported["exporter"]
+    # how the int8 graph was made: the method, and sensitivity measured on the run's training texts, not the gate's
+    q = info["quantization"]
+    assert q["file"] == "model_quantized.onnx" and q["method"] == "onnxruntime quantize_dynamic"
+    assert q["calibration"].endswith("training texts of data/tweets/train.csv") and q["sensitivity"]
+    assert q["quantized_nodes"] + len(q["fp32_nodes"]) == len(q["sensitivity"]) and q["quantized_nodes"] > 0
+    assert summary["variants"]["onnx-int8"]["config"] == q["description"]
 
 
 def test_onnx_matches_pytorch_on_real_texts_with_onnxruntime(tiny, exported):
@@ -198,8 +204,8 @@ def test_failed_variant_is_removed_and_reported(tiny, monkeypatch, tmp_path):
     _, base, _ = tiny
     real = ex._quantize
 
-    def corrupting(onnx_dir, work):
-        path, cfg = real(onnx_dir, work)
+    def corrupting(onnx_dir, work, *args):
+        path, cfg = real(onnx_dir, work, *args)
         import onnx
         from onnx import numpy_helper
 
