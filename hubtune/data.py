@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Literal, Sequence
 
+from hubtune.endpoint import check_reachable, describe_endpoint, whole_sentences
 from hubtune.errors import (
     ColumnNotFoundError,
     DataEncodingError,
@@ -220,6 +221,7 @@ def open_dataset(
                 "expected a well-formed file of that format"
             ) from exc
     split = spec.split or default_split
+    check_reachable(f"dataset {spec.path!r}")
     path = spec.path if "/" in spec.path else canonical_dataset_id(spec.path)
     try:
         return datasets.load_dataset(path, spec.config, split=split, streaming=streaming, revision=revision)
@@ -259,17 +261,20 @@ def _short(exc: BaseException, limit: int = 200) -> str:
 def _hub_dataset_error(spec: DatasetSpec, split: str, exc: Exception) -> DataError:
     from datasets.exceptions import DatasetNotFoundError as HFDatasetNotFound
 
-    text = _short(exc)
+    text = whole_sentences(str(exc))
     if isinstance(exc, HFDatasetNotFound) or "doesn't exist" in text or "not found" in text.lower():
         return DatasetNotFoundError(
-            f"dataset {spec.path!r} was not found on the Hub ({os.environ.get('HF_ENDPOINT', 'https://huggingface.co')}); "
+            f"dataset {spec.path!r} was not found on {describe_endpoint()}; expected an existing dataset repo: "
             "check the id, HF_ENDPOINT and HF_TOKEN, or pass a local file to --dataset"
         )
     if "Unknown split" in text or ("split" in text.lower() and split in text):
         return DataError(f"dataset {spec.path!r} has no split {split!r} ({text}); pick one in the spec, e.g. {spec.path}:test")
     if "config" in text.lower() and spec.config:
         return DataError(f"dataset {spec.path!r} has no config {spec.config!r} ({text}); fix name:config:split in --dataset")
-    return DataError(f"could not load dataset {spec.raw!r} ({type(exc).__name__}: {text}); check the spec and HF_ENDPOINT")
+    return DataError(
+        f"could not load dataset {spec.raw!r} from {describe_endpoint()} ({type(exc).__name__}: {text}); "
+        "check the spec and HF_ENDPOINT"
+    )
 
 
 # --------------------------------------------------------------------------------------------------

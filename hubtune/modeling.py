@@ -16,6 +16,7 @@ import numpy as np
 
 from hubtune.adapterhub import is_bottleneck_dir
 from hubtune.compat import dtype_kwargs, quiet_libraries
+from hubtune.endpoint import check_reachable, describe_endpoint, whole_sentences
 from hubtune.errors import MissingDependencyError, ModelLoadError, ModelNotFoundError, RunFileError
 from hubtune.security import check_model_config
 
@@ -54,6 +55,8 @@ def resolve_model_source(source: str) -> str:
                 f"model directory {source} {what}; expected a folder with config.json and weights, or a Hub id "
                 "ORG/NAME: fix --base-model (train) or --model"
             )
+        if not Path(os.path.expanduser(source)).is_dir():
+            check_reachable(f"model {source!r}")
         return source
     import importlib.util
 
@@ -95,14 +98,22 @@ def pick_device(device: str | None = None) -> str:
     return device
 
 
-def _model_error(source: str, exc: Exception) -> ModelLoadError:
-    text = " ".join(str(exc).split())[:300]
-    if isinstance(exc, (OSError, ValueError)) and ("not a local folder" in text or "does not appear" in text or "404" in text or "Repository Not Found" in text):
-        return ModelLoadError(
-            f"model {source!r} was not found (not a local directory, and not on the Hub at "
-            f"{os.environ.get('HF_ENDPOINT', 'https://huggingface.co')}); pass an existing model directory or Hub id"
+NOT_FOUND_MARKERS = ("not a local folder", "Repository Not Found", "RepositoryNotFoundError", "404")
+
+
+def model_load_error(source: str, exc: BaseException, *, what: str = "model", flag: str = "--model") -> ModelLoadError:
+    """A loader's failure as one whole sentence naming the endpoint (never the library's text cut short)."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, (OSError, ValueError)) and any(m in f"{type(exc).__name__} {text}" for m in NOT_FOUND_MARKERS):
+        return ModelNotFoundError(
+            f"{what} {source!r} was not found: it is not a local directory, and {describe_endpoint()} has no such "
+            f"repo (or it is private to another token); expected an existing model directory or Hub id ORG/NAME: "
+            f"fix {flag}, HF_ENDPOINT or HF_TOKEN"
         )
-    return ModelLoadError(f"could not load model {source!r} ({type(exc).__name__}: {text}); pass a text-classification model directory or Hub id")
+    return ModelLoadError(
+        f"could not load {what} {source!r} ({type(exc).__name__}: {whole_sentences(text)}); expected a "
+        f"text-classification model directory or Hub id: fix {flag}"
+    )
 
 
 def effective_max_length(tokenizer: Any, config: Any) -> int:
@@ -184,7 +195,7 @@ def load_classifier(
     except (ModelLoadError, MissingDependencyError):
         raise
     except Exception as exc:  # noqa: BLE001 - transformers raises OSError/ValueError/HF errors
-        raise _model_error(source, exc) from exc
+        raise model_load_error(source, exc) from exc
     model.to(dev)
     model.eval()
     names = label_names_from_config(cfg)

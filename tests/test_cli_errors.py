@@ -23,7 +23,7 @@ def cli(*args: str, env: dict | None = None) -> SimpleNamespace:
 
     from hubtune.cli.main import app
 
-    res = CliRunner().invoke(app, list(args), env={**OFFLINE, **(env or {})})
+    res = CliRunner().invoke(app, list(args), env=OFFLINE if env is None else env)
     return SimpleNamespace(returncode=res.exit_code, stdout=res.stdout, stderr=res.stderr)
 
 
@@ -170,4 +170,48 @@ def test_missing_model_directory(tmp_path, command):
     res = run(command, flag, str(missing), "--dataset", str(TWEETS_TRAIN), *extra, env=OFFLINE)
     line = assert_one_error(res, 5, f"model directory {missing} does not exist", flag)
     assert "Repo id" not in line and "HFValidationError" not in line
+    assert not (tmp_path / "run").exists()
+
+
+# --- 3. an unreachable endpoint fails at once ------------------------------------------------------------
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("what", ["model", "base-model", "dataset"])
+def test_unreachable_endpoint_fails_fast(tmp_path, tiny_classifier, what):
+    """Was 60-95 s and 22 retry lines; now one connection attempt (a few seconds, mostly imports)."""
+    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    args = {
+        "model": ["evaluate", "--model", "org/no-model", "--dataset", str(TWEETS_TEST)],
+        "base-model": ["train", "--base-model", "org/no-model", "--dataset", str(TWEETS_TRAIN), "-o",
+                       str(tmp_path / "run"), "--no-progress"],
+        "dataset": ["evaluate", "--model", str(tiny_classifier), "--dataset", "org/no-data:test"],
+    }[what]
+    run = run_cli if what == "model" else cli
+    started = time.monotonic()
+    res = run(*args, env={"HF_ENDPOINT": endpoint, "HF_HUB_OFFLINE": "0"})
+    seconds = time.monotonic() - started
+    assert_one_error(res, 22, f"cannot reach the Hub at {endpoint}", "connection refused", "HF_HUB_OFFLINE=1")
+    assert "Retry" not in res.stderr and "retry" not in res.stderr
+    assert seconds < 45, f"{seconds:.1f}s: the clients' retries are back"
+    assert not (tmp_path / "run").exists()
+
+
+# --- 4. local-Hub errors name the endpoint, in whole sentences -------------------------------------------
+@pytest.mark.parametrize("what", ["model", "base-model", "dataset"])
+def test_local_hub_not_found_names_the_endpoint(local_hub, tmp_path, tiny_classifier, what):
+    args, flag = {
+        "model": (["evaluate", "--model", "org/no-model", "--dataset", str(TWEETS_TEST)], "--model"),
+        "base-model": (["train", "--base-model", "org/no-model", "--dataset", str(TWEETS_TRAIN), "-o",
+                        str(tmp_path / "run"), "--no-progress"], "--base-model"),
+        "dataset": (["evaluate", "--model", str(tiny_classifier), "--dataset", "org/no-data:test"], "--dataset"),
+    }[what]
+    res = cli(*args, env={})
+    code = 3 if what == "dataset" else 5
+    line = assert_one_error(res, code, "not found", f"the Hub at {local_hub.url}", flag)
+    assert "huggingface.co" not in line and "Hugging Face Hub" not in line
+    assert not line.endswith(("...", ",")) and "If you are trying to acc" not in line
     assert not (tmp_path / "run").exists()

@@ -28,6 +28,10 @@ def resolve_model_dir(source: str, *, revision: str | None, backend: str) -> tup
         return local, None
     if local.exists() or source.startswith(("/", "./", "../")):
         raise ModelLoadError(f"model {source!r} is not a directory; pass a model directory or a Hub id as --model")
+    from hubtune.endpoint import check_reachable
+    from hubtune.modeling import model_load_error
+
+    check_reachable(f"model {source!r}")
     try:
         from huggingface_hub import snapshot_download
 
@@ -36,12 +40,7 @@ def resolve_model_dir(source: str, *, revision: str | None, backend: str) -> tup
             patterns.append("onnx/*")
         path = Path(snapshot_download(source, revision=revision, allow_patterns=patterns))
     except Exception as exc:  # noqa: BLE001 - hub errors come in many types
-        text = " ".join(str(exc).split())[:200]
-        raise ModelLoadError(
-            f"model {source!r} was not found (not a local directory, and not downloadable from "
-            f"{os.environ.get('HF_ENDPOINT', 'https://huggingface.co')}: {type(exc).__name__}: {text}); "
-            "pass an existing model directory or Hub id as --model"
-        ) from exc
+        raise model_load_error(source, exc) from exc
     return path, path.name
 
 

@@ -34,6 +34,7 @@ from hubtune.security import check_checkpoint, check_model_config
 from hubtune.modeling import (
     DEFAULT_MAX_LENGTH,
     load_classifier,
+    model_load_error,
     predict_logits,
     public_model_ref,
     resolve_model_source,
@@ -354,11 +355,7 @@ def _load_base(cfg: TrainConfig, label_names: list[str]) -> tuple[Any, Any]:
         )
         model, info = model
     except Exception as exc:  # noqa: BLE001
-        text = " ".join(str(exc).split())[:300]
-        raise ModelLoadError(
-            f"could not load base model {cfg.base_model!r} ({type(exc).__name__}: {text}); "
-            "pass a Hub id or a local model directory with safetensors weights to --base-model"
-        ) from exc
+        raise model_load_error(cfg.base_model, exc, what="base model", flag="--base-model") from exc
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
             raise ModelLoadError(f"tokenizer of {cfg.base_model} has no pad or eos token; expected a pad token")
