@@ -26,6 +26,7 @@ from hubtune.config import PipelineConfig, TrainConfig, dump_yaml, load_yaml
 from hubtune.errors import ConfigError, MetricGateError, PublishRefusedError, VariantRefusedError, VerificationError
 from hubtune.layout import RunLayout
 from hubtune.metrics import SUMMARY_KEYS
+from hubtune.verify import LM_TASKS
 from hubtune.modeling import read_json, resolve_model_source, write_json
 
 Say = Callable[[str], None]
@@ -139,9 +140,15 @@ def _validate(cfg: PipelineConfig) -> None:
             "`hubtune card RUN --repo-id ORG/NAME` (its usage section loads it with the adapters library), then "
             "`hubtune push RUN/model --repo-id ORG/NAME`"
         )
-    if cfg.task != "text-classification" or cfg.mode == "prefix":
+    if cfg.task in LM_TASKS and (cfg.gates.min_metrics or cfg.export.quantize or cfg.export.optimize):
         raise ConfigError(
-            f"train-and-push publishes text classifiers (task text-classification, mode full/lora/ia3); found task "
+            f"train-and-push of a {cfg.task} model: --min-metric, export.quantize and export.optimize apply to "
+            "classifiers (its gates are the ONNX logit parity and the fresh-process pipeline() check); drop them"
+        )
+    if cfg.task not in ("text-classification", *LM_TASKS) or cfg.mode == "prefix":
+        raise ConfigError(
+            f"train-and-push publishes text classifiers (task text-classification, mode full/lora/ia3) and language "
+            f"models (task fill-mask or text-generation, mode full); found task "
             f"{cfg.task} mode {cfg.mode}: run `hubtune train` then `hubtune push RUN/model --repo-id ...` instead"
         )
     unknown = [m for m in cfg.gates.min_metrics if m not in SUMMARY_KEYS]
@@ -246,13 +253,9 @@ def run_pipeline(opts: PipelineOptions, say: Say | None = None) -> PipelineResul
 
 
 def _run(cfg: PipelineConfig, opts: PipelineOptions, say: Say, hub: Any) -> PipelineResult:
-    from hubtune.card import CardOptions, card
-    from hubtune.export import ExportOptions, export
     from hubtune.hub import PushOptions, check_release_tag, promote, stage, tag_release
-    from hubtune.merge import MergeOptions, merge
-    from hubtune.rundir import eval_data, load_run, published_dir
     from hubtune.train import train
-    from hubtune.verify import VerifyOptions, predict_labels, verify
+    from hubtune.verify import VerifyOptions, verify
 
     layout = RunLayout.of(cfg.output_dir)
     tcfg = _train_config(cfg)
@@ -278,6 +281,108 @@ def _run(cfg: PipelineConfig, opts: PipelineOptions, say: Say, hub: Any) -> Pipe
         steps["train"] = "done"
     train_eval = read_json(layout.metrics)["eval"]
     check_metric_gates(train_eval, cfg.gates.min_metrics, "the training evaluation")
+
+    if tcfg.task in LM_TASKS:  # fill-mask / text-generation: nothing to merge; lm_publish's export and card
+        pub, onnx_file, refused, published_metrics, summary, texts, expected = _lm_steps(cfg, opts, say, layout, steps, repo_id)
+    else:
+        pub, onnx_file, refused, published_metrics, summary, texts, expected = _classifier_steps(
+            cfg, opts, say, layout, steps, repo_id, train_eval)
+
+    # 6. stage: ONE commit mirroring the folder, on a pull request opened from the target branch's head
+    say(f"stage: {pub.name}/ -> {repo_id} (a pull request from {cfg.publish.revision or 'main'}'s head)")
+    staged = stage(PushOptions(folder=pub, repo_id=repo_id, private=cfg.publish.private, revision=cfg.publish.revision,
+                               tag=cfg.publish.tag, keep_remote=tuple(cfg.publish.keep_remote)))
+    pushed, ref, target = staged.push, staged.staging_ref, staged.target
+    sha = pushed.commit_oid
+    result = PipelineResult(
+        run_dir=str(layout.root), repo_id=repo_id, published_dir=str(pub), url=pushed.url, commit=sha,
+        commit_url=pushed.commit_url, revision=target, committed=pushed.committed, endpoint=pushed.endpoint,
+        staging_ref=ref, staged_commit=sha if ref else None, pr_url=pushed.pr_url, deleted=pushed.deleted,
+        metrics=published_metrics, variants=summary.get("variants") or {}, refused=refused, steps=steps,
+    )
+    if ref is None:
+        steps["push"] = "unchanged"
+        if staged.release:
+            result.tag, result.verified = staged.release, True
+            steps["verify"] = f"unchanged since {staged.release}"
+            result.message = (f"nothing changed: {repo_id}@{target} already equals the folder at {sha[:12]}, "
+                              f"released as {staged.release}; no commit, no new tag")
+            say(result.message)
+            _record(layout, result)
+            return result
+        say(f"push: nothing changed, {repo_id}@{target} already equals the folder at {sha[:12]}")
+    else:
+        steps["push"] = "staged"
+        say(f"stage: commit {sha[:12]} on {ref} ({len(pushed.changed)} added or updated, {len(pushed.deleted)} deleted); "
+            f"{target} stays at {staged.base[:12]} until it is verified")
+    where = (f"the unverified commit stays at {ref} ({sha}); {target} and the tags are unchanged" if ref
+             else f"{target} and the tags are unchanged at {sha}")
+
+    # 7. verify that exact commit in a fresh process
+    if opts.verify:
+        say(f"verify: pulling {repo_id}@{sha[:12]} in a fresh process")
+        try:
+            vres = verify(VerifyOptions(repo_id=repo_id, revision=sha, texts=texts, expected=expected, task=cfg.task,
+                                        onnx_file=onnx_file, endpoint=pushed.endpoint, token=hub.token if hub else None))
+        except VerificationError as exc:
+            steps["verify"] = "FAILED"
+            _record(layout, result)
+            raise VerificationError(f"{exc}; {where}") from None
+        result.verification = dataclasses.asdict(vres)
+        result.verified = vres.ok
+        steps["verify"] = "passed" if vres.ok else "FAILED"
+        if not vres.ok:
+            _record(layout, result)
+            bad = "; ".join(
+                f"{b}: {c['agree']}/{c['total']} labels equal" for b, c in vres.checked.items() if c["agree"] != c["total"]
+            )
+            raise VerificationError(
+                f"verification failed: the pulled revision {sha[:12]} disagrees with the local folder ({bad}); "
+                f"not promoted, not tagged: {where}; expected equal labels: inspect it there, then re-run with --resume"
+            )
+    else:
+        steps["verify"] = "skipped"
+
+    # 8. promote: merge the pull request, moving the target branch to the verified commit (a fast-forward)
+    if ref is not None and cfg.publish.create_pr:
+        steps["promote"] = "pull request left open"
+        result.message = f"staged on {ref} ({pushed.pr_url}), left open for review (publish.create_pr); {target} unchanged"
+        _record(layout, result)
+        return result
+    if ref is not None:
+        say(f"promote: merging {ref} into {target}")
+        try:
+            head = promote(staged, comment=f"hubtune: verified {sha[:12]} in a fresh process"
+                           if result.verified else "hubtune: published without verification (--no-verify)")
+        except Exception:
+            steps["promote"] = "FAILED"
+            _record(layout, result)
+            raise
+        result.commit, steps["promote"] = head, "done"
+        result.commit_url = f"{pushed.url}/commit/{head}"
+
+    # 9. tag the release: a new name per release (publish.tag template), only on a verified commit
+    if cfg.publish.tag and result.verified:
+        result.tag = tag_release(repo_id, str(result.commit), cfg.publish.tag, endpoint=pushed.endpoint)
+        steps["tag"] = "done"
+    what = (f"{len(pushed.changed)} files added or updated, {len(pushed.deleted)} deleted" if ref
+            else "no new commit")
+    result.message = (f"{repo_id}@{target} at {str(result.commit)[:12]} ({what})"
+                      + (f", released as {result.tag}" if result.tag else ", not tagged"))
+    _record(layout, result)
+    return result
+
+
+def _export_done(layout: RunLayout, pub: Path, cfg: PipelineConfig) -> bool:
+    """``onnx/`` from an earlier export of this run with the variants and gates this config asks for."""
+def _classifier_steps(cfg: PipelineConfig, opts: PipelineOptions, say: Say, layout: RunLayout, steps: dict[str, str],
+                      repo_id: str, train_eval: dict[str, Any]) -> tuple[Any, ...]:
+    """Steps 2-5 for a text classifier: merge, export, card (+ gate on the published files), golden examples."""
+    from hubtune.card import CardOptions, card
+    from hubtune.export import ExportOptions, export
+    from hubtune.merge import MergeOptions, merge
+    from hubtune.rundir import eval_data, load_run, published_dir
+    from hubtune.verify import predict_labels
 
     # 2. merge (LoRA) with its parity gate
     run = load_run(layout.root)
@@ -332,94 +437,45 @@ def _run(cfg: PipelineConfig, opts: PipelineOptions, say: Say, hub: Any) -> Pipe
         raise ConfigError("no golden examples: the run has no evaluation data; set data.eval_dataset")
     expected = predict_labels(str(pub), texts, onnx_file=onnx_file)
     write_json(layout.root / "golden.json", {"texts": texts, "expected": expected})
-
-    # 6. stage: ONE commit mirroring the folder, on a pull request opened from the target branch's head
-    say(f"stage: {pub.name}/ -> {repo_id} (a pull request from {cfg.publish.revision or 'main'}'s head)")
-    staged = stage(PushOptions(folder=pub, repo_id=repo_id, private=cfg.publish.private, revision=cfg.publish.revision,
-                               tag=cfg.publish.tag, keep_remote=tuple(cfg.publish.keep_remote)))
-    pushed, ref, target = staged.push, staged.staging_ref, staged.target
-    sha = pushed.commit_oid
-    result = PipelineResult(
-        run_dir=str(layout.root), repo_id=repo_id, published_dir=str(pub), url=pushed.url, commit=sha,
-        commit_url=pushed.commit_url, revision=target, committed=pushed.committed, endpoint=pushed.endpoint,
-        staging_ref=ref, staged_commit=sha if ref else None, pr_url=pushed.pr_url, deleted=pushed.deleted,
-        metrics=published_metrics, variants=summary.get("variants") or {}, refused=refused, steps=steps,
-    )
-    if ref is None:
-        steps["push"] = "unchanged"
-        if staged.release:
-            result.tag, result.verified = staged.release, True
-            steps["verify"] = f"unchanged since {staged.release}"
-            result.message = (f"nothing changed: {repo_id}@{target} already equals the folder at {sha[:12]}, "
-                              f"released as {staged.release}; no commit, no new tag")
-            say(result.message)
-            _record(layout, result)
-            return result
-        say(f"push: nothing changed, {repo_id}@{target} already equals the folder at {sha[:12]}")
-    else:
-        steps["push"] = "staged"
-        say(f"stage: commit {sha[:12]} on {ref} ({len(pushed.changed)} added or updated, {len(pushed.deleted)} deleted); "
-            f"{target} stays at {staged.base[:12]} until it is verified")
-    where = (f"the unverified commit stays at {ref} ({sha}); {target} and the tags are unchanged" if ref
-             else f"{target} and the tags are unchanged at {sha}")
-
-    # 7. verify that exact commit in a fresh process
-    if opts.verify:
-        say(f"verify: pulling {repo_id}@{sha[:12]} in a fresh process")
-        try:
-            vres = verify(VerifyOptions(repo_id=repo_id, revision=sha, texts=texts, expected=expected,
-                                        onnx_file=onnx_file, endpoint=pushed.endpoint, token=hub.token if hub else None))
-        except VerificationError as exc:
-            steps["verify"] = "FAILED"
-            _record(layout, result)
-            raise VerificationError(f"{exc}; {where}") from None
-        result.verification = dataclasses.asdict(vres)
-        result.verified = vres.ok
-        steps["verify"] = "passed" if vres.ok else "FAILED"
-        if not vres.ok:
-            _record(layout, result)
-            bad = "; ".join(
-                f"{b}: {c['agree']}/{c['total']} labels equal" for b, c in vres.checked.items() if c["agree"] != c["total"]
-            )
-            raise VerificationError(
-                f"verification failed: the pulled revision {sha[:12]} disagrees with the local folder ({bad}); "
-                f"not promoted, not tagged: {where}; expected equal labels: inspect it there, then re-run with --resume"
-            )
-    else:
-        steps["verify"] = "skipped"
-
-    # 8. promote: merge the pull request, moving the target branch to the verified commit (a fast-forward)
-    if ref is not None and cfg.publish.create_pr:
-        steps["promote"] = "pull request left open"
-        result.message = f"staged on {ref} ({pushed.pr_url}), left open for review (publish.create_pr); {target} unchanged"
-        _record(layout, result)
-        return result
-    if ref is not None:
-        say(f"promote: merging {ref} into {target}")
-        try:
-            head = promote(staged, comment=f"hubtune: verified {sha[:12]} in a fresh process"
-                           if result.verified else "hubtune: published without verification (--no-verify)")
-        except Exception:
-            steps["promote"] = "FAILED"
-            _record(layout, result)
-            raise
-        result.commit, steps["promote"] = head, "done"
-        result.commit_url = f"{pushed.url}/commit/{head}"
-
-    # 9. tag the release: a new name per release (publish.tag template), only on a verified commit
-    if cfg.publish.tag and result.verified:
-        result.tag = tag_release(repo_id, str(result.commit), cfg.publish.tag, endpoint=pushed.endpoint)
-        steps["tag"] = "done"
-    what = (f"{len(pushed.changed)} files added or updated, {len(pushed.deleted)} deleted" if ref
-            else "no new commit")
-    result.message = (f"{repo_id}@{target} at {str(result.commit)[:12]} ({what})"
-                      + (f", released as {result.tag}" if result.tag else ", not tagged"))
-    _record(layout, result)
-    return result
+    return pub, onnx_file, refused, published_metrics, summary, texts, expected
 
 
-def _export_done(layout: RunLayout, pub: Path, cfg: PipelineConfig) -> bool:
-    """``onnx/`` from an earlier export of this run with the variants and gates this config asks for."""
+def _lm_steps(cfg: PipelineConfig, opts: PipelineOptions, say: Say, layout: RunLayout, steps: dict[str, str],
+              repo_id: str) -> tuple[Any, ...]:
+    """Steps 3-5 for a fill-mask / text-generation run: ONNX export with its logit-parity gate, the LM card
+    (perplexity before and after), golden probes answered by ``pipeline()`` (and ONNX Runtime) locally."""
+    from transformers import AutoTokenizer
+
+    from hubtune.lm_publish import lm_card, lm_export, probe_texts, run_eval_texts
+    from hubtune.rundir import load_run
+    from hubtune.verify import lm_predict
+
+    pub = layout.model_dir
+    task = cfg.task
+    onnx_file = None
+    if cfg.export.onnx:
+        reuse = opts.resume and (pub / "onnx" / "model.onnx").is_file() and bool((read_json(layout.summary).get("variants") or {}).get("onnx"))
+        if reuse:
+            steps["export"] = "reused"
+        else:
+            lm_export(layout.root, tolerance=cfg.export.tolerance, say=say)
+            steps["export"] = "done"
+        onnx_file = "model.onnx"
+    say(f"card: {task} card with the perplexity before and after training")
+    metrics = lm_card(layout.root, repo_id=repo_id, license=cfg.publish.license, language=[cfg.publish.language],
+                      tags=list(cfg.publish.tags), dataset_id=cfg.publish.dataset_id)
+    steps["card"] = "done"
+    summary = read_json(layout.summary)
+    write_json(pub / "run_summary.json", _portable({k: v for k, v in summary.items() if k != "pipeline"}))
+    mask = AutoTokenizer.from_pretrained(str(pub)).mask_token if task == "fill-mask" else None
+    texts = probe_texts(task, run_eval_texts(load_run(layout.root)), mask, n=cfg.gates.golden_examples)
+    if not texts:
+        raise ConfigError("no golden examples: the run's eval texts have fewer than 3 words each; set data.eval_dataset")
+    expected = lm_predict(str(pub), task, texts, onnx_file=onnx_file)
+    write_json(layout.root / "golden.json", {"texts": texts, "expected": expected, "task": task})
+    return pub, onnx_file, {}, {k: float(v) for k, v in metrics.items()}, summary, texts, expected
+
+
     summary = read_json(layout.summary) if layout.summary.is_file() else {}
     info = summary.get("export") or {}
     if not (pub / "onnx" / "model.onnx").is_file() or "refused" not in info:
