@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from hubtune.errors import OutputNotWritableError
+
 ROOT = Path(__file__).resolve().parents[1]
 TWEETS = ROOT / "data" / "tweets" / "test.csv"
 LABELS = ["negative", "neutral", "positive"]
@@ -276,7 +278,7 @@ def test_resume_after_kill9_loses_and_duplicates_nothing(tiny, big_csv, tmp_path
         (["--text-column", "nope"], 3, "text column 'nope' not found"),
         (["--keep-columns", "nope"], 3, "--keep-columns"),
         (["--model", "/nonexistent/model-dir"], 5, "model"),
-        (["--output", "{file}/p.parquet"], 4, "cannot write the output"),
+        (["--output", "{file}/p.parquet"], OutputNotWritableError.exit_code, "cannot write the output"),
         (["--output", "{tmp}/p.txt"], 2, "expected one of .parquet"),
     ],
 )

@@ -13,10 +13,12 @@ def batch_predict(
     model: str = typer.Option(..., "--model", "-m", help="Model directory, run directory or Hub id (ORG/NAME)."),
     dataset: str = typer.Option(..., "--dataset", "-d", help="name[:config]:split or a local csv/tsv/jsonl/json/parquet file or directory."),
     output: str = typer.Option(..., "--output", "-o", help="preds.parquet, preds.jsonl or preds.csv."),
-    backend: str = typer.Option("torch", "--backend", help="torch or onnx (onnxruntime)."),
+    backend: str = typer.Option("auto", "--backend", help="auto (the fastest path this machine has, measured and cached), torch or onnx (onnxruntime)."),
     device: str = typer.Option("auto", "--device", help="cuda, cpu or auto (cuda when available)."),
-    batch_size: int = typer.Option(64, "--batch-size", help="Rows per batch (short texts may get more, by a token budget)."),
-    dtype: str = typer.Option("fp32", "--dtype", help="fp32, fp16 (cuda) or bf16 (torch backend)."),
+    batch_size: int = typer.Option(256, "--batch-size", help="Rows per batch at most (see also --max-batch-tokens)."),
+    max_batch_tokens: int = typer.Option(8192, "--max-batch-tokens", help="Tokens per batch at most (rows x padded length): bounds the memory."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto, fp32, bf16 (torch), fp16 (torch on cuda) or int8 (onnx/model_quantized.onnx)."),
+    min_agreement: float = typer.Option(0.995, "--min-agreement", help="Label agreement with fp32 that an automatically chosen bf16/fp16 needs (else fp32)."),
     keep_columns: Optional[str] = typer.Option(None, "--keep-columns", help="Input columns to copy to the output, comma-separated."),
     all_scores: bool = typer.Option(False, "--all-scores", help="Also write score_<label> for every class."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Predict only the first N rows."),
@@ -56,6 +58,8 @@ def batch_predict(
             backend=backend.lower(),  # type: ignore[arg-type]
             device=None if device == "auto" else device,
             batch_size=batch_size,
+            max_batch_tokens=max_batch_tokens,
+            min_agreement=min_agreement,
             dtype=dtype.lower(),  # type: ignore[arg-type]
             keep_columns=[c.strip() for c in (keep_columns or "").split(",") if c.strip()],
             all_scores=all_scores,
@@ -84,6 +88,8 @@ def batch_predict(
             metric_modules=list(metric or []),
         )
     )
+    if result.choice:
+        stderr(f"backend: {result.backend} {result.dtype} on {result.device} ({result.choice.get('reason', '')})")
     for notice in result.notices:
         stderr(f"notice: {notice}")
     if json_out:
@@ -92,7 +98,7 @@ def batch_predict(
     extra = f", resumed after {result.resumed_rows}" if result.resumed_rows else ""
     typer.echo(
         f"predicted {result.rows} rows ({result.errors} errors{extra}) in {result.seconds:.1f}s "
-        f"({result.rows_per_s:.1f} rows/s) with {result.backend} on {result.device}"
+        f"({result.rows_per_s:.1f} rows/s) with {result.backend} {result.dtype} on {result.device}"
         f"{f' (ray, {result.workers} workers)' if result.engine == 'ray' else ''} -> {result.output}"
     )
     if result.errors_path:

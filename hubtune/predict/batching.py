@@ -5,6 +5,7 @@ crash) and tokenizes the valid ones; :func:`run_chunk` runs them through a runne
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 from dataclasses import dataclass
@@ -16,17 +17,60 @@ from hubtune.predict.runners import Runner
 
 
 @dataclass
+class Encoded:
+    """Token ids of many rows in flat arrays (a few bytes a token, not a Python int each): row ``i`` is
+    ``ids[offsets[i]:offsets[i + 1]]``; ``type_ids`` likewise (text pairs only)."""
+
+    ids: np.ndarray
+    offsets: np.ndarray
+    type_ids: np.ndarray | None = None
+
+    @classmethod
+    def from_lists(cls, ids: Sequence[Sequence[int]], type_ids: Sequence[Sequence[int]] | None = None) -> "Encoded":
+        lengths = np.fromiter((len(s) for s in ids), dtype=np.int64, count=len(ids))
+        offsets = np.zeros(len(ids) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int32, count=int(offsets[-1]))
+        tt = None
+        if type_ids is not None:
+            tt = np.fromiter(itertools.chain.from_iterable(type_ids), dtype=np.int8, count=int(offsets[-1]))
+        return cls(flat, offsets, tt)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def take(self, rows: np.ndarray) -> "Encoded":
+        seqs = [self.ids[self.offsets[i] : self.offsets[i + 1]] for i in rows]
+        types = [self.type_ids[self.offsets[i] : self.offsets[i + 1]] for i in rows] if self.type_ids is not None else None
+        return Encoded.from_lists(seqs, types)
+
+
+@dataclass
 class Chunk:
     index: int  # shard index (0-based, within this run's row range)
     start: int  # global row id of the first row
     columns: dict[str, list[Any]]
     valid: np.ndarray  # positions in the chunk that are processed
     errors: list[tuple[int, str]]  # (position, reason)
-    encodings: dict[str, list[list[int]]] | None = None
+    encodings: Encoded | None = None  # of the valid rows, in their order
 
     @property
     def size(self) -> int:
         return len(next(iter(self.columns.values()))) if self.columns else 0
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return self.encodings.lengths if self.encodings is not None else np.zeros(0, np.int64)
+
+    def subset(self, n: int) -> "Chunk":
+        """The first ``n`` valid rows (their encodings only): what a warm-up or a check runs."""
+        n = min(n, len(self.valid))
+        enc = self.encodings.take(np.arange(n)) if self.encodings is not None else None
+        return Chunk(self.index, self.start, {}, self.valid[:n], [], enc)
 
 
 def _bad_text(value: Any, column: str) -> str | None:
@@ -80,46 +124,43 @@ def prepare_chunk(chunk: Chunk, tokenizer: Any, text_col: str, pair_col: str | N
         errors.sort()
     chunk.valid = np.asarray(valid, dtype=np.int64)
     chunk.errors = errors
-    chunk.encodings = enc
+    chunk.encodings = Encoded.from_lists(enc["input_ids"], enc.get("token_type_ids"))
     return chunk
 
 
-def _pad(seqs: Sequence[list[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    width = max(len(s) for s in seqs)
-    ids = np.full((len(seqs), width), pad_id, dtype=np.int64)
-    mask = np.zeros((len(seqs), width), dtype=np.int64)
-    for r, s in enumerate(seqs):
-        ids[r, : len(s)] = s
-        mask[r, : len(s)] = 1
-    return ids, mask
+def batch_rows(longest: int, batch_size: int, max_batch_tokens: int) -> int:
+    """Rows in a batch whose longest row has ``longest`` tokens: at most ``batch_size`` rows and at most
+    ``max_batch_tokens`` tokens (rows x padded length; a single row longer than that still runs, alone)."""
+    return max(1, min(batch_size, max_batch_tokens // max(longest, 1)))
 
 
-def run_chunk(runner: Runner, chunk: Chunk, batch_size: int, token_budget: int | None = None) -> np.ndarray:
-    """Logits of the chunk's valid rows, in chunk order; batches are length-sorted (longest first)."""
-    enc = chunk.encodings or {"input_ids": []}
-    seqs = enc["input_ids"]
-    n = len(seqs)
-    if n == 0:
+def run_chunk(runner: Runner, chunk: Chunk, batch_size: int, max_batch_tokens: int) -> np.ndarray:
+    """Logits of the chunk's valid rows, in chunk order. Batches are length-sorted (longest first, little
+    padding) and hold at most ``batch_size`` rows and ``max_batch_tokens`` tokens, which bounds the memory of the
+    activations (attention scores grow with rows x length^2)."""
+    enc = chunk.encodings
+    n = len(enc) if enc is not None else 0
+    if enc is None or n == 0:
         return np.zeros((0, max(1, len(runner.label_names))), dtype=np.float32)
-    lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=n)
+    lengths = enc.lengths
     order = np.argsort(-lengths, kind="stable")
     pad_id = runner.tokenizer.pad_token_id or 0
-    budget = token_budget or batch_size * 128
     out: np.ndarray | None = None
     start = 0
     while start < n:
-        # rows per batch: at most batch_size, and (for short texts) more when the token budget allows
-        longest = int(lengths[order[start]])
-        size = max(1, min(max(batch_size, budget // max(longest, 1)), 4 * batch_size))
+        size = batch_rows(int(lengths[order[start]]), batch_size, max_batch_tokens)
         idx = order[start : start + size]
-        ids, mask = _pad([seqs[i] for i in idx], pad_id)
-        feeds = {"input_ids": ids, "attention_mask": mask}
-        if "token_type_ids" in enc:
-            tt, _ = _pad([enc["token_type_ids"][i] for i in idx], 0)
-            feeds["token_type_ids"] = tt
-        else:
-            feeds["token_type_ids"] = np.zeros_like(ids)
-        logits = runner(feeds)
+        width = int(lengths[idx].max())
+        ids = np.full((len(idx), width), pad_id, dtype=np.int64)
+        mask = np.zeros((len(idx), width), dtype=np.int64)
+        types = np.zeros((len(idx), width), dtype=np.int64)
+        for r, i in enumerate(idx):
+            a, b = enc.offsets[i], enc.offsets[i + 1]
+            ids[r, : b - a] = enc.ids[a:b]
+            mask[r, : b - a] = 1
+            if enc.type_ids is not None:
+                types[r, : b - a] = enc.type_ids[a:b]
+        logits = runner({"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
         if out is None:
             out = np.zeros((n, logits.shape[-1]), dtype=np.float32)
         out[idx] = logits
@@ -129,25 +170,40 @@ def run_chunk(runner: Runner, chunk: Chunk, batch_size: int, token_budget: int |
 
 
 def prefetch(gen: Iterator[Chunk], depth: int = 2) -> Iterator[Chunk]:
-    """Run ``gen`` (reading + tokenizing) in a thread, ``depth`` chunks ahead of the consumer."""
+    """Run ``gen`` (reading + tokenizing) in a thread, ``depth`` chunks ahead of the consumer.
+
+    However the consumer stops (the end, an error such as ``--on-error fail``, closing this generator), the
+    thread is stopped and joined before this returns: a thread left inside native code (the tokenizer,
+    pyarrow) while the interpreter shuts down aborts the process ("terminate called without an active
+    exception", SIGABRT) instead of exiting with the error's code."""
     q: queue.Queue[Any] = queue.Queue(maxsize=depth)
     stop = threading.Event()
     done = object()
 
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def work() -> None:
         try:
             for item in gen:
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put(item):
                     return
-            q.put(done)
+            put(done)
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            q.put(exc)
+            put(exc)
+        finally:
+            close = getattr(gen, "close", None)
+            if close is not None:
+                try:
+                    close()  # the reader's files and threads, in this thread
+                except Exception:  # noqa: BLE001
+                    pass
 
     t = threading.Thread(target=work, name="hubtune-tokenize", daemon=True)
     t.start()
@@ -161,3 +217,4 @@ def prefetch(gen: Iterator[Chunk], depth: int = 2) -> Iterator[Chunk]:
             yield item
     finally:
         stop.set()
+        t.join()

@@ -14,25 +14,29 @@ and every input row ends up exactly once.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from typing import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 
 from hubtune.errors import EmptyDatasetError, RowError
 from hubtune.predict.batching import Chunk, prefetch, prepare_chunk, run_chunk
+from hubtune.predict.choose import choose_runner
 from hubtune.predict.dataset import count_rows, label_feature, open_input
 from hubtune.predict.options import PredictOptions, PredictResult, check_options, make_result
 from hubtune.predict.output import (
     assemble,
     compare_manifest,
+    discard_unfinished,
     new_manifest,
     prediction_settings,
     prepare_output,
     write_json,
 )
-from hubtune.predict.runners import make_runner
 from hubtune.predict.shards import write_shard
 from hubtune.predict.source import model_identity, resolve_model_dir
 
@@ -40,15 +44,27 @@ THROTTLE_ENV = "HUBTUNE_PREDICT_THROTTLE_S"  # test hook: sleep after each shard
 
 
 def batch_predict_local(opts: PredictOptions) -> PredictResult:
-    """Predict every row of ``opts.dataset`` into ``opts.output`` in this process (see the module docstring)."""
+    """Predict every row of ``opts.dataset`` into ``opts.output`` in this process (see the module docstring).
+    A run that fails before it finished a shard removes the OUTPUT.parts/ it made, so the corrected command
+    is not refused as an existing output."""
     t0 = time.perf_counter()
     fmt = check_options(opts)
     output, parts, previous = prepare_output(opts)
-    spec, ds, cols, keep = open_input(opts)
+    try:
+        return _run(opts, t0, fmt, output, parts, previous)
+    except BaseException:
+        if previous is None:
+            discard_unfinished(parts)
+        raise
 
+
+def _run(opts: PredictOptions, t0: float, fmt: str, output: Path, parts: Path, previous: dict[str, Any] | None) -> PredictResult:
+    spec, ds, cols, keep = open_input(opts)
     model_dir, commit = resolve_model_dir(opts.model, revision=opts.revision, backend=opts.backend)
     identity = model_identity(opts.model, model_dir, commit)
-    runner = make_runner(model_dir, opts, parts / "_onnx_export")
+    texts = [c for c in (cols.text, cols.text_pair) if c]
+    runner, choice = choose_runner(opts, model_dir, identity, lambda n: ds.select_columns(texts).take(n if opts.limit is None else min(n, opts.limit)), cols,
+                                   parts / "_onnx_export", previous)
     label_names = runner.label_names
     max_length = opts.max_length or runner.max_length
     notices = list(runner.notices)
@@ -61,8 +77,10 @@ def batch_predict_local(opts: PredictOptions) -> PredictResult:
         total = min(n_all, opts.limit) if opts.limit is not None else n_all
         start = total * opts.shard_index // opts.num_shards
         end = total * (opts.shard_index + 1) // opts.num_shards
-    prediction = prediction_settings(opts, cols, label_names, max_length, getattr(runner, "onnx_path", None))
+    resolved = replace(opts, backend=choice["backend"], dtype=choice["dtype"])
+    prediction = prediction_settings(resolved, cols, label_names, max_length, getattr(runner, "onnx_path", None))
     manifest = new_manifest(opts, identity, label_names, spec, ds, cols, keep, fmt, start, end, total, prediction)
+    manifest["choice"] = choice
     if previous is not None:
         compare_manifest(previous, manifest, output)
         manifest["shards"] = previous.get("shards", [])
@@ -107,37 +125,36 @@ def batch_predict_local(opts: PredictOptions) -> PredictResult:
     processed = 0
     t_run = time.perf_counter()
     try:
-        for chunk in prefetch(chunks()):
-            if chunk.errors and opts.on_error == "fail":
-                pos, reason = chunk.errors[0]
-                raise RowError(
-                    f"row {chunk.start + pos} cannot be predicted: {reason}; fix the data, or pass --on-error skip "
-                    "to record such rows in the errors file and go on"
+        with contextlib.closing(prefetch(chunks())) as stream:
+            for chunk in stream:
+                if chunk.errors and opts.on_error == "fail":
+                    pos, reason = chunk.errors[0]
+                    raise RowError(
+                        f"row {chunk.start + pos} cannot be predicted: {reason}; fix the data, or pass --on-error skip "
+                        "to record such rows in the errors file and go on"
+                    )
+                logits = run_chunk(runner, chunk, opts.batch_size, opts.max_batch_tokens)
+                entry, notice = write_shard(
+                    parts, f"shard-{chunk.index:05d}", chunk, logits, keep=keep, label_names=label_names,
+                    all_scores=opts.all_scores, label_column=cols.label if metrics_enabled else None,
+                    feature=feature, source=opts.dataset,
                 )
-            logits = run_chunk(runner, chunk, opts.batch_size)
-            entry, notice = write_shard(
-                parts, f"shard-{chunk.index:05d}", chunk, logits, keep=keep, label_names=label_names,
-                all_scores=opts.all_scores, label_column=cols.label if metrics_enabled else None,
-                feature=feature, source=opts.dataset,
-            )
-            entry = {"index": chunk.index, **entry}
-            if notice:
-                metrics_enabled = False
-                notices.append(notice)
-            manifest["shards"].append(entry)
-            write_json(parts / "manifest.json", manifest)
-            processed += chunk.size
-            bar.update(chunk.size)
-            if throttle:
-                time.sleep(throttle)
+                entry = {"index": chunk.index, **entry}
+                if notice:
+                    metrics_enabled = False
+                    notices.append(notice)
+                manifest["shards"].append(entry)
+                write_json(parts / "manifest.json", manifest)
+                processed += chunk.size
+                bar.update(chunk.size)
+                if throttle:
+                    time.sleep(throttle)
     finally:
         bar.close()
     seconds_run = time.perf_counter() - t_run
 
     if not manifest["shards"] and previous is None and processed == 0 and (n_todo is None or n_todo > 0) and start == 0:
-        manifest["complete"] = True
-        write_json(parts / "manifest.json", manifest)
         raise EmptyDatasetError(f"dataset {opts.dataset} has no rows to predict (check the spec or --limit)")
     done_info = assemble(opts, output, parts, manifest, label_names=label_names, metrics_enabled=metrics_enabled)
     return make_result(opts, done_info, output=output, started=t0, seconds_run=seconds_run, processed=processed,
-                       device=runner.device, resumed=resumed, identity=identity, notices=notices)
+                       device=runner.device, resumed=resumed, identity=identity, notices=notices, choice=choice)

@@ -11,9 +11,13 @@ from typing import Any, Literal
 from hubtune.errors import ConfigError
 
 OUTPUT_FORMATS = (".parquet", ".jsonl", ".csv")
-BACKENDS = ("torch", "onnx")
+BACKENDS = ("auto", "torch", "onnx")
 ENGINES = ("local", "ray")
-DTYPES = ("fp32", "fp16", "bf16")
+DTYPES = ("auto", "fp32", "fp16", "bf16", "int8")
+REDUCED_DTYPES = ("fp16", "bf16", "int8")  # checked against fp32 on a sample of the input (--min-agreement)
+DEFAULT_MAX_BATCH_TOKENS = 8192  # rows x padded length of one batch: bounds the activations (attention scores)
+DEFAULT_MIN_AGREEMENT = 0.995
+DEFAULT_CHECK_ROWS = 256  # valid rows of the input compared with fp32 before a reduced precision is used
 
 
 @dataclass
@@ -21,10 +25,14 @@ class PredictOptions:
     model: str
     dataset: str
     output: str
-    backend: Literal["torch", "onnx"] = "torch"
+    # auto: chosen from the machine (hubtune/predict/choose.py), recorded with its reason
+    backend: Literal["auto", "torch", "onnx"] = "auto"
     device: str | None = None  # None/auto: cuda when available
-    batch_size: int = 64
-    dtype: Literal["fp32", "fp16", "bf16"] = "fp32"
+    batch_size: int = 256  # rows per batch at most (and max_batch_tokens tokens at most)
+    dtype: Literal["auto", "fp32", "fp16", "bf16", "int8"] = "auto"
+    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS
+    min_agreement: float = DEFAULT_MIN_AGREEMENT  # label agreement with fp32 an automatic reduced precision needs
+    check_rows: int = DEFAULT_CHECK_ROWS  # sample size of that check (and of the auto warm-up)
     keep_columns: list[str] = field(default_factory=list)
     all_scores: bool = False
     limit: int | None = None
@@ -74,6 +82,9 @@ class PredictResult:
     notices: list[str] = field(default_factory=list)
     engine: str = "local"
     workers: int = 1
+    dtype: str = "fp32"
+    # how backend/dtype were chosen: {"auto": [...], "backend", "dtype", "device", "reason", "agreement", ...}
+    choice: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -114,6 +125,17 @@ def check_options(opts: PredictOptions) -> str:
         )
     if opts.batch_size < 1 or opts.chunk_size < 1:
         raise ConfigError(f"--batch-size and --chunk-size must be >= 1, found {opts.batch_size} and {opts.chunk_size}")
+    if opts.max_batch_tokens < 1:
+        raise ConfigError(f"--max-batch-tokens must be >= 1, found {opts.max_batch_tokens}")
+    if not 0.0 <= opts.min_agreement <= 1.0:
+        raise ConfigError(f"--min-agreement must be between 0 and 1 (0.995 = 99.5%), found {opts.min_agreement}")
+    if opts.check_rows < 1:
+        raise ConfigError(f"check_rows must be >= 1, found {opts.check_rows}")
+    if opts.dtype in ("bf16", "fp16") and opts.backend == "onnx" or opts.dtype == "int8" and opts.backend == "torch":
+        raise ConfigError(
+            f"--dtype {opts.dtype} with --backend {opts.backend}: bf16/fp16 run on --backend torch, int8 on --backend "
+            "onnx (onnx/model_quantized.onnx); pass a matching pair or --backend auto"
+        )
     if opts.limit is not None and opts.limit < 0:
         raise ConfigError(f"--limit must be >= 0, found {opts.limit}")
     if opts.resume and opts.overwrite:
@@ -123,7 +145,7 @@ def check_options(opts: PredictOptions) -> str:
 
 def make_result(
     opts: PredictOptions, done: dict[str, Any], *, output: Path, started: float, seconds_run: float, processed: int,
-    device: str, resumed: int, identity: dict[str, Any], notices: list[str], **extra: Any,
+    device: str, resumed: int, identity: dict[str, Any], notices: list[str], choice: dict[str, Any], **extra: Any,
 ) -> PredictResult:
     """The summary of a finished run (both engines), from what :func:`hubtune.predict.output.assemble` returned."""
     return PredictResult(
@@ -131,7 +153,9 @@ def make_result(
         errors=done["errors"],
         seconds=round(time.perf_counter() - started, 3),
         rows_per_s=round(processed / seconds_run, 2) if seconds_run > 0 and processed else 0.0,
-        backend=opts.backend,
+        backend=choice.get("backend", opts.backend),
+        dtype=choice.get("dtype", opts.dtype),
+        choice=choice,
         device=device,
         output=str(output),
         errors_path=done["errors_path"],

@@ -37,8 +37,8 @@ from hubtune.predict.options import MergeResult, PredictOptions, output_format
 MANIFEST_VERSION = 2
 # what changes a prediction, recorded in the manifest and compared on --resume (field -> the flag that sets it)
 PREDICTION_FIELDS = {
-    "backend": "--backend", "dtype": "--dtype", "max_length": "--max-length", "onnx_file": "--onnx-file",
-    "onnx_sha256": "--onnx-file", "text_column": "--text-column", "text_pair_column": "--text-pair-column",
+    "backend": "--backend", "onnx_file": "--onnx-file", "onnx_sha256": "--onnx-file", "dtype": "--dtype",
+    "max_length": "--max-length", "text_column": "--text-column", "text_pair_column": "--text-pair-column",
     "label_names": "--model",
 }
 
@@ -110,6 +110,21 @@ def prepare_output(opts: PredictOptions) -> tuple[Path, Path, dict[str, Any] | N
             "expected a writable directory: choose another --output"
         ) from None
     return output, parts, previous
+
+
+def discard_unfinished(parts: Path) -> bool:
+    """Remove OUTPUT.parts/ of a run that failed before it finished a shard (nothing to resume), so the corrected
+    command is not refused as an existing output; a run with finished shards keeps them for --resume."""
+    if not parts.is_dir():
+        return False
+    try:
+        manifest = read_json(parts / "manifest.json")
+    except (OSError, ValueError):
+        manifest = {}
+    if manifest.get("shards") or any(parts.glob("chunk-*.json")):
+        return False
+    shutil.rmtree(parts, ignore_errors=True)
+    return True
 
 
 def compare_manifest(prev: dict[str, Any], cur: dict[str, Any], output: Path) -> None:
@@ -322,6 +337,7 @@ def assemble(
         "dataset": manifest["dataset"],
         "options": manifest["options"],
         "prediction": manifest.get("prediction"),
+        "choice": manifest.get("choice"),
         "range": {"start": start, "end": end if end is not None else last, "total": total if total is not None else (last if opts.num_shards == 1 else None)},
         "rows": n_rows,
         "errors": n_err,

@@ -37,13 +37,15 @@ from hubtune.predict.options import PredictOptions, PredictResult, check_options
 from hubtune.predict.output import (
     assemble,
     compare_manifest,
+    discard_unfinished,
     new_manifest,
     prediction_settings,
     prepare_output,
     read_json,
     write_json,
 )
-from hubtune.predict.runners import export_missing_onnx, find_onnx, make_runner
+from hubtune.predict.choose import choose_runner
+from hubtune.predict.runners import make_runner
 from hubtune.predict.shards import write_shard
 from hubtune.predict.source import model_identity, resolve_model_dir
 
@@ -127,7 +129,7 @@ class _ChunkPredictor:
                 f"row {start + pos} cannot be predicted: {reason}; fix the data, or pass --on-error skip "
                 "to record such rows in the errors file and go on"
             )
-        logits = run_chunk(self.runner, chunk, self.opts.batch_size)
+        logits = run_chunk(self.runner, chunk, self.opts.batch_size, self.opts.max_batch_tokens)
         entry, notice = write_shard(
             self.parts, name, chunk, logits, keep=self.keep, label_names=self.runner.label_names,
             all_scores=self.opts.all_scores, label_column=self.label, feature=self.feature, source=self.opts.dataset,
@@ -251,18 +253,33 @@ def batch_predict_ray(opts: PredictOptions) -> PredictResult:
         )
     ray = import_ray()
     output, parts, previous = prepare_output(opts)
+    try:
+        return _run(ray, opts, t0, fmt, workers, output, parts, previous)
+    except BaseException:
+        if previous is None:
+            discard_unfinished(parts)  # nothing finished: the corrected command must not be refused
+        raise
+
+
+def _run(ray: Any, opts: PredictOptions, t0: float, fmt: str, workers: int, output: Path, parts: Path,
+         previous: dict[str, Any] | None) -> PredictResult:
     spec, ds, cols, keep = open_input(opts)
     model_dir, commit = resolve_model_dir(opts.model, revision=opts.revision, backend=opts.backend)
     identity = model_identity(opts.model, model_dir, commit)
     notices: list[str] = []
-    onnx_path = find_onnx(model_dir, opts.onnx_file) if opts.backend == "onnx" else None
-    if opts.backend == "onnx" and onnx_path is None:
-        # export once here, not once per actor (they would race on the same files)
-        onnx_path, notice = export_missing_onnx(model_dir, parts / "_onnx_export")
-        notices.append(notice)
+    # backend/dtype resolved once here (measured, cached, checked); the actors run the resolved ones
+    texts = [c for c in (cols.text, cols.text_pair) if c]
+    probe, choice = choose_runner(opts, model_dir, identity, lambda n: ds.select_columns(texts).take(n if opts.limit is None else min(n, opts.limit)), cols,
+                                  parts / "_onnx_export", previous)
+    notices += probe.notices
+    onnx_path = getattr(probe, "onnx_path", None)
+    del probe
+    opts = replace(opts, backend=choice["backend"], dtype=choice["dtype"],
+                   onnx_file=str(onnx_path) if onnx_path is not None else opts.onnx_file)
     prediction = prediction_settings(opts, cols, None, opts.max_length, onnx_path)
     manifest = new_manifest(opts, identity, None, spec, ds, cols, keep, fmt, 0, opts.limit, opts.limit, prediction)
     manifest["engine"] = "ray"
+    manifest["choice"] = choice
     if previous is not None:
         compare_manifest(previous, manifest, output)  # also refuses a run started by the other engine
     write_json(parts / "manifest.json", manifest)
@@ -384,7 +401,8 @@ def batch_predict_ray(opts: PredictOptions) -> PredictResult:
     processed = n - resumed
     done = assemble(opts, output, parts, manifest, label_names=label_names, metrics_enabled=metrics_enabled)
     return make_result(opts, done, output=output, started=t0, seconds_run=seconds_run, processed=processed,
-                       device=device, resumed=resumed, identity=identity, notices=notices, engine="ray", workers=workers)
+                       device=device, resumed=resumed, identity=identity, notices=notices, choice=choice, engine="ray",
+                       workers=workers)
 
 
 __all__ = ["batch_predict_ray", "import_ray", "CRASH_ONCE_ENV"]

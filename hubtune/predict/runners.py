@@ -105,18 +105,26 @@ class OnnxRunner:
         from hubtune.modeling import effective_max_length, label_names_from_config
         from hubtune.onnx_tools import session as ort_session
 
-        if opts.dtype != "fp32":
+        if opts.dtype not in ("fp32", "int8"):
             raise ConfigError(
-                f"--dtype {opts.dtype} is for --backend torch; the onnx backend runs the ONNX file as exported "
-                "(use --onnx-file model_quantized.onnx for int8)"
+                f"--dtype {opts.dtype} is for --backend torch; the onnx backend runs the ONNX file as exported: "
+                "fp32 (onnx/model.onnx) or int8 (onnx/model_quantized.onnx)"
             )
         if (model_dir / "adapter_config.json").is_file():
             raise ModelLoadError(
                 f"model {model_dir} is a LoRA adapter; the onnx backend needs a full model: run `hubtune merge` "
                 "first or use --backend torch"
             )
+        from hubtune.onnx_tools import QUANTIZED_FILE
+
         self.notices: list[str] = []
-        onnx_path = find_onnx(model_dir, opts.onnx_file)
+        if opts.dtype == "int8" and not opts.onnx_file:
+            if not (model_dir / "onnx" / QUANTIZED_FILE).is_file():
+                raise ModelLoadError(
+                    f"--dtype int8 runs onnx/{QUANTIZED_FILE}, which {model_dir} does not have; run "
+                    f"`hubtune export {model_dir} --quantize int8`, or use --dtype fp32"
+                )
+        onnx_path = find_onnx(model_dir, opts.onnx_file or (QUANTIZED_FILE if opts.dtype == "int8" else None))
         if onnx_path is None:
             onnx_path, notice = export_missing_onnx(model_dir, export_dir)
             self.notices.append(notice)
@@ -153,7 +161,10 @@ class OnnxRunner:
 
 
 def make_runner(model_dir: Path, opts: PredictOptions, export_dir: Path) -> Runner:
-    """The backend runner (shared by the local and the Ray engine): tokenizer, label_names, max_length, __call__."""
+    """The backend runner (shared by the local and the Ray engine): tokenizer, label_names, max_length, __call__.
+    ``opts.backend``/``opts.dtype`` are resolved ones (not ``auto``: :mod:`hubtune.predict.choose` resolves them)."""
+    if "auto" in (opts.backend, opts.dtype):
+        raise ConfigError(f"backend {opts.backend!r} / dtype {opts.dtype!r}: resolve 'auto' first (hubtune.predict.choose)")
     if opts.backend == "onnx":
         return OnnxRunner(model_dir, opts, export_dir)
     return TorchRunner(model_dir, opts)

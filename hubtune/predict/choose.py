@@ -1,0 +1,291 @@
+"""``--backend auto`` and ``--dtype auto``: the fastest path this machine has for this model, and the check that a
+reduced precision keeps the labels.
+
+    the machine (:func:`detect_hardware`: envinfo's CUDA, AMX and onnxruntime facts)
+      -> the candidates (:func:`candidates`): CUDA: torch bf16 (fp16 before Ampere), plus ONNX Runtime's CUDA
+         provider when the model has a matching onnx/; a CPU with AMX: torch bf16; otherwise torch fp32 and
+         ONNX Runtime fp32 (when the model has an onnx/ exported from these weights; auto never exports one)
+      -> more than one: each runs a few batches of the real input, the faster wins; the result is cached per
+         model (weights sha256) and machine (CPU model and flags, GPU, threads, library versions) in
+         ``$HF_HOME/hubtune/backend-choice.json``
+      -> a reduced precision (bf16, fp16, int8) is compared with fp32 on a sample of the input (``check_rows``
+         valid rows): chosen automatically, it is used only when the labels agree on ``min_agreement`` of them
+         (else fp32, said in the reason); asked for explicitly, it is used and its agreement reported.
+
+:func:`choose_runner` returns the runner and the choice (backend, dtype, device, reason, agreement), which the
+engines record in the manifest, OUTPUT.meta.json and the summary. A resume takes the interrupted run's choice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from hubtune.errors import ResumeMismatchError
+from hubtune.onnx_tools import QUANTIZED_FILE
+from hubtune.predict.batching import Chunk, prepare_chunk, run_chunk
+from hubtune.predict.options import REDUCED_DTYPES, PredictOptions
+from hubtune.predict.runners import Runner, find_onnx, make_runner
+
+CACHE_VERSION = 1
+WARMUP_BATCHES = 3  # timed batches per candidate (after one untimed batch)
+
+
+def detect_hardware(device: str | None = None) -> dict[str, Any]:
+    """What decides the path: CUDA (and whether its GPU runs bf16), AMX, the CPU model and flags."""
+    from hubtune.envinfo import cpu_info, torch_info
+
+    cinfo, tinfo = cpu_info(), torch_info()
+    gpus = tinfo.get("gpus") or []
+    cuda = bool(tinfo.get("cuda_available")) and not (device or "").startswith("cpu")
+    amx = tinfo.get("cpu_amx")
+    return {
+        "cuda": cuda,
+        "gpu": gpus[0]["name"] if cuda and gpus else None,
+        "gpu_bf16": bool(gpus and gpus[0].get("bf16")),
+        "amx": bool(cinfo["flags"].get("amx_tile") if amx is None else amx),
+        "cpu": cinfo["model"],
+        "flags": sorted(k for k, v in cinfo["flags"].items() if v),
+    }
+
+
+def ort_providers() -> list[str]:
+    """onnxruntime's execution providers ([] when it is not installed)."""
+    from hubtune.envinfo import ort_info
+
+    return list(ort_info().get("providers") or [])
+
+
+def onnx_state(model_dir: Path, onnx_file: str | None) -> tuple[Path | None, str]:
+    """(the ONNX file auto may run, or None; why not). Auto runs only a graph exported from these weights."""
+    from hubtune.errors import StaleOnnxError
+    from hubtune.onnx_tools import check_matches_weights
+
+    if (model_dir / "adapter_config.json").is_file():
+        return None, "a LoRA adapter has no ONNX graph (run `hubtune merge` and `hubtune export` for one)"
+    path = find_onnx(model_dir, onnx_file)
+    if path is None:
+        return None, (
+            "the model has no onnx/ folder, and auto does not export one silently (a minute or more): torch only; "
+            "run `hubtune export` once to let auto measure onnxruntime"
+        )
+    try:
+        note = check_matches_weights(path, model_dir)
+    except StaleOnnxError as exc:
+        return None, f"its ONNX graph is not from these weights ({exc}): torch only"
+    if note:
+        return None, f"{note}: torch only (re-export with `hubtune export` to let auto measure onnxruntime)"
+    return path, ""
+
+
+def candidates(opts: PredictOptions, hw: dict[str, Any], onnx_ok: bool, cuda_ort: bool) -> tuple[list[tuple[str, str]], str]:
+    """The (backend, dtype) pairs to consider, best guess first, and why (pure: tested on made-up machines)."""
+    b, d = opts.backend, opts.dtype
+    if b != "auto" and d != "auto":
+        return [(b, d)], f"--backend {b} --dtype {d} as asked"
+    if opts.onnx_file and b == "auto":
+        b = "onnx"  # --onnx-file names a graph to run
+    if d == "int8" or b == "onnx":
+        dtype = "fp32" if d == "auto" else d
+        return [("onnx", dtype)], (f"--backend onnx: {dtype}" if d == "auto" else f"--dtype {d}: onnx")
+    if d in ("bf16", "fp16"):
+        return [("torch", d)], f"--dtype {d}: torch"
+    if hw["cuda"]:
+        half = "bf16" if hw["gpu_bf16"] else "fp16"
+        why = f"CUDA GPU {hw['gpu']}: " + ("bf16 (compute capability 8+)" if half == "bf16" else "fp16 (no fast bf16 before Ampere)")
+        dtype = half if d == "auto" else d
+        pairs = [("torch", dtype)]
+        if b == "auto" and onnx_ok and cuda_ort:
+            pairs.append(("onnx", "fp32"))
+            why += "; onnxruntime's CUDA provider measured beside it"
+        return pairs, why
+    if hw["amx"] and d == "auto":
+        return [("torch", "bf16")], "CPU with AMX: torch bf16 (its bf16 matmuls run several times fp32)"
+    why = "no GPU" + ("" if hw["amx"] else " and no AMX") + ": fp32"
+    if b == "auto" and onnx_ok:
+        return [("torch", "fp32"), ("onnx", "fp32")], why + ", torch or onnxruntime, the faster on a warm-up"
+    return [("torch", "fp32")], why + " on torch"
+
+
+# --------------------------------------------------------------------------------------------------
+# The cache of measured choices
+# --------------------------------------------------------------------------------------------------
+def cache_path() -> Path:
+    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME") or "~/.cache", "huggingface")
+    return Path(os.path.expanduser(home)) / "hubtune" / "backend-choice.json"
+
+
+def cache_key(weights_sha256: str, hw: dict[str, Any], pairs: list[tuple[str, str]], opts: PredictOptions,
+              onnx_path: Path | None) -> str:
+    from hubtune.compat import versions
+
+    facts = {
+        "v": CACHE_VERSION, "weights": weights_sha256, "cpu": hw["cpu"], "flags": hw["flags"], "gpu": hw["gpu"],
+        "threads": opts.num_threads or os.cpu_count(), "versions": versions(), "pairs": pairs,
+        "onnx": [onnx_path.name, onnx_path.stat().st_size] if onnx_path is not None else None,
+    }
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+
+
+def read_cache(key: str) -> dict[str, Any] | None:
+    try:
+        entry = json.loads(cache_path().read_text(encoding="utf-8")).get("entries", {}).get(key)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return entry if isinstance(entry, dict) and "backend" in entry and "dtype" in entry else None
+
+
+def write_cache(key: str, entry: dict[str, Any]) -> None:
+    """Record a measured choice (best effort: a read-only HF_HOME only costs a new measurement next time)."""
+    path = cache_path()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        if not isinstance(data, dict) or data.get("version") != CACHE_VERSION:
+            data = {"version": CACHE_VERSION, "entries": {}}
+        data["entries"][key] = entry
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except (OSError, ValueError):
+        pass
+
+
+# --------------------------------------------------------------------------------------------------
+# Measuring on the real input
+# --------------------------------------------------------------------------------------------------
+def sample_chunk(rows: Iterable[dict[str, Any]], runner: Runner, cols: Any, max_length: int) -> Chunk:
+    """The first rows of the input as one chunk, tokenized (invalid rows are left out, as in the run)."""
+    names = [c for c in (cols.text, cols.text_pair) if c]
+    columns: dict[str, list[Any]] = {c: [] for c in names}
+    for row in rows:
+        for c in names:
+            columns[c].append(row.get(c))
+    chunk = Chunk(index=0, start=0, columns=columns, valid=np.zeros(0, np.int64), errors=[])
+    return prepare_chunk(chunk, runner.tokenizer, cols.text, cols.text_pair, max_length)
+
+
+def rows_per_second(runner: Runner, chunk: Chunk, opts: PredictOptions) -> float:
+    """Steady-state rows/s of ``runner`` on the first few batches of ``chunk`` (one untimed batch first)."""
+    longest = max(chunk.lengths[:64].max(initial=1), 1) if chunk.encodings else 1
+    per_batch = max(1, min(opts.batch_size, opts.max_batch_tokens // longest))
+    warm = chunk.subset(per_batch)
+    run_chunk(runner, warm, opts.batch_size, opts.max_batch_tokens)
+    timed = chunk.subset(per_batch * WARMUP_BATCHES)
+    t = time.perf_counter()
+    run_chunk(runner, timed, opts.batch_size, opts.max_batch_tokens)
+    return len(timed.valid) / max(time.perf_counter() - t, 1e-9)
+
+
+def agreement(reduced: np.ndarray, reference: np.ndarray) -> float:
+    """The fraction of rows whose label (argmax) is the same."""
+    return float((reduced.argmax(-1) == reference.argmax(-1)).mean()) if len(reference) else 1.0
+
+
+def choose_runner(
+    opts: PredictOptions, model_dir: Path, identity: dict[str, Any], sample: Callable[[int], Iterable[dict[str, Any]]],
+    cols: Any, export_dir: Path, previous: dict[str, Any] | None = None, *, hardware: dict[str, Any] | None = None,
+) -> tuple[Runner, dict[str, Any]]:
+    """The runner this run uses and how it was chosen (see the module docstring). ``sample(n)`` yields the first
+    ``n`` input rows; ``previous`` is the interrupted run's manifest (a resume keeps its backend and dtype)."""
+    asked = {"backend": opts.backend, "dtype": opts.dtype}
+    if opts.dtype == "auto" and opts.onnx_file and Path(opts.onnx_file).name == QUANTIZED_FILE:
+        opts = replace(opts, dtype="int8")  # naming the int8 graph asks for int8
+    prev = (previous or {}).get("prediction") or {}
+    if previous is not None and "auto" in (opts.backend, opts.dtype) and prev.get("backend"):
+        for key in ("backend", "dtype"):  # what was asked besides auto must be what the interrupted run used
+            if asked[key] not in ("auto", prev.get(key)):
+                raise ResumeMismatchError(
+                    f"cannot resume {opts.output}: {key} was {prev.get(key)!r}, this run has {asked[key]!r}, which "
+                    f"changes the predictions; pass the same --{key} as the interrupted run (or auto), or --overwrite "
+                    "to start over"
+                )
+        opts = replace(opts, backend=prev["backend"] if opts.backend == "auto" else opts.backend,
+                       dtype=prev["dtype"] if opts.dtype == "auto" else opts.dtype)
+        runner = make_runner(model_dir, opts, export_dir)
+        pchoice = previous.get("choice") or {}
+        return runner, {"asked": asked, "backend": opts.backend, "dtype": opts.dtype, "device": runner.device,
+                        "reason": f"resumed: the interrupted run's choice ({pchoice.get('reason', 'as recorded')})",
+                        "agreement": pchoice.get("agreement")}
+    hw = hardware if hardware is not None else detect_hardware(opts.device)
+    onnx_path, no_onnx = (None, "")
+    if opts.backend == "auto" and not opts.onnx_file and opts.dtype in ("auto", "fp32"):
+        if not hw["amx"] or hw["cuda"]:
+            onnx_path, no_onnx = onnx_state(model_dir, None)
+    cuda_ort = hw["cuda"] and "CUDAExecutionProvider" in (ort_providers() if onnx_path is not None else [])
+    pairs, reason = candidates(opts, hw, onnx_path is not None, cuda_ort)
+    if no_onnx and len(pairs) == 1 and opts.backend == "auto" and pairs[0][1] == "fp32":
+        reason += f" ({no_onnx})"
+    runners: dict[tuple[str, str], Runner] = {}
+
+    def build(pair: tuple[str, str], **changes: Any) -> Runner:
+        if pair not in runners:
+            runners[pair] = make_runner(model_dir, replace(opts, backend=pair[0], dtype=pair[1], **changes), export_dir)
+        return runners[pair]
+
+    chunk: Chunk | None = None
+
+    def the_sample() -> Chunk:
+        nonlocal chunk
+        if chunk is None:
+            r = next(iter(runners.values()))
+            chunk = sample_chunk(sample(opts.check_rows), r, cols, opts.max_length or r.max_length)
+        return chunk
+
+    measured: dict[str, float] = {}
+    pick = pairs[0]
+    if len(pairs) > 1:
+        key = cache_key(identity.get("weights_sha256", ""), hw, pairs, opts, onnx_path)
+        cached = read_cache(key)
+        if cached is not None and (cached["backend"], cached["dtype"]) in pairs:
+            pick = (cached["backend"], cached["dtype"])
+            measured = dict(cached.get("rows_per_s") or {})
+            reason += f": {pick[0]} (measured earlier on this machine, cached in {cache_path()})"
+        else:
+            build(pairs[0])
+            for pair in pairs:
+                measured["/".join(pair)] = round(rows_per_second(build(pair), the_sample(), opts), 1)
+            pick = max(pairs, key=lambda p: measured["/".join(p)])
+            speeds = ", ".join(f"{k} {v:g} rows/s" for k, v in measured.items())
+            reason += f": {pick[0]} ({speeds} on {len(the_sample().valid)} rows of the input)"
+            write_cache(key, {"backend": pick[0], "dtype": pick[1], "rows_per_s": measured, "measured_at": time.time()})
+    for pair in list(runners):
+        if pair != pick:
+            del runners[pair]
+    runner = build(pick)
+    backend, dtype = pick
+    agree = None
+    if dtype in REDUCED_DTYPES:
+        auto_dtype = opts.dtype == "auto"
+        # the reference: the fp32 graph for int8 (when there is one), else the weights in fp32 on torch
+        fp32_onnx = find_onnx(model_dir, None) if backend == "onnx" else None
+        fp32_pair = ("onnx", "fp32") if fp32_onnx is not None and fp32_onnx.name != QUANTIZED_FILE else ("torch", "fp32")
+        ref = build(fp32_pair, onnx_file=None)
+        s = the_sample()
+        agree = {
+            "value": round(agreement(run_chunk(runner, s, opts.batch_size, opts.max_batch_tokens),
+                                     run_chunk(ref, s, opts.batch_size, opts.max_batch_tokens)), 6),
+            "rows": int(len(s.valid)), "against": "/".join(fp32_pair), "min": opts.min_agreement,
+        }
+        pct = f"{100 * agree['value']:.2f}% of {agree['rows']} rows"
+        if auto_dtype and agree["value"] < opts.min_agreement:
+            reason += (f"; but {dtype} agreed with fp32 on only {pct} (below --min-agreement "
+                       f"{100 * opts.min_agreement:g}%): fp32 instead")
+            agree["fallback"] = True
+            del runners[pick]
+            runner, (backend, dtype) = ref, fp32_pair
+        else:
+            reason += f"; {dtype} agrees with fp32 on {pct}" + ("" if auto_dtype else " (asked for: used whatever the agreement)")
+            del runners[fp32_pair]
+    choice = {"asked": asked, "backend": backend, "dtype": dtype, "device": runner.device, "reason": reason,
+              "agreement": agree}
+    if measured:
+        choice["rows_per_s"] = measured
+    return runner, choice
