@@ -373,8 +373,6 @@ def _run(cfg: PipelineConfig, opts: PipelineOptions, say: Say, hub: Any) -> Pipe
     return result
 
 
-def _export_done(layout: RunLayout, pub: Path, cfg: PipelineConfig) -> bool:
-    """``onnx/`` from an earlier export of this run with the variants and gates this config asks for."""
 def _classifier_steps(cfg: PipelineConfig, opts: PipelineOptions, say: Say, layout: RunLayout, steps: dict[str, str],
                       repo_id: str, train_eval: dict[str, Any]) -> tuple[Any, ...]:
     """Steps 2-5 for a text classifier: merge, export, card (+ gate on the published files), golden examples."""
@@ -476,6 +474,8 @@ def _lm_steps(cfg: PipelineConfig, opts: PipelineOptions, say: Say, layout: RunL
     return pub, onnx_file, {}, {k: float(v) for k, v in metrics.items()}, summary, texts, expected
 
 
+def _export_done(layout: RunLayout, pub: Path, cfg: PipelineConfig) -> bool:
+    """``onnx/`` from an earlier export of this run with the variants and gates this config asks for."""
     summary = read_json(layout.summary) if layout.summary.is_file() else {}
     info = summary.get("export") or {}
     if not (pub / "onnx" / "model.onnx").is_file() or "refused" not in info:
