@@ -9,22 +9,21 @@ import json
 import pytest
 import yaml
 
-from hubtune.config import DataConfig, ExportSettings, GateSettings, PipelineConfig, PublishSettings
-from hubtune.pipeline import PipelineOptions, run_pipeline
-
 from .conftest import TWEETS_TEST, TWEETS_TRAIN, run_cli
 from .test_recipes_causal import tiny_gpt2_dir  # noqa: F401 - the fixture
 from .test_recipes_mlm_accel import tiny_mlm_dir  # noqa: F401 - the fixture
 
 
-def _cfg(base, out, repo_id, task, **kw):
-    return PipelineConfig(
-        base_model=base, output_dir=str(out), task=task,
-        data=DataConfig(dataset=str(TWEETS_TRAIN), eval_dataset=str(TWEETS_TEST), max_samples=96, eval_max_samples=24),
-        num_epochs=1, batch_size=16, block_size=32, learning_rate=3e-3, logging_steps=1000,
-        publish=PublishSettings(repo_id=repo_id, tag="v1"), export=ExportSettings(onnx=True, tolerance=1e-3),
-        gates=GateSettings(golden_examples=6), **kw,
-    )
+def _config(path, base, out, repo_id, task, engine):
+    cfg = {
+        "base_model": base, "output_dir": str(out), "task": task, "engine": engine,
+        "data": {"dataset": str(TWEETS_TRAIN), "eval_dataset": str(TWEETS_TEST), "max_samples": 96, "eval_max_samples": 24},
+        "num_epochs": 1, "batch_size": 16, "block_size": 32, "learning_rate": 3e-3, "logging_steps": 1000,
+        "publish": {"repo_id": repo_id, "tag": "v1"}, "export": {"onnx": True, "tolerance": 1e-3},
+        "gates": {"golden_examples": 6},
+    }
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return path
 
 
 def _card_meta(text):
@@ -32,12 +31,17 @@ def _card_meta(text):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("task", ["fill-mask", "text-generation"])
-def test_train_and_push_publishes_a_verified_language_model(local_hub, tiny_mlm_dir, tiny_gpt2_dir, tmp_path, task):  # noqa: F811
+@pytest.mark.parametrize(("task", "engine"), [("fill-mask", "accelerate"), ("text-generation", "trainer")])
+def test_train_and_push_publishes_a_verified_language_model(local_hub, tiny_mlm_dir, tiny_gpt2_dir, tmp_path, task,  # noqa: F811
+                                                             engine):
+    """Through the CLI against the local Hub (fill-mask trained on the Accelerate loop, text-generation on the Trainer)."""
     base = tiny_mlm_dir if task == "fill-mask" else tiny_gpt2_dir
-    result = run_pipeline(PipelineOptions(config=_cfg(base, tmp_path / "run", f"org/{task}", task), progress=False))
-    assert result.verified and result.tag == "v1", result.steps
-    checked = result.verification["checked"]
+    config = _config(tmp_path / "lm.yaml", base, tmp_path / "run", f"org/{task}", task, engine)
+    res = run_cli("train-and-push", "--config", str(config), "--no-progress", "--json", env=local_hub.env)
+    assert res.returncode == 0, res.stderr
+    result = json.loads(res.stdout)
+    assert result["verified"] and result["tag"] == "v1", result["steps"]
+    checked = result["verification"]["checked"]
     assert set(checked) == {"pytorch", "onnx"} and all(c["agree"] == c["total"] > 0 for c in checked.values())
     api = local_hub.api()
     files = set(api.list_repo_files(f"org/{task}", revision="v1"))
