@@ -15,7 +15,7 @@ BACKENDS = ("auto", "torch", "onnx")
 ENGINES = ("local", "ray")
 DTYPES = ("auto", "fp32", "fp16", "bf16", "int8")
 REDUCED_DTYPES = ("fp16", "bf16", "int8")  # checked against fp32 on a sample of the input (--min-agreement)
-DEFAULT_MAX_BATCH_TOKENS = 8192  # rows x padded length of one batch: bounds the activations (attention scores)
+DEFAULT_MAX_BATCH_TOKENS = 4096  # rows x padded length of one batch: bounds the activations (attention scores)
 DEFAULT_MIN_AGREEMENT = 0.995
 DEFAULT_CHECK_ROWS = 256  # valid rows of the input compared with fp32 before a reduced precision is used
 
