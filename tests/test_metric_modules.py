@@ -121,6 +121,16 @@ def test_hub_metric_module_through_the_local_hub_reaches_the_published_model_ind
     res = run_cli("evaluate", "--model", tiny_bert_dir, "--dataset", str(TWEETS_TEST), "--limit", "8",
                   "--metric", "org/nope", env=env)
     assert res.returncode == 55 and "spaces/org/nope" in res.stderr, res.stderr
+    model = tmp_path / "clf"
+    from ._tiny_runs import make_full_run, make_tiny_base
+
+    make_full_run(model, make_tiny_base(tmp_path / "base"))
+    res = run_cli("evaluate", "--model", str(model / "model"), "--dataset", str(TWEETS_TEST), "--limit", "16",
+                  "--metric", "org/hits:weight=2", "--json", env=env)
+    assert res.returncode == 0, res.stderr
+    m = json.loads(res.stdout)["metrics"]
+    assert m["metric_modules"][0]["metric"] == "org/hits" and m["metric_modules"][0]["source"] == "hub"
+    assert m["metric_modules"][0]["values"]["hits"] == pytest.approx(2 * m["accuracy"])
 
     cfg = PipelineConfig(
         base_model=tiny_bert_dir, output_dir=str(tmp_path / "run"), mode="full", metrics=["org/hits:weight=2"],
