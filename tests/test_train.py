@@ -105,22 +105,21 @@ def test_resumed_train_loss_counts_the_resumed_steps_only(tiny_bert_dir, tmp_pat
         cfg.num_epochs, cfg.logging_steps = 2, 1
         return cfg
 
-    full = train(two_epochs(tmp_path / "full"), progress=False)  # 8 steps, uninterrupted
+    run = tmp_path / "run"
+    full = train(two_epochs(run), progress=False)  # 8 steps, uninterrupted
     assert full.train_metrics["global_step"] == 8 and full.train_metrics["train_loss_steps"] == 8
-    cut = tmp_path / "cut"  # the same run, killed after epoch 1: only checkpoint-4 survives
-    train(two_epochs(cut), progress=False)
-    shutil.rmtree(cut / "checkpoints" / "checkpoint-8")
-    resumed = train(two_epochs(cut), resume=True, progress=False)
-    assert resumed.resumed_from == "checkpoint-4" and resumed.train_metrics["global_step"] == 8
-    assert resumed.train_metrics["train_loss_steps"] == 4
-    state = json.loads((full.output_dir / "checkpoints" / "checkpoint-8" / "trainer_state.json").read_text())
+    state = json.loads((run / "checkpoints" / "checkpoint-8" / "trainer_state.json").read_text())
     per_step = {e["step"]: e["loss"] for e in state["log_history"] if "loss" in e}
     assert sorted(per_step) == list(range(1, 9))
+    shutil.rmtree(run / "checkpoints" / "checkpoint-8")  # as if killed after epoch 1: checkpoint-4 survives
+    resumed = train(two_epochs(run), resume=True, progress=False)
+    assert resumed.resumed_from == "checkpoint-4" and resumed.train_metrics["global_step"] == 8
+    assert resumed.train_metrics["train_loss_steps"] == 4
     # the mean over steps 5-8 of the uninterrupted run (the resumed run replays them) ...
     assert resumed.train_metrics["train_loss"] == pytest.approx(sum(per_step[s] for s in range(5, 9)) / 4, rel=0.02)
     # ... which is close to the uninterrupted run's, not half of it
     assert resumed.train_metrics["train_loss"] == pytest.approx(full.train_metrics["train_loss"], rel=0.15)
-    summary = json.loads((cut / "run_summary.json").read_text())
+    summary = json.loads((run / "run_summary.json").read_text())
     assert summary["resumed_from"] == "checkpoint-4" and summary["resumed_steps"] == 4
 
 
