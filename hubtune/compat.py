@@ -99,11 +99,36 @@ def trainer_loss_over_resumed_steps() -> bool:
     return version_tuple(transformers_version()) >= (5, 19, 0, "")
 
 
+# Warnings the libraries raise about themselves on a correct run (regex on the message start, any category):
+# a user can do nothing about them, and they hide what matters. Anything else still shows.
+EXPECTED_WARNINGS = (
+    # pyarrow >= 25 about datasets' own sort options (train_test_split, shuffle)
+    r"Specifying null_placement in SortOptions is deprecated",
+    # peft calls transformers' old name
+    r"`is_gradient_checkpointing` is deprecated",
+    # the ONNX export traces the model; the export's parity gate measures the result
+    r"Converting a tensor to a Python (boolean|index|integer|float)",
+    r"torch\.tensor results are registered as constants in the trace",
+    r"Iterating over a tensor might cause the trace to be incorrect",
+    # libraries (optimum, pipeline) passing the 4.x keyword to transformers 5
+    r"`torch_dtype` is deprecated",
+)
+
+
+def quiet_warnings() -> None:
+    """Silence :data:`EXPECTED_WARNINGS` (imports nothing; the CLI calls it before each command)."""
+    import warnings
+
+    for pattern in EXPECTED_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+
+
 def quiet_libraries(progress: bool = False) -> None:
     """Library chatter off: transformers warnings below error, and its weight-loading bars; datasets' bars
     too unless ``progress``. Model loading is hubtune's own step, reported by hubtune."""
     import transformers
 
+    quiet_warnings()
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     if not progress:

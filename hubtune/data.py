@@ -15,6 +15,7 @@ import codecs
 import difflib
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Literal, Sequence
@@ -27,6 +28,7 @@ from hubtune.errors import (
     DatasetNotFoundError,
     EmptyDatasetError,
     LabelError,
+    LabelMismatchError,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -379,6 +381,24 @@ def _infer_label_names(values: Sequence[Any], feature: Any) -> list[str]:
     return sorted(str(v) for v in uniques)
 
 
+def check_ids_name_classes(values: Sequence[Any], feature: Any, label_names: list[str], source: str) -> None:
+    """Bare integer labels (no names) against named classes mean the classes by position only when they are the
+    ids 0..K-1 of all K classes; anything else (0/1 against negative/neutral/positive) would be scored as if
+    it were, so it is refused. Generic names (LABEL_0, "0") are positional by definition."""
+    if _label_names_from_feature(feature) or all(re.fullmatch(r"(LABEL_)?\d+", n) for n in label_names):
+        return
+    ids = {int(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool) and float(v).is_integer()}
+    if not ids or len(ids) < len(set(map(str, values))) or ids == set(range(len(label_names))):
+        return
+    shown = ", ".join(str(i) for i in sorted(ids)[:8])
+    raise LabelMismatchError(
+        f"{source} has label ids {shown} without names, and the model's labels are {', '.join(label_names)}: "
+        "which id means which class cannot be told, so every score would be wrong; expected the model's label "
+        f"names, or the ids 0..{len(label_names) - 1} of all {len(label_names)} classes in that order: rewrite "
+        "the label column with the names, or pick another --label-column"
+    )
+
+
 def to_ids(values: Sequence[Any], feature: Any, label_names: list[str], source: str, flag_hint: str) -> list[int]:
     index = {n: i for i, n in enumerate(label_names)}
     own_names = _label_names_from_feature(feature)
@@ -451,7 +471,9 @@ def normalise(
                 "expected a label in every row: drop those rows or pick another --label-column"
             )
         feature = ds.features.get(cols.label)
-        if not names:
+        if names:
+            check_ids_name_classes(raw, feature, names, source)
+        else:
             names = _infer_label_names(raw, feature)
         label_ids = to_ids(raw, feature, names, source, "train on data that has them, or fix --label-column")
     out = ds.select_columns(list(keep)).rename_columns(keep)

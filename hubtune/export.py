@@ -35,7 +35,7 @@ from hubtune.errors import (
     OutputExistsError,
     OutputNotWritableError,
 )
-from hubtune.modeling import is_adapter_dir, load_classifier, predict_logits
+from hubtune.modeling import follow_umask, is_adapter_dir, load_classifier, predict_logits
 from hubtune.parity import (
     REFERENCE_TEXTS,
     ParityReport,
@@ -248,6 +248,7 @@ def export(opts: ExportOptions, progress: Callable[[str], None] | None = None) -
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        follow_umask(tmp)  # mkdtemp makes 0700; the output renamed from it follows the umask like any folder
     except OSError as exc:
         raise OutputNotWritableError(f"cannot write beside {out} ({exc.strerror}); pass a writable --output DIR") from None
     rel_prefix = _rel(out, model_dir)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hubtune.errors import ConfigError, MergeParityError, ModelLoadError, OutputExistsError, OutputNotWritableError
-from hubtune.modeling import is_adapter_dir, load_classifier, predict_logits
+from hubtune.modeling import follow_umask, is_adapter_dir, load_classifier, predict_logits
 from hubtune.parity import REFERENCE_TEXTS, ParityReport, compare_logits, size_mb, weight_files
 from hubtune.rundir import RunInfo, eval_data, find_run_dir, load_run, update_summary
 
@@ -111,6 +111,7 @@ def merge(opts: MergeOptions, progress: Callable[[str], None] | None = None) -> 
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        follow_umask(tmp)  # mkdtemp makes 0700; the output renamed from it follows the umask like any folder
     except OSError as exc:
         raise OutputNotWritableError(f"cannot write beside {out} ({exc.strerror}); pass a writable --output DIR") from None
     try:

@@ -280,6 +280,14 @@ def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
         ) from None
 
 
+def follow_umask(path: str | os.PathLike[str]) -> None:
+    """Give a ``tempfile.mkdtemp`` folder (always 0700) the mode a plain ``mkdir`` would: 0777 less the umask,
+    so a staged output renamed into place reads like its siblings (0755 under the usual umask 022)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    os.chmod(path, 0o777 & ~mask)
+
+
 def write_json(path: str | os.PathLike[str], data: Any) -> None:
     """Write JSON atomically (temp file + rename)."""
     p = Path(path)

@@ -215,3 +215,11 @@ def test_local_hub_not_found_names_the_endpoint(local_hub, tmp_path, tiny_classi
     assert "huggingface.co" not in line and "Hugging Face Hub" not in line
     assert not line.endswith(("...", ",")) and "If you are trying to acc" not in line
     assert not (tmp_path / "run").exists()
+
+
+def test_evaluate_refuses_labels_that_are_not_the_models(tmp_path, tiny_classifier):
+    data = tmp_path / "binary.csv"
+    data.write_text("text,label\ngreat,1\nawful,0\nfine,1\n", encoding="utf-8")
+    res = cli("evaluate", "--model", str(tiny_classifier), "--dataset", str(data), "--json")
+    line = assert_one_error(res, 41, "label ids 0, 1", "negative, neutral, positive", "--label-column")
+    assert json.loads(res.stdout)["error"] == line.removeprefix("error: "), "no metrics, only the error"

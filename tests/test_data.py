@@ -104,7 +104,7 @@ def test_empty_dataset(tmp_path):
 def test_nan_labels(tmp_path):
     p = tmp_path / "n.csv"
     p.write_text("text,label\na,pos\nb,\nc,neg\n")
-    with pytest.raises(LabelError, match="1 rows have no label"):
+    with pytest.raises(LabelError, match=r"1 row\(s\) have no label .* data row\(s\) 2 "):
         load_labeled(str(p))
 
 
@@ -181,3 +181,30 @@ def test_split_carving_is_deterministic_and_limited():
 def test_pair_columns_detected():
     cols = resolve_columns(["sentence1", "sentence2", "label"])
     assert (cols.text, cols.text_pair, cols.label) == ("sentence1", "sentence2", "label")
+
+
+# --- issue 15 ---------------------------------------------------------------------------------------------
+def _csv(path, text: str):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_labels_read_as_missing_are_refused_with_their_rows(tmp_path):
+    from hubtune.data import load_labeled
+
+    p = _csv(tmp_path / "m.csv", "text,label\na,x\nb,NaN\nc,y\nd,null\ne,x\n")
+    with pytest.raises(LabelError, match=r"2 row\(s\) have no label .* data row\(s\) 2, 4 "):
+        load_labeled(str(p), max_samples=3)  # named before any shuffle or limit
+
+
+def test_bare_ids_against_named_classes(tmp_path):
+    from hubtune.data import load_labeled
+    from hubtune.errors import LabelMismatchError
+
+    names = ["negative", "neutral", "positive"]
+    p = _csv(tmp_path / "b.csv", "text,label\na,0\nb,1\nc,1\n")
+    with pytest.raises(LabelMismatchError, match="label ids 0, 1 without names.*negative, neutral, positive"):
+        load_labeled(str(p), label_names=names)
+    full = _csv(tmp_path / "f.csv", "text,label\na,0\nb,1\nc,2\n")  # every class's id: by position
+    assert load_labeled(str(full), label_names=names).dataset["label"] == [0, 1, 2]
+    assert load_labeled(str(p), label_names=["LABEL_0", "LABEL_1", "LABEL_2"]).dataset["label"] == [0, 1, 1]

@@ -12,9 +12,9 @@ import sys
 from dataclasses import asdict, is_dataclass
 from typing import Any, Callable
 
-import click
 import typer
 
+from hubtune.compat import quiet_warnings
 from hubtune.errors import HubtuneError, MetricGateSpecError, OverrideSyntaxError
 
 INTERNAL_ERROR_EXIT = 70
@@ -37,6 +37,7 @@ def boundary(func: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         as_json = any(kwargs.get(name) is True for name in JSON_FLAGS)
+        quiet_warnings()
         try:
             return func(*args, **kwargs)
         except (typer.Exit, typer.Abort):
@@ -45,10 +46,11 @@ def boundary(func: Callable[..., Any]) -> Callable[..., Any]:
             if debug_enabled():
                 raise
             fail(f"error: {one_line(exc)}", exc.exit_code, as_json, type(exc).__name__)
-        except click.ClickException as exc:  # a bad option value found while running the command
+        except typer.TyperException as exc:  # typer.BadParameter & co. raised while running the command
             if debug_enabled():
                 raise
-            fail(f"error: {one_line_text(exc.format_message())}", exc.exit_code, as_json, "UsageError")
+            message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+            fail(f"error: {one_line_text(message)}", getattr(exc, "exit_code", 2), as_json, "UsageError")
         except KeyboardInterrupt:
             if debug_enabled():
                 raise
@@ -145,3 +147,52 @@ def parse_min_metrics(pairs: list[str] | None) -> dict[str, float] | None:
             )
         out[name.strip()] = number
     return out
+
+
+# --- one progress switch for every command -------------------------------------------------------------
+PROGRESS_HELP = ("Progress bars [default: on; off under CI=true, with HF_HUB_DISABLE_PROGRESS_BARS=1 and with "
+                 "--json].")
+_TRUE = ("1", "true", "yes", "on")
+
+
+def progress_option() -> Any:
+    """The ``--progress/--no-progress`` option every long-running command takes (None: decided by the env)."""
+    return typer.Option(None, "--progress/--no-progress", help=PROGRESS_HELP, show_default=False)
+
+
+def resolve_progress(flag: bool | None, json_out: bool = False) -> bool:
+    """Bars or not: --json never; else the flag; else off under CI=true or HF_HUB_DISABLE_PROGRESS_BARS=1.
+
+    Off also turns off the bars of huggingface_hub, datasets and transformers (downloads, maps, weight
+    loading), in this process and the processes it starts.
+    """
+    if json_out:
+        on = False
+    elif flag is not None:
+        on = flag
+    else:
+        env = os.environ
+        on = not (env.get("HF_HUB_DISABLE_PROGRESS_BARS", "").lower() in _TRUE or env.get("CI", "").lower() in _TRUE)
+    if not on:
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
+        if "huggingface_hub" in sys.modules:
+            from huggingface_hub.utils import disable_progress_bars
+
+            disable_progress_bars()
+        if "datasets" in sys.modules:
+            sys.modules["datasets"].disable_progress_bars()
+    return on
+
+
+# --- a --token for every command that talks to a Hub --------------------------------------------------
+def token_option() -> Any:
+    return typer.Option(
+        None, "--token", help="Hub token [default: HF_TOKEN, else the stored login]; never printed.", show_default=False
+    )
+
+
+def apply_token(token: str | None) -> None:
+    """Hand --token to every Hub client of this command (and the processes it starts) as HF_TOKEN."""
+    if token:
+        os.environ["HF_TOKEN"] = token

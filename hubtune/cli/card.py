@@ -6,6 +6,8 @@ from typing import List, Optional
 
 import typer
 
+from hubtune.cli._common import progress_option, token_option
+
 
 def card(
     run_dir: str = typer.Argument(..., help="The run directory written by hubtune train."),
@@ -18,12 +20,16 @@ def card(
     dataset_id: Optional[str] = typer.Option(None, "--dataset-id", help="Hub dataset id to record for a local dataset."),
     base_model_id: Optional[str] = typer.Option(None, "--base-model-id", help="Hub id of a local base model."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Card path [default: <published folder>/README.md]."),
+    progress: Optional[bool] = progress_option(),
+    token: Optional[str] = token_option(),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Write README.md (metadata, model-index, evaluation of the published files) into the folder to publish."""
     from hubtune.card import CardOptions, card as run_card
-    from hubtune.cli._common import print_json, stderr
+    from hubtune.cli._common import apply_token, print_json, resolve_progress, stderr
 
+    resolve_progress(progress, json_out)
+    apply_token(token)
     res = run_card(
         CardOptions(
             run_dir=run_dir,

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from hubtune.cli._common import library_output, print_json
+from hubtune.cli._common import apply_token, library_output, print_json, progress_option, resolve_progress, token_option
 
 
 def evaluate(
@@ -23,12 +23,17 @@ def evaluate(
     seed: int = typer.Option(42, "--seed"),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
     metric: Optional[List[str]] = typer.Option(None, "--metric", help="An evaluate metric module beside the built-in metrics: Hub id (org/name) or local folder; args after ':' (f1:average=macro). Repeatable."),
+    progress: Optional[bool] = progress_option(),
+    token: Optional[str] = token_option(),
     json_out: bool = typer.Option(False, "--json", help="Print all metrics as JSON."),
 ) -> None:
     """Evaluate a classifier on a labeled dataset: accuracy, F1, precision, recall, per-class, confusion."""
     from hubtune.evaluate import EvalOptions
     from hubtune.evaluate import evaluate as run_evaluate
     from hubtune.metrics import format_table
+
+    resolve_progress(progress, json_out)
+    apply_token(token)
 
     with library_output():
         report = run_evaluate(

@@ -6,6 +6,8 @@ from typing import Optional
 
 import typer
 
+from hubtune.cli._common import progress_option, token_option
+
 
 def export(
     model_dir: str = typer.Argument(..., help="A model folder, or a run directory (uses merged/ for LoRA, model/ for full)."),
@@ -26,12 +28,16 @@ def export(
         "auto", "--exporter", help="auto (Optimum's exporter where optimum-onnx is installed, else torch.onnx), optimum or torch."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing ONNX folder."),
+    progress: Optional[bool] = progress_option(),
+    token: Optional[str] = token_option(),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Export to ONNX (+ optional O1-O3 / int8 variants) in MODEL_DIR/onnx, each checked against PyTorch."""
-    from hubtune.cli._common import print_json, stderr
+    from hubtune.cli._common import apply_token, print_json, resolve_progress, stderr
     from hubtune.export import ExportOptions, export as run_export
 
+    resolve_progress(progress, json_out)
+    apply_token(token)
     res = run_export(
         ExportOptions(
             source=model_dir,

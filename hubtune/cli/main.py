@@ -15,6 +15,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help is plain text: "pip install 'hubtune[ray]'" and "[default: ...]" stay as written
 )
 
 # (command name, module, function). Each module imports only typer at import time.

@@ -6,6 +6,8 @@ from typing import Optional
 
 import typer
 
+from hubtune.cli._common import progress_option, token_option
+
 
 def merge(
     adapter_dir: str = typer.Argument(..., help="A run directory (uses RUN_DIR/model) or a LoRA adapter directory."),
@@ -16,12 +18,16 @@ def merge(
     ),
     max_examples: int = typer.Option(256, "--max-examples", help="Number of parity examples."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
+    progress: Optional[bool] = progress_option(),
+    token: Optional[str] = token_option(),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Merge a LoRA adapter into a standalone model; written only if merged logits match the adapter's."""
-    from hubtune.cli._common import print_json, stderr
+    from hubtune.cli._common import apply_token, print_json, resolve_progress, stderr
     from hubtune.merge import MergeOptions, merge as run_merge
 
+    resolve_progress(progress, json_out)
+    apply_token(token)
     res = run_merge(
         MergeOptions(
             source=adapter_dir,

@@ -8,7 +8,16 @@ from typing import List, Optional
 
 import typer
 
-from hubtune.cli._common import library_output, parse_min_metrics, parse_overrides, print_json
+from hubtune.cli._common import (
+    apply_token,
+    library_output,
+    parse_min_metrics,
+    parse_overrides,
+    print_json,
+    progress_option,
+    resolve_progress,
+    token_option,
+)
 
 
 def train_and_push(
@@ -40,7 +49,8 @@ def train_and_push(
     resume: bool = typer.Option(False, "--resume", help="Reuse finished steps (train, merge, export)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty run directory."),
     no_verify: bool = typer.Option(False, "--no-verify", help="Skip the fresh-process verification (promoted unverified, no release tag)."),
-    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    progress: Optional[bool] = progress_option(),
+    token: Optional[str] = token_option(),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Train -> evaluate -> merge -> export ONNX -> card -> stage -> verify -> promote -> tag, gates before the push.
@@ -51,6 +61,7 @@ def train_and_push(
     """
     from hubtune.pipeline import PipelineOptions, resolve_pipeline_config, run_pipeline, step_summary_markdown
 
+    apply_token(token)
     overrides = {
         "publish.repo_id": repo_id or None,  # an empty --repo-id "" (unset CI variable) keeps the config's
         "output_dir": output_dir,
@@ -73,7 +84,8 @@ def train_and_push(
     with library_output():
         result = run_pipeline(
             PipelineOptions(config=cfg, resume=resume, overwrite=overwrite,
-                            local_hub=str(local_hub) if local_hub else None, verify=not no_verify, progress=progress),
+                            local_hub=str(local_hub) if local_hub else None, verify=not no_verify,
+                            progress=resolve_progress(progress, json_out)),
             say=say,
         )
     summary_path = os.environ.get("GITHUB_STEP_SUMMARY")

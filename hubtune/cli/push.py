@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from hubtune.cli._common import print_json
+from hubtune.cli._common import apply_token, print_json, progress_option, resolve_progress, token_option
 
 
 def push(
@@ -20,12 +20,14 @@ def push(
     ),
     create_pr: bool = typer.Option(False, "--create-pr", help="Open a pull request instead of committing."),
     commit_message: Optional[str] = typer.Option(None, "--commit-message", help="Commit title."),
-    repo_type: str = typer.Option("model", "--type", help="model or dataset."),
+    repo_type: str = typer.Option("model", "--repo-type", "--type", help="model or dataset (as `hf upload --repo-type`)."),
     keep_remote: Optional[List[str]] = typer.Option(
         None, "--keep-remote", help="Keep remote paths matching this pattern (fnmatch) though the folder lacks them "
         "(repeatable); every other remote file the folder lacks is deleted in the commit."
     ),
     endpoint: Optional[str] = typer.Option(None, "--endpoint", help="Hub URL (default: HF_ENDPOINT)."),
+    progress: Optional[bool] = progress_option(),
+    token: Optional[str] = token_option(),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Make the repo mirror FOLDER (HF_ENDPOINT) in one commit; no commit when nothing changed.
@@ -39,7 +41,8 @@ def push(
     from hubtune.hub import PushOptions
     from hubtune.hub import push as push_folder
 
-    result = push_folder(PushOptions(
+    resolve_progress(progress, as_json)
+    result = push_folder(PushOptions(token=token, 
         folder=folder, repo_id=repo_id, repo_type=repo_type, private=not public, revision=revision, tag=tag,
         create_pr=create_pr, commit_message=commit_message, endpoint=endpoint, keep_remote=tuple(keep_remote or ()),
     ))

@@ -8,7 +8,15 @@ from typing import List, Optional
 
 import typer
 
-from hubtune.cli._common import library_output, parse_overrides, print_json
+from hubtune.cli._common import (
+    apply_token,
+    library_output,
+    parse_overrides,
+    print_json,
+    progress_option,
+    resolve_progress,
+    token_option,
+)
 
 
 def train(
@@ -52,7 +60,8 @@ def train(
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Any config key: --set lora.r=16 (repeatable)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output directory."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in the output directory."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    progress: Optional[bool] = progress_option(),
+    token: Optional[str] = token_option(),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Fine-tune a model (classifier, masked or causal LM; full or adapters) and write a run directory."""
@@ -88,6 +97,7 @@ def train(
         "bottleneck.reduction_factor": reduction_factor,
     }
     overrides.update(parse_overrides(set_))
+    apply_token(token)
     cfg = resolve(TrainConfig, config, overrides)
     report = sys.stdout  # library_output() sends library chatter to stderr; this line goes where the result goes
 
@@ -101,7 +111,8 @@ def train(
             warned.append(warning)
 
     with library_output():
-        result = run_train(cfg, overwrite=overwrite, resume=resume, progress=progress, on_start=on_start)
+        result = run_train(cfg, overwrite=overwrite, resume=resume, progress=resolve_progress(progress, json_out),
+                           on_start=on_start)
     if not result.extra.get("main_process", True):
         return  # a non-main process of a distributed run: the main process reports
     for warning in result.extra.get("warnings") or []:
