@@ -197,12 +197,6 @@ class RunFileError(HubtuneError, ValueError):
     exit_code = 18
 
 
-class NothingToResumeError(HubtuneError, FileNotFoundError):
-    """``--resume`` on a run whose files say there is nothing (left) to resume from."""
-
-    exit_code = 19
-
-
 class LabelMismatchError(LabelError):
     """Dataset labels that are not the model's labels (ids 0/1 against named classes)."""
 
