@@ -9,6 +9,8 @@ import json
 import pytest
 import yaml
 
+from hubtune.compat import optimum_exporter_available
+
 from .conftest import TWEETS_TEST, TWEETS_TRAIN, run_cli
 from .test_recipes_causal import tiny_gpt2_dir  # noqa: F401 - the fixture
 from .test_recipes_mlm_accel import tiny_mlm_dir  # noqa: F401 - the fixture
@@ -63,3 +65,33 @@ def test_language_model_gates_that_apply_to_classifiers_are_refused(tmp_path):
                   "-o", str(tmp_path / "run"), "--set", "task=fill-mask", "--min-metric", "accuracy=0.5", "--no-progress")
     assert res.returncode == 2 and "apply to classifiers" in res.stderr, res.stderr
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(not optimum_exporter_available(), reason="the Optimum lane's exporter; torch.onnx's is covered by "
+                    "the slow train-and-push tests above")
+@pytest.mark.parametrize("task", ["fill-mask", "text-generation"])
+def test_lm_export_uses_optimum_where_installed_and_gates_on_logit_parity(tiny_mlm_dir, tiny_gpt2_dir, tmp_path, task,  # noqa: F811
+                                                                         monkeypatch):
+    """A run directory around an untrained base: export with the exporter this lane has, then the parity gate."""
+    import shutil
+
+    from hubtune.errors import ExportParityError
+    from hubtune.lm_publish import lm_export
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_mlm_dir if task == "fill-mask" else tiny_gpt2_dir, run / "model")
+    (run / "config.yaml").write_text(yaml.safe_dump({"task": task, "data": {"dataset": str(TWEETS_TRAIN),
+                                                     "eval_dataset": str(TWEETS_TEST)}}), encoding="utf-8")
+    (run / "run_summary.json").write_text("{}", encoding="utf-8")
+    res = lm_export(run, tolerance=1e-3)
+    assert "optimum-onnx" in res.exporter and "main_export" in res.exporter
+    assert res.parity["passed"] and res.parity["top1_agreement"] == 1.0 and res.parity["probes"] > 0
+    info = json.loads((run / "model" / "onnx" / "export_info.json").read_text())
+    assert info["task"] == task and info["source_weights"]
+
+    import hubtune.lm_publish as lmp
+
+    real = lmp.compare_logits
+    monkeypatch.setattr(lmp, "compare_logits", lambda a, b, **kw: real(a, b + 1.0, **kw))  # a graph that drifts
+    with pytest.raises(ExportParityError, match="disagrees with PyTorch.*nothing was pushed"):
+        lm_export(run, tolerance=1e-3)
