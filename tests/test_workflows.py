@@ -115,13 +115,14 @@ def test_workflow_command_lines_run_against_the_local_hub(local_hub, tiny_bert_d
         res = subprocess.run(["bash", "-ec", line], cwd=tmp_path, env={**env, **extra}, capture_output=True, text=True, timeout=900)
         assert res.returncode == 0, f"{line}\n{res.stderr[-3000:]}"
 
-    (train_line,) = [c for _, c, _ in hubtune_commands(REPO / "workflows" / "train-and-push.yml")]
+    (train_line,) = [c for _, c, _ in hubtune_commands(REPO / "workflows" / "train-and-push.yml")
+                     if c.startswith("hubtune train-and-push")]
     run(train_line, {"RUN_DIR": str(tmp_path / "run")})
 
     out = json.loads((tmp_path / "train-and-push.json").read_text())
     assert out["verified"] and out["repo_id"] == "org/wf-model"
     predict = hubtune_commands(REPO / "workflows" / "batch-predict.yml")
-    (shard_line,) = [c for job, c, _ in predict if job == "predict"]
+    (shard_line,) = [c for job, c, _ in predict if job == "predict" and c.startswith("hubtune batch-predict")]
     (merge_line,) = [c for job, c, _ in predict if job == "merge"]
     (tmp_path / "parts").mkdir()
     for shard in ("0", "1"):  # PRED_DIR: where the job's persistent folder step points; the artifacts land in parts/
