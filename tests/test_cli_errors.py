@@ -23,7 +23,10 @@ def cli(*args: str, env: dict | None = None) -> SimpleNamespace:
 
     from hubtune.cli.main import app
 
-    res = CliRunner().invoke(app, list(args), env=OFFLINE if env is None else env)
+    # what a command may set for itself (bars off, --token) is put back after it, as a process exit would
+    restore = {k: os.environ.get(k) for k in ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS",
+                                              "HF_TOKEN")}
+    res = CliRunner().invoke(app, list(args), env={**restore, **(OFFLINE if env is None else env)})
     return SimpleNamespace(returncode=res.exit_code, stdout=res.stdout, stderr=res.stderr)
 
 
