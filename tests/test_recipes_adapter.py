@@ -67,6 +67,31 @@ def test_bottleneck_adapter_trains_reloads_and_publishes_a_card_that_loads_it(lo
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["metrics"]["accuracy"] == pytest.approx(ev["accuracy"])
 
+    # batch-predict reloads it too; its identity covers the adapter's weights (a resume refuses other weights)
+    out = tmp_path / "preds.jsonl"
+    res = run_cli("batch-predict", "--model", str(model), "--dataset", str(TWEETS_TEST), "--limit", "24", "--output",
+                  str(out), "--backend", "torch", "--dtype", "fp32", "--no-progress")
+    assert res.returncode == 0, res.stderr
+    import csv
+
+    from hubtune.modeling import load_classifier, predict_logits
+
+    loaded = load_classifier(str(model))
+    with open(TWEETS_TEST, encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))[:24]  # batch-predict --limit: the first rows
+    pred = predict_logits(loaded.model, loaded.tokenizer, [r["text"] for r in rows], max_length=32).argmax(-1)
+    want = sum(loaded.label_names[int(p)] == r["label"] for p, r in zip(pred, rows)) / len(rows)
+    assert json.loads(open(f"{out}.metrics.json").read())["metrics"]["accuracy"] == pytest.approx(want)
+    from hubtune.predict.source import model_identity
+
+    meta = json.loads(open(f"{out}.meta.json").read())
+    digest = meta["model"]["weights_sha256"]
+    assert model_identity(str(model), model, None)["weights_sha256"] == digest
+    saved = (model / "bottleneck" / "adapter.safetensors").read_bytes()
+    (model / "bottleneck" / "adapter.safetensors").write_bytes(saved + b" ")
+    assert model_identity(str(model), model, None)["weights_sha256"] != digest, "the adapter's weights are identity"
+    (model / "bottleneck" / "adapter.safetensors").write_bytes(saved)
+
     # card + push; the card's usage snippet loads the pushed adapter in a fresh process, predicting as locally
     res = run_cli("card", str(run), "--repo-id", "org/bottleneck", "--base-model-id", "org/tiny-base")
     assert res.returncode == 0, res.stderr
@@ -85,8 +110,5 @@ def test_bottleneck_adapter_trains_reloads_and_publishes_a_card_that_loads_it(lo
     pushed = json.loads(proc.stdout.split("OUT=")[-1])
     from transformers import TextClassificationPipeline
 
-    from hubtune.modeling import load_classifier
-
-    loaded = load_classifier(str(model))
     local = [r["label"] for r in TextClassificationPipeline(model=loaded.model, tokenizer=loaded.tokenizer)(texts)]
     assert pushed == local

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 from hubtune.errors import ModelLoadError
 
-WEIGHT_GLOBS = ("*.safetensors", "*.bin", "adapter_model.*")
+WEIGHT_GLOBS = ("*.safetensors", "*.bin", "adapter_model.*", "bottleneck/*.safetensors")  # bottleneck/: mode adapter
 
 
 def resolve_model_dir(source: str, *, revision: str | None, backend: str) -> tuple[Path, str | None]:
