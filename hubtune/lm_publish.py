@@ -66,6 +66,14 @@ def run_eval_texts(run: RunInfo, n: int = 64) -> list[str]:
     return [str(t) for t in data.dataset["text"]]
 
 
+def run_task(run_dir: str | Path) -> str | None:
+    """The task a run directory was trained for (None when ``run_dir`` is no run directory)."""
+    from hubtune.rundir import find_run_dir
+
+    root = find_run_dir(run_dir)
+    return str(load_run(root).config.get("task") or "") or None if root is not None else None
+
+
 @dataclass
 class LmExportResult:
     onnx_path: str
@@ -165,7 +173,7 @@ def lm_export(run_dir: str | Path, *, tolerance: float = 1e-3, say: Say | None =
 
 
 def lm_card(run_dir: str | Path, *, repo_id: str, license: str = "apache-2.0", language: list[str] | None = None,
-            tags: list[str] | None = None, dataset_id: str | None = None) -> dict[str, Any]:
+            tags: list[str] | None = None, dataset_id: str | None = None, base_model_id: str | None = None) -> dict[str, Any]:
     """README.md in ``model/`` for a fill-mask / text-generation run: perplexity before and after training (the
     model-index carries the published model's), the usage with ``pipeline()`` and ONNX Runtime; returns the metrics."""
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -180,7 +188,7 @@ def lm_card(run_dir: str | Path, *, repo_id: str, license: str = "apache-2.0", l
     pub = run.layout.model_dir
     ev = dict(run.metrics.get("eval") or {})
     dc = run.data_config
-    base_id, base_display = hub_base_model(run.base_model)
+    base_id, base_display = hub_base_model(run.base_model, base_model_id)
     eval_spec = public_spec(dc.get("eval_dataset") or f"{dc.get('dataset')} (validation_split={dc.get('validation_split', 0.1)})")
     data_name = dataset_id or (public_spec(dc.get("dataset")) or "").split(":")[0]
     results = []

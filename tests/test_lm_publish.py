@@ -95,3 +95,28 @@ def test_lm_export_uses_optimum_where_installed_and_gates_on_logit_parity(tiny_m
     monkeypatch.setattr(lmp, "compare_logits", lambda a, b, **kw: real(a, b + 1.0, **kw))  # a graph that drifts
     with pytest.raises(ExportParityError, match="disagrees with PyTorch.*nothing was pushed"):
         lm_export(run, tolerance=1e-3)
+
+
+def test_card_command_writes_the_language_model_card(tiny_mlm_dir, tmp_path):  # noqa: F811
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from hubtune.cli.main import app
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_mlm_dir, run / "model")
+    (run / "config.yaml").write_text(yaml.safe_dump({"task": "fill-mask", "base_model": tiny_mlm_dir, "data": {
+        "dataset": str(TWEETS_TRAIN), "eval_dataset": str(TWEETS_TEST)}}), encoding="utf-8")
+    (run / "metrics.json").write_text(json.dumps({"eval": {"perplexity_before": 812.5, "perplexity_after": 301.25,
+                                                            "eval_loss_before": 6.7, "eval_loss": 5.71}}))
+    (run / "run_summary.json").write_text(json.dumps({"sizes": {"train": 40, "eval": 8}, "block_size": 32,
+                                                      "mlm_probability": 0.15, "engine": "accelerate"}))
+    res = CliRunner().invoke(app, ["card", str(run), "--repo-id", "org/mlm", "--base-model-id", "org/tiny"])
+    assert res.exit_code == 0, res.output
+    text = (run / "model" / "README.md").read_text()
+    meta = _card_meta(text)
+    assert meta["pipeline_tag"] == "fill-mask" and meta["base_model"] == "org/tiny"
+    assert meta["model-index"][0]["results"][0]["metrics"][0] == {"type": "perplexity", "value": 301.25, "name": "Perplexity"}
+    assert "| base model, before training | 812.50 |" in text and "| this model, after training | 301.25 |" in text
+    assert 'pipeline("fill-mask", model="org/mlm")' in text and str(tmp_path) not in text

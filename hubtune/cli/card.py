@@ -30,6 +30,21 @@ def card(
 
     resolve_progress(progress, json_out)
     apply_token(token)
+    from hubtune.lm_publish import LM_TASKS, lm_card, run_task
+
+    task = run_task(run_dir)
+    if task in LM_TASKS:  # a fill-mask / text-generation run: its own card (perplexity before and after)
+        from pathlib import Path
+
+        metrics = lm_card(run_dir, repo_id=repo_id or f"YOUR_ORG/{Path(run_dir).resolve().name}", license=license,
+                          language=list(language), tags=list(tag), dataset_id=dataset_id, base_model_id=base_model_id)
+        if json_out:
+            print_json({"path": str(Path(run_dir) / "model" / "README.md"), "task": task, "metrics": metrics})
+            return
+        typer.echo(f"{task} model card written to {Path(run_dir) / 'model' / 'README.md'}")
+        for k, v in metrics.items():
+            typer.echo(f"  {k:<18} {v:.4f}")
+        return
     res = run_card(
         CardOptions(
             run_dir=run_dir,
