@@ -121,6 +121,10 @@ def quickstart_overrides(args: argparse.Namespace, out: Path) -> dict:
     cfg["data"]["dataset"], cfg["data"]["eval_dataset"] = str(TRAIN_CSV), str(TEST_CSV)
     if args.quick:
         cfg["num_epochs"] = 1
+    if args.train_rows:
+        cfg["data"]["max_samples"] = args.train_rows
+    if args.eval_rows:
+        cfg["data"]["eval_max_samples"] = args.eval_rows
     return cfg
 
 
@@ -204,13 +208,15 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="quickstart trained 1 epoch; <= 10 min on 2 cores")
     ap.add_argument("--reviews", type=int, default=400)
     ap.add_argument("--tweets", type=int, default=2000)
+    ap.add_argument("--train-rows", type=int, help="override the quickstart's data.max_samples (smoke runs only)")
+    ap.add_argument("--eval-rows", type=int, help="override the quickstart's data.eval_max_samples (smoke runs only)")
     ap.add_argument("--keep", help="keep the trained run here (default: a temporary folder, removed)")
     ap.add_argument("--json", dest="json_out", help="write the figures to this JSON file")
     args = ap.parse_args()
     t_start = time.perf_counter()
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-speed-"))
     work.mkdir(parents=True, exist_ok=True)
-    fig: dict = {"command": "python bench/bench_speed.py" + (" --quick" if args.quick else ""), "machine": machine()}
+    fig: dict = {"command": "python " + " ".join(["bench/bench_speed.py", *sys.argv[1:]]), "machine": machine()}
     say(f"machine: {fig['machine']}")
     fig["peaks_gflops"] = {"fp32": matmul_peak("fp32"), "bf16": matmul_peak("bf16")}
     say(f"matmul peaks: {fig['peaks_gflops']}")
@@ -275,6 +281,7 @@ def main() -> int:
 
     # 5. int8 vs ORT fp32 on the quickstart model
     fig["int8"] = {}
+    test_rows = test_rows[:args.tweets]
     labeled = write_parquet(test_rows, work / "test.parquet")
     for name, data in (("test tweets", labeled), ("reviews", work / "reviews.parquet")):
         say(f"[int8] {name}: onnx fp32 vs onnx int8")
