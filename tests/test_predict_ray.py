@@ -200,3 +200,34 @@ def test_cli_engine_ray_starts_its_own_ray(tiny, rows_parquet, tmp_path):
     assert (summary["engine"], summary["workers"], summary["rows"]) == ("ray", 2, 300)
     assert list(read_any(out)["row_id"]) == list(range(300))
     np.testing.assert_allclose(read_any(out)["score"].to_numpy() > 0, True)
+
+
+@pytest.mark.slow
+def test_ray_streams_a_hub_dataset_from_the_local_hub(tiny, tmp_path, ray_cluster, local_hub, monkeypatch):
+    """A Hub dataset (parquet under data/, through the local Hub) read streaming, chunk by chunk, never whole:
+    the same output as the local engine, and the input is not loaded before the first chunk is predicted."""
+    import hubtune.predict.ray as ray_engine
+    from hubtune.predict import batch_predict
+
+    folder = tmp_path / "ds"
+    (folder / "data").mkdir(parents=True)
+    df = pd.read_csv(TWEETS).iloc[:500].reset_index(drop=True)
+    df["uid"] = [f"u{i}" for i in range(len(df))]
+    df.to_parquet(folder / "data" / "test-00000-of-00001.parquet")
+    local_hub.api().create_repo("org/tweets", repo_type="dataset")
+    local_hub.api().upload_folder(folder_path=str(folder), repo_id="org/tweets", repo_type="dataset")
+
+    read = []  # chunks produced by the reader, counted when each is handed on
+    real = ray_engine._stream_chunks
+
+    def counting(*args, **kw):
+        for item in real(*args, **kw):
+            read.append(item[0])
+            yield item
+
+    monkeypatch.setattr(ray_engine, "_stream_chunks", counting)
+    ra, rb, a, b = _local_and_ray(tiny, "org/tweets:test", tmp_path, keep_columns=["uid"], chunk_size=50, num_workers=1)
+    assert (rb.engine, rb.rows) == ("ray", 500)
+    assert read == list(range(0, 500, 50))  # streamed in order, one chunk at a time
+    assert list(b["uid"]) == [f"u{i}" for i in range(500)]
+    pd.testing.assert_frame_equal(a, b, check_exact=False, atol=1e-5)

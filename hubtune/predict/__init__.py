@@ -11,7 +11,7 @@ Modules, lowest first (a module imports only modules above it in this list; neit
 ``shards``    the files of one chunk (predictions, row errors, labels for the metrics), written atomically
 ``output``    the manifest (resume checks), the assembly of OUTPUT and its sidecars, ``merge-predictions``
 ``local``     engine ``local``: the whole run in this process (``--num-shards`` splits it over processes)
-``ray``       engine ``ray``: the same chunks on a Ray Data actor pool (``pip install 'hubtune[ray]'``)
+``ray``       engine ``ray``: the same chunks on a pool of Ray actors (``pip install 'hubtune[ray]'``)
 
 This module is the public API: :func:`batch_predict` dispatches on ``opts.engine`` (Ray is imported only for
 ``--engine ray``), and the names used elsewhere are re-exported here.
@@ -48,7 +48,7 @@ from hubtune.predict.source import WEIGHT_GLOBS, model_identity, resolve_model_d
 
 def batch_predict(opts: PredictOptions) -> PredictResult:
     """Predict every row of ``opts.dataset`` into ``opts.output`` (resumable; see :mod:`hubtune.predict.output`
-    for the files). ``opts.engine == "ray"`` runs the same runners and shard files on a Ray Data actor pool."""
+    for the files). ``opts.engine == "ray"`` runs the same runners and shard files on a pool of Ray actors."""
     if opts.metric_modules:  # loaded before any row is read: a bad --metric fails first
         from hubtune.metric_modules import load_metric_modules
 

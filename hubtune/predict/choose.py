@@ -247,7 +247,7 @@ def choose_runner(
         if cached is not None and (cached["backend"], cached["dtype"]) in pairs:
             pick = (cached["backend"], cached["dtype"])
             measured = dict(cached.get("rows_per_s") or {})
-            reason += f": {pick[0]} (measured earlier on this machine, cached in {cache_path()})"
+            reason += f": {pick[0]} (measured earlier on this machine, cached in $HF_HOME/hubtune/{cache_path().name})"
         else:
             build(pairs[0])
             for pair in pairs:

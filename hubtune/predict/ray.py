@@ -1,9 +1,10 @@
-"""``batch-predict --engine ray``: the same runners, batches and shard files as the local engine, on a Ray Data
-actor pool.
+"""``batch-predict --engine ray``: the same runners, batches and shard files as the local engine, on a pool of
+Ray actors.
 
-    read (Ray Data: read_parquet / read_csv / read_json / from_huggingface)
-      -> chunks of exactly ``chunk_size`` rows on a global grid, each tagged with its row ids
-      -> map_batches(_ChunkPredictor, concurrency=num_workers)   one actor = one model replica
+    read, streamed (``datasets`` streaming, as the local engine reads: local files and Hub datasets)
+      -> chunks of exactly ``chunk_size`` rows on a global grid, each tagged with its row ids, read and put in the
+         object store only as the actors take them (at most 2 waiting per actor): the input is never loaded whole
+      -> an ActorPool of _ChunkPredictor actors (num_workers)   one actor = one model replica
            (runners.make_runner + batching.prepare_chunk, run_chunk + shards.write_shard: what the local engine runs)
       -> OUTPUT.parts/chunk-<first row id>.{parquet,errors.jsonl,eval.npz,json}
       -> output.assemble (the manifest and final assembly the local engine uses too)
@@ -25,12 +26,11 @@ import json
 import logging
 import os
 import time
-import warnings
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from hubtune.errors import ConfigError, DataError, EmptyDatasetError, HubtuneError, MissingDependencyError, PredictError, RowError
+from hubtune.errors import ConfigError, EmptyDatasetError, HubtuneError, MissingDependencyError, PredictError, RowError
 from hubtune.predict.batching import Chunk, prepare_chunk, run_chunk
 from hubtune.predict.dataset import label_feature, open_input
 from hubtune.predict.options import PredictOptions, PredictResult, check_options, make_result
@@ -87,6 +87,10 @@ class _ChunkPredictor:
         except HubtuneError as exc:
             self.init_error = exc
 
+    def predict(self, table: Any) -> Any:
+        """One chunk (a table with ``row_id``) -> a table of one JSON ``entry`` (the shard, or a fatal error)."""
+        return self(table)
+
     def __call__(self, table: Any) -> Any:
         import pyarrow as pa
 
@@ -139,84 +143,22 @@ class _ChunkPredictor:
         return pa.table({"entry": [json.dumps(dict(entry, reused=False, **info))]})
 
 
-def _chunk_with_ids(start: int, bounds: list[tuple[int, int]], *tables: Any) -> Any:
-    """Rows [start, start + n) of the input: slices of consecutive reader blocks, with a leading row_id column."""
+def _stream_chunks(ray: Any, opts: PredictOptions, ds: Any, needed: list[str]) -> Iterator[tuple[int, int, Any]]:
+    """(first row id, rows, object ref of the chunk with a leading ``row_id`` column), chunk by chunk: the input
+    opened streaming (``datasets``: local files and Hub datasets, exactly the rows, types and order the local
+    engine reads) is read here one chunk at a time, each put in the object store only when an actor will take it
+    soon (see the back-pressure in :func:`_run`): never whole, whatever its size."""
     import pyarrow as pa
 
-    pieces = [t.slice(lo, hi - lo) for t, (lo, hi) in zip(tables, bounds)]
-    t = pa.concat_tables(pieces, promote_options="permissive") if len(pieces) > 1 else pieces[0]
-    t = t.combine_chunks()
-    return t.add_column(0, "row_id", pa.array(range(start, start + t.num_rows), type=pa.int64()))
-
-
-# --------------------------------------------------------------------------------------------------
-# Reading
-# --------------------------------------------------------------------------------------------------
-def _read(ray: Any, opts: PredictOptions, spec: Any, cols: Any, needed: list[str]) -> Any:
-    """A Ray Dataset of the input's ``needed`` columns, in the local engine's row order."""
-    import pyarrow as pa
-
-    if spec.kind == "hub":
-        from hubtune.data import open_dataset
-
-        hf = open_dataset(spec, streaming=False, default_split="test", revision=opts.revision)
-        return ray.data.from_huggingface(hf.select_columns(needed))
-    from hubtune.data import check_encoding, local_files
-
-    builder, files, kwargs = local_files(Path(spec.path))
-    if builder == "parquet":
-        return ray.data.read_parquet(files, columns=needed)
-    if builder == "csv":
-        import pyarrow.csv as pcsv
-
-        check_encoding(files, opts.encoding)
-        texts = {c: pa.string() for c in (cols.text, cols.text_pair) if c}
-        return ray.data.read_csv(
-            files,
-            read_options=pcsv.ReadOptions(encoding=opts.encoding),
-            parse_options=pcsv.ParseOptions(delimiter=kwargs.get("sep", ",")),
-            # like the local engine (pandas keep_default_na=False, na_values=[""]): only empty cells are missing
-            convert_options=pcsv.ConvertOptions(
-                null_values=[""], strings_can_be_null=True, column_types=texts, include_columns=needed
-            ),
-            file_extensions=None,
-        ).select_columns(needed)
-    if builder == "json":
-        return ray.data.read_json(files, file_extensions=None).select_columns(needed)
-    raise ConfigError(f"--engine ray cannot read {builder} files ({spec.path}); use --engine local")
-
-
-def _plan_chunks(ray: Any, src: Any, step: int, limit: int | None) -> tuple[list[Any], int]:
-    """Object refs of the grid chunks (rows [k*step, (k+1)*step), row ids attached) and the row count.
-
-    The reader's blocks arrive in input order (preserve_order); only their metadata comes to the driver."""
-    make = ray.remote(num_cpus=0)(_chunk_with_ids)
-    refs: list[Any] = []
-    pending: list[tuple[Any, int, int]] = []  # (block ref, lo, hi) of the chunk being built
-    filled = 0
-    n = 0
-    for bundle in src.iter_internal_ref_bundles():
-        for ref, meta in zip(bundle.block_refs, bundle.metadata):
-            rows = int(meta.num_rows or 0)
-            if limit is not None:
-                rows = min(rows, limit - n)
-            lo = 0
-            while lo < rows:
-                take = min(step - filled, rows - lo)
-                pending.append((ref, lo, lo + take))
-                filled += take
-                lo += take
-                if filled == step:
-                    refs.append(make.remote(len(refs) * step, [(a, b) for _, a, b in pending], *[r for r, _, _ in pending]))
-                    pending, filled = [], 0
-            n += rows
-            if limit is not None and n >= limit:
-                break
-        if limit is not None and n >= limit:
-            break
-    if pending:
-        refs.append(make.remote(len(refs) * step, [(a, b) for _, a, b in pending], *[r for r, _, _ in pending]))
-    return refs, n
+    stream = ds.select_columns(needed)
+    if opts.limit is not None:
+        stream = stream.take(opts.limit)
+    start = 0
+    for batch in stream.iter(batch_size=opts.chunk_size):
+        t = pa.table(batch)
+        t = t.add_column(0, "row_id", pa.array(range(start, start + t.num_rows), type=pa.int64()))
+        yield start, t.num_rows, ray.put(t)
+        start += t.num_rows
 
 
 def _hubtune_cause(exc: BaseException) -> HubtuneError | None:
@@ -238,7 +180,7 @@ def _hubtune_cause(exc: BaseException) -> HubtuneError | None:
 # The step
 # --------------------------------------------------------------------------------------------------
 def batch_predict_ray(opts: PredictOptions) -> PredictResult:
-    """``batch_predict`` on Ray Data (see the module docstring); same output files and columns as the local engine."""
+    """``batch_predict`` on Ray actors (see the module docstring); same output files and columns as the local engine."""
     t0 = time.perf_counter()
     fmt = check_options(opts)
     workers = opts.num_workers if opts.num_workers is not None else 1
@@ -301,74 +243,67 @@ def _run(ray: Any, opts: PredictOptions, t0: float, fmt: str, workers: int, outp
         started = True
     elif opts.address:
         notices.append(f"Ray was already initialised in this process; --address {opts.address} was not used")
-    ctx = ray.data.DataContext.get_current()
-    saved = (ctx.execution_options.preserve_order, ctx.enable_progress_bars, ctx.print_on_execution_start)
-    ctx.execution_options.preserve_order = True  # row ids follow the input order
-    ctx.enable_progress_bars = opts.progress
-    ctx.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     try:
-        try:
-            src = _read(ray, opts, spec, cols, needed)
-            chunk_refs, n = _plan_chunks(ray, src, opts.chunk_size, opts.limit)
-        except HubtuneError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - Ray/pyarrow readers raise many types
-            cause = _hubtune_cause(exc)
-            if cause is not None:
-                raise cause from None
-            raise DataError(
-                f"Ray Data could not read {opts.dataset} ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); "
-                "expected a well-formed file (pyarrow parses csv/json with one type per column): fix the file or "
-                "use --engine local"
-            ) from None
-        if n == 0:
-            raise EmptyDatasetError(f"dataset {opts.dataset} has no rows to predict (check the spec or --limit)")
         worker_opts = replace(opts, num_threads=opts.num_threads or max(1, (os.cpu_count() or 1) // workers), progress=False)
         crash = os.environ.get(CRASH_ONCE_ENV) or None
-        map_args: dict[str, Any] = dict(
-            batch_size=None,  # one call = one input block = one grid chunk
-            batch_format="pyarrow",
-            zero_copy_batch=True,
-            compute=ray.data.ActorPoolStrategy(size=workers),
-            num_cpus=1,
-            num_gpus=opts.gpus_per_worker or None,
-            fn_constructor_kwargs={
-                "model_dir": str(model_dir), "opts": worker_opts, "parts": str(parts), "text": cols.text,
-                "pair": cols.text_pair, "label": cols.label, "keep": keep, "feature": feature, "crash_marker": crash,
-            },
+        # bounded restarts (Ray's default for actors is none): a dead actor restarts and its chunk is retried
+        actor_cls = ray.remote(_ChunkPredictor).options(
+            num_cpus=1, num_gpus=opts.gpus_per_worker or 0, max_restarts=MAX_RESTARTS, max_task_retries=MAX_RESTARTS
         )
-        t_run = time.perf_counter()
-        data = ray.data.from_arrow_refs(chunk_refs)
-        try:  # bounded restarts (Ray's default is unbounded); Ray 2.64 drops these kwargs: then its default applies
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                out = data.map_batches(_ChunkPredictor, max_restarts=MAX_RESTARTS, max_task_retries=MAX_RESTARTS, **map_args)
-        except TypeError:  # pragma: no cover - newer Ray
-            out = data.map_batches(_ChunkPredictor, **map_args)
-        try:
-            entries = []
-            for row in out.iter_rows():
-                entry = json.loads(row["entry"])
+        kwargs = {"model_dir": str(model_dir), "opts": worker_opts, "parts": str(parts), "text": cols.text,
+                  "pair": cols.text_pair, "label": cols.label, "keep": keep, "feature": feature, "crash_marker": crash}
+        pool = ray.util.ActorPool([actor_cls.remote(**kwargs) for _ in range(workers)])
+        entries: list[dict[str, Any]] = []
+
+        def collect() -> None:
+            table = pool.get_next_unordered()
+            for raw in table.column("entry").to_pylist():
+                entry = json.loads(raw)
                 if "fatal" in entry:  # raise it here, with its own type (exit code); stops the job
                     import hubtune.errors as errors_module
 
                     cls = getattr(errors_module, entry["fatal"]["type"], PredictError)
                     raise (cls if isinstance(cls, type) and issubclass(cls, HubtuneError) else PredictError)(entry["fatal"]["message"])
                 entries.append(entry)
+                bar.update(entry["end"] - entry["start"])
+
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=opts.limit, unit="rows", unit_scale=True, disable=not opts.progress, dynamic_ncols=True,
+                   desc="batch-predict (ray)")
+        t_run = time.perf_counter()
+        n = 0
+        in_flight = 0
+        try:
+            # the input streams: a chunk is read only when fewer than 2 per actor are waiting (back-pressure)
+            for _start, rows, ref in _stream_chunks(ray, opts, ds, needed):
+                n += rows
+                pool.submit(lambda actor, chunk: actor.predict.remote(chunk), ref)
+                in_flight += 1
+                while in_flight >= 2 * workers:
+                    collect()
+                    in_flight -= 1
+            while pool.has_next():
+                collect()
         except HubtuneError:
             raise
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - Ray/pyarrow readers and tasks raise many types
             cause = _hubtune_cause(exc)
             if cause is not None:
                 raise cause from None
             raise PredictError(
-                f"the Ray job failed ({type(exc).__name__}: {' '.join(str(exc).split())[:300]}); the committed chunks "
-                f"are kept in {parts}: fix the cause and re-run with --resume"
+                f"the Ray job failed reading or predicting {opts.dataset} ({type(exc).__name__}: "
+                f"{' '.join(str(exc).split())[:300]}); expected a well-formed input (pyarrow parses csv/json with one "
+                f"type per column); the committed chunks are kept in {parts}: fix the cause and re-run with --resume, "
+                "or use --engine local"
             ) from None
+        finally:
+            bar.close()
+        if n == 0:
+            raise EmptyDatasetError(f"dataset {opts.dataset} has no rows to predict (check the spec or --limit)")
         seconds_run = time.perf_counter() - t_run
     finally:
-        ctx.execution_options.preserve_order, ctx.enable_progress_bars, ctx.print_on_execution_start = saved
         if started:
             ray.shutdown()
 
