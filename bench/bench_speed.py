@@ -118,7 +118,7 @@ def quickstart_overrides(args: argparse.Namespace, out: Path) -> dict:
 
     cfg = yaml.safe_load(QUICKSTART.read_text(encoding="utf-8"))
     cfg["output_dir"] = str(out)
-    cfg["data"]["dataset"], cfg["data"]["eval_dataset"] = str(TRAIN_CSV), str(TEST_CSV)
+    cfg["data"]["dataset"], cfg["data"]["eval_dataset"] = "data/tweets/train.csv", "data/tweets/test.csv"  # cwd: repo
     if args.quick:
         cfg["num_epochs"] = 1
     if args.train_rows:
@@ -214,6 +214,7 @@ def main() -> int:
     ap.add_argument("--json", dest="json_out", help="write the figures to this JSON file")
     args = ap.parse_args()
     t_start = time.perf_counter()
+    os.chdir(ROOT)
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-speed-"))
     work.mkdir(parents=True, exist_ok=True)
     fig: dict = {"command": "python " + " ".join(["bench/bench_speed.py", *sys.argv[1:]]), "machine": machine()}
@@ -350,7 +351,7 @@ def markdown(f: dict) -> str:
             f"| tutorial (plain Trainer) | fp32 | {b['samples_per_s']:.1f} | {b['accuracy']:.4f} | 1.00x |",
             f"| hubtune train (`precision: auto`) | {h['precision']} | {h['samples_per_s']:.1f} | {h['accuracy']:.4f} | "
             f"**{h['samples_per_s'] / b['samples_per_s']:.2f}x** |",
-            f"\nauto: {h.get('precision_reason')}"]
+            f"\nPrecision: {h.get('precision_reason')}"]
     if f.get("gpu"):
         out += ["", "**CUDA** (bench/bench_gpu.py, same model)", "", "```", json.dumps(f["gpu"], indent=1), "```"]
     else:

@@ -122,6 +122,6 @@ def test_int8_of_trained_minilm_classifier_passes_the_default_gate(tmp_path):
     assert "onnx-int8" in res.variants, res.refused.get("onnx-int8")
     v = res.variants["onnx-int8"]
     assert v.parity.label_agreement >= 0.99 and v.accuracy_drop_pt <= 0.5
-    assert v.size_mb < 0.5 * res.variants["onnx"].size_mb
+    assert v.size_mb < 0.8 * res.variants["onnx"].size_mb  # the word embeddings stay fp32
     q = read_info(run / "merged" / "onnx")["quantization"]
     assert "training texts" in q["calibration"]
