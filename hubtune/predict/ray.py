@@ -54,10 +54,11 @@ MAX_RESTARTS = 3  # actor restarts (and task retries) before a chunk counts as f
 
 
 def import_ray() -> Any:
-    """``ray`` with Ray Data, or a MissingDependencyError that says how to install it."""
+    """``ray`` (its core: actors and ActorPool; Ray Data itself, ~1 s more to import, is not used), or a
+    MissingDependencyError that says how to install it."""
     try:
         import ray
-        import ray.data  # noqa: F401
+        import ray.util  # noqa: F401 - ActorPool
     except ImportError as exc:
         found = f"{type(exc).__name__}: {' '.join(str(exc).split())[:120]}"
         raise MissingDependencyError(
@@ -243,7 +244,6 @@ def _run(ray: Any, opts: PredictOptions, t0: float, fmt: str, workers: int, outp
         started = True
     elif opts.address:
         notices.append(f"Ray was already initialised in this process; --address {opts.address} was not used")
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
     try:
         worker_opts = replace(opts, num_threads=opts.num_threads or max(1, (os.cpu_count() or 1) // workers), progress=False)
         crash = os.environ.get(CRASH_ONCE_ENV) or None
