@@ -162,7 +162,8 @@ def encoder_gflop(model_dir: Path, texts: list[str]) -> float:
     tok = AutoTokenizer.from_pretrained(model_dir)
     h, i, L = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
     linear = L * (4 * h * h + 2 * h * i)
-    lens = np.array([len(x) for x in tok(texts, truncation=True, max_length=512)["input_ids"]], dtype=np.float64)
+    max_len = min(tok.model_max_length, cfg.max_position_embeddings)  # what pipeline() and batch-predict truncate to
+    lens = np.array([len(x) for x in tok(texts, truncation=True, max_length=max_len)["input_ids"]], dtype=np.float64)
     return float((2 * linear * lens + 4 * L * lens**2 * h).sum() / 1e9)
 
 

@@ -72,7 +72,7 @@ class ExportOptions:
     eval_dataset: str | None = None  # default: the run's held-out examples
     tolerance: float = 1e-4  # fp32 gate: max |logit diff|
     max_accuracy_drop_pt: float = 0.5  # variant gate: accuracy points lost vs PyTorch
-    min_variant_agreement: float = 0.95  # variant gate: label agreement with PyTorch
+    min_variant_agreement: float = 0.99  # variant gate: label agreement with PyTorch (issue 14: >= 99%)
     max_examples: int | None = 1000  # parity / accuracy examples
     bench_rows: int = 128  # rows for the throughput measure
     batch_size: int = 32

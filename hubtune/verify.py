@@ -42,6 +42,29 @@ class VerifyResult:
     seconds: float = 0.0
 
 
+def onnx_beside_weights(model_ref: str, onnx_file: str, revision: str | None) -> Path:
+    """``onnx/ONNX_FILE`` of a folder or of the same Hub snapshot ``pipeline()`` loaded, refused
+    (:class:`~hubtune.errors.StaleOnnxError`) when its ``export_info.json`` names other weights."""
+    from huggingface_hub import hf_hub_download
+
+    from hubtune.onnx_tools import INFO_FILE, check_matches_weights
+    from hubtune.parity import weight_files
+
+    local = Path(model_ref)
+    if local.is_dir():
+        path, weights_dir = local / "onnx" / onnx_file, local
+    else:
+        path = Path(hf_hub_download(model_ref, f"onnx/{onnx_file}", revision=revision))
+        weights_dir = path.parent.parent  # the same snapshot: onnx/ beside the weights pipeline() loaded
+        try:
+            hf_hub_download(model_ref, f"onnx/{INFO_FILE}", revision=revision)
+        except Exception:  # noqa: BLE001 - an export without export_info.json: nothing to check against
+            pass
+    if weight_files(weights_dir):
+        check_matches_weights(path, weights_dir)  # an onnx/ exported from other weights is refused
+    return path
+
+
 def predict_labels(model_ref: str, texts: list[str], *, revision: str | None = None, onnx_file: str | None = None) -> dict[str, list[str]]:
     """Labels from ``pipeline()`` (and from ONNX Runtime over ``onnx/``) for a folder or Hub id."""
     import numpy as np
@@ -53,24 +76,11 @@ def predict_labels(model_ref: str, texts: list[str], *, revision: str | None = N
     pipe = pipeline("text-classification", model=model_ref, revision=revision, device=-1, truncation=True)
     out = {"pytorch": [r["label"] for r in pipe(texts, batch_size=16)]}
     if onnx_file:
-        from huggingface_hub import hf_hub_download
         from transformers import AutoConfig
 
-        from hubtune.onnx_tools import INFO_FILE, OrtClassifier, check_matches_weights
-        from hubtune.parity import weight_files
+        from hubtune.onnx_tools import OrtClassifier
 
-        local = Path(model_ref)
-        if local.is_dir():
-            path, weights_dir = local / "onnx" / onnx_file, local
-        else:
-            path = Path(hf_hub_download(model_ref, f"onnx/{onnx_file}", revision=revision))
-            weights_dir = path.parent.parent  # the same snapshot: onnx/ beside the weights pipeline() loaded
-            try:
-                hf_hub_download(model_ref, f"onnx/{INFO_FILE}", revision=revision)
-            except Exception:  # noqa: BLE001 - an export without export_info.json: nothing to check against
-                pass
-        if weight_files(weights_dir):
-            check_matches_weights(path, weights_dir)  # an onnx/ exported from other weights is refused
+        path = onnx_beside_weights(model_ref, onnx_file, revision)
         config = AutoConfig.from_pretrained(model_ref, revision=revision)
         model = OrtClassifier(path, config)
         tok = AutoTokenizer.from_pretrained(model_ref, revision=revision)
@@ -107,23 +117,9 @@ def lm_predict(model_ref: str, task: str, texts: list[str], *, revision: str | N
         out = {"pytorch": [r[0]["generated_text"] for r in (pipe(t, do_sample=False, max_new_tokens=GEN_TOKENS,
                                                                   pad_token_id=pad) for t in texts)]}
     if onnx_file:
-        from huggingface_hub import hf_hub_download
+        from hubtune.onnx_tools import feeds_for, session
 
-        from hubtune.onnx_tools import INFO_FILE, check_matches_weights, feeds_for, session
-        from hubtune.parity import weight_files
-
-        local = Path(model_ref)
-        if local.is_dir():
-            path, weights_dir = local / "onnx" / onnx_file, local
-        else:
-            path = Path(hf_hub_download(model_ref, f"onnx/{onnx_file}", revision=revision))
-            weights_dir = path.parent.parent
-            try:
-                hf_hub_download(model_ref, f"onnx/{INFO_FILE}", revision=revision)
-            except Exception:  # noqa: BLE001 - an export without export_info.json: nothing to check against
-                pass
-        if weight_files(weights_dir):
-            check_matches_weights(path, weights_dir)
+        path = onnx_beside_weights(model_ref, onnx_file, revision)
         sess = session(path)
         tok = AutoTokenizer.from_pretrained(model_ref, revision=revision)
         tokens = []
