@@ -478,8 +478,21 @@ def normalise(
         label_ids = to_ids(raw, feature, names, source, "train on data that has them, or fix --label-column")
     out = ds.select_columns(list(keep)).rename_columns(keep)
     if label_ids is not None:
-        out = out.add_column("label", label_ids)
+        out = _without_bars(lambda: out.add_column("label", label_ids))
     return LoadedData(dataset=out, label_names=names, columns=cols, source=source)
+
+
+def _without_bars(step: Any) -> Any:
+    """An internal datasets step (``add_column`` rewrites a shuffled dataset's indices) without its own bar."""
+    import datasets
+
+    was_on = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        return step()
+    finally:
+        if was_on:
+            datasets.enable_progress_bars()
 
 
 # --------------------------------------------------------------------------------------------------
