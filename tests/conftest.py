@@ -24,6 +24,11 @@ def _isolated_hf_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
     monkeypatch.delenv("HUBTUNE_DEBUG", raising=False)
     yield
+    # One training per process is how hubtune runs; in-process tests train many times, so each starts with a
+    # fresh accelerate state (a bf16 Trainer run would otherwise pin mixed precision for every later Accelerator).
+    state = sys.modules.get("accelerate.state")
+    if state is not None:
+        state.AcceleratorState._reset_state(reset_partial_state=True)
 
 
 @pytest.fixture(scope="session")
