@@ -20,16 +20,13 @@ import time
 from typing import Any, Callable
 
 from hubtune.config import TrainConfig
-from hubtune.errors import ConfigError
-from hubtune.layout import RunLayout
 from hubtune.metrics import classification_metrics, softmax, summary
 from hubtune.train.common import (
     TrainResult,
     announce_start,
     check_metric,
-    check_output_dir,
     finish_classifier,
-    precision_flags,
+    start_accelerator,
     prepare_classifier,
     prepare_output_dir,
     worker_result,
@@ -40,24 +37,12 @@ def train_accelerate(cfg: TrainConfig, *, overwrite: bool = False, resume: bool 
                      on_start: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
     import numpy as np
     import torch
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
     from torch.utils.data import DataLoader
     from transformers import DataCollatorWithPadding, get_scheduler
 
-    if resume:
-        raise ConfigError("--resume needs the Trainer engine; drop --resume or use --engine trainer")
     t_start = time.perf_counter()
-    layout = RunLayout.of(cfg.output_dir)
-    check_output_dir(layout.root, overwrite, resume)
-    precision = precision_flags(cfg.precision)
+    layout, precision, accelerator = start_accelerator(cfg, overwrite=overwrite, resume=resume)
     check_metric(cfg.metric_for_best_model)
-    accelerator = Accelerator(
-        cpu=not torch.cuda.is_available(),
-        mixed_precision=next(iter(precision), "no"),
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-    )
-    set_seed(cfg.seed)
 
     # 1. validate everything before writing anything
     t0 = time.perf_counter()

@@ -109,6 +109,27 @@ def precision_flags(precision: str) -> dict[str, bool]:
     return resolve_precision(precision).flags
 
 
+def start_accelerator(cfg: TrainConfig, *, overwrite: bool, resume: bool) -> tuple[RunLayout, dict[str, bool], Any]:
+    """What the plain Accelerate loops do first: refuse ``--resume``, check the output directory, resolve the
+    precision and build the seeded ``Accelerator``. Returns the run layout, the precision flags and the Accelerator."""
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    if resume:
+        raise ConfigError("--resume needs the Trainer engine; drop --resume or use --engine trainer")
+    layout = RunLayout.of(cfg.output_dir)
+    check_output_dir(layout.root, overwrite, resume)
+    precision = precision_flags(cfg.precision)
+    accelerator = Accelerator(
+        cpu=not torch.cuda.is_available(),
+        mixed_precision=next(iter(precision), "no"),
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+    )
+    set_seed(cfg.seed)
+    return layout, precision, accelerator
+
+
 # --------------------------------------------------------------------------------------------------
 # Every recipe: the run directory (under torchrun / accelerate launch one process writes), the Trainer,
 # the model folder, the run summary

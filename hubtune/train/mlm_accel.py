@@ -27,14 +27,12 @@ from typing import Any, Callable
 from hubtune.compat import quiet_libraries
 from hubtune.config import TrainConfig, dump_yaml
 from hubtune.errors import ConfigError, TrainingError
-from hubtune.layout import RunLayout
 from hubtune.modeling import public_model_ref, write_json
 from hubtune.train.common import (
     TrainResult,
     announce_start,
     base_summary,
-    check_output_dir,
-    precision_flags,
+    start_accelerator,
     prepare_output_dir,
     replace_model_dir,
     worker_result,
@@ -75,20 +73,11 @@ def eval_loss(model: Any, eval_dl: Any, accelerator: Any, n_examples: int) -> fl
 def train_mlm_accelerate(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False, progress: bool = True,
                          on_start: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
     import torch
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
     from torch.utils.data import DataLoader
     from transformers import AutoModelForMaskedLM, default_data_collator, get_scheduler
 
-    if resume:
-        raise ConfigError("--resume needs the Trainer engine; drop --resume or use --engine trainer")
     t_start = time.perf_counter()
-    layout = RunLayout.of(cfg.output_dir)
-    check_output_dir(layout.root, overwrite, resume)
-    precision = precision_flags(cfg.precision)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=next(iter(precision), "no"),
-                              gradient_accumulation_steps=cfg.gradient_accumulation_steps)
-    set_seed(cfg.seed)
+    layout, precision, accelerator = start_accelerator(cfg, overwrite=overwrite, resume=resume)
     quiet_libraries(progress)
 
     # 1. validate and load everything before writing anything
