@@ -32,7 +32,9 @@ def test_env_json_describes_this_machine():
         assert fp["device"] == "cuda"
     elif info["torch"]["cpu_amx"]:
         assert fp["dtype"] == "bf16"
-    else:
+    elif not info["cpu"]["flags"]["avx512_bf16"]:
         assert fp["dtype"] == "fp32" and fp["device"] == "cpu"
+    else:  # native bf16 dot products: bf16 is a candidate only where a bf16 matmul measured fast
+        assert fp["device"] == "cpu" and fp["dtype"] in ("fp32", "bf16 or fp32") and "bf16" in fp["reason"]
     text = run_cli("env")
     assert text.returncode == 0 and "fast path:" in text.stdout

@@ -71,12 +71,28 @@ def test_probe_reads_amx_and_cuda_capability(monkeypatch):
     fast, why = envinfo.fast_bf16()
     assert fast and "AMX" in why
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-    assert envinfo.fast_bf16()[0] is False
+    no_bf16 = {"model": "Test CPU", "cores": 2, "flags": {f: False for f in envinfo.CPU_FLAGS}}
+    monkeypatch.setattr(envinfo, "cpu_info", lambda: no_bf16)
+    monkeypatch.setattr(envinfo, "cpu_bf16_matmul_ratio", lambda: pytest.fail("measured without native bf16"))
+    fast, why = envinfo.fast_bf16()
+    assert fast is False and "emulated" in why
+    with_bf16 = {**no_bf16, "flags": {**no_bf16["flags"], "avx512_bf16": True}}
+    monkeypatch.setattr(envinfo, "cpu_info", lambda: with_bf16)
+    for ratio, want in ((4.1, True), (1.2, False)):
+        monkeypatch.setattr(envinfo, "cpu_bf16_matmul_ratio", lambda r=ratio: r)
+        fast, why = envinfo.fast_bf16()
+        assert fast is want and f"{ratio:.1f}x fp32" in why and "AVX-512 BF16" in why
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda _i=0: "Test GPU")
     for cap, want in (((7, 5), False), ((8, 0), True), ((9, 0), True)):
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda _i=0, cap=cap: cap)
         assert envinfo.fast_bf16()[0] is want, cap
+
+
+def test_bf16_matmul_ratio_is_measured_once():
+    envinfo.cpu_bf16_matmul_ratio.cache_clear()
+    ratio = envinfo.cpu_bf16_matmul_ratio()
+    assert ratio > 0 and envinfo.cpu_bf16_matmul_ratio() == ratio
 
 
 def test_fp16_without_cuda_is_refused_with_the_fix(monkeypatch):

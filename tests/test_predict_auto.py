@@ -20,6 +20,7 @@ from .test_predict import LABELS, ROOT, TWEETS, _save_tiny, cli, opts
 
 PLAIN_CPU = {"cuda": False, "gpu": None, "gpu_bf16": False, "amx": False, "cpu": "Test CPU", "flags": ["avx2"]}
 AMX_CPU = dict(PLAIN_CPU, amx=True, flags=["amx_tile", "avx512_bf16"])
+BF16_CPU = dict(PLAIN_CPU, flags=["avx512_bf16", "avx512_vnni"], cpu_bf16=True)  # AVX-512 BF16, measured fast
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +81,23 @@ def test_candidates_on_made_up_machines():
     assert candidates(opts(model="m", dataset="d", output="o.parquet", dtype="int8"), PLAIN_CPU, True, False)[0] == [("onnx", "int8")]
     assert candidates(opts(model="m", dataset="d", output="o.parquet", backend="torch"), AMX_CPU, False, False)[0] == [("torch", "bf16")]
     assert candidates(opts(model="m", dataset="d", output="o.parquet", backend="onnx"), AMX_CPU, True, False)[0] == [("onnx", "fp32")]
+    # no AMX but native bf16 that measured fast: bf16 joins the warm-up (it is measured, not assumed)
+    pairs, why = candidates(o, BF16_CPU, True, False)
+    assert pairs == [("torch", "fp32"), ("onnx", "fp32"), ("torch", "bf16")] and "AVX-512 BF16" in why
+    assert candidates(o, BF16_CPU, False, False)[0] == [("torch", "fp32"), ("torch", "bf16")]
+    assert candidates(explicit, BF16_CPU, True, False)[0] == [("torch", "fp32")]
+    assert candidates(opts(model="m", dataset="d", output="o.parquet", dtype="fp32"), BF16_CPU, True, False)[0] == \
+        [("torch", "fp32"), ("onnx", "fp32")]
+
+
+def test_text_length_class_keys_the_cache():
+    from hubtune.predict.choose import cache_key, text_length
+
+    short, long_ = [{"text": "a tweet"}] * 5, [{"text": "word " * 400}] * 5
+    assert (text_length(short, ["text"]), text_length(long_, ["text"])) == ("short", "long")
+    assert text_length([{"a": "x" * 200, "b": "y" * 200}], ["a", "b"]) == "medium"  # pairs count both sides
+    o, pairs = opts(model="m", dataset="d", output="o.parquet"), [("torch", "fp32"), ("onnx", "fp32")]
+    assert cache_key("w", PLAIN_CPU, pairs, o, None, "short") != cache_key("w", PLAIN_CPU, pairs, o, None, "long")
 
 
 def test_auto_measures_torch_and_onnx_then_uses_the_cache(tiny_onnx, tmp_path, monkeypatch):
@@ -150,6 +168,41 @@ def test_auto_bf16_that_flips_labels_falls_back_to_fp32(near_tie, tmp_path, monk
     asked = batch_predict(opts(model=str(near_tie), dataset=str(TWEETS), output=str(tmp_path / "c.parquet"), limit=300,
                                dtype="bf16"))
     assert asked.dtype == "bf16" and asked.choice["agreement"]["value"] < 0.995 and "asked for" in asked.choice["reason"]
+
+
+def _is_bf16(runner) -> bool:
+    import torch
+
+    model = getattr(getattr(runner, "loaded", None), "model", None)
+    return model is not None and next(model.parameters()).dtype == torch.bfloat16
+
+
+def test_bf16_cpu_measures_three_paths_and_falls_back_to_the_fastest_fp32(near_tie, tiny_onnx, tmp_path, monkeypatch):
+    import shutil
+
+    from hubtune.predict import batch_predict
+
+    hw(monkeypatch, BF16_CPU)
+    res = batch_predict(opts(model=str(tiny_onnx), dataset=str(TWEETS), output=str(tmp_path / "a.parquet"), limit=300))
+    speeds = res.choice["rows_per_s"]
+    assert set(speeds) == {"torch/fp32", "onnx/fp32", "torch/bf16"} and "AVX-512 BF16" in res.choice["reason"]
+    assert f"{res.backend}/{res.dtype}" == max(speeds, key=speeds.get)
+    # a model whose labels bf16 flips: if bf16 measured fastest it is checked, and the fallback is the faster fp32
+    tie = tmp_path / "tie"
+    shutil.copytree(near_tie, tie)
+    from hubtune.onnx_tools import export_onnx
+
+    export_onnx(tie, tie / "onnx")
+    import hubtune.predict.choose as choose
+
+    real = choose.rows_per_second
+    monkeypatch.setattr(choose, "rows_per_second", lambda r, c, o: 1e6 if _is_bf16(r) else real(r, c, o))
+    res = batch_predict(opts(model=str(tie), dataset=str(TWEETS), output=str(tmp_path / "b.parquet"), limit=300))
+    speeds = res.choice["rows_per_s"]
+    faster_fp32 = max(("torch/fp32", "onnx/fp32"), key=speeds.get)
+    assert res.choice["agreement"]["fallback"] is True and res.dtype == "fp32"
+    assert f"{res.backend}/{res.dtype}" == faster_fp32 == res.choice["agreement"]["against"]
+    assert f"{faster_fp32} instead" in res.choice["reason"]
 
 
 def test_cli_prints_the_choice_and_records_it_in_json(tiny, tmp_path):

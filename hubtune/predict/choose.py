@@ -1,13 +1,14 @@
 """``--backend auto`` and ``--dtype auto``: the fastest path this machine has for this model, and the check that a
 reduced precision keeps the labels.
 
-    the machine (:func:`detect_hardware`: envinfo's CUDA, AMX and onnxruntime facts)
+    the machine (:func:`detect_hardware`: envinfo's CUDA, AMX, fast-bf16 and onnxruntime facts)
       -> the candidates (:func:`candidates`): CUDA: torch bf16 (fp16 before Ampere), plus ONNX Runtime's CUDA
          provider when the model has a matching onnx/; a CPU with AMX: torch bf16; otherwise torch fp32 and
-         ONNX Runtime fp32 (when the model has an onnx/ exported from these weights; auto never exports one)
-      -> more than one: each runs a few batches of the real input, the faster wins; the result is cached per
-         model (weights sha256) and machine (CPU model and flags, GPU, threads, library versions) in
-         ``$HF_HOME/hubtune/backend-choice.json``
+         ONNX Runtime fp32 (when the model has an onnx/ exported from these weights; auto never exports one),
+         plus torch bf16 where the CPU has native bf16 dot products and a bf16 matmul measured fast
+      -> more than one: each runs a few batches of the real input, the fastest wins; the result is cached per
+         model (weights sha256), machine (CPU model and flags, GPU, threads, library versions) and text length
+         (short, medium or long rows) in ``$HF_HOME/hubtune/backend-choice.json``
       -> a reduced precision (bf16, fp16, int8) is compared with fp32 on a sample of the input (``check_rows``
          valid rows): chosen automatically, it is used only when the labels agree on ``min_agreement`` of them
          (else fp32, said in the reason); asked for explicitly, it is used and its agreement reported.
@@ -51,9 +52,19 @@ def detect_hardware(device: str | None = None) -> dict[str, Any]:
         "gpu": gpus[0]["name"] if cuda and gpus else None,
         "gpu_bf16": bool(gpus and gpus[0].get("bf16")),
         "amx": bool(cinfo["flags"].get("amx_tile") if amx is None else amx),
+        "cpu_bf16": cpu_bf16(cuda, amx, cinfo),
         "cpu": cinfo["model"],
         "flags": sorted(k for k, v in cinfo["flags"].items() if v),
     }
+
+
+def cpu_bf16(cuda: bool, amx: Any, cinfo: dict[str, Any]) -> bool:
+    """Whether a CPU without AMX still runs bf16 fast (native AVX-512 BF16, measured by envinfo.fast_bf16)."""
+    if cuda or amx or not cinfo["flags"].get("avx512_bf16"):
+        return False
+    from hubtune.envinfo import fast_bf16
+
+    return fast_bf16()[0]
 
 
 def ort_providers() -> list[str]:
@@ -108,10 +119,24 @@ def candidates(opts: PredictOptions, hw: dict[str, Any], onnx_ok: bool, cuda_ort
         return pairs, why
     if hw["amx"] and d == "auto":
         return [("torch", "bf16")], "CPU with AMX: torch bf16 (its bf16 matmuls run several times fp32)"
+    fp32 = [("torch", "fp32")] + ([("onnx", "fp32")] if b == "auto" and onnx_ok else [])
+    if hw.get("cpu_bf16") and d == "auto" and not hw["amx"]:
+        names = " or ".join(["torch fp32", "onnxruntime fp32"][: len(fp32)] + ["torch bf16"])
+        return fp32 + [("torch", "bf16")], (
+            "no GPU and no AMX, but a bf16 matmul measured fast on this CPU (AVX-512 BF16): "
+            f"{names}, the fastest on a warm-up")
     why = "no GPU" + ("" if hw["amx"] else " and no AMX") + ": fp32"
-    if b == "auto" and onnx_ok:
-        return [("torch", "fp32"), ("onnx", "fp32")], why + ", torch or onnxruntime, the faster on a warm-up"
-    return [("torch", "fp32")], why + " on torch"
+    if len(fp32) > 1:
+        return fp32, why + ", torch or onnxruntime, the faster on a warm-up"
+    return fp32, why + " on torch"
+
+
+def text_length(rows: list[dict[str, Any]], names: list[str]) -> str:
+    """The input's length class for the cache (``short`` <= 300 characters a row, ``medium`` <= 1,200, ``long``):
+    the fastest path on tweets need not be the fastest on reviews."""
+    sizes = sorted(sum(len(str(row.get(c) or "")) for c in names) for row in rows)
+    median = sizes[len(sizes) // 2] if sizes else 0
+    return "short" if median <= 300 else "medium" if median <= 1200 else "long"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -123,13 +148,14 @@ def cache_path() -> Path:
 
 
 def cache_key(weights_sha256: str, hw: dict[str, Any], pairs: list[tuple[str, str]], opts: PredictOptions,
-              onnx_path: Path | None) -> str:
+              onnx_path: Path | None, length: str = "") -> str:
     from hubtune.compat import versions
 
     facts = {
         "v": CACHE_VERSION, "weights": weights_sha256, "cpu": hw["cpu"], "flags": hw["flags"], "gpu": hw["gpu"],
         "threads": opts.num_threads or os.cpu_count(), "versions": versions(), "pairs": pairs,
         "onnx": [onnx_path.name, onnx_path.stat().st_size] if onnx_path is not None else None,
+        "length": length,
     }
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
@@ -231,42 +257,58 @@ def choose_runner(
         return runners[pair]
 
     chunk: Chunk | None = None
+    rows: list[dict[str, Any]] | None = None
+
+    def sample_rows() -> list[dict[str, Any]]:
+        nonlocal rows
+        if rows is None:
+            rows = list(sample(opts.check_rows))
+        return rows
 
     def the_sample() -> Chunk:
         nonlocal chunk
         if chunk is None:
             r = next(iter(runners.values()))
-            chunk = sample_chunk(sample(opts.check_rows), r, cols, opts.max_length or r.max_length)
+            chunk = sample_chunk(sample_rows(), r, cols, opts.max_length or r.max_length)
         return chunk
 
     measured: dict[str, float] = {}
     pick = pairs[0]
     if len(pairs) > 1:
-        key = cache_key(identity.get("weights_sha256", ""), hw, pairs, opts, onnx_path)
+        length = text_length(sample_rows(), [c for c in (cols.text, cols.text_pair) if c])
+        key = cache_key(identity.get("weights_sha256", ""), hw, pairs, opts, onnx_path, length)
         cached = read_cache(key)
         if cached is not None and (cached["backend"], cached["dtype"]) in pairs:
             pick = (cached["backend"], cached["dtype"])
             measured = dict(cached.get("rows_per_s") or {})
-            reason += f": {pick[0]} (measured earlier on this machine, cached in $HF_HOME/hubtune/{cache_path().name})"
+            reason += (f": {'/'.join(pick)} (measured earlier on this machine for {length} texts, cached in "
+                       f"$HF_HOME/hubtune/{cache_path().name})")
         else:
             build(pairs[0])
             for pair in pairs:
                 measured["/".join(pair)] = round(rows_per_second(build(pair), the_sample(), opts), 1)
             pick = max(pairs, key=lambda p: measured["/".join(p)])
             speeds = ", ".join(f"{k} {v:g} rows/s" for k, v in measured.items())
-            reason += f": {pick[0]} ({speeds} on {len(the_sample().valid)} rows of the input)"
+            reason += f": {'/'.join(pick)} ({speeds} on {len(the_sample().valid)} rows of the input)"
             write_cache(key, {"backend": pick[0], "dtype": pick[1], "rows_per_s": measured, "measured_at": time.time()})
+    backend, dtype = pick
+    # the fp32 reference (and fallback) of a reduced precision: for int8 the fp32 graph (when there is one); else
+    # the fastest fp32 candidate measured; else the weights in fp32 on torch
+    fp32_pair = ("torch", "fp32")
+    fp32_measured = [p for p in pairs if p[1] == "fp32" and "/".join(p) in measured]
+    if backend == "onnx":
+        fp32_onnx = find_onnx(model_dir, None)
+        if fp32_onnx is not None and fp32_onnx.name != QUANTIZED_FILE:
+            fp32_pair = ("onnx", "fp32")
+    elif fp32_measured:
+        fp32_pair = max(fp32_measured, key=lambda p: measured["/".join(p)])
     for pair in list(runners):
-        if pair != pick:
+        if pair not in (pick, fp32_pair if dtype in REDUCED_DTYPES else pick):
             del runners[pair]
     runner = build(pick)
-    backend, dtype = pick
     agree = None
     if dtype in REDUCED_DTYPES:
         auto_dtype = opts.dtype == "auto"
-        # the reference: the fp32 graph for int8 (when there is one), else the weights in fp32 on torch
-        fp32_onnx = find_onnx(model_dir, None) if backend == "onnx" else None
-        fp32_pair = ("onnx", "fp32") if fp32_onnx is not None and fp32_onnx.name != QUANTIZED_FILE else ("torch", "fp32")
         ref = build(fp32_pair, onnx_file=None)
         s = the_sample()
         agree = {
@@ -277,7 +319,7 @@ def choose_runner(
         pct = f"{100 * agree['value']:.2f}% of {agree['rows']} rows"
         if auto_dtype and agree["value"] < opts.min_agreement:
             reason += (f"; but {dtype} agreed with fp32 on only {pct} (below --min-agreement "
-                       f"{100 * opts.min_agreement:g}%): fp32 instead")
+                       f"{100 * opts.min_agreement:g}%): {'/'.join(fp32_pair)} instead")
             agree["fallback"] = True
             del runners[pick]
             runner, (backend, dtype) = ref, fp32_pair
