@@ -11,7 +11,8 @@ What it measures, in this order (every case on the same machine, one after the o
 2. training: the tutorial recipe (plain ``Trainer``, fp32, tokenizer truncation + ``DataCollatorWithPadding``,
    the same PEFT LoRA, data, epochs, learning rate, batch size and seed) vs ``hubtune train`` of
    ``examples/quickstart.yaml`` with its defaults (``precision: auto``): samples/s and accuracy on the same
-   eval tweets. On a CPU without AMX, auto picks fp32 and the ratio is ~1 (the table says what auto chose).
+   eval tweets. Where auto picks bf16 (AMX, CUDA >= 8.0, or AVX-512 BF16 measured fast), the same config is
+   trained again with ``precision: fp32`` to check bf16's accuracy against fp32; the table says what auto chose.
 3. the quickstart model, merged and exported with ``--quantize int8`` through the default export gate:
    agreement, accuracy drop and file size as the gate measured them.
 4. batch-predict with the library defaults (``--backend auto --dtype auto``) vs
@@ -244,6 +245,11 @@ def main() -> int:
     hub, run = hubtune_recipe(cfg)
     say(f"  {hub}")
     fig["train"] = {"tutorial": base, "hubtune": hub, "epochs": cfg["num_epochs"]}
+    if hub["precision"] != "fp32":
+        say("training: the same config, precision fp32 (bf16's accuracy against fp32)")
+        fig["train"]["hubtune_fp32"], _ = hubtune_recipe(dict(cfg, precision="fp32", output_dir=str(work / "run-fp32")))
+        shutil.rmtree(work / "run-fp32", ignore_errors=True)
+        say(f"  {fig['train']['hubtune_fp32']}")
 
     # 3. merge + export int8 through the default gate
     from hubtune.export import ExportOptions, export
@@ -287,6 +293,7 @@ def main() -> int:
         fig["predict"][name] = {
             "rows": len(texts), "gflop": gflop, "pipeline_rows_s": base_rps, "hubtune_rows_s": res.rows_per_s,
             "speedup": res.rows_per_s / base_rps, "backend": res.backend, "dtype": res.dtype,
+            "hubtune_seconds_total": res.seconds, "pipeline_seconds_compute": len(texts) / base_rps,
             "reason": res.choice.get("reason"), "agreement_vs_fp32": agreement(labels, base_labels),
             "peak_used": dtype if dtype != "fp16" else "bf16",
             "peak_fraction": flops_fraction(gflop, len(texts), res.rows_per_s, peak),
@@ -336,14 +343,15 @@ def markdown(f: dict) -> str:
             f"AVX-512 BF16: {yes[m['avx512_bf16']]}; GPU: {m['cuda'] or 'none'}; torch {m['torch']}, {m['threads']} threads. "
             f"Measured matmul peaks: fp32 {p['fp32']:.0f} GFLOP/s, bf16 {p['bf16']:.0f} GFLOP/s "
             f"(after the cases: {pa['fp32']:.0f} / {pa['bf16']:.0f}). Command: `{f['command']}` ({f['seconds']:.0f} s).")
-    cpu = f"{m['cpu']} (AMX {yes[m['amx']]}, AVX-512 VNNI {yes[m['avx512_vnni']]})"
+    cpu = f"{m['cpu']} (AMX {yes[m['amx']]}, AVX-512 VNNI {yes[m['avx512_vnni']]}, AVX-512 BF16 {yes[m['avx512_bf16']]})"
     out = [head, "", f"**batch-predict defaults vs `pipeline(batch_size=32)`** — {cpu}", "",
-           "| texts | rows | pipeline rows/s | hubtune rows/s | speed-up | chose | labels vs fp32 | % of matmul peak (hubtune / pipeline) |",
-           "|---|---|---|---|---|---|---|---|"]
+           "| texts | rows | pipeline rows/s | hubtune rows/s | speed-up | chose | labels vs fp32 | % of matmul peak (hubtune / pipeline) | end to end, s (hubtune incl. load, choice, check / pipeline compute only) |",
+           "|---|---|---|---|---|---|---|---|---|"]
     for name, r in f["predict"].items():
         out.append(f"| {name} | {r['rows']} | {r['pipeline_rows_s']:.1f} | {r['hubtune_rows_s']:.1f} | **{r['speedup']:.2f}x** | "
                    f"{r['backend']} {r['dtype']} | {r['agreement_vs_fp32']:.2%} | {r['peak_fraction']:.0%} of {r['peak_used']} / "
-                   f"{r['pipeline_peak_fraction']:.0%} of fp32 |")
+                   f"{r['pipeline_peak_fraction']:.0%} of fp32 | "
+                   f"{r.get('hubtune_seconds_total', 0):.1f} / {r.get('pipeline_seconds_compute', 0):.1f} |")
     reasons = {r["reason"] for r in f["predict"].values() if r.get("reason")}
     if reasons:
         out.append(f"\nWhy: {'; '.join(sorted(reasons))}")
@@ -364,8 +372,12 @@ def markdown(f: dict) -> str:
             "| recipe | precision | samples/s | accuracy | ratio |", "|---|---|---|---|---|",
             f"| tutorial (plain Trainer) | fp32 | {b['samples_per_s']:.1f} | {b['accuracy']:.4f} | 1.00x |",
             f"| hubtune train (`precision: auto`) | {h['precision']} | {h['samples_per_s']:.1f} | {h['accuracy']:.4f} | "
-            f"**{h['samples_per_s'] / b['samples_per_s']:.2f}x** |",
-            f"\nPrecision: {h.get('precision_reason')}"]
+            f"**{h['samples_per_s'] / b['samples_per_s']:.2f}x** |"]
+    if t.get("hubtune_fp32"):
+        h32 = t["hubtune_fp32"]
+        out.append(f"| hubtune train, `precision: fp32` (same config) | fp32 | {h32['samples_per_s']:.1f} | "
+                   f"{h32['accuracy']:.4f} | {h32['samples_per_s'] / b['samples_per_s']:.2f}x |")
+    out.append(f"\nPrecision: {h.get('precision_reason')}")
     if f.get("gpu"):
         out += ["", "**CUDA** (bench/bench_gpu.py, same model)", "", "```", json.dumps(f["gpu"], indent=1), "```"]
     else:

@@ -19,6 +19,7 @@ engines record in the manifest, OUTPUT.meta.json and the summary. A resume takes
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -256,6 +257,11 @@ def choose_runner(
             runners[pair] = make_runner(model_dir, replace(opts, backend=pair[0], dtype=pair[1], **changes), export_dir)
         return runners[pair]
 
+    def release(*pairs: tuple[str, str]) -> None:
+        for pair in pairs:
+            runners.pop(pair, None)
+        gc.collect()  # an ONNX Runtime session frees its memory arena only when it is collected
+
     chunk: Chunk | None = None
     rows: list[dict[str, Any]] | None = None
 
@@ -284,48 +290,49 @@ def choose_runner(
             reason += (f": {'/'.join(pick)} (measured earlier on this machine for {length} texts, cached in "
                        f"$HF_HOME/hubtune/{cache_path().name})")
         else:
-            build(pairs[0])
-            for pair in pairs:
+            # one candidate in memory at a time, ONNX Runtime's first (its arena is the largest; the torch models
+            # load after it is freed): peak RSS is the largest path's, not their sum
+            for pair in sorted(pairs, key=lambda p: p[0] != "onnx"):
                 measured["/".join(pair)] = round(rows_per_second(build(pair), the_sample(), opts), 1)
+                release(pair)
+            measured = {"/".join(p): measured["/".join(p)] for p in pairs}
             pick = max(pairs, key=lambda p: measured["/".join(p)])
             speeds = ", ".join(f"{k} {v:g} rows/s" for k, v in measured.items())
             reason += f": {'/'.join(pick)} ({speeds} on {len(the_sample().valid)} rows of the input)"
             write_cache(key, {"backend": pick[0], "dtype": pick[1], "rows_per_s": measured, "measured_at": time.time()})
     backend, dtype = pick
-    # the fp32 reference (and fallback) of a reduced precision: for int8 the fp32 graph (when there is one); else
-    # the fastest fp32 candidate measured; else the weights in fp32 on torch
-    fp32_pair = ("torch", "fp32")
-    fp32_measured = [p for p in pairs if p[1] == "fp32" and "/".join(p) in measured]
+    # a reduced precision is checked against fp32: the fp32 graph for int8 (when there is one), else the weights
+    # in fp32 on torch (the lighter reference: no ONNX Runtime arena beside the torch model); where it falls back,
+    # it falls back to the fastest fp32 path measured
+    ref_pair = ("torch", "fp32")
     if backend == "onnx":
         fp32_onnx = find_onnx(model_dir, None)
         if fp32_onnx is not None and fp32_onnx.name != QUANTIZED_FILE:
-            fp32_pair = ("onnx", "fp32")
-    elif fp32_measured:
-        fp32_pair = max(fp32_measured, key=lambda p: measured["/".join(p)])
-    for pair in list(runners):
-        if pair not in (pick, fp32_pair if dtype in REDUCED_DTYPES else pick):
-            del runners[pair]
+            ref_pair = ("onnx", "fp32")
+    fp32_measured = [p for p in pairs if p[1] == "fp32" and "/".join(p) in measured]
+    fallback = max(fp32_measured, key=lambda p: measured["/".join(p)]) if backend == "torch" and fp32_measured else ref_pair
+    release(*[p for p in runners if p not in (pick, ref_pair if dtype in REDUCED_DTYPES else pick)])
     runner = build(pick)
     agree = None
     if dtype in REDUCED_DTYPES:
         auto_dtype = opts.dtype == "auto"
-        ref = build(fp32_pair, onnx_file=None)
+        ref = build(ref_pair, onnx_file=None)
         s = the_sample()
         agree = {
             "value": round(agreement(run_chunk(runner, s, opts.batch_size, opts.max_batch_tokens),
                                      run_chunk(ref, s, opts.batch_size, opts.max_batch_tokens)), 6),
-            "rows": int(len(s.valid)), "against": "/".join(fp32_pair), "min": opts.min_agreement,
+            "rows": int(len(s.valid)), "against": "/".join(ref_pair), "min": opts.min_agreement,
         }
         pct = f"{100 * agree['value']:.2f}% of {agree['rows']} rows"
         if auto_dtype and agree["value"] < opts.min_agreement:
             reason += (f"; but {dtype} agreed with fp32 on only {pct} (below --min-agreement "
-                       f"{100 * opts.min_agreement:g}%): {'/'.join(fp32_pair)} instead")
+                       f"{100 * opts.min_agreement:g}%): {'/'.join(fallback)} instead")
             agree["fallback"] = True
-            del runners[pick]
-            runner, (backend, dtype) = ref, fp32_pair
+            release(pick, *([ref_pair] if fallback != ref_pair else []))
+            runner, (backend, dtype) = build(fallback, onnx_file=None), fallback
         else:
             reason += f"; {dtype} agrees with fp32 on {pct}" + ("" if auto_dtype else " (asked for: used whatever the agreement)")
-            del runners[fp32_pair]
+            release(ref_pair)
     choice = {"asked": asked, "backend": backend, "dtype": dtype, "device": runner.device, "reason": reason,
               "agreement": agree}
     if measured:
