@@ -186,7 +186,11 @@ def test_bf16_cpu_measures_three_paths_and_falls_back_to_the_fastest_fp32(near_t
     res = batch_predict(opts(model=str(tiny_onnx), dataset=str(TWEETS), output=str(tmp_path / "a.parquet"), limit=300))
     speeds = res.choice["rows_per_s"]
     assert set(speeds) == {"torch/fp32", "onnx/fp32", "torch/bf16"} and "AVX-512 BF16" in res.choice["reason"]
-    assert f"{res.backend}/{res.dtype}" == max(speeds, key=speeds.get)
+    fastest = max(speeds, key=speeds.get)
+    if (res.choice.get("agreement") or {}).get("fallback"):  # bf16 measured fastest but flipped labels of this tiny model
+        assert fastest == "torch/bf16" and res.dtype == "fp32"
+    else:
+        assert f"{res.backend}/{res.dtype}" == fastest
     # a model whose labels bf16 flips: if bf16 measured fastest it is checked, and the fallback is the faster fp32
     tie = tmp_path / "tie"
     shutil.copytree(near_tie, tie)
