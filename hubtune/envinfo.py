@@ -62,25 +62,30 @@ BF16_MIN_RATIO = 1.5  # a CPU's bf16 matmul must run at least this many times fp
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_bf16_matmul_ratio() -> float:
-    """How many times fp32 a bf16 ``torch.matmul`` runs on this CPU: a 512 x 512 product, best of five each
-    (~0.1 s, once per process). Measured rather than assumed from the flags: oneDNN's bf16 kernels are fast
-    only where the CPU has native bf16 dot products."""
+def cpu_bf16_matmul_ratio(n: int = 512, reps: int = 10) -> float:
+    """How many times fp32 a bf16 ``torch.matmul`` runs on one core of this CPU: an ``n`` x ``n`` product, bf16
+    and fp32 interleaved, best of ``reps`` each (~50 ms, once per process). One thread and interleaving keep it
+    steady on a busy machine (a CI runner). Measured rather than assumed from the flags: oneDNN's bf16 kernels
+    are fast only where the CPU has native bf16 dot products."""
     import time
 
     import torch
 
-    def gflops(dtype: Any, n: int = 512, reps: int = 5) -> float:
-        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-        torch.matmul(a, b)
-        best = float("inf")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        mats = {dt: (torch.randn(n, n, dtype=dt), torch.randn(n, n, dtype=dt)) for dt in (torch.float32, torch.bfloat16)}
+        best = dict.fromkeys(mats, float("inf"))
+        for a, b in mats.values():
+            torch.matmul(a, b)  # first call: kernel selection
         for _ in range(reps):
-            t = time.perf_counter()
-            torch.matmul(a, b)
-            best = min(best, time.perf_counter() - t)
-        return 2 * n**3 / max(best, 1e-9)
-
-    return gflops(torch.bfloat16) / gflops(torch.float32)
+            for dt, (a, b) in mats.items():
+                t = time.perf_counter()
+                torch.matmul(a, b)
+                best[dt] = min(best[dt], time.perf_counter() - t)
+    finally:
+        torch.set_num_threads(threads)
+    return best[torch.float32] / max(best[torch.bfloat16], 1e-9)
 
 
 def fast_bf16() -> tuple[bool, str]:
