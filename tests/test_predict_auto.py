@@ -209,6 +209,24 @@ def test_bf16_cpu_measures_three_paths_and_falls_back_to_the_fastest_fp32(near_t
     assert f"{res.backend}/{res.dtype}" == faster_fp32 and f"{faster_fp32} instead" in res.choice["reason"]
 
 
+def test_an_input_smaller_than_the_check_runs_in_fp32(tiny, tmp_path, monkeypatch):
+    """Checking bf16 on 256 rows would run every row of a 40-row input in fp32 anyway: auto takes fp32."""
+    import hubtune.predict.choose as choose
+    from hubtune.predict import batch_predict
+
+    real = choose.rows_per_second
+    monkeypatch.setattr(choose, "rows_per_second", lambda r, c, o: 1e6 if _is_bf16(r) else real(r, c, o))  # bf16 wins
+    for facts in (AMX_CPU, BF16_CPU):
+        hw(monkeypatch, facts)
+        res = batch_predict(opts(model=str(tiny), dataset=str(TWEETS), output=str(tmp_path / "a.parquet"), limit=40,
+                                 overwrite=True))
+        assert (res.backend, res.dtype) == ("torch", "fp32") and res.choice["agreement"] is None
+        assert "only 40 rows" in res.choice["reason"]
+    asked = batch_predict(opts(model=str(tiny), dataset=str(TWEETS), output=str(tmp_path / "b.parquet"), limit=40,
+                               dtype="bf16"))
+    assert asked.dtype == "bf16" and asked.choice["agreement"]["rows"] == 40  # asked for: honoured and measured
+
+
 def test_cli_prints_the_choice_and_records_it_in_json(tiny, tmp_path):
     r = cli("batch-predict", "--model", str(tiny), "--dataset", str(TWEETS), "--output", str(tmp_path / "p.jsonl"),
             "--limit", "40", "--json")

@@ -11,7 +11,8 @@ reduced precision keeps the labels.
          (short, medium or long rows) in ``$HF_HOME/hubtune/backend-choice.json``
       -> a reduced precision (bf16, fp16, int8) is compared with fp32 on a sample of the input (``check_rows``
          valid rows): chosen automatically, it is used only when the labels agree on ``min_agreement`` of them
-         (else fp32, said in the reason); asked for explicitly, it is used and its agreement reported.
+         (else fp32, said in the reason); asked for explicitly, it is used and its agreement reported. An input
+         smaller than the sample takes fp32 at once (the check would run all of it in fp32 anyway).
 
 :func:`choose_runner` returns the runner and the choice (backend, dtype, device, reason, agreement), which the
 engines record in the manifest, OUTPUT.meta.json and the summary. A resume takes the interrupted run's choice.
@@ -311,6 +312,12 @@ def choose_runner(
             ref_pair = ("onnx", "fp32")
     fp32_measured = [p for p in pairs if p[1] == "fp32" and "/".join(p) in measured]
     fallback = max(fp32_measured, key=lambda p: measured["/".join(p)]) if backend == "torch" and fp32_measured else ref_pair
+    if dtype in REDUCED_DTYPES and opts.dtype == "auto" and backend == "torch" and len(sample_rows()) < opts.check_rows:
+        # the check would run the whole input in fp32 anyway: its fp32 answer costs less than checking bf16
+        reason += (f"; but the input has only {len(sample_rows())} rows, fewer than the {opts.check_rows} the {dtype} "
+                   f"check compares with fp32: {'/'.join(fallback)} (checking would cost more than it saves)")
+        pick = fallback
+        backend, dtype = pick
     release(*[p for p in runners if p not in (pick, ref_pair if dtype in REDUCED_DTYPES else pick)])
     runner = build(pick)
     agree = None
