@@ -48,6 +48,7 @@ def _local_and_ray(tiny, data, tmp_path, **kw):
     from hubtune.predict import batch_predict
 
     a, b = tmp_path / "local.parquet", tmp_path / "ray.parquet"
+    kw.setdefault("dtype", "fp32")  # engines compared on equal terms: auto may measure bf16 faster in one of them
     ra = batch_predict(opts(model=str(tiny), dataset=str(data), output=str(a), **kw))
     rb = batch_predict(opts(model=str(tiny), dataset=str(data), output=str(b), engine="ray", **kw))
     return ra, rb, pd.read_parquet(a), pd.read_parquet(b)
@@ -98,7 +99,7 @@ def test_worker_death_every_row_exactly_once(tiny, rows_parquet, tmp_path, ray_c
     monkeypatch.setenv(CRASH_ONCE_ENV, str(marker))
     out = tmp_path / "p.parquet"
     res = batch_predict(opts(model=str(tiny), dataset=str(rows_parquet), output=str(out), engine="ray", num_workers=2,
-                             chunk_size=50, keep_columns=["uid"], keep_parts=True))
+                             chunk_size=50, keep_columns=["uid"], keep_parts=True, dtype="fp32"))
     assert marker.is_file(), "no actor crashed: the test hook did not fire"
     df = pd.read_parquet(out)
     assert res.rows == 1000
@@ -108,7 +109,8 @@ def test_worker_death_every_row_exactly_once(tiny, rows_parquet, tmp_path, ray_c
     assert len(chunks) == 20 and sum(len(pd.read_parquet(c)) for c in chunks) == 1000
     ref = tmp_path / "ref.parquet"
     monkeypatch.delenv(CRASH_ONCE_ENV)
-    batch_predict(opts(model=str(tiny), dataset=str(rows_parquet), output=str(ref), chunk_size=50, keep_columns=["uid"]))
+    batch_predict(opts(model=str(tiny), dataset=str(rows_parquet), output=str(ref), chunk_size=50, keep_columns=["uid"],
+                       dtype="fp32"))
     pd.testing.assert_frame_equal(pd.read_parquet(ref), df, check_exact=False, atol=1e-5)
 
 
