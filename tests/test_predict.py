@@ -228,6 +228,23 @@ def test_merge_refuses_mixed_models(tiny, tiny_other, tmp_path):
         merge_predictions([str(p0), str(p1)], str(tmp_path / "m.jsonl"))
 
 
+def test_merge_refuses_parts_predicted_on_different_paths(tiny, tmp_path):
+    """auto chooses per machine: shards run on different runners may resolve to different precisions."""
+    from hubtune.errors import ResumeMismatchError
+    from hubtune.predict import batch_predict, merge_predictions
+
+    p0, p1 = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    batch_predict(opts(model=str(tiny), dataset=str(TWEETS), output=str(p0), num_shards=2, shard_index=0, limit=100,
+                       backend="torch", dtype="fp32"))
+    batch_predict(opts(model=str(tiny), dataset=str(TWEETS), output=str(p1), num_shards=2, shard_index=1, limit=100,
+                       backend="torch", dtype="bf16"))
+    # the meta records the resolved path (as two auto runs that resolved differently would)
+    with pytest.raises(ResumeMismatchError, match="a.jsonl was predicted with torch/fp32.*b.jsonl with torch/bf16.*"
+                                                  "--backend torch --dtype bf16"):
+        merge_predictions([str(p1), str(p0)], str(tmp_path / "m.jsonl"))
+    assert not (tmp_path / "m.jsonl").exists()
+
+
 def test_torch_and_onnx_agree(tiny, tmp_path):
     from hubtune.predict import batch_predict
 

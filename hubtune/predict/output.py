@@ -444,6 +444,13 @@ def merge_predictions(parts: Sequence[str], output: str, *, overwrite: bool = Fa
                 f"{str(m['model'].get('weights_sha256'))[:12]}), {p0} with {m0['model'].get('source')!r} "
                 f"({str(m0['model'].get('weights_sha256'))[:12]}); expected one model: re-run the odd part"
             )
+        path, path0 = m.get("prediction") or {}, m0.get("prediction") or {}
+        if (path.get("backend"), path.get("dtype")) != (path0.get("backend"), path0.get("dtype")):
+            raise ResumeMismatchError(
+                f"{p} was predicted with {path.get('backend')}/{path.get('dtype')}, {p0} with "
+                f"{path0.get('backend')}/{path0.get('dtype')} (auto chooses per machine); expected one path for every "
+                f"part: re-run the odd part with --backend {path0.get('backend')} --dtype {path0.get('dtype')}"
+            )
         if m["dataset"].get("fingerprint") != m0["dataset"].get("fingerprint") or m["options"] | {"shard_index": 0} != m0["options"] | {"shard_index": 0}:
             raise ResumeMismatchError(
                 f"{p} and {p0} come from different datasets or options ({m['dataset'].get('spec')!r} vs "
