@@ -162,8 +162,9 @@ def train_mlm_accelerate(cfg: TrainConfig, *, overwrite: bool = False, resume: b
         accelerator.wait_for_everyone()
         return worker_result(cfg, layout, sizes, [], t_start)
 
-    # 3. save, reload, measure the saved files on the same masked blocks
-    final = accelerator.unwrap_model(model)
+    # 3. save, reload, measure the saved files on the same masked blocks; the mixed-precision autocast wrapper off,
+    # so the trained weights answer in fp32, as the saved files will
+    final = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
 
     def save(staging: Path) -> None:
         final.save_pretrained(str(staging), safe_serialization=True)
@@ -173,10 +174,11 @@ def train_mlm_accelerate(cfg: TrainConfig, *, overwrite: bool = False, resume: b
     reloaded = AutoModelForMaskedLM.from_pretrained(str(layout.model_dir), use_safetensors=True).to(accelerator.device)
     reload_dl = DataLoader(eval_ds, batch_size=cfg.eval_batch_size, collate_fn=default_data_collator)
     saved_loss = eval_loss(reloaded, reload_dl, accelerator, len(eval_ds))
-    if abs(saved_loss - history[-1]["eval_loss"]) > RELOAD_TOLERANCE:
+    trained_loss = eval_loss(final, reload_dl, accelerator, len(eval_ds)) if precision else history[-1]["eval_loss"]
+    if abs(saved_loss - trained_loss) > RELOAD_TOLERANCE:
         raise TrainingError(
             f"the model reloaded from {layout.model_dir.name}/ scores eval loss {saved_loss:.6f}, the trained one "
-            f"{history[-1]['eval_loss']:.6f}; expected equal: some trained weights were not saved (HUBTUNE_DEBUG=1)"
+            f"{trained_loss:.6f}; expected equal: some trained weights were not saved (HUBTUNE_DEBUG=1)"
         )
     eval_metrics: dict[str, Any] = {"eval_loss": saved_loss, "perplexity_after": perplexity(saved_loss),
                                     "num_blocks": len(eval_ds), "block_size": block, "source": "reloaded",
