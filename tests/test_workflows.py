@@ -17,7 +17,7 @@ import yaml
 from .conftest import REPO, TWEETS_TEST, TWEETS_TRAIN
 
 SAMPLE_INPUTS = {"CONFIG": "c.yaml", "REPO_ID": "org/name", "MIN_ACCURACY": "0.8", "TAG": "v{n}", "MODEL": "org/name",
-                 "DATASET": "imdb:test", "BACKEND": "onnx", "NUM_SHARDS": "4", "SHARD": "1", "RUN_DIR": "/r",
+                 "DATASET": "imdb:test", "BACKEND": "onnx", "DTYPE": "fp32", "NUM_SHARDS": "4", "SHARD": "1", "RUN_DIR": "/r",
                  "PRED_DIR": "/p"}
 WORKFLOWS = sorted((REPO / "workflows").glob("*.yml"))
 
@@ -106,7 +106,7 @@ def test_workflow_command_lines_run_against_the_local_hub(local_hub, tiny_bert_d
         "gates": {"golden_examples": 8},
     }))
     inputs = {"CONFIG": str(cfg), "REPO_ID": "org/wf-model", "MIN_ACCURACY": "0.0", "TAG": "v{n}", "MODEL": "org/wf-model",
-              "DATASET": str(TWEETS_TEST), "BACKEND": "onnx", "NUM_SHARDS": "2"}
+              "DATASET": str(TWEETS_TEST), "BACKEND": "onnx", "DTYPE": "fp32", "NUM_SHARDS": "2"}
     env = {**local_hub.env, **inputs}
     bin_dir = str(Path(sys.executable).parent)
     env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
@@ -370,11 +370,14 @@ def test_batch_predict_summaries(tmp_path):
     shard_script = _summary_step("batch-predict.yml", "predict", "always()")
     env = {**os.environ, "PRED_DIR": str(tmp_path), "SHARD": "1", "GITHUB_STEP_SUMMARY": str(tmp_path / "s.md")}
     (tmp_path / "preds-1.json").write_text(json.dumps({"rows": 250, "errors": 2, "rows_per_s": 812.5, "backend": "onnx",
-                                                        "device": "cpu", "resumed_rows": 0, "metrics": {"accuracy": 0.9}}))
+                                                        "dtype": "fp32", "device": "cpu", "resumed_rows": 0,
+                                                        "metrics": {"accuracy": 0.9},
+                                                        "choice": {"reason": "no GPU and no AMX: fp32 (test)"}}))
     (tmp_path / "preds-1.exit").write_text("0")
     subprocess.run(["bash", "-ec", shard_script], cwd=tmp_path, check=True, env=env)
     md = (tmp_path / "s.md").read_text()
-    assert "| 250 | 2 | 812.5 | onnx | cpu | 0 |" in md and "accuracy: 0.9000" in md
+    assert "| 250 | 2 | 812.5 | onnx | fp32 | cpu | 0 |" in md and "accuracy: 0.9000" in md
+    assert "Path: no GPU and no AMX: fp32 (test)" in md  # why this runner took that path
     (tmp_path / "preds-1.json").write_text("")
     (tmp_path / "preds-1.exit").write_text("3")
     (tmp_path / "preds-1.log").write_text("error: dataset 'imdb' was not found on the Hub\n")
