@@ -1,6 +1,5 @@
-"""Training ``precision: auto``: bf16 where the hardware runs it fast (AMX CPU, AVX-512 BF16 measured fast, CUDA >= 8.0),
-fp32 elsewhere;
-the choice reaches TrainingArguments and the run summary says what and why. Detection is monkeypatched."""
+"""Training ``precision: auto``: bf16 where the hardware runs it fast (AMX CPU, AVX-512 BF16 measured fast,
+CUDA >= 8.0), fp32 elsewhere; the choice reaches TrainingArguments and the run summary says what and why. Detection is monkeypatched."""
 
 from __future__ import annotations
 
