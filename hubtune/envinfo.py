@@ -100,6 +100,14 @@ def fast_bf16() -> tuple[bool, str]:
         if major >= 8:
             return True, f"CUDA GPU {name} (compute {major}.{minor} >= 8.0) runs bf16 on its tensor cores"
         return False, f"CUDA GPU {name} (compute {major}.{minor} < 8.0) has no fast bf16"
+    return cpu_fast_bf16()
+
+
+def cpu_fast_bf16() -> tuple[bool, str]:
+    """The CPU half of :func:`fast_bf16` (whatever GPU there is): AMX tiles, or AVX-512 BF16 with a bf16 matmul
+    measured >= ``BF16_MIN_RATIO`` x fp32 (no flag: no measurement)."""
+    import torch
+
     try:
         amx = bool(torch.cpu._is_amx_tile_supported())  # noqa: SLF001 - the documented probe
     except Exception:  # noqa: BLE001 - older torch
@@ -135,8 +143,8 @@ def fast_path(tinfo: dict[str, Any], oinfo: dict[str, Any], cinfo: dict[str, Any
     amx = tinfo.get("cpu_amx") if tinfo.get("cpu_amx") is not None else cinfo["flags"].get("amx_tile")
     if amx:
         return {"backend": "torch", "dtype": "bf16", "device": "cpu", "reason": "CPU with AMX: bf16 matmuls run several times fp32"}
-    if cinfo["flags"].get("avx512_bf16") and tinfo.get("installed"):
-        fast, why = fast_bf16()
+    if tinfo.get("installed"):
+        fast, why = cpu_fast_bf16()
         if fast:
             return {"backend": "torch bf16, or torch/onnx fp32 (the fastest, measured per model)", "dtype": "bf16 or fp32",
                     "device": "cpu", "reason": why + "; bf16 is used only where its labels agree with fp32"}

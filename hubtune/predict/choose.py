@@ -43,7 +43,7 @@ WARMUP_BATCHES = 3  # timed batches per candidate (after one untimed batch)
 
 def detect_hardware(device: str | None = None) -> dict[str, Any]:
     """What decides the path: CUDA (and whether its GPU runs bf16), AMX, the CPU model and flags."""
-    from hubtune.envinfo import cpu_info, torch_info
+    from hubtune.envinfo import cpu_fast_bf16, cpu_info, torch_info
 
     cinfo, tinfo = cpu_info(), torch_info()
     gpus = tinfo.get("gpus") or []
@@ -54,19 +54,10 @@ def detect_hardware(device: str | None = None) -> dict[str, Any]:
         "gpu": gpus[0]["name"] if cuda and gpus else None,
         "gpu_bf16": bool(gpus and gpus[0].get("bf16")),
         "amx": bool(cinfo["flags"].get("amx_tile") if amx is None else amx),
-        "cpu_bf16": cpu_bf16(cuda, amx, cinfo),
+        "cpu_bf16": not cuda and cpu_fast_bf16()[0],  # AMX, or AVX-512 BF16 measured fast
         "cpu": cinfo["model"],
         "flags": sorted(k for k, v in cinfo["flags"].items() if v),
     }
-
-
-def cpu_bf16(cuda: bool, amx: Any, cinfo: dict[str, Any]) -> bool:
-    """Whether a CPU without AMX still runs bf16 fast (native AVX-512 BF16, measured by envinfo.fast_bf16)."""
-    if cuda or amx or not cinfo["flags"].get("avx512_bf16"):
-        return False
-    from hubtune.envinfo import fast_bf16
-
-    return fast_bf16()[0]
 
 
 def ort_providers() -> list[str]:
