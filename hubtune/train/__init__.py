@@ -10,6 +10,7 @@ Modules, lowest first (a module imports only modules above it in this list; no r
                 a text-classifier run (load + tokenize; save + evaluate + write the run files)
 ``classifier``  recipe ``task: text-classification``, ``engine: trainer`` (with the ULMFiT options)
 ``accel``       recipe ``task: text-classification``, ``engine: accelerate`` (a plain Accelerate loop)
+``settings``    pieces: report_to integrations installed; class weights (weighted cross-entropy)
 ``lmdata``      pieces: texts, blocks, the MLM collator, loading an LM, perplexity
 ``lm``          recipes ``task: fill-mask``, ``text-generation``, ``generative-classification`` (Trainer)
 ``mlm_accel``   recipe ``task: fill-mask``, ``engine: accelerate`` (the course's Accelerate loop)
@@ -41,6 +42,7 @@ from hubtune.train.common import (
     worker_result,
 )
 from hubtune.train.lm import train_lm
+from hubtune.train.settings import check_report_to
 from hubtune.train.mlm_accel import train_mlm_accelerate
 
 __all__ = [
@@ -69,6 +71,8 @@ def train(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False, pr
     (``{"trainable", "total", "share", ...}``), for a caller to report; the library prints nothing.
     """
     cfg.validate()
+    if cfg.engine == "trainer":  # report_to integrations installed, before any work (the Trainer builds them late)
+        check_report_to(cfg.report_to)
     if cfg.metrics:  # load the evaluate modules (--metric) before any work: a bad one fails first
         from hubtune.metric_modules import load_metric_modules
 
