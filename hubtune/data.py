@@ -470,6 +470,14 @@ def normalise(
                 f"{source}: {len(missing)} rows have no label in '{cols.label}' (NaN/None/empty, first at row {missing[0]}); "
                 "expected a label in every row: drop those rows or pick another --label-column"
             )
+        nested = next((v for v in raw if isinstance(v, (list, tuple, dict))), None)
+        if nested is not None:
+            raise LabelError(
+                f"{source}: label column '{cols.label}' holds {type(nested).__name__}s (e.g. {nested!r:.60}), several "
+                "labels per row: that is multi-label classification, which hubtune train does not do yet (task "
+                "multi-label-classification is planned); expected one label per row (a name or an integer id): "
+                "pick another --label-column or write one label per row"
+            )
         feature = ds.features.get(cols.label)
         if names:
             check_ids_name_classes(raw, feature, names, source)
