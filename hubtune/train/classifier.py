@@ -1,9 +1,10 @@
 """Recipe: a text classifier (``task: text-classification``, ``engine: trainer``) fine-tuned with the Trainer,
 in full or with an adapter (``mode: full | lora | ia3 | prefix``), optionally with the ULMFiT techniques
-(``ulmfit: {...}``: discriminative learning rates, slanted triangular schedule, gradual unfreezing).
+(``ulmfit: {...}``: discriminative learning rates, slanted triangular schedule, gradual unfreezing), with class
+weights (``class_weights``: weighted cross-entropy, :mod:`hubtune.train.settings`).
 
-Imports :mod:`hubtune.train.common` (both ends of the run) and the pieces module
-:mod:`hubtune.train.ulmfit`; no other recipe.
+Imports :mod:`hubtune.train.common` (both ends of the run) and the pieces modules
+:mod:`hubtune.train.settings`, :mod:`hubtune.train.ulmfit`; no other recipe.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from hubtune.config import TrainConfig
 from hubtune.layout import RunLayout
 from hubtune.metrics import classification_metrics, softmax, summary
 from hubtune.train import ulmfit
+from hubtune.train.settings import class_weight_vector, weighted_loss
 from hubtune.train.common import (
     TrainResult,
     announce_start,
@@ -48,9 +50,6 @@ def train_classifier(cfg: TrainConfig, *, overwrite: bool = False, resume: bool 
     with state.main_process_first():
         data, model, tokenizer, max_length, train_ds, eval_ds = prepare_classifier(cfg, progress)
     t_data = time.perf_counter() - t0
-    last_ckpt = prepare_output_dir(layout, state, overwrite=overwrite, resume=resume)
-
-    # 2. train
     label_names = data.label_names
 
     def compute_metrics(pred: Any) -> dict[str, float]:
@@ -71,7 +70,15 @@ def train_classifier(cfg: TrainConfig, *, overwrite: bool = False, resume: bool 
             unfreeze = ulmfit.make_callback(groups)
             callbacks.append(unfreeze)
             extra_args["ddp_find_unused_parameters"] = True
+    loss_kwargs: dict[str, Any] = {}
+    weights = None
+    if cfg.class_weights is not None:  # weighted cross-entropy (label smoothing, if set, inside it)
+        weights = class_weight_vector(cfg.class_weights, data.train.dataset["label"], label_names)
+        loss_kwargs["compute_loss_func"] = weighted_loss(weights, cfg.trainer.get("label_smoothing_factor", 0.0))
     args = training_args(cfg, layout, precision, progress, **extra_args)
+    last_ckpt = prepare_output_dir(layout, state, overwrite=overwrite, resume=resume)
+
+    # 2. train
     trainer = trainer_cls(
         model=model,
         args=args,
@@ -81,6 +88,7 @@ def train_classifier(cfg: TrainConfig, *, overwrite: bool = False, resume: bool 
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=compute_metrics,
         callbacks=callbacks,
+        **loss_kwargs,
     )
     warnings: list[str] = []
     if unfreeze is not None:
@@ -94,6 +102,8 @@ def train_classifier(cfg: TrainConfig, *, overwrite: bool = False, resume: bool 
         state.wait_for_everyone()
         return worker_result(cfg, layout, data.sizes, label_names, t_start)
     extra_summary: dict[str, Any] = {"warnings": warnings}
+    if weights is not None:
+        extra_summary["class_weights"] = dict(zip(label_names, weights))
     if cfg.ulmfit.enabled:
         extra_summary["ulmfit"] = {
             "layer_group_lrs": getattr(trainer, "layer_group_lrs", {}),

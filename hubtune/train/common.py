@@ -185,7 +185,8 @@ def prepare_output_dir(layout: RunLayout, state: Any, *, overwrite: bool, resume
 
 
 def training_args(cfg: TrainConfig, layout: RunLayout, precision: dict[str, bool], progress: bool, **kw: Any) -> Any:
-    """The TrainingArguments every Trainer-based recipe shares; ``kw`` overrides."""
+    """The TrainingArguments every Trainer-based recipe shares, with the config's ``trainer:`` settings; ``kw`` (the
+    recipe's own) overrides the shared ones, and a ``trainer:`` setting it would change is a ConfigError."""
     import torch
 
     base: dict[str, Any] = dict(
@@ -214,8 +215,20 @@ def training_args(cfg: TrainConfig, layout: RunLayout, precision: dict[str, bool
         use_cpu=not torch.cuda.is_available(),
         **precision,
     )
+    clash = {k: v for k, v in cfg.trainer.items() if k in kw and kw[k] != v}
+    if clash:
+        k = next(iter(clash))
+        raise ConfigError(f"trainer.{k} is {clash[k]!r}, but this run needs {k}={kw[k]!r} (task {cfg.task}, its options); "
+                          f"expected trainer.{k} left out")
+    base.update(cfg.trainer)
     base.update(kw)
-    return training_arguments(**base)
+    try:
+        return training_arguments(**base)
+    except (ValueError, TypeError, ImportError) as exc:
+        if not cfg.trainer:
+            raise
+        raise ConfigError(f"TrainingArguments refused the trainer settings {sorted(cfg.trainer)} "
+                          f"({' '.join(str(exc).split())[:300]}); fix the trainer: section or --set trainer.KEY=VALUE") from None
 
 
 def run_trainer(trainer: Any, last_ckpt: str | None) -> tuple[dict[str, Any], float]:

@@ -177,9 +177,8 @@ def train_lm(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False,
             else:
                 collator = mlm_collator(tokenizer, cfg.mlm_probability, cfg.whole_word_mask)
     t_data = time.perf_counter() - t0
-    last_ckpt = prepare_output_dir(layout, state, overwrite=overwrite, resume=resume)
 
-    # 2. train
+    # 2. train (the TrainingArguments, checked, before the run directory is touched)
     full_metrics: dict[str, Any] = {}
     if gen_cls:
         cand = torch.tensor(label_ids)
@@ -211,6 +210,7 @@ def train_lm(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False,
         cfg, layout, precision, progress, group_by_length=cfg.group_by_length and gen_cls,
         remove_unused_columns=False, **extra,
     )
+    last_ckpt = prepare_output_dir(layout, state, overwrite=overwrite, resume=resume)
     trainer = Trainer(
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
         processing_class=tokenizer, data_collator=collator, **kwargs,
