@@ -146,10 +146,13 @@ def train(
             f"-> {result.model_dir}\neval ({result.sizes['eval']} blocks): perplexity {before}{m['perplexity_after']:.2f}"
         )
         return
+    def majority(x: dict) -> str:  # the share of the commonest class: what always answering it would score
+        return f" (majority class {x['majority_rate']:.4f})" if "majority_rate" in x else ""
+
     typer.echo(
         f"trained {result.mode} model on {result.sizes['train']} rows in {result.seconds:.1f}s -> {result.model_dir}\n"
-        f"eval ({result.sizes['eval']} rows, chose the checkpoint; reloaded files): accuracy {m['accuracy']:.4f}  "
-        f"f1_macro {m['f1_macro']:.4f}"
+        f"eval ({result.sizes['eval']} rows, chose the checkpoint; reloaded files): accuracy {m['accuracy']:.4f}"
+        f"{majority(m)}  f1_macro {m['f1_macro']:.4f}"
     )
     if m.get("metric_modules"):
         from hubtune.metric_modules import flat
@@ -157,4 +160,4 @@ def train(
         typer.echo("eval, evaluate modules: " + "  ".join(f"{k} {v:.4f}" for k, v in flat(m["metric_modules"]).items()))
     if result.test_metrics:
         t = result.test_metrics
-        typer.echo(f"test ({t['num_examples']} rows): accuracy {t['accuracy']:.4f}  f1_macro {t['f1_macro']:.4f}")
+        typer.echo(f"test ({t['num_examples']} rows): accuracy {t['accuracy']:.4f}{majority(t)}  f1_macro {t['f1_macro']:.4f}")

@@ -555,7 +555,9 @@ def finish_classifier(
                 "train_samples_per_second": train_metrics.get("train_samples_per_second"),
             },
             "eval": summary(eval_metrics),
-            **({"test": summary(test_metrics), "test_source": cfg.data.test_dataset} if test_metrics else {}),
+            "eval_majority_rate": eval_metrics.get("majority_rate"),  # beside accuracy: the commonest class's share
+            **({"test": summary(test_metrics), "test_source": cfg.data.test_dataset,
+                "test_majority_rate": test_metrics.get("majority_rate")} if test_metrics else {}),
             "trained_missing_weights": list(getattr(model, "hubtune_missing_modules", [])),
             **(extra_summary or {}),
         }

@@ -289,6 +289,7 @@ def train_lm(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False,
     )
     if gen_cls:
         doc.update({"label_names": label_names, "label2id": {n: i for i, n in enumerate(label_names)},
+                    "eval_majority_rate": eval_metrics.get("majority_rate"),
                     "label_token_ids": label_ids,
                     # label tokens added to the vocabulary: their rows train (full: all weights; lora: peft's
                     # trainable token indices, saved with the adapter)
