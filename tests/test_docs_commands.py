@@ -65,7 +65,10 @@ def _logical_lines(first: int, body: list[str]) -> list[tuple[int, str]]:
 
 def _hubtune_args(tokens: list[str]) -> list[str] | None:
     """The arguments after ``hubtune`` (or ``-m hubtune``) in one simple command, else None."""
-    words = [t for t in tokens if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", t)] if tokens else []
+    # environment assignments before the command (HF_TOKEN=x hubtune ..., env A=1 python -m hubtune ...) are dropped;
+    # after hubtune, NAME=VALUE is an argument (--set report_to=tensorboard)
+    cut = next((i for i, t in enumerate(tokens) if t == "hubtune"), len(tokens))
+    words = [t for t in tokens[:cut] if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", t)] + list(tokens[cut:])
     while words and re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", words[0]):
         words.pop(0)
     if words and words[0] == "hubtune":

@@ -232,3 +232,20 @@ def tiny_gpt2_dir(tmp_path_factory):
                                bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)).save_pretrained(out)
     tok.save_pretrained(out)
     return str(out)
+
+
+def test_readme_trainer_settings_command_resolves():
+    """The README's Trainer-settings line: its --set keys resolve on the quickstart YAML and reach cfg.trainer."""
+    import shlex
+
+    from hubtune.cli._common import parse_overrides
+
+    from .conftest import REPO
+    from .test_readme import readme_hubtune_commands
+
+    line = next(c for c in readme_hubtune_commands((REPO / "README.md").read_text()) if "trainer.max_grad_norm" in c)
+    words = shlex.split(line)
+    sets = [words[i + 1] for i, w in enumerate(words) if w == "--set"]
+    cfg = resolve(TrainConfig, REPO / words[words.index("--config") + 1], parse_overrides(sets))
+    assert cfg.report_to == ["tensorboard"]
+    assert cfg.trainer == {"max_grad_norm": 0.5, "lr_scheduler_type": "cosine", "warmup_steps": 10}
