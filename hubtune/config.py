@@ -469,6 +469,9 @@ class TrainConfig:
         if self.warmup_ratio and "warmup_steps" in self.trainer:
             raise ConfigError(f"warmup_ratio {self.warmup_ratio} and trainer.warmup_steps both set; expected one of them")
         stlr = {"lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps"} & set(self.trainer)
+        if self.ulmfit.enabled and {"optim", "optim_args"} & set(self.trainer):
+            raise ConfigError("ulmfit options build their own AdamW (layer-group learning rates), and trainer.optim "
+                              "asks for another optimizer; expected one of them")
         if self.ulmfit.slanted_triangular and stlr:
             raise ConfigError(f"ulmfit.slanted_triangular is the schedule, and trainer.{sorted(stlr)[0]} sets another; "
                               "expected one of them")
