@@ -465,6 +465,9 @@ class TrainConfig:
         if self.trainer and self.engine != "trainer":
             raise ConfigError(f"trainer settings ({', '.join(self.trainer)}) with engine {self.engine}: they are "
                               "TrainingArguments fields; expected --engine trainer, or drop the trainer: section")
+        if self.engine != "trainer" and [r for r in self.report_to if r != "none"]:
+            raise ConfigError(f"report_to {', '.join(self.report_to)} with engine {self.engine}: the Accelerate loops "
+                              "report to no tracker; expected --engine trainer, or --set report_to=none")
         self.trainer = check_trainer_settings(self.trainer)
         if self.warmup_ratio and "warmup_steps" in self.trainer:
             raise ConfigError(f"warmup_ratio {self.warmup_ratio} and trainer.warmup_steps both set; expected one of them")

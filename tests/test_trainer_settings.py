@@ -130,6 +130,29 @@ def test_trainer_settings_reach_the_trainer(tmp_path, tiny_bert_dir):
     assert (tmp_path / "run" / "config.yaml").read_text().count("lr_scheduler_type: constant") == 1
 
 
+def test_a_value_transformers_refuses_is_a_config_error_before_anything_is_written(tmp_path, tiny_bert_dir):
+    from hubtune.train import train
+
+    cfg = _cfg(tiny_bert_dir, str(TWEETS_TRAIN), tmp_path / "run", data={"max_samples": 20},
+               trainer={"dataloader_prefetch_factor": 2})  # needs dataloader_num_workers > 0
+    cfg.validate()
+    with pytest.raises(ConfigError, match="trainer settings.*dataloader_prefetch_factor"):
+        train(cfg, progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_trainer_settings_reach_the_language_model_trainer(tmp_path, tiny_gpt2_dir):
+    from hubtune.train import train
+
+    cfg = _cfg(tiny_gpt2_dir, str(TWEETS_TRAIN), tmp_path / "run", task="text-generation", block_size=16,
+               data={"max_samples": 60}, learning_rate=1e-3, trainer={"lr_scheduler_type": "constant"})
+    cfg.validate()
+    train(cfg, progress=False)
+    states = sorted((tmp_path / "run" / "checkpoints").glob("checkpoint-*/trainer_state.json"))
+    lrs = [h["learning_rate"] for h in json.loads(states[-1].read_text())["log_history"] if "learning_rate" in h]
+    assert len(lrs) >= 2 and all(lr == pytest.approx(1e-3) for lr in lrs)
+
+
 # --- 4. class weights ----------------------------------------------------------------------------------------------
 def test_balanced_weights_follow_sklearn():
     from hubtune.train.settings import class_weight_vector
