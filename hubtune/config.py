@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping, TypeVar
 
 from hubtune.errors import ConfigError
+from hubtune.trainer_fields import check_trainer_fields
 
 T = TypeVar("T")
 
@@ -276,91 +277,6 @@ class BottleneckSettings:
             raise ConfigError(f"bottleneck.reduction_factor is {self.reduction_factor}, expected an integer >= 1 (e.g. 16)")
 
 
-# TrainingArguments fields that have a TrainConfig key of their own: ``trainer.X`` names that key instead
-MIRRORED_TRAINING_ARGS = {
-    "num_train_epochs": "num_epochs", "max_steps": "max_steps", "learning_rate": "learning_rate",
-    "per_device_train_batch_size": "batch_size", "per_device_eval_batch_size": "eval_batch_size",
-    "gradient_accumulation_steps": "gradient_accumulation_steps", "weight_decay": "weight_decay",
-    "warmup_ratio": "warmup_ratio", "group_by_length": "group_by_length", "train_sampling_strategy": "group_by_length",
-    "logging_steps": "logging_steps", "report_to": "report_to", "seed": "seed", "data_seed": "seed",
-    "dataloader_num_workers": "dataloader_num_workers", "metric_for_best_model": "metric_for_best_model",
-    "fp16": "precision", "bf16": "precision",
-}
-# TrainingArguments fields hubtune sets itself (the run directory, the checkpoint choice, publishing), and why
-CONTROLLED_TRAINING_ARGS = {
-    "output_dir": "checkpoints/ inside --output-dir", "overwrite_output_dir": "--overwrite",
-    "resume_from_checkpoint": "--resume", "eval_strategy": "once per epoch, to choose the checkpoint",
-    "evaluation_strategy": "once per epoch, to choose the checkpoint", "save_strategy": "once per epoch, beside the eval",
-    "load_best_model_at_end": "the chosen checkpoint is the model", "greater_is_better": "from metric_for_best_model",
-    "disable_tqdm": "--progress/--no-progress", "save_safetensors": "safetensors only", "use_cpu": "the device found",
-    "no_cuda": "the device found", "remove_unused_columns": "the recipe's columns", "label_names": "the recipe's labels",
-    "local_rank": "torchrun / accelerate launch", "push_to_hub": "hubtune push / train-and-push publish after the gates",
-}
-
-
-def _training_args_hints() -> dict[str, Any]:
-    """The installed transformers' TrainingArguments fields (init ones) and their types (Any where unresolvable)."""
-    from transformers import TrainingArguments
-
-    names = [f.name for f in fields(TrainingArguments) if f.init]
-    try:
-        hints = typing.get_type_hints(TrainingArguments)
-    except Exception:  # noqa: BLE001 - an annotation this Python cannot resolve: names only
-        hints = {}
-    return {n: hints.get(n, Any) for n in names}
-
-
-def _coerce_training_arg(value: Any, tp: Any, where: str) -> Any:
-    """``value`` as the TrainingArguments field type ``tp``: kept where it already is one of the union's plain types,
-    an enum's value checked against its choices (the closest named), else coerced like the config's own keys."""
-    import enum
-
-    union = typing.get_origin(tp) in (typing.Union, types.UnionType)
-    options = [a for a in typing.get_args(tp) if a is not type(None)] if union else [tp]
-    if value is None or tp is Any:
-        return value
-    enums = [a for a in options if isinstance(a, type) and issubclass(a, enum.Enum)]
-    if enums and isinstance(value, str):
-        choices = [str(m.value) for e in enums for m in e]
-        if value in choices:
-            return value
-        raise ConfigError(f"{where}: found {value!r}, expected one of {', '.join(choices)}{_closest(value, choices)}")
-    plain = [a for a in options if a in (bool, int, float, str, dict, list)]
-    if any(type(value) is a for a in plain):
-        return value
-    errors: list[ConfigError] = []
-    for a in options:
-        try:
-            return _coerce(value, a, where)
-        except ConfigError as exc:
-            errors.append(exc)
-    if errors:
-        raise errors[0]
-    return value
-
-
-def check_trainer_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``trainer:`` section: TrainingArguments fields of the installed transformers, values coerced to their
-    types. Unknown names, hand-mirrored fields and the ones hubtune sets are ConfigErrors."""
-    if not settings:
-        return {}
-    hints = _training_args_hints()
-    out: dict[str, Any] = {}
-    for key, value in settings.items():
-        key = str(key).replace("-", "_")
-        where = f"trainer.{key}"
-        if key in MIRRORED_TRAINING_ARGS:
-            own = MIRRORED_TRAINING_ARGS[key]
-            raise ConfigError(f"{where} is a hubtune key of its own: set '{own}' instead (YAML top level or --set {own}=...)")
-        if key in CONTROLLED_TRAINING_ARGS or key.startswith("hub_"):
-            why = CONTROLLED_TRAINING_ARGS.get(key, CONTROLLED_TRAINING_ARGS["push_to_hub"])
-            raise ConfigError(f"{where}: hubtune sets {key} itself ({why}); expected another TrainingArguments field: drop it")
-        if key not in hints:
-            raise ConfigError(f"unknown TrainingArguments field '{where}' in this transformers{_closest(key, list(hints))}")
-        out[key] = _coerce_training_arg(value, hints[key], where)
-    return out
-
-
 TASKS = ("text-classification", "fill-mask", "text-generation", "generative-classification")
 ADAPTER_MODES = ("lora", "ia3", "prefix")
 
@@ -468,7 +384,7 @@ class TrainConfig:
         if self.engine != "trainer" and [r for r in self.report_to if r != "none"]:
             raise ConfigError(f"report_to {', '.join(self.report_to)} with engine {self.engine}: the Accelerate loops "
                               "report to no tracker; expected --engine trainer, or --set report_to=none")
-        self.trainer = check_trainer_settings(self.trainer)
+        self.trainer = check_trainer_fields(self.trainer, _coerce)
         if self.warmup_ratio and "warmup_steps" in self.trainer:
             raise ConfigError(f"warmup_ratio {self.warmup_ratio} and trainer.warmup_steps both set; expected one of them")
         stlr = {"lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps"} & set(self.trainer)
