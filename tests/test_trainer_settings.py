@@ -180,6 +180,8 @@ def test_weighted_loss_changes_the_loss_on_a_fixed_batch():
     want = (torch.tensor(w)[labels] * torch.nn.functional.cross_entropy(logits, labels, reduction="none")).sum() / 6
     got = weighted_loss(w)(out, labels, num_items_in_batch=6)
     assert got.item() == pytest.approx(want.item(), rel=1e-6) and abs(got.item() - plain.item()) > 1e-3
+    smoothed = torch.nn.functional.cross_entropy(logits, labels, label_smoothing=0.1)  # trainer.label_smoothing_factor
+    assert weighted_loss([1.0, 1.0], 0.1)(out, labels).item() == pytest.approx(smoothed.item(), rel=1e-6)
 
 
 def test_class_weights_change_training_and_unknown_labels_are_refused(tmp_path, tiny_bert_dir):
