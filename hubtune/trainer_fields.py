@@ -43,7 +43,10 @@ CONTROLLED_TRAINING_ARGS = {
     "load_best_model_at_end": "the chosen checkpoint is the model", "greater_is_better": "from metric_for_best_model",
     "disable_tqdm": "--progress/--no-progress", "save_safetensors": "safetensors only", "use_cpu": "the device found",
     "no_cuda": "the device found", "remove_unused_columns": "the recipe's columns", "label_names": "the recipe's labels",
-    "local_rank": "torchrun / accelerate launch", "push_to_hub": "hubtune push / train-and-push publish after the gates",
+    "local_rank": "torchrun / accelerate launch", "prediction_loss_only": "the checkpoint choice needs the predictions",
+    "batch_eval_metrics": "the checkpoint choice needs the predictions",
+    "eval_do_concat_batches": "the checkpoint choice needs the predictions",
+    "push_to_hub": "hubtune push / train-and-push publish after the gates",
 }
 
 

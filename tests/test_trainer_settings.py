@@ -103,6 +103,7 @@ def test_trainer_section_from_set_and_yaml_coerced_to_the_field_types(tmp_path):
     ("per_device_train_batch_size", "4", "'batch_size'"),
     ("output_dir", "/tmp/x", "hubtune sets"),               # hubtune's own
     ("push_to_hub", "true", "hubtune sets"),
+    ("prediction_loss_only", "true", "hubtune sets"),
     ("lr_scheduler_type", "cosin", "cosine"),               # a bad choice: names the closest valid one
 ])
 def test_trainer_section_refusals(key, value, expected):
