@@ -116,6 +116,22 @@ def model_load_error(source: str, exc: BaseException, *, what: str = "model", fl
     )
 
 
+def ensure_pad_token(tokenizer: Any, config: Any, source: str) -> None:
+    """Give a tokenizer without a pad token (GPT-2 and other decoders) its eos token as pad, and the config the
+    same ``pad_token_id``, as ``pipeline()`` does: batches of several rows need padding, and a decoder classifier
+    reads its score at the last non-pad token. No pad and no eos either is a :class:`ModelLoadError`."""
+    if getattr(tokenizer, "pad_token", None) is None:
+        if getattr(tokenizer, "eos_token", None) is None:
+            raise ModelLoadError(
+                f"the tokenizer of model {source!r} has no pad token and no eos token; expected one of them to pad "
+                "batches of several rows: add a pad_token to its tokenizer_config.json (or save the model with one), "
+                "or fix --model"
+            )
+        tokenizer.pad_token = tokenizer.eos_token
+    if config is not None and getattr(config, "pad_token_id", None) is None:
+        config.pad_token_id = tokenizer.pad_token_id
+
+
 def effective_max_length(tokenizer: Any, config: Any) -> int:
     limits = [DEFAULT_MAX_LENGTH]
     mml = getattr(tokenizer, "model_max_length", None)
@@ -196,6 +212,9 @@ def load_classifier(
         raise
     except Exception as exc:  # noqa: BLE001 - transformers raises OSError/ValueError/HF errors
         raise model_load_error(source, exc) from exc
+    ensure_pad_token(tokenizer, model.config, source)
+    if cfg is not model.config:
+        cfg.pad_token_id = model.config.pad_token_id
     model.to(dev)
     model.eval()
     names = label_names_from_config(cfg)
