@@ -14,7 +14,7 @@ import pytest
 from hubtune.errors import ConfigError, ResumeMismatchError, RowError
 
 from ._tiny_runs import make_tiny_base
-from .conftest import TWEETS_TEST, run_cli
+from .conftest import TWEETS_TEST
 
 MAXLEN, STRIDE = 64, 16
 
@@ -67,13 +67,20 @@ def test_truncated_rows_are_counted_in_result_meta_and_notice(tiny, long_csv, tm
     assert meta["notices"] == [notice]
 
 
-def test_cli_json_and_summary_report_truncated_rows(tiny, long_csv, tmp_path):
-    proc = run_cli("batch-predict", "--model", str(tiny), "--dataset", str(long_csv), "--output", str(tmp_path / "p.csv"),
-                   "--backend", "torch", "--dtype", "fp32", "--max-length", str(MAXLEN), "--json")
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout)
-    assert out["truncated_rows"] == 10 and any("10 of 50 rows" in n for n in out["notices"])
-    assert "notice: 10 of 50 rows" in proc.stderr
+def test_cli_json_and_summary_report_truncated_rows_and_windows(tiny, long_csv, tmp_path):
+    from typer.testing import CliRunner
+
+    from hubtune.cli.main import app
+
+    base = ["batch-predict", "--model", str(tiny), "--dataset", str(long_csv), "--backend", "torch", "--dtype", "fp32",
+            "--max-length", str(MAXLEN)]
+    res = CliRunner().invoke(app, [*base, "--output", str(tmp_path / "p.csv"), "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["truncated_rows"] == 10 and any(n.startswith("10 of 50 rows") for n in out["notices"])
+    res = CliRunner().invoke(app, [*base, "--output", str(tmp_path / "c.csv"), "--long-text", "chunk", "--stride", "16"])
+    assert res.exit_code == 0, res.output
+    assert "long texts: 10 rows scored over" in res.stdout and "(stride 16)" in res.stdout and "truncated" not in res.stdout
 
 
 def test_shards_count_their_own_rows_and_merge_sums(tiny, long_csv, tmp_path):
