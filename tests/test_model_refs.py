@@ -93,3 +93,89 @@ def test_no_pad_and_no_eos_is_a_one_line_refusal(gpt2_cls):
     tok2.eos_token = None
     with pytest.raises(ModelLoadError, match="no pad token and no eos token"):
         ensure_pad_token(tok2, AutoConfig.from_pretrained(gpt2_cls), str(gpt2_cls))
+
+
+# --------------------------------------------------------------------------------------------------
+# One reading of a model reference for evaluate, card, export and batch-predict
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory) -> Path:
+    from ._tiny_runs import make_full_run, make_tiny_base
+
+    base = make_tiny_base(tmp_path_factory.mktemp("refbase") / "base")
+    return make_full_run(tmp_path_factory.mktemp("refrun") / "run", base)
+
+
+def _same(a, b) -> bool:
+    return Path(a).resolve() == Path(b).resolve()
+
+
+def test_every_command_reads_a_run_dir_a_folder_and_packaged_minilm_alike(full_run, minilm_dir, tmp_path):
+    from hubtune.export import resolve_model_dir as export_dir
+    from hubtune.modeling import resolve_model_ref, resolve_model_source
+    from hubtune.predict.source import resolve_model_dir as predict_dir
+
+    for ref, folder, run in ((str(full_run), full_run / "model", full_run),
+                             (str(full_run / "model"), full_run / "model", full_run),
+                             ("packaged:minilm", Path(minilm_dir), None)):
+        resolved = resolve_model_ref(ref)
+        assert _same(resolved.path, folder) and (resolved.run_dir is None) == (run is None)
+        assert _same(resolve_model_source(ref), folder)  # evaluate's (and card's) loader
+        assert _same(predict_dir(ref, revision=None, backend="torch")[0], folder)  # batch-predict
+        got, got_run = export_dir(ref, str(tmp_path / "onnx"))  # export
+        assert _same(got, folder) and (got_run is None) == (run is None)
+
+
+def test_a_merged_lora_run_resolves_to_merged(tmp_path):
+    from hubtune.modeling import resolve_model_ref
+
+    run = tmp_path / "run"
+    (run / "model").mkdir(parents=True)
+    (run / "model" / "adapter_config.json").write_text("{}")
+    (run / "merged").mkdir()
+    (run / "merged" / "config.json").write_text("{}")
+    (run / "run_summary.json").write_text("{}")
+    ref = resolve_model_ref(str(run))
+    assert ref.kind == "run" and _same(ref.path, run / "merged") and _same(ref.run_dir, run)
+
+
+def test_hub_ids_stay_hub_ids_and_bad_paths_name_the_flag(monkeypatch, tmp_path):
+    import hubtune.modeling as modeling
+    from hubtune.errors import ModelNotFoundError
+
+    monkeypatch.setattr(modeling, "check_reachable", lambda what: None)
+    assert modeling.resolve_model_ref("org/name").kind == "hub"
+    with pytest.raises(ModelNotFoundError, match="does not exist.*fix --model"):
+        modeling.resolve_model_ref(str(tmp_path / "nope"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelNotFoundError, match="has no config.json.*run directory"):
+        modeling.resolve_model_ref(str(tmp_path / "empty"))
+
+
+def test_export_of_packaged_minilm_needs_output():
+    from hubtune.errors import ConfigError
+    from hubtune.export import resolve_model_dir
+
+    with pytest.raises(ConfigError, match="packaged model.*--output DIR"):
+        resolve_model_dir("packaged:minilm")
+
+
+def test_card_refuses_what_is_not_a_run_in_one_line(minilm_dir):
+    from hubtune.card import CardOptions, card
+    from hubtune.errors import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="is a packaged model, not a run directory"):
+        card(CardOptions(run_dir="packaged:minilm"))
+
+
+def test_cli_evaluate_a_run_directory_equals_its_model_folder(full_run):
+    from typer.testing import CliRunner
+
+    from hubtune.cli.main import app
+
+    outs = []
+    for ref in (str(full_run), str(full_run / "model")):
+        res = CliRunner().invoke(app, ["evaluate", "--model", ref, "--dataset", str(TWEETS_TEST), "--limit", "40", "--json"])
+        assert res.exit_code == 0, res.output
+        outs.append(json.loads(res.stdout)["metrics"])
+    assert outs[0] == outs[1] and outs[0]["num_examples"] == 40

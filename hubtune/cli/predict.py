@@ -10,7 +10,7 @@ from hubtune.cli._common import apply_token, print_json, progress_option, resolv
 
 
 def batch_predict(
-    model: str = typer.Option(..., "--model", "-m", help="Model directory, run directory or Hub id (ORG/NAME)."),
+    model: str = typer.Option(..., "--model", "-m", help="Model folder, run directory (hubtune train's output), Hub id ORG/NAME or packaged:minilm."),
     dataset: str = typer.Option(..., "--dataset", "-d", help="name[:config]:split or a local csv/tsv/jsonl/json/parquet file or directory."),
     output: str = typer.Option(..., "--output", "-o", help="preds.parquet, preds.jsonl or preds.csv."),
     backend: str = typer.Option("auto", "--backend", help="auto (the fastest path this machine has, measured and cached), torch or onnx (onnxruntime)."),
