@@ -186,3 +186,17 @@ def test_long_text_option_errors(tiny, long_csv, tmp_path, kw, match):
     with pytest.raises(ConfigError, match=match):
         _predict(model=str(tiny), dataset=str(long_csv), output=str(tmp_path / "p.jsonl"), **kw)
     assert not (tmp_path / "p.jsonl.parts").exists()
+
+
+@pytest.mark.slow
+def test_ray_engine_counts_truncation_and_chunks_like_local(tiny, long_csv, tmp_path):
+    pytest.importorskip("ray.data", reason="ray[data] is not installed (pip install 'hubtune[ray]')")
+    for mode in ("truncate", "chunk"):
+        kw = dict(model=str(tiny), dataset=str(long_csv), long_text=mode, chunk_size=20, all_scores=True)
+        local = _predict(output=str(tmp_path / f"l-{mode}.jsonl"), **kw)
+        ray = _predict(output=str(tmp_path / f"r-{mode}.jsonl"), engine="ray", num_workers=1, **kw)
+        assert ray.truncated_rows == local.truncated_rows == (10 if mode == "truncate" else 0)
+        assert ray.long_text == local.long_text
+        a, b = _rows(tmp_path / f"l-{mode}.jsonl"), _rows(tmp_path / f"r-{mode}.jsonl")
+        assert [r["label"] for r in a] == [r["label"] for r in b]
+        np.testing.assert_allclose([r["score"] for r in a], [r["score"] for r in b], atol=1e-6)
