@@ -135,7 +135,7 @@ def packaged_model_dir(source: str) -> str:
 
     name = source.split(":", 1)[1]
     if name not in PACKAGED_MODELS:
-        raise ModelLoadError(f"unknown packaged model {name!r}; expected one of {', '.join(PACKAGED_MODELS)}")
+        raise ModelLoadError(f"unknown packaged model {name!r}; expected one of {', '.join(PACKAGED_MODELS)}: fix --model")
     module, sub, _hub_id = PACKAGED_MODELS[name]
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:

@@ -108,6 +108,12 @@ def resolve_stride(tokenizer: Any, max_length: int, long_text: str, stride: int 
             f"--long-text chunk splits one text into windows, and this run also reads text pairs ({pair_col!r}); "
             "expected single texts: use --long-text truncate for text pairs"
         )
+    if not getattr(tokenizer, "is_fast", False):
+        raise ConfigError(
+            f"--long-text chunk needs a fast (Rust) tokenizer for its overlapping windows, and this model's is "
+            f"{type(tokenizer).__name__}; expected a tokenizer.json beside the model: save the tokenizer with "
+            "AutoTokenizer(..., use_fast=True), or use --long-text truncate"
+        )
     room = max_length - tokenizer.num_special_tokens_to_add(pair=False)
     resolved = room // 4 if stride is None else stride
     if room < 2 or not 0 <= resolved < room:
