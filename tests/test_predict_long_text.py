@@ -200,3 +200,20 @@ def test_ray_engine_counts_truncation_and_chunks_like_local(tiny, long_csv, tmp_
         a, b = _rows(tmp_path / f"l-{mode}.jsonl"), _rows(tmp_path / f"r-{mode}.jsonl")
         assert [r["label"] for r in a] == [r["label"] for r in b]
         np.testing.assert_allclose([r["score"] for r in a], [r["score"] for r in b], atol=1e-6)
+
+
+def test_workflow_shard_summary_shows_the_truncation_notice(tmp_path):
+    import os
+    import subprocess
+
+    from .test_workflows import _summary_step
+
+    script = _summary_step("batch-predict.yml", "predict", "always()")
+    notice = "10 of 50 rows were longer than 64 tokens and lost the tokens beyond (truncated); pass --long-text chunk"
+    (tmp_path / "preds-0.json").write_text(json.dumps({"rows": 50, "errors": 0, "rows_per_s": 9.0, "backend": "torch",
+                                                        "dtype": "fp32", "device": "cpu", "truncated_rows": 10,
+                                                        "notices": [notice]}))
+    (tmp_path / "preds-0.exit").write_text("0")
+    env = {**os.environ, "PRED_DIR": str(tmp_path), "SHARD": "0", "GITHUB_STEP_SUMMARY": str(tmp_path / "s.md")}
+    subprocess.run(["bash", "-ec", script], cwd=tmp_path, check=True, env=env)
+    assert f"Notice: {notice}" in (tmp_path / "s.md").read_text()
