@@ -101,7 +101,7 @@ def resolve_model_ref(source: str, *, flag: str = "--model") -> ModelRef:
                 f"(hubtune train's output: model/ beside run_summary.json), a Hub id ORG/NAME or packaged:minilm: "
                 f"fix {flag}"
             )
-        return ModelRef(source, source, "folder", find_run_dir(local))
+        return ModelRef(source, str(local) if source.startswith("~") else source, "folder", find_run_dir(local))
     if looks_like_path(source) or local.exists():
         what = "is a file, not a model directory" if local.exists() else "does not exist"
         raise ModelNotFoundError(
