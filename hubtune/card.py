@@ -28,7 +28,7 @@ from hubtune.adapterhub import MARKER as BOTTLENECK_MARKER
 from hubtune.adapterhub import SUBDIR, is_bottleneck_dir
 from hubtune.modeling import is_adapter_dir, read_json
 from hubtune.parity import bench_model, bench_texts, file_sha256, size_mb, weight_files
-from hubtune.rundir import RunInfo, eval_data, find_run_dir, load_run, published_dir, update_summary
+from hubtune.rundir import RunInfo, eval_data, load_run, published_dir, update_summary
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
 TOKEN_RE = re.compile(r"\bhf_[A-Za-z0-9]{20,}\b")
@@ -159,14 +159,17 @@ def card(opts: CardOptions, progress: Callable[[str], None] | None = None) -> Ca
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     from hubtune import __version__
-    from hubtune.modeling import evaluate_loaded, load_classifier
+    from hubtune.modeling import evaluate_loaded, load_classifier, resolve_model_ref
 
     say = progress or (lambda _m: None)
-    root = find_run_dir(opts.run_dir)
-    if root is None or Path(opts.run_dir) != root:
+    ref = resolve_model_ref(opts.run_dir, flag="RUN_DIR of hubtune card")  # the references every command reads
+    root = ref.run_dir
+    if root is None:
+        what = {"hub": "a Hub model", "packaged": "a packaged model"}.get(ref.kind, "a model folder outside a run")
         raise ModelLoadError(
-            f"{opts.run_dir} is not a run directory (expected model/ and run_summary.json or config.yaml); "
-            "pass the folder written by hubtune train"
+            f"{opts.run_dir} is {what}, not a run directory (model/ beside run_summary.json or config.yaml): the card "
+            "reports the run's data, base model and held-out metrics, which only a run records; pass the folder "
+            f"written by hubtune train (e.g. hubtune train --base-model {opts.run_dir} ...)"
         )
     tpl = template_path(opts.template)
     run: RunInfo = load_run(root)

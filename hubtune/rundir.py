@@ -17,7 +17,8 @@ from typing import Any
 
 from hubtune.errors import ConfigError, DataError
 from hubtune.layout import RunLayout
-from hubtune.modeling import is_adapter_dir, read_json, write_json
+# what a run directory is, and its published folder, belong to the model references every command reads
+from hubtune.modeling import find_run_dir, is_adapter_dir, is_run_dir, published_dir, read_json, write_json  # noqa: F401
 
 
 @dataclass
@@ -44,21 +45,6 @@ class RunInfo:
         return self.config.get("base_model") or self.summary.get("base_model")
 
 
-def is_run_dir(path: str | os.PathLike[str]) -> bool:
-    p = Path(path)
-    return p.is_dir() and (p / "model").is_dir() and ((p / "run_summary.json").is_file() or (p / "config.yaml").is_file())
-
-
-def find_run_dir(path: str | os.PathLike[str]) -> Path | None:
-    """The run directory ``path`` is, or the one it sits in (as ``model/`` or ``merged/``); else None."""
-    p = Path(path)
-    if is_run_dir(p):
-        return p
-    if p.name in ("model", "merged") and is_run_dir(p.parent):
-        return p.parent
-    return None
-
-
 def load_run(root: str | os.PathLike[str]) -> RunInfo:
     lay = RunLayout.of(root)
     config: dict[str, Any] = {}
@@ -72,13 +58,6 @@ def load_run(root: str | os.PathLike[str]) -> RunInfo:
     summary = read_json(lay.summary) if lay.summary.is_file() else {}
     metrics = read_json(lay.metrics) if lay.metrics.is_file() else {}
     return RunInfo(root=Path(root), config=config, summary=summary, metrics=metrics)
-
-
-def published_dir(root: str | os.PathLike[str]) -> Path:
-    lay = RunLayout.of(root)
-    if is_adapter_dir(lay.model_dir) and (lay.merged_dir / "config.json").is_file():
-        return lay.merged_dir
-    return lay.model_dir
 
 
 def update_summary(root: str | os.PathLike[str], key: str, value: Any) -> None:

@@ -10,7 +10,7 @@ from hubtune.cli._common import progress_option, token_option
 
 
 def card(
-    run_dir: str = typer.Argument(..., help="The run directory written by hubtune train."),
+    run_dir: str = typer.Argument(..., help="The run directory written by hubtune train (or its model/ or merged/ folder)."),
     template: Optional[str] = typer.Option(None, "--template", help="Jinja template [default: the packaged model_cards/default.md]."),
     repo_id: Optional[str] = typer.Option(None, "--repo-id", help="ORG/NAME the model will be published as."),
     license: str = typer.Option("apache-2.0", "--license", help="License id for the metadata."),

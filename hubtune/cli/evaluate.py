@@ -10,7 +10,7 @@ from hubtune.cli._common import apply_token, library_output, print_json, progres
 
 
 def evaluate(
-    model: str = typer.Option(..., "--model", "-m", help="Model directory, LoRA adapter directory or Hub id."),
+    model: str = typer.Option(..., "--model", "-m", help="Model folder (or LoRA adapter), run directory (hubtune train's output), Hub id ORG/NAME or packaged:minilm."),
     dataset: str = typer.Option(..., "--dataset", "-d", help="name[:config]:split or a local file."),
     text_column: Optional[str] = typer.Option(None, "--text-column"),
     text_pair_column: Optional[str] = typer.Option(None, "--text-pair-column"),

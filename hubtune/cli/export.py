@@ -10,7 +10,7 @@ from hubtune.cli._common import progress_option, token_option
 
 
 def export(
-    model_dir: str = typer.Argument(..., help="A model folder, or a run directory (uses merged/ for LoRA, model/ for full)."),
+    model_dir: str = typer.Argument(..., help="A model folder, a run directory (uses merged/ for LoRA, model/ for full), a Hub id or packaged:minilm (these two need --output)."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="ONNX folder [default: MODEL_DIR/onnx]."),
     optimize: Optional[str] = typer.Option(None, "--optimize", help="Also an ORT-optimized variant: O1, O2 or O3."),
     quantize: Optional[str] = typer.Option(None, "--quantize", help="Also a dynamic-quantized variant: int8."),

@@ -10,7 +10,7 @@ from hubtune.cli._common import apply_token, print_json, progress_option, resolv
 
 
 def batch_predict(
-    model: str = typer.Option(..., "--model", "-m", help="Model directory, run directory or Hub id (ORG/NAME)."),
+    model: str = typer.Option(..., "--model", "-m", help="Model folder, run directory (hubtune train's output), Hub id ORG/NAME or packaged:minilm."),
     dataset: str = typer.Option(..., "--dataset", "-d", help="name[:config]:split or a local csv/tsv/jsonl/json/parquet file or directory."),
     output: str = typer.Option(..., "--output", "-o", help="preds.parquet, preds.jsonl or preds.csv."),
     backend: str = typer.Option("auto", "--backend", help="auto (the fastest path this machine has, measured and cached), torch or onnx (onnxruntime)."),
@@ -33,6 +33,8 @@ def batch_predict(
     onnx_file: Optional[str] = typer.Option(None, "--onnx-file", help="ONNX file in the model's onnx/ folder, e.g. model_quantized.onnx."),
     chunk_size: int = typer.Option(4096, "--chunk-size", help="Rows per chunk = per output shard (the resume granularity)."),
     max_length: Optional[int] = typer.Option(None, "--max-length", help="Truncate texts to N tokens (default: the model's limit)."),
+    long_text: str = typer.Option("truncate", "--long-text", help="A text longer than --max-length: truncate (the rows cut are counted) or chunk (overlapping windows scored, their probabilities averaged)."),
+    stride: Optional[int] = typer.Option(None, "--stride", help="--long-text chunk: tokens shared by neighbouring windows (default: a quarter of a window)."),
     revision: Optional[str] = typer.Option(None, "--revision", help="Hub revision of the model (and of a Hub dataset)."),
     encoding: str = typer.Option("utf-8", "--encoding", help="Encoding of local csv/tsv files."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores)."),
@@ -77,6 +79,8 @@ def batch_predict(
             onnx_file=onnx_file,
             chunk_size=chunk_size,
             max_length=max_length,
+            long_text=long_text.lower(),  # type: ignore[arg-type]
+            stride=stride,
             revision=revision,
             trust_remote_code=trust_remote_code,
             encoding=encoding,
@@ -105,6 +109,11 @@ def batch_predict(
     )
     if result.errors_path:
         typer.echo(f"errors: {result.errors_path}")
+    if result.truncated_rows:
+        typer.echo(f"truncated: {result.truncated_rows} rows lost tokens beyond --max-length (see --long-text chunk)")
+    elif result.long_text.get("mode") == "chunk":
+        typer.echo(f"long texts: {result.long_text.get('chunked_rows', 0)} rows scored over "
+                   f"{result.long_text.get('windows', 0)} windows in all (stride {result.long_text.get('stride')})")
     if result.metrics is not None:
         typer.echo(
             f"accuracy {result.metrics['accuracy']:.4f}  f1_macro {result.metrics['f1_macro']:.4f}  -> {result.metrics_path}"

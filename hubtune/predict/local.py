@@ -26,7 +26,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from hubtune.errors import EmptyDatasetError, RowError
-from hubtune.predict.batching import Chunk, prefetch, prepare_chunk, run_chunk
+from hubtune.predict.batching import Chunk, prefetch, prepare_chunk, resolve_stride, run_chunk
 from hubtune.predict.choose import choose_runner
 from hubtune.predict.dataset import count_rows, label_feature, open_input
 from hubtune.predict.options import PredictOptions, PredictResult, check_options, make_result
@@ -77,6 +77,7 @@ def _run(opts: PredictOptions, t0: float, fmt: str, output: Path, parts: Path, p
                                    parts / "_onnx_export", previous)
     label_names = runner.label_names
     max_length = opts.max_length or runner.max_length
+    stride = resolve_stride(runner.tokenizer, max_length, opts.long_text, opts.stride, cols.text_pair)
     notices = list(runner.notices)
 
     # the row range of this runner
@@ -88,7 +89,7 @@ def _run(opts: PredictOptions, t0: float, fmt: str, output: Path, parts: Path, p
         start = total * opts.shard_index // opts.num_shards
         end = total * (opts.shard_index + 1) // opts.num_shards
     resolved = replace(opts, backend=choice["backend"], dtype=choice["dtype"])
-    prediction = prediction_settings(resolved, cols, label_names, max_length, getattr(runner, "onnx_path", None))
+    prediction = prediction_settings(resolved, cols, label_names, max_length, getattr(runner, "onnx_path", None), stride)
     manifest = new_manifest(opts, identity, label_names, spec, ds, cols, keep, fmt, start, end, total, prediction)
     manifest["choice"] = choice
     if previous is not None:
@@ -125,7 +126,7 @@ def _run(opts: PredictOptions, t0: float, fmt: str, output: Path, parts: Path, p
         row = from_row
         for batch in stream.iter(batch_size=opts.chunk_size):
             chunk = Chunk(index=idx, start=row, columns=batch, valid=np.zeros(0, np.int64), errors=[])
-            yield prepare_chunk(chunk, runner.tokenizer, cols.text, cols.text_pair, max_length)
+            yield prepare_chunk(chunk, runner.tokenizer, cols.text, cols.text_pair, max_length, stride)
             row += chunk.size
             idx += 1
 
@@ -168,5 +169,6 @@ def _run(opts: PredictOptions, t0: float, fmt: str, output: Path, parts: Path, p
     if not manifest["shards"] and previous is None and processed == 0 and (n_todo is None or n_todo > 0) and start == 0:
         raise EmptyDatasetError(f"dataset {opts.dataset} has no rows to predict (check the spec or --limit)")
     done_info = assemble(opts, output, parts, manifest, label_names=label_names, metrics_enabled=metrics_enabled)
+    notices += done_info["notices"]
     return make_result(opts, done_info, output=output, started=t0, seconds_run=seconds_run, processed=processed,
                        device=runner.device, resumed=resumed, identity=identity, notices=notices, choice=choice)

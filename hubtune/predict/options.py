@@ -18,6 +18,7 @@ REDUCED_DTYPES = ("fp16", "bf16", "int8")  # checked against fp32 on a sample of
 DEFAULT_MAX_BATCH_TOKENS = 4096  # rows x padded length of one batch: bounds the activations (attention scores)
 DEFAULT_MIN_AGREEMENT = 0.995
 DEFAULT_CHECK_ROWS = 256  # valid rows of the input compared with fp32 before a reduced precision is used
+LONG_TEXT = ("truncate", "chunk")  # a text longer than max_length: cut, or scored over overlapping windows
 
 
 @dataclass
@@ -47,6 +48,10 @@ class PredictOptions:
     onnx_file: str | None = None  # e.g. model_quantized.onnx (in the model's onnx/ folder) or a path
     chunk_size: int = 4096
     max_length: int | None = None
+    # a text longer than max_length tokens: "truncate" (counted and reported) or "chunk" (overlapping windows of
+    # max_length tokens sharing ``stride`` tokens, the mean of their probabilities; stride None: a quarter window)
+    long_text: Literal["truncate", "chunk"] = "truncate"
+    stride: int | None = None
     revision: str | None = None
     trust_remote_code: bool = False
     encoding: str = "utf-8"
@@ -85,6 +90,10 @@ class PredictResult:
     dtype: str = "fp32"
     # how backend/dtype were chosen: {"auto": [...], "backend", "dtype", "device", "reason", "agreement", ...}
     choice: dict[str, Any] = field(default_factory=dict)
+    # valid rows that lost tokens beyond max_length (--long-text truncate), over every shard of this run
+    truncated_rows: int = 0
+    # {"mode": truncate|chunk, "max_length", "stride", "chunked_rows": rows scored over 2+ windows, "windows"}
+    long_text: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -136,6 +145,13 @@ def check_options(opts: PredictOptions) -> str:
             f"--dtype {opts.dtype} with --backend {opts.backend}: bf16/fp16 run on --backend torch, int8 on --backend "
             "onnx (onnx/model_quantized.onnx); pass a matching pair or --backend auto"
         )
+    if opts.long_text not in LONG_TEXT:
+        raise ConfigError(f"--long-text {opts.long_text!r} is unknown; expected one of {', '.join(LONG_TEXT)}")
+    if opts.stride is not None and (opts.long_text != "chunk" or opts.stride < 0):
+        raise ConfigError(
+            f"--stride {opts.stride} with --long-text {opts.long_text}: the stride (tokens shared by neighbouring "
+            "windows, >= 0) is for --long-text chunk; pass --long-text chunk, or drop --stride"
+        )
     if opts.limit is not None and opts.limit < 0:
         raise ConfigError(f"--limit must be >= 0, found {opts.limit}")
     if opts.resume and opts.overwrite:
@@ -166,5 +182,7 @@ def make_result(
         resumed_rows=resumed,
         model=identity,
         notices=notices,
+        truncated_rows=done.get("truncated_rows", 0),
+        long_text=done.get("long_text", {}),
         **extra,
     )

@@ -39,8 +39,10 @@ MANIFEST_VERSION = 2
 PREDICTION_FIELDS = {
     "backend": "--backend", "onnx_file": "--onnx-file", "onnx_sha256": "--onnx-file", "dtype": "--dtype",
     "max_length": "--max-length", "text_column": "--text-column", "text_pair_column": "--text-pair-column",
-    "label_names": "--model",
+    "label_names": "--model", "long_text": "--long-text", "stride": "--stride",
 }
+# what a manifest written before a field existed meant by it
+PREDICTION_DEFAULTS = {"long_text": "truncate", "stride": None}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -157,9 +159,10 @@ def compare_manifest(prev: dict[str, Any], cur: dict[str, Any], output: Path) ->
         )
     pp, cp = prev.get("prediction", {}), cur["prediction"]
     for key, flag in PREDICTION_FIELDS.items():
-        if pp.get(key) != cp.get(key):
+        before = pp.get(key, PREDICTION_DEFAULTS.get(key))
+        if before != cp.get(key):
             raise ResumeMismatchError(
-                f"cannot resume {output}: {key} was {pp.get(key)!r}, this run has {cp.get(key)!r}, which changes the "
+                f"cannot resume {output}: {key} was {before!r}, this run has {cp.get(key)!r}, which changes the "
                 f"predictions; pass the same {flag} as the interrupted run, or --overwrite to start over"
             )
     for key, value in cur["options"].items():
@@ -171,9 +174,11 @@ def compare_manifest(prev: dict[str, Any], cur: dict[str, Any], output: Path) ->
 
 
 def prediction_settings(
-    opts: PredictOptions, cols: Any, label_names: list[str] | None, max_length: int | None, onnx_path: Path | None
+    opts: PredictOptions, cols: Any, label_names: list[str] | None, max_length: int | None, onnx_path: Path | None,
+    stride: int | None = None,
 ) -> dict[str, Any]:
-    """Everything besides the model and the data that changes a prediction (see PREDICTION_FIELDS)."""
+    """Everything besides the model and the data that changes a prediction (see PREDICTION_FIELDS); ``stride``:
+    the resolved ``--stride`` of ``--long-text chunk``."""
     from hubtune.parity import file_sha256
 
     onnx = opts.backend == "onnx" and onnx_path is not None
@@ -186,7 +191,30 @@ def prediction_settings(
         "text_column": cols.text,
         "text_pair_column": cols.text_pair,
         "label_names": list(label_names) if label_names is not None else None,
+        "long_text": opts.long_text,
+        "stride": stride,
     }
+
+
+def long_text_summary(shards: Sequence[dict[str, Any]], prediction: dict[str, Any] | None, rows: int) -> dict[str, Any]:
+    """What happened to texts longer than max_length over the recorded shards: ``truncated_rows`` (rows that lost
+    tokens), ``long_text`` (mode, max_length, stride, rows scored over 2+ windows) and the notice to show."""
+    pred = prediction or {}
+    mode = pred.get("long_text", PREDICTION_DEFAULTS["long_text"])
+    truncated = sum(int(s.get("truncated", 0)) for s in shards)
+    info: dict[str, Any] = {"mode": mode, "max_length": pred.get("max_length")}
+    notices = []
+    if mode == "chunk":
+        info.update(stride=pred.get("stride"), chunked_rows=sum(int(s.get("chunked", 0)) for s in shards),
+                    windows=sum(int(s.get("windows", 0)) for s in shards))
+    if truncated:
+        limit = f"{pred['max_length']} tokens" if pred.get("max_length") else "max_length"
+        notices.append(
+            f"{truncated} of {rows} rows were longer than {limit} and lost the tokens beyond (truncated); pass "
+            "--long-text chunk to score every token over overlapping windows, or a larger --max-length (up to the "
+            "model's limit)"
+        )
+    return {"truncated_rows": truncated, "long_text": info, "notices": notices}
 
 
 def new_manifest(
@@ -342,6 +370,8 @@ def assemble(
         "rows": n_rows,
         "errors": n_err,
     }
+    long_text = long_text_summary(shards, manifest.get("prediction"), n_rows)
+    meta.update(truncated_rows=long_text["truncated_rows"], long_text=long_text["long_text"], notices=long_text["notices"])
     writer = _Writer(output, meta)
     for t in _iter_tables([parts / s["file"] for s in shards]):
         writer.write(t)
@@ -385,6 +415,7 @@ def assemble(
         "meta_path": str(meta_path),
         "metrics": metrics,
         "row_range": [start, meta["range"]["end"]],
+        **long_text,
     }
 
 
@@ -451,6 +482,12 @@ def merge_predictions(parts: Sequence[str], output: str, *, overwrite: bool = Fa
                 f"{path0.get('backend')}/{path0.get('dtype')} (auto chooses per machine); expected one path for every "
                 f"part: re-run the odd part with --backend {path0.get('backend')} --dtype {path0.get('dtype')}"
             )
+        lt, lt0 = (path.get("long_text", "truncate"), path.get("stride")), (path0.get("long_text", "truncate"), path0.get("stride"))
+        if lt != lt0:
+            raise ResumeMismatchError(
+                f"{p} was predicted with --long-text {lt[0]} (stride {lt[1]}), {p0} with --long-text {lt0[0]} (stride "
+                f"{lt0[1]}); expected one setting for every part: re-run the odd part with --long-text {lt0[0]}"
+            )
         if m["dataset"].get("fingerprint") != m0["dataset"].get("fingerprint") or m["options"] | {"shard_index": 0} != m0["options"] | {"shard_index": 0}:
             raise ResumeMismatchError(
                 f"{p} and {p0} come from different datasets or options ({m['dataset'].get('spec')!r} vs "
@@ -475,6 +512,11 @@ def merge_predictions(parts: Sequence[str], output: str, *, overwrite: bool = Fa
     meta["options"] = dict(m0["options"], num_shards=1, shard_index=0)
     meta["rows"] = sum(m["rows"] for _, m in metas)
     meta["errors"] = sum(m["errors"] for _, m in metas)
+    summed = {"truncated": sum(int(m.get("truncated_rows", 0)) for _, m in metas)}
+    for key, field_ in (("chunked", "chunked_rows"), ("windows", "windows")):
+        summed[key] = sum(int((m.get("long_text") or {}).get(field_, 0)) for _, m in metas)
+    long_text = long_text_summary([summed], m0.get("prediction"), meta["rows"])
+    meta.update(truncated_rows=long_text["truncated_rows"], long_text=long_text["long_text"], notices=long_text["notices"])
     meta["merged_from"] = [str(p) for p, _ in metas]
     writer = _Writer(out, meta)
     rows = 0

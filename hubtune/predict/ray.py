@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from hubtune.errors import ConfigError, EmptyDatasetError, HubtuneError, MissingDependencyError, PredictError, RowError
-from hubtune.predict.batching import Chunk, prepare_chunk, run_chunk
+from hubtune.predict.batching import Chunk, prepare_chunk, resolve_stride, run_chunk
 from hubtune.predict.dataset import label_feature, open_input
 from hubtune.predict.options import PredictOptions, PredictResult, check_options, make_result
 from hubtune.predict.output import (
@@ -127,7 +127,7 @@ class _ChunkPredictor:
             return pa.table({"entry": [json.dumps(dict(entry, **info))]})
         columns = table.drop_columns(["row_id"]).to_pydict()
         chunk = prepare_chunk(Chunk(index=start // step, start=start, columns=columns, valid=None, errors=[]),  # type: ignore[arg-type]
-                         self.runner.tokenizer, self.text, self.pair, self.max_length)
+                         self.runner.tokenizer, self.text, self.pair, self.max_length, self.opts.stride)
         if chunk.errors and self.opts.on_error == "fail":
             pos, reason = chunk.errors[0]
             raise RowError(
@@ -216,10 +216,11 @@ def _run(ray: Any, opts: PredictOptions, t0: float, fmt: str, workers: int, outp
                                   parts / "_onnx_export", previous)
     notices += probe.notices
     onnx_path = getattr(probe, "onnx_path", None)
+    stride = resolve_stride(probe.tokenizer, opts.max_length or probe.max_length, opts.long_text, opts.stride, cols.text_pair)
     del probe
-    opts = replace(opts, backend=choice["backend"], dtype=choice["dtype"],
+    opts = replace(opts, backend=choice["backend"], dtype=choice["dtype"], stride=stride,
                    onnx_file=str(onnx_path) if onnx_path is not None else opts.onnx_file)
-    prediction = prediction_settings(opts, cols, None, opts.max_length, onnx_path)
+    prediction = prediction_settings(opts, cols, None, opts.max_length, onnx_path, stride)
     manifest = new_manifest(opts, identity, None, spec, ds, cols, keep, fmt, 0, opts.limit, opts.limit, prediction)
     manifest["engine"] = "ray"
     manifest["choice"] = choice
@@ -329,12 +330,13 @@ def _run(ray: Any, opts: PredictOptions, t0: float, fmt: str, workers: int, outp
             metrics_enabled = False
             if e["notice"] not in notices:
                 notices.append(e["notice"])
-    keys = ("index", "file", "start", "end", "rows", "errors", "errors_file", "eval_file")
+    keys = ("index", "file", "start", "end", "rows", "errors", "errors_file", "eval_file", "truncated", "windows", "chunked")
     manifest["shards"] = [{k: e[k] for k in keys if k in e} for e in entries]
     manifest["label_names"] = label_names
     resumed = sum(e["end"] - e["start"] for e in entries if Path(e["file"]).stem in committed_before)
     processed = n - resumed
     done = assemble(opts, output, parts, manifest, label_names=label_names, metrics_enabled=metrics_enabled)
+    notices += done["notices"]
     return make_result(opts, done, output=output, started=t0, seconds_run=seconds_run, processed=processed,
                        device=device, resumed=resumed, identity=identity, notices=notices, choice=choice, engine="ray",
                        workers=workers)

@@ -47,12 +47,21 @@ class TorchRunner:
         self.max_length = loaded.max_length
         self.torch = torch
         self.notices: list[str] = []
+        # only the inputs the tokenizer makes: zeros as token_type_ids are not "none" to every model (GPT-2 adds
+        # the embedding of token 0 to every position when it is given token_type_ids)
+        self.input_names = set(getattr(self.tokenizer, "model_input_names", None) or feeds_all())
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         torch = self.torch
         with torch.inference_mode():
-            batch = {k: torch.from_numpy(v).to(self.device, non_blocking=True) for k, v in feeds.items()}
+            batch = {k: torch.from_numpy(v).to(self.device, non_blocking=True) for k, v in feeds.items()
+                     if k in self.input_names}
             return self.loaded.model(**batch).logits.float().cpu().numpy()
+
+
+def feeds_all() -> list[str]:
+    """The feeds :func:`hubtune.predict.batching.run_chunk` makes."""
+    return ["input_ids", "attention_mask", "token_type_ids"]
 
 
 def find_onnx(model_dir: Path, onnx_file: str | None) -> Path | None:
@@ -102,7 +111,7 @@ class OnnxRunner:
             raise MissingDependencyError("--backend onnx needs onnxruntime; pip install onnxruntime") from exc
         from transformers import AutoConfig, AutoTokenizer
 
-        from hubtune.modeling import effective_max_length, label_names_from_config
+        from hubtune.modeling import effective_max_length, ensure_pad_token, label_names_from_config
         from hubtune.onnx_tools import session as ort_session
 
         if opts.dtype not in ("fp32", "int8"):
@@ -150,6 +159,7 @@ class OnnxRunner:
         self.output_name = self.session.get_outputs()[0].name
         cfg = AutoConfig.from_pretrained(model_dir, trust_remote_code=opts.trust_remote_code)
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=opts.trust_remote_code)
+        ensure_pad_token(self.tokenizer, cfg, str(model_dir))
         self.label_names = label_names_from_config(cfg)
         self.max_length = effective_max_length(self.tokenizer, cfg)
 

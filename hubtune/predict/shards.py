@@ -60,7 +60,11 @@ def write_shard(
         "end": chunk.start + chunk.size,
         "rows": int(len(chunk.valid)),
         "errors": len(chunk.errors),
+        "truncated": int(chunk.truncated),  # valid rows that lost tokens beyond max_length
     }
+    if chunk.windows is not None:  # --long-text chunk: windows scored, rows scored over 2+ windows
+        counts = np.bincount(chunk.windows, minlength=len(chunk.valid))
+        entry.update(windows=int(counts.sum()), chunked=int((counts > 1).sum()))
     notice = None
     if chunk.errors:
         lines = "".join(json.dumps({"row_id": chunk.start + p, "reason": r}) + "\n" for p, r in chunk.errors)

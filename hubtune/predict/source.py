@@ -15,32 +15,23 @@ WEIGHT_GLOBS = ("*.safetensors", "*.bin", "adapter_model.*", "bottleneck/*.safet
 
 
 def resolve_model_dir(source: str, *, revision: str | None, backend: str) -> tuple[Path, str | None]:
-    """A local directory for ``source`` (a directory, a run directory, or a Hub id) and its Hub commit."""
-    local = Path(os.path.expanduser(source))
-    if local.is_dir():
-        if not (local / "config.json").is_file() and (local / "model" / "config.json").is_file():
-            local = local / "model"  # a hubtune run directory
+    """A local directory for ``source`` (a model folder, a run directory, a Hub id or ``packaged:minilm``: the
+    references every command reads, :func:`hubtune.modeling.resolve_model_ref`) and its Hub commit."""
+    from hubtune.modeling import download_model, resolve_model_ref
+
+    ref = resolve_model_ref(source)
+    if ref.is_local:
+        local = Path(os.path.expanduser(ref.path))
         if not (local / "config.json").is_file():
             raise ModelLoadError(
                 f"model directory {local} has no config.json; expected a saved text-classification model "
                 "(a `hubtune train` run directory, its model/ folder, or a Hub id)"
             )
         return local, None
-    if local.exists() or source.startswith(("/", "./", "../")):
-        raise ModelLoadError(f"model {source!r} is not a directory; pass a model directory or a Hub id as --model")
-    from hubtune.endpoint import check_reachable
-    from hubtune.modeling import model_load_error
-
-    check_reachable(f"model {source!r}")
-    try:
-        from huggingface_hub import snapshot_download
-
-        patterns = ["*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*"]
-        if backend == "onnx":
-            patterns.append("onnx/*")
-        path = Path(snapshot_download(source, revision=revision, allow_patterns=patterns))
-    except Exception as exc:  # noqa: BLE001 - hub errors come in many types
-        raise model_load_error(source, exc) from exc
+    patterns = ["*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*"]
+    if backend == "onnx":
+        patterns.append("onnx/*")
+    path = download_model(source, revision=revision, patterns=patterns)
     return path, path.name
 
 
