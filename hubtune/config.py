@@ -194,8 +194,12 @@ class DataConfig:
     validation_split: float = 0.1
     encoding: str = "utf-8"
     seed: int = 42
+    label_delimiter: str = ","  # task multi-label-classification: a string label column holds labels joined by it
 
     def validate(self) -> None:
+        if not self.label_delimiter:
+            raise ConfigError("label_delimiter is empty; expected the string that joins a row's labels (e.g. ',' or '|'): "
+                              "pass --label-delimiter")
         if not 0.0 < self.validation_split < 1.0:
             raise ConfigError(
                 f"validation_split is {self.validation_split}, expected a fraction between 0 and 1 (e.g. 0.1)"
@@ -277,7 +281,10 @@ class BottleneckSettings:
             raise ConfigError(f"bottleneck.reduction_factor is {self.reduction_factor}, expected an integer >= 1 (e.g. 16)")
 
 
-TASKS = ("text-classification", "fill-mask", "text-generation", "generative-classification")
+TASKS = ("text-classification", "fill-mask", "text-generation", "generative-classification",
+         "multi-label-classification", "regression", "token-classification")
+# the tasks trained by hubtune.train.taskrun (a head per task; full or LoRA, Trainer engine)
+HEAD_TASKS = ("multi-label-classification", "regression", "token-classification")
 ADAPTER_MODES = ("lora", "ia3", "prefix")
 
 
@@ -288,9 +295,8 @@ class TrainConfig:
     base_model: str = ""
     output_dir: str = "runs/hubtune"
     data: DataConfig = field(default_factory=DataConfig)
-    task: typing.Literal["text-classification", "fill-mask", "text-generation", "generative-classification"] = (
-        "text-classification"
-    )
+    task: typing.Literal["text-classification", "fill-mask", "text-generation", "generative-classification",
+                         "multi-label-classification", "regression", "token-classification"] = "text-classification"
     mode: typing.Literal["full", "lora", "ia3", "prefix", "adapter"] = "full"
     engine: typing.Literal["trainer", "accelerate"] = "trainer"
     lora: LoraSettings = field(default_factory=LoraSettings)
@@ -353,6 +359,13 @@ class TrainConfig:
         if self.task == "generative-classification" and self.mode not in ("full", "lora"):
             raise ConfigError(
                 f"task generative-classification with mode {self.mode}; expected --mode full or lora"
+            )
+        if self.task in HEAD_TASKS and (self.mode not in ("full", "lora") or self.engine != "trainer"
+                                         or self.ulmfit.enabled):
+            raise ConfigError(
+                f"task {self.task} with mode {self.mode}, engine {self.engine}"
+                f"{', ulmfit on' if self.ulmfit.enabled else ''}; expected --mode full or lora on --engine trainer "
+                "without ulmfit options"
             )
         if self.engine == "accelerate" and (self.task not in ("text-classification", "fill-mask") or self.ulmfit.enabled):
             raise ConfigError(

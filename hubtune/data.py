@@ -474,9 +474,9 @@ def normalise(
         if nested is not None:
             raise LabelError(
                 f"{source}: label column '{cols.label}' holds {type(nested).__name__}s (e.g. {nested!r:.60}), several "
-                "labels per row: that is multi-label classification, which hubtune train does not do yet (task "
-                "multi-label-classification is planned); expected one label per row (a name or an integer id): "
-                "pick another --label-column or write one label per row"
+                "labels per row: that is multi-label classification; expected one label per row (a name or an "
+                "integer id) for this task: train it with --task multi-label-classification, or pick another "
+                "--label-column"
             )
         feature = ds.features.get(cols.label)
         if names:

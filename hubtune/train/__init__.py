@@ -14,6 +14,7 @@ Modules, lowest first (a module imports only modules above it in this list; no r
 ``lmdata``      pieces: texts, blocks, the MLM collator, loading an LM, perplexity
 ``lm``          recipes ``task: fill-mask``, ``text-generation``, ``generative-classification`` (Trainer)
 ``mlm_accel``   recipe ``task: fill-mask``, ``engine: accelerate`` (the course's Accelerate loop)
+``taskrun``     recipe ``task: multi-label-classification``, ``regression``, ``token-classification`` (Trainer)
 
 (``common`` uses ``adapters``; ``classifier`` uses ``common`` and ``ulmfit``; ``accel`` uses ``common``;
 ``lm`` uses ``common`` and ``adapters``.) This module is the dispatcher; it also re-exports the public
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from hubtune.config import TrainConfig
+from hubtune.config import HEAD_TASKS, TrainConfig
 from hubtune.train.accel import train_accelerate
 from hubtune.train.classifier import train_classifier
 from hubtune.train.common import (
@@ -43,6 +44,7 @@ from hubtune.train.common import (
 )
 from hubtune.train.lm import train_lm
 from hubtune.train.settings import check_report_to
+from hubtune.train.taskrun import train_task
 from hubtune.train.mlm_accel import train_mlm_accelerate
 
 __all__ = [
@@ -79,6 +81,8 @@ def train(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False, pr
         load_metric_modules(cfg.metrics)
     if cfg.task == "fill-mask" and cfg.engine == "accelerate":
         return train_mlm_accelerate(cfg, overwrite=overwrite, resume=resume, progress=progress, on_start=on_start)
+    if cfg.task in HEAD_TASKS:
+        return train_task(cfg, overwrite=overwrite, resume=resume, progress=progress, on_start=on_start)
     if cfg.task != "text-classification":
         return train_lm(cfg, overwrite=overwrite, resume=resume, progress=progress, on_start=on_start)
     if cfg.engine == "accelerate":

@@ -58,7 +58,7 @@ def apply_lora(model: Any, cfg: TrainConfig, modules_to_save: list[str] | None =
 
     targets = cfg.lora.target_modules or None  # None: peft's per-architecture default mapping
     lcfg = LoraConfig(
-        task_type=TaskType.SEQ_CLS,
+        task_type=TaskType.TOKEN_CLS if type(model).__name__.endswith("ForTokenClassification") else TaskType.SEQ_CLS,
         r=cfg.lora.r,
         lora_alpha=cfg.lora.alpha,
         lora_dropout=cfg.lora.dropout,

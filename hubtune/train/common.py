@@ -451,8 +451,10 @@ def save_classifier(layout: RunLayout, model: Any, tokenizer: Any, cfg: TrainCon
             model.save_pretrained(str(staging), safe_serialization=True)
         tokenizer.model_max_length = max_length
         tokenizer.save_pretrained(str(staging))
-        if cfg.mode in ADAPTER_MODES:
-            model.get_base_model().config.save_pretrained(str(staging))  # label names beside the adapter
+        if cfg.mode in ADAPTER_MODES:  # label names (and the head's architecture: the task) beside the adapter
+            base = model.get_base_model()
+            base.config.architectures = [type(base).__name__]
+            base.config.save_pretrained(str(staging))
 
     replace_model_dir(layout, save)
 
