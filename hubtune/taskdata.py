@@ -226,6 +226,10 @@ def load_task_train_eval(dc: Any, task: str) -> TrainEvalData:
 
     ds = open_dataset(parse_spec(dc.dataset), encoding=dc.encoding, default_split="train")
     _check_rows(ds, dc.dataset)
+    if task == "regression":  # before the shuffle: a bad value is named by its row in the file
+        cols = resolve_columns(ds.column_names, text_column=dc.text_column, text_pair_column=dc.text_pair_column,
+                               label_column=dc.label_column)
+        _regression_values(ds[cols.label], dc.dataset, str(cols.label))
     train = norm(_limit(ds, dc.max_samples, dc.seed), dc.dataset, None)
     names = None if task == "regression" else train.label_names
     if dc.eval_dataset:

@@ -31,7 +31,8 @@ def train(
     ),
     output_dir: Optional[str] = typer.Option(None, "--output-dir", "-o", help="Run directory to write."),
     task: Optional[str] = typer.Option(
-        None, "--task", help="text-classification (default), fill-mask, text-generation or generative-classification."
+        None, "--task", help="text-classification (default), multi-label-classification, regression, token-classification, "
+        "fill-mask, text-generation or generative-classification."
     ),
     mode: Optional[str] = typer.Option(
         None, "--mode", help="full, lora, ia3, prefix or adapter (bottleneck, hubtune[adapters]); adapters: text-classification."
@@ -47,6 +48,9 @@ def train(
     text_column: Optional[str] = typer.Option(None, "--text-column"),
     text_pair_column: Optional[str] = typer.Option(None, "--text-pair-column"),
     label_column: Optional[str] = typer.Option(None, "--label-column"),
+    label_delimiter: Optional[str] = typer.Option(
+        None, "--label-delimiter", help="multi-label-classification: what joins a row's labels in a string column (default ',')."
+    ),
     limit: Optional[int] = typer.Option(None, "--limit", help="Use at most N training rows (max_samples)."),
     encoding: Optional[str] = typer.Option(None, "--encoding", help="Encoding of local csv/tsv files."),
     epochs: Optional[float] = typer.Option(None, "--epochs", help="num_epochs."),
@@ -66,6 +70,7 @@ def train(
 ) -> None:
     """Fine-tune a model (classifier, masked or causal LM; full or adapters) and write a run directory."""
     from hubtune.config import TrainConfig, resolve
+    from hubtune.metrics import TASK_SUMMARY_KEYS
     from hubtune.train import train as run_train
 
     overrides = {
@@ -83,6 +88,7 @@ def train(
         "data.text_column": text_column,
         "data.text_pair_column": text_pair_column,
         "data.label_column": label_column,
+        "data.label_delimiter": label_delimiter,
         "data.max_samples": limit,
         "data.encoding": encoding,
         "num_epochs": epochs,
@@ -146,6 +152,17 @@ def train(
             f"-> {result.model_dir}\neval ({result.sizes['eval']} blocks): perplexity {before}{m['perplexity_after']:.2f}"
         )
         return
+    if result.extra.get("task") in TASK_SUMMARY_KEYS:  # multi-label, regression, token classification
+        def line(x: dict) -> str:
+            return "  ".join(f"{k} {x[k]:.4f}" for k in TASK_SUMMARY_KEYS[result.extra["task"]] if k in x)
+
+        typer.echo(f"trained {result.mode} {result.extra['task']} model on {result.sizes['train']} rows in "
+                   f"{result.seconds:.1f}s -> {result.model_dir}\neval ({result.sizes['eval']} rows, chose the "
+                   f"checkpoint; reloaded files): {line(m)}")
+        if result.test_metrics:
+            typer.echo(f"test ({result.test_metrics['num_examples']} rows): {line(result.test_metrics)}")
+        return
+
     def majority(x: dict) -> str:  # the share of the commonest class: what always answering it would score
         return f" (majority class {x['majority_rate']:.4f})" if "majority_rate" in x else ""
 

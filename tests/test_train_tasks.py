@@ -1,0 +1,158 @@
+"""hubtune train for multi-label classification, regression and token classification (issue 23), full and LoRA.
+
+Each run: a tiny random BERT on the synthetic data/tasks files, one epoch. The saved folder tells its task the
+transformers way, and metrics.json's eval figures equal a recomputation made here from the saved files with
+pipeline() (sequence tasks) or the model itself (token classification) and scikit-learn / scipy / seqeval.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .conftest import REPO
+
+DATA = {
+    "multi-label-classification": REPO / "data" / "tasks" / "multilabel.csv",
+    "regression": REPO / "data" / "tasks" / "regression.csv",
+    "token-classification": REPO / "data" / "tasks" / "ner.jsonl",
+}
+CASES = [("multi-label-classification", "full"), ("regression", "full"), ("token-classification", "full"),
+         ("token-classification", "lora"), ("multi-label-classification", "lora")]
+
+
+def _train(tiny_bert_dir: str, tmp_path: Path, task: str, mode: str):
+    from hubtune.config import TrainConfig, resolve
+    from hubtune.train import train
+
+    cfg = resolve(TrainConfig, None, {
+        "base_model": tiny_bert_dir, "task": task, "mode": mode, "data.dataset": str(DATA[task]),
+        "output_dir": str(tmp_path / "run"), "num_epochs": 1, "batch_size": 8, "learning_rate": 1e-3,
+        "precision": "fp32", "logging_steps": 1,
+    })
+    return cfg, train(cfg, progress=False)
+
+
+def _load(model_dir: Path, task: str, mode: str):
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
+
+    cls = AutoModelForTokenClassification if task == "token-classification" else AutoModelForSequenceClassification
+    if mode == "lora":
+        from peft import PeftModel
+
+        base_ref = json.loads((model_dir / "adapter_config.json").read_text())["base_model_name_or_path"]
+        from transformers import AutoConfig
+
+        model = PeftModel.from_pretrained(cls.from_pretrained(base_ref, config=AutoConfig.from_pretrained(model_dir)),
+                                          model_dir).merge_and_unload()
+    else:
+        model = cls.from_pretrained(model_dir)
+    return model.eval(), AutoTokenizer.from_pretrained(model_dir)
+
+
+def _recompute(cfg, model_dir: Path, task: str, mode: str) -> dict:
+    """The eval metrics from the saved files, computed independently of hubtune's evaluation code."""
+    import torch
+    from transformers import pipeline
+
+    from hubtune.taskdata import load_task_train_eval
+
+    ev = load_task_train_eval(cfg.data, task).eval.dataset  # the same split, from the same seed
+    model, tok = _load(model_dir, task, mode)
+    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    if task == "token-classification":
+        from seqeval.metrics import f1_score, precision_score, recall_score
+
+        true, pred = [], []
+        for words, tags in zip(ev["tokens"], ev["tags"]):
+            enc = tok(words, is_split_into_words=True, return_tensors="pt")
+            with torch.no_grad():
+                ids = model(**enc).logits[0].argmax(-1).tolist()
+            seen, t_row, p_row = set(), [], []
+            for pos, w in enumerate(enc.word_ids(0)):
+                if w is not None and w not in seen:
+                    seen.add(w)
+                    t_row.append(names[tags[w]])
+                    p_row.append(names[ids[pos]])
+            true.append(t_row)
+            pred.append(p_row)
+        return {"precision": precision_score(true, pred), "recall": recall_score(true, pred), "f1": f1_score(true, pred)}
+    if task == "regression":
+        from scipy.stats import pearsonr
+        from sklearn.metrics import mean_absolute_error, mean_squared_error
+
+        pipe = pipeline("text-classification", model=model, tokenizer=tok, device=-1)
+        got = [r["score"] for r in pipe(list(ev["text"]), function_to_apply="none")]
+        return {"mse": mean_squared_error(ev["label"], got), "mae": mean_absolute_error(ev["label"], got),
+                "pearson": float(pearsonr(ev["label"], got)[0])}
+    from sklearn.metrics import accuracy_score, f1_score as sk_f1
+
+    pipe = pipeline("text-classification", model=model, tokenizer=tok, device=-1)
+    rows = pipe(list(ev["text"]), function_to_apply="sigmoid", top_k=None)
+    hot = np.array([[1 if {r["label"]: r["score"] for r in row}[n] >= 0.5 else 0 for n in names] for row in rows])
+    y = np.asarray(ev["labels"]).astype(int)
+    return {"f1_micro": sk_f1(y, hot, average="micro", zero_division=0),
+            "f1_macro": sk_f1(y, hot, average="macro", zero_division=0), "subset_accuracy": accuracy_score(y, hot)}
+
+
+@pytest.mark.parametrize("task,mode", CASES)
+def test_train_task(tiny_bert_dir, tmp_path, task, mode):
+    from safetensors.torch import load_file
+
+    cfg, res = _train(tiny_bert_dir, tmp_path, task, mode)
+    model_dir = Path(res.model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    if task == "token-classification":
+        assert config["architectures"] == ["BertForTokenClassification"]
+        assert set(config["label2id"]) == {"O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"}
+    else:
+        assert config["architectures"] == ["BertForSequenceClassification"]
+        assert config["problem_type"] == {"regression": "regression"}.get(task, "multi_label_classification")
+        assert len(config["id2label"]) == (1 if task == "regression" else 3)
+
+    base = load_file(str(Path(tiny_bert_dir) / "model.safetensors"))
+    key = next(k for k in base if k.endswith("encoder.layer.0.attention.self.query.weight"))
+    if mode == "full":  # the encoder itself was trained
+        saved = load_file(str(model_dir / "model.safetensors"))
+        assert not np.allclose(saved["bert." + key.removeprefix("bert.")].numpy(), base[key].numpy())
+    else:  # LoRA: the adapter and the head saved, the base weights not; only they trained
+        saved = load_file(str(model_dir / "adapter_model.safetensors"))
+        assert any("lora_A" in k for k in saved) and any("classifier" in k for k in saved)
+        assert not any(k.endswith("attention.self.query.weight") and "lora" not in k for k in saved)
+        summary = json.loads((Path(res.output_dir) / "run_summary.json").read_text())
+        assert summary["parameters"]["trainable_share"] < 0.2
+
+    metrics = json.loads((Path(res.output_dir) / "metrics.json").read_text())["eval"]
+    assert metrics["source"] == "reloaded" and metrics["task"] == task
+    for k, v in _recompute(cfg, model_dir, task, mode).items():
+        assert metrics[k] == pytest.approx(v, abs=1e-4), k  # batched, padded vs one by one: float noise
+
+
+def test_list_labels_with_the_default_task_name_the_multilabel_task(tmp_path):
+    from hubtune.data import load_labeled
+    from hubtune.errors import LabelError
+
+    f = tmp_path / "ml.jsonl"
+    f.write_text("\n".join(json.dumps({"text": f"t{i}", "label": ["a", "b"][: 1 + i % 2]}) for i in range(6)) + "\n")
+    with pytest.raises(LabelError, match="--task multi-label-classification"):
+        load_labeled(str(f))
+
+
+def test_multilabel_delimited_and_regression_data(tmp_path):
+    from hubtune.config import DataConfig
+    from hubtune.errors import LabelError
+    from hubtune.taskdata import load_task_train_eval
+
+    f = tmp_path / "ml.csv"
+    f.write_text("text,labels\n" + "".join(f"row {i},{'x|y' if i % 2 else 'y'}\n" for i in range(10)))
+    data = load_task_train_eval(DataConfig(dataset=str(f), label_delimiter="|"), "multi-label-classification")
+    assert data.label_names == ["x", "y"]
+    rows = {r["text"]: r["labels"] for part in (data.train.dataset, data.eval.dataset) for r in part}
+    assert rows["row 1"] == [1.0, 1.0] and rows["row 2"] == [0.0, 1.0]
+    g = tmp_path / "reg.csv"
+    g.write_text("text,label\n" + "".join(f"row {i},{'high' if i == 3 else i / 2}\n" for i in range(8)))
+    with pytest.raises(LabelError, match="row 4.*'high'.*task regression"):
+        load_task_train_eval(DataConfig(dataset=str(g)), "regression")
