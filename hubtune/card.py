@@ -28,7 +28,10 @@ from hubtune.adapterhub import MARKER as BOTTLENECK_MARKER
 from hubtune.adapterhub import SUBDIR, is_bottleneck_dir
 from hubtune.modeling import is_adapter_dir, read_json
 from hubtune.parity import bench_model, bench_texts, file_sha256, size_mb, weight_files
+from hubtune.metrics import TASK_SUMMARY_KEYS
 from hubtune.rundir import RunInfo, eval_data, load_run, published_dir, update_summary
+from hubtune.taskcard import TASK_NAMES, task_card_parts
+from hubtune.taskcard import TEMPLATE as TASK_TEMPLATE
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
 TOKEN_RE = re.compile(r"\bhf_[A-Za-z0-9]{20,}\b")
@@ -174,6 +177,8 @@ def card(opts: CardOptions, progress: Callable[[str], None] | None = None) -> Ca
     tpl = template_path(opts.template)
     run: RunInfo = load_run(root)
     pub = published_dir(root)
+    if run.config.get("task") in TASK_NAMES:  # multi-label, regression, token classification
+        return _task_card(opts, run, root, pub)
     adapter = is_adapter_dir(pub)
     bottleneck = is_bottleneck_dir(pub)  # mode adapter: AdapterHub's adapters library, loaded on the base model
     say(f"evaluating the published files in {pub.name}/")
@@ -365,6 +370,46 @@ def card(opts: CardOptions, progress: Callable[[str], None] | None = None) -> Ca
         eval_source=eval_spec,
         metric_modules=list(metrics.get("metric_modules") or []),
     )
+
+
+def _task_card(opts: CardOptions, run: RunInfo, root: Path, pub: Path) -> CardResult:
+    """The card of a multi-label / regression / token-classification run (:mod:`hubtune.taskcard`)."""
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    from hubtune import __version__
+
+    task = str(run.config["task"])
+    model_name = opts.repo_id.split("/")[-1] if opts.repo_id else root.resolve().name
+    metrics, results, variables = task_card_parts(run, pub, task, repo_id=opts.repo_id, model_name=model_name,
+                                                  eval_override=opts.eval_dataset)
+    dc = run.data_config
+    eval_spec = public_spec(opts.eval_dataset or dc.get("test_dataset") or dc.get("eval_dataset") or dc.get("dataset"))
+    ident = _dataset_identity(eval_spec, "test" if dc.get("test_dataset") else None, opts.dataset_id)
+    eval_results = [EvalResult(dataset_type=ident["type"], dataset_name=ident["name"], dataset_config=ident.get("config"),
+                               dataset_split=ident.get("split"), **r) for r in results] if ident else []
+    base_id, base_display = hub_base_model(run.base_model, opts.base_model_id)
+    adapter = variables.pop("is_adapter")
+    pipeline_tag = TASK_NAMES[task][0]
+    data = ModelCardData(
+        language=opts.language or None, license=opts.license, library_name="peft" if adapter else "transformers",
+        pipeline_tag=pipeline_tag, base_model=base_id, model_name=model_name, eval_results=eval_results or None,
+        tags=list(dict.fromkeys([pipeline_tag, task, "hubtune", *(["peft", "lora"] if adapter else []), *opts.tags])),
+        metrics=sorted({r.metric_type for r in eval_results}) or None,
+    )
+    mc = ModelCard.from_template(data, template_str=TASK_TEMPLATE, base_model_display=base_display,
+                                 train_dataset=public_spec(dc.get("dataset")), hubtune_version=__version__,
+                                 data_note=None, **variables)
+    text = str(mc)
+    check_public(text, root, pub)
+    out = Path(opts.output) if opts.output else pub / "README.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    scalar = {r_key: metrics[r_key] for r_key in TASK_SUMMARY_KEYS[task] if r_key in metrics}
+    update_summary(root, "card", {"path": _rel(out, root), "published_dir": _rel(pub, root), "eval_source": eval_spec,
+                                  "metrics": scalar, "variants": ["PyTorch"]})
+    return CardResult(path=str(out), published_dir=str(pub), metadata=data.to_dict(),
+                      eval_results=[r.__dict__ for r in eval_results], metrics=scalar, variants=["PyTorch"],
+                      eval_source=eval_spec)
 
 
 def _rel(path: Path, root: Path) -> str:
