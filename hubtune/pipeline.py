@@ -25,8 +25,8 @@ from typing import Any, Callable
 from hubtune.config import PipelineConfig, TrainConfig, dump_yaml, load_yaml
 from hubtune.errors import ConfigError, MetricGateError, PublishRefusedError, VariantRefusedError, VerificationError
 from hubtune.layout import RunLayout
-from hubtune.metrics import SUMMARY_KEYS
-from hubtune.verify import LM_TASKS
+from hubtune.metrics import SUMMARY_KEYS, TASK_SUMMARY_KEYS
+from hubtune.verify import HEAD_TASKS, LM_TASKS
 from hubtune.modeling import read_json, resolve_model_source, write_json
 
 Say = Callable[[str], None]
@@ -145,6 +145,17 @@ def _validate(cfg: PipelineConfig) -> None:
             f"train-and-push of a {cfg.task} model: --min-metric, export.quantize and export.optimize apply to "
             "classifiers (its gates are the ONNX logit parity and the fresh-process pipeline() check); drop them"
         )
+    if cfg.task in HEAD_TASKS:
+        allowed = [k for k in TASK_SUMMARY_KEYS[cfg.task] if k not in ("mse", "mae", "rmse")]
+        bad = [m for m in cfg.gates.min_metrics if m not in allowed]
+        if cfg.mode not in ("full", "lora") or bad:
+            raise ConfigError(
+                f"train-and-push of a {cfg.task} model with mode {cfg.mode}"
+                f"{f' and --min-metric {bad[0]}' if bad else ''}; expected --mode full or lora, and --min-metric "
+                f"one of {', '.join(allowed)} (a floor: larger is better)"
+            )
+        cfg.publish.validate()
+        return
     if cfg.task not in ("text-classification", *LM_TASKS) or cfg.mode == "prefix":
         raise ConfigError(
             f"train-and-push publishes text classifiers (task text-classification, mode full/lora/ia3) and language "
@@ -282,7 +293,10 @@ def _run(cfg: PipelineConfig, opts: PipelineOptions, say: Say, hub: Any) -> Pipe
     train_eval = read_json(layout.metrics)["eval"]
     check_metric_gates(train_eval, cfg.gates.min_metrics, "the training evaluation")
 
-    if tcfg.task in LM_TASKS:  # fill-mask / text-generation: nothing to merge; lm_publish's export and card
+    if tcfg.task in HEAD_TASKS:  # multi-label, regression, token classification
+        pub, onnx_file, refused, published_metrics, summary, texts, expected = _task_steps(cfg, opts, say, layout, steps,
+                                                                                          repo_id)
+    elif tcfg.task in LM_TASKS:  # fill-mask / text-generation: nothing to merge; lm_publish's export and card
         pub, onnx_file, refused, published_metrics, summary, texts, expected = _lm_steps(cfg, opts, say, layout, steps, repo_id)
     else:
         pub, onnx_file, refused, published_metrics, summary, texts, expected = _classifier_steps(
@@ -436,6 +450,49 @@ def _classifier_steps(cfg: PipelineConfig, opts: PipelineOptions, say: Say, layo
     expected = predict_labels(str(pub), texts, onnx_file=onnx_file)
     write_json(layout.root / "golden.json", {"texts": texts, "expected": expected})
     return pub, onnx_file, refused, published_metrics, summary, texts, expected
+
+
+def _task_steps(cfg: PipelineConfig, opts: PipelineOptions, say: Say, layout: RunLayout, steps: dict[str, str],
+                repo_id: str) -> tuple[Any, ...]:
+    """Steps 2-5 for a multi-label / regression / token-classification run: merge (LoRA, with its parity gate),
+    the card from the published files (+ the metric gate on them), golden examples answered by pipeline()."""
+    from hubtune.card import CardOptions, card
+    from hubtune.rundir import load_run, published_dir
+    from hubtune.taskcard import task_eval_examples
+    from hubtune.taskeval import merge_task_adapter
+    from hubtune.verify import task_predict
+
+    task = cfg.task
+    run = load_run(layout.root)
+    data, _, _ = task_eval_examples(run, task, None if task == "regression" else list(run.summary.get("label_names") or []))
+    if run.mode == "lora":
+        if opts.resume and (layout.merged_dir / "config.json").is_file():
+            steps["merge"] = "reused"
+        else:
+            say("merge: merging the LoRA adapter (parity gate)")
+            merge_task_adapter(str(layout.model_dir), str(layout.merged_dir), task, data.dataset,
+                               tolerance=cfg.gates.merge_tolerance)
+            steps["merge"] = "done"
+    pub = published_dir(layout.root)
+    if cfg.export.onnx:
+        say(f"export: skipped (the ONNX export of a {task} model is `hubtune export`'s; published PyTorch only)")
+    steps["export"] = "skipped"
+    say("card: evaluating the published files and writing README.md")
+    card_res = card(CardOptions(run_dir=str(layout.root), repo_id=repo_id, license=cfg.publish.license,
+                                language=[cfg.publish.language], tags=list(cfg.publish.tags),
+                                dataset_id=cfg.publish.dataset_id), progress=say)
+    steps["card"] = "done"
+    published_metrics = {k: float(v) for k, v in card_res.metrics.items()}
+    check_metric_gates(published_metrics, cfg.gates.min_metrics, "the published files")
+    summary = read_json(layout.summary)
+    write_json(pub / "run_summary.json", _portable({k: v for k, v in summary.items() if k != "pipeline"}))
+    ds = data.dataset.select(range(min(cfg.gates.golden_examples, len(data.dataset))))
+    texts = [" ".join(t) for t in ds["tokens"]] if task == "token-classification" else list(ds["text"])
+    if not texts:
+        raise ConfigError("no golden examples: the run has no evaluation data; set data.eval_dataset")
+    expected = task_predict(str(pub), task, texts)
+    write_json(layout.root / "golden.json", {"texts": texts, "expected": expected, "task": task})
+    return pub, None, {}, published_metrics, summary, texts, expected
 
 
 def _lm_steps(cfg: PipelineConfig, opts: PipelineOptions, say: Say, layout: RunLayout, steps: dict[str, str],

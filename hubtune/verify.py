@@ -95,6 +95,43 @@ def predict_labels(model_ref: str, texts: list[str], *, revision: str | None = N
 
 
 LM_TASKS = ("fill-mask", "text-generation")
+HEAD_TASKS = ("multi-label-classification", "regression", "token-classification")
+SCORE_TOLERANCE = 1e-4  # scores of the pulled model against the local folder's
+
+
+def task_predict(model_ref: str, task: str, texts: list[str], *, revision: str | None = None,
+                 threshold: float = 0.5) -> dict[str, list[Any]]:
+    """What ``pipeline()`` answers for a multi-label / regression / token-classification model: ``pytorch`` the
+    labels (multi-label: those with a sigmoid score >= ``threshold``, joined by ","; regression: none; token
+    classification: each entity as ``GROUP:start-end``, aggregation_strategy="simple"), ``pytorch_scores``
+    the scores (every label's sigmoid; the value; each entity's score), compared within SCORE_TOLERANCE."""
+    from transformers import pipeline
+
+    from hubtune.security import check_model_config
+
+    check_model_config(model_ref, revision=revision)
+    if task == "token-classification":
+        pipe = pipeline("token-classification", model=model_ref, revision=revision, device=-1,
+                        aggregation_strategy="simple")
+        ents = [pipe(t) for t in texts]
+        return {"pytorch": [" ".join(f"{e['entity_group']}:{e['start']}-{e['end']}" for e in row) for row in ents],
+                "pytorch_scores": [[float(e["score"]) for e in row] for row in ents]}
+    pipe = pipeline("text-classification", model=model_ref, revision=revision, device=-1, truncation=True)
+    if task == "regression":
+        rows = pipe(texts, function_to_apply="none", batch_size=16)
+        return {"pytorch": ["" for _ in rows], "pytorch_scores": [[float(r["score"])] for r in rows]}
+    rows = pipe(texts, function_to_apply="sigmoid", top_k=None, batch_size=16)
+    names = list(pipe.model.config.id2label.values())
+    scores = [{r["label"]: float(r["score"]) for r in row} for row in rows]
+    return {"pytorch": [",".join(n for n in names if sc[n] >= threshold) for sc in scores],
+            "pytorch_scores": [[sc[n] for n in names] for sc in scores]}
+
+
+def same_output(a: Any, b: Any) -> bool:
+    """Equal labels; scores (lists of numbers) within SCORE_TOLERANCE."""
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(abs(float(x) - float(y)) <= SCORE_TOLERANCE for x, y in zip(a, b))
+    return bool(a == b)
 GEN_TOKENS = 8  # text-generation: greedy continuation length compared between the local and the pulled model
 
 
@@ -182,7 +219,7 @@ def verify(opts: VerifyOptions) -> VerifyResult:
     ok = True
     for backend, want in opts.expected.items():
         have = got.get(backend) or []
-        mism = [i for i, (a, b) in enumerate(zip(want, have)) if a != b] + list(range(min(len(want), len(have)), max(len(want), len(have))))
+        mism = [i for i, (a, b) in enumerate(zip(want, have)) if not same_output(a, b)] + list(range(min(len(want), len(have)), max(len(want), len(have))))
         checked[backend] = {"total": len(want), "agree": len(want) - len(mism), "mismatches": mism[:20]}
         ok = ok and not mism
     return VerifyResult(ok=ok, repo_id=opts.repo_id, revision=opts.revision, checked=checked,
@@ -194,7 +231,9 @@ def _main() -> int:
     import transformers
 
     transformers.logging.set_verbosity_error()
-    if req.get("task") in LM_TASKS:
+    if req.get("task") in HEAD_TASKS:
+        out = task_predict(req["repo_id"], req["task"], req["texts"], revision=req["revision"])
+    elif req.get("task") in LM_TASKS:
         out = lm_predict(req["repo_id"], req["task"], req["texts"], revision=req["revision"], onnx_file=req.get("onnx_file"))
     else:
         out = predict_labels(req["repo_id"], req["texts"], revision=req["revision"], onnx_file=req.get("onnx_file"))

@@ -15,6 +15,8 @@ import pytest
 
 from .conftest import REPO
 
+EXAMPLES = {"multi-label-classification": REPO / "examples" / "multilabel.yaml",
+            "regression": REPO / "examples" / "regression.yaml", "token-classification": REPO / "examples" / "ner.yaml"}
 DATA = {
     "multi-label-classification": REPO / "data" / "tasks" / "multilabel.csv",
     "regression": REPO / "data" / "tasks" / "regression.csv",
@@ -28,7 +30,8 @@ def _train(tiny_bert_dir: str, tmp_path: Path, task: str, mode: str):
     from hubtune.config import TrainConfig, resolve
     from hubtune.train import train
 
-    cfg = resolve(TrainConfig, None, {
+    # the recipe of docs/recipes.md (examples/*.yaml), on the tiny model for one epoch
+    cfg = resolve(TrainConfig, EXAMPLES[task], {
         "base_model": tiny_bert_dir, "task": task, "mode": mode, "data.dataset": str(DATA[task]),
         "output_dir": str(tmp_path / "run"), "num_epochs": 1, "batch_size": 8, "learning_rate": 1e-3,
         "precision": "fp32", "logging_steps": 1,
