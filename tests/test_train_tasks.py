@@ -132,6 +132,18 @@ def test_train_task(tiny_bert_dir, tmp_path, task, mode):
     assert metrics["source"] == "reloaded" and metrics["task"] == task
     for k, v in _recompute(cfg, model_dir, task, mode).items():
         assert metrics[k] == pytest.approx(v, abs=1e-4), k  # batched, padded vs one by one: float noise
+    if mode == "full":  # the card and its model-index: the same figures, measured on the published files
+        from hubtune.card import CardOptions, card
+        from hubtune.metrics import TASK_SUMMARY_KEYS
+
+        res_card = card(CardOptions(run_dir=str(res.output_dir), repo_id="org/m"))
+        index = {r["metric_name"]: r["metric_value"] for r in res_card.eval_results}
+        assert {r["task_type"] for r in res_card.eval_results} == {"token-classification" if task == "token-classification"
+                                                                   else "text-classification"}
+        assert len(index) == len([k for k in TASK_SUMMARY_KEYS[task] if k in metrics])
+        for k in TASK_SUMMARY_KEYS[task]:
+            if k in metrics:
+                assert res_card.metrics[k] == pytest.approx(metrics[k], abs=1e-6), k
 
 
 def test_list_labels_with_the_default_task_name_the_multilabel_task(tmp_path):
@@ -159,3 +171,32 @@ def test_multilabel_delimited_and_regression_data(tmp_path):
     g.write_text("text,label\n" + "".join(f"row {i},{'high' if i == 3 else i / 2}\n" for i in range(8)))
     with pytest.raises(LabelError, match="row 4.*'high'.*task regression"):
         load_task_train_eval(DataConfig(dataset=str(g)), "regression")
+
+
+def test_verify_compares_labels_exactly_and_scores_within_tolerance():
+    from hubtune.verify import SCORE_TOLERANCE, same_output
+
+    assert same_output("PER:0-9 LOC:20-24", "PER:0-9 LOC:20-24") and not same_output("PER:0-9", "PER:0-8")
+    assert same_output([0.5, 0.25], [0.5 + SCORE_TOLERANCE / 2, 0.25])
+    assert not same_output([0.5, 0.25], [0.5 + 3 * SCORE_TOLERANCE, 0.25]) and not same_output([0.5], [0.5, 0.1])
+
+
+@pytest.mark.slow
+def test_train_and_push_token_classification_lora_is_verified(tmp_path):
+    """The NER recipe on the packaged MiniLM, LoRA, through train-and-push on the embedded Hub: merged, carded,
+    pushed and verified in a fresh process with pipeline("token-classification", aggregation_strategy="simple")."""
+    from .conftest import run_cli
+
+    out = tmp_path / "run"
+    res = run_cli("train-and-push", "--config", str(EXAMPLES["token-classification"]), "--set", "mode=lora",
+                  "--set", "learning_rate=0.003", "--set", "num_epochs=8", "-o", str(out), "--local-hub",
+                  str(tmp_path / "hub"), "--repo-id", "org/ner", "--no-progress", "--json", timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    doc = json.loads(res.stdout[res.stdout.index("{"):])
+    assert doc["verified"] is True and doc["steps"]["merge"] == "done", doc
+    golden = json.loads((out / "golden.json").read_text())
+    assert any(golden["expected"]["pytorch"]), golden  # entities found, so the comparison has something to compare
+    config = json.loads((out / "merged" / "config.json").read_text())
+    assert config["architectures"] == ["BertForTokenClassification"]
+    card_text = (out / "merged" / "README.md").read_text()
+    assert "type: token-classification" in card_text and "F1 (entities, seqeval)" in card_text
