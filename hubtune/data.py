@@ -478,6 +478,10 @@ def normalise(
                 "integer id) for this task: train it with --task multi-label-classification, or pick another "
                 "--label-column"
             )
+        frac = next((v for v in raw if isinstance(v, float) and not v.is_integer()), None)
+        if frac is not None and not names:  # 0.75 is no class name: a score to regress on
+            raise LabelError(f"{source}: label column '{cols.label}' holds fractional numbers (e.g. {frac!r}), not classes; "
+                             "expected class names or integer ids: train it with --task regression, or pick another --label-column")
         feature = ds.features.get(cols.label)
         if names:
             check_ids_name_classes(raw, feature, names, source)

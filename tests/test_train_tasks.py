@@ -156,6 +156,16 @@ def test_list_labels_with_the_default_task_name_the_multilabel_task(tmp_path):
         load_labeled(str(f))
 
 
+def test_fractional_labels_with_the_default_task_name_regression(tmp_path):
+    from hubtune.data import load_labeled
+    from hubtune.errors import LabelError
+
+    f = tmp_path / "reg.csv"
+    f.write_text("text,label\n" + "".join(f"row {i},{i / 4}\n" for i in range(6)))
+    with pytest.raises(LabelError, match="--task regression"):
+        load_labeled(str(f))
+
+
 def test_multilabel_delimited_and_regression_data(tmp_path):
     from hubtune.config import DataConfig
     from hubtune.errors import LabelError
