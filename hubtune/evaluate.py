@@ -53,6 +53,11 @@ def evaluate(opts: EvalOptions) -> EvalReport:
         from hubtune.metric_modules import load_metric_modules
 
         load_metric_modules(opts.metrics)
+    from hubtune.taskeval import head_task_of
+
+    task = head_task_of(opts.model)
+    if task is not None:  # a multi-label / regression / token-classification folder: that task's metrics
+        return _evaluate_task(opts, task, t0)
     loaded = load_classifier(
         opts.model, revision=opts.revision, trust_remote_code=opts.trust_remote_code, device=opts.device
     )
@@ -81,3 +86,17 @@ def evaluate(opts: EvalOptions) -> EvalReport:
     )
 
 
+
+
+def _evaluate_task(opts: EvalOptions, task: str, t0: float) -> EvalReport:
+    from hubtune.config import DataConfig
+    from hubtune.taskdata import load_task_labeled
+    from hubtune.taskeval import evaluate_task_folder, load_task_model
+
+    names = load_task_model(opts.model, task).label_names
+    dc = DataConfig(dataset=opts.dataset, text_column=opts.text_column, text_pair_column=opts.text_pair_column,
+                    label_column=opts.label_column, encoding=opts.encoding, seed=opts.seed)
+    data = load_task_labeled(opts.dataset, dc, task, None if task == "regression" else names, max_samples=opts.limit)
+    metrics = evaluate_task_folder(opts.model, task, data.dataset)
+    return EvalReport(model=opts.model, dataset=opts.dataset, metrics=metrics, num_examples=len(data),
+                      seconds=round(time.perf_counter() - t0, 3), label_names=names)

@@ -149,7 +149,7 @@ def format_table(metrics: dict[str, Any]) -> str:
         lines += [f"{k:<16} {v:.4f}" for k, v in flat(metrics["metric_modules"]).items()]
     lines.append(f"{'examples':<16} {metrics.get('num_examples', 0)}")
     names = metrics.get("labels", [])
-    if names:
+    if names and "confusion_matrix" in metrics:
         w = max(10, *(len(n) for n in names)) + 1
         lines.append("")
         lines.append(f"{'label':<{w}} precision  recall     f1  support")

@@ -52,6 +52,23 @@ def head_kwargs(task: str, label_names: list[str]) -> dict[str, Any]:
     return out
 
 
+def head_task_of(source: str) -> str | None:
+    """The task a local folder's config.json tells (multi-label-classification, regression, token-classification),
+    None for anything else (a single-label classifier, a Hub id)."""
+    import json
+
+    path = Path(resolve_model_source(source)) / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if any(str(a).endswith("ForTokenClassification") for a in cfg.get("architectures") or []):
+        return "token-classification"
+    return {v: k for k, v in PROBLEM_TYPES.items()}.get(cfg.get("problem_type"))
+
+
 @dataclass
 class TaskModel:
     model: Any

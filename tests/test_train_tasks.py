@@ -144,6 +144,11 @@ def test_train_task(tiny_bert_dir, tmp_path, task, mode):
         for k in TASK_SUMMARY_KEYS[task]:
             if k in metrics:
                 assert res_card.metrics[k] == pytest.approx(metrics[k], abs=1e-6), k
+        from hubtune.evaluate import EvalOptions, evaluate
+
+        report = evaluate(EvalOptions(model=str(model_dir), dataset=str(DATA[task])))  # the folder tells its task
+        assert report.metrics["task"] == task and report.num_examples == 48
+        assert set(TASK_SUMMARY_KEYS[task][:3]) <= set(report.metrics)
 
 
 def test_list_labels_with_the_default_task_name_the_multilabel_task(tmp_path):
