@@ -215,3 +215,19 @@ def test_train_and_push_token_classification_lora_is_verified(tmp_path):
     assert config["architectures"] == ["BertForTokenClassification"]
     card_text = (out / "merged" / "README.md").read_text()
     assert "type: token-classification" in card_text and "F1 (entities, seqeval)" in card_text
+
+
+def test_conll_style_int_tags_with_classlabel_names(tmp_path):
+    """conll2003's layout: integer tags whose names are the feature's ClassLabel (kept by a parquet file)."""
+    from datasets import ClassLabel, Dataset, Features, Sequence, Value
+
+    from hubtune.config import DataConfig
+    from hubtune.taskdata import load_task_train_eval
+
+    names = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    feats = Features({"tokens": Sequence(Value("string")), "ner_tags": Sequence(ClassLabel(names=names))})
+    rows = {"tokens": [["Anna", "Berg", "in", "Oslo"]] * 6, "ner_tags": [[1, 2, 0, 3]] * 6}
+    Dataset.from_dict(rows, features=feats).to_parquet(str(tmp_path / "conll.parquet"))
+    data = load_task_train_eval(DataConfig(dataset=str(tmp_path / "conll.parquet")), "token-classification")
+    assert data.label_names == names  # the dataset's order, not re-sorted
+    assert data.train.dataset[0]["tags"] == [1, 2, 0, 3]
