@@ -231,3 +231,21 @@ def test_conll_style_int_tags_with_classlabel_names(tmp_path):
     data = load_task_train_eval(DataConfig(dataset=str(tmp_path / "conll.parquet")), "token-classification")
     assert data.label_names == names  # the dataset's order, not re-sorted
     assert data.train.dataset[0]["tags"] == [1, 2, 0, 3]
+
+
+def test_task_options_checked_before_any_work():
+    from hubtune.config import TrainConfig, resolve
+    from hubtune.errors import ConfigError
+    from hubtune.train.taskrun import best_metric
+
+    def cfg(**kw):
+        return resolve(TrainConfig, None, {"base_model": "b", "data.dataset": "d.csv", **kw})
+
+    assert best_metric(cfg(task="regression")) == ("mse", False)  # the classifier default maps to the task's
+    assert best_metric(cfg(task="regression", metric_for_best_model="pearson")) == ("pearson", True)
+    assert best_metric(cfg(task="token-classification")) == ("f1", True)
+    assert best_metric(cfg(task="multi-label-classification")) == ("f1_macro", True)
+    with pytest.raises(ConfigError, match="task regression measures"):
+        best_metric(cfg(task="regression", metric_for_best_model="accuracy"))
+    with pytest.raises(ConfigError, match="expected --mode full or lora"):
+        cfg(task="token-classification", mode="ia3").validate()
