@@ -59,7 +59,8 @@ LOWER_IS_BETTER = ("mse", "mae", "rmse")
 
 def best_metric(cfg: TrainConfig) -> tuple[str, bool]:
     """The metric that chooses the checkpoint and whether larger is better: the config's when it names one of the
-    task's metrics, the task's default (MSE, entity F1) when it is left at the classifier default f1_macro, which multi-label measures too."""
+    task's metrics; the task's default (MSE, entity F1) when it is left at the classifier default f1_macro, which
+    multi-label classification measures too."""
     keys = TASK_SUMMARY_KEYS[cfg.task]
     if cfg.metric_for_best_model == "f1_macro" and "f1_macro" not in keys:
         return TASK_BEST_METRIC[cfg.task]
