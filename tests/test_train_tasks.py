@@ -249,3 +249,12 @@ def test_task_options_checked_before_any_work():
         best_metric(cfg(task="regression", metric_for_best_model="accuracy"))
     with pytest.raises(ConfigError, match="expected --mode full or lora"):
         cfg(task="token-classification", mode="ia3").validate()
+
+
+def test_train_and_push_refuses_a_lower_is_better_gate(tmp_path):
+    from .conftest import run_cli
+
+    res = run_cli("train-and-push", "--base-model", "b", "--dataset", str(DATA["regression"]), "--set", "task=regression",
+                  "--repo-id", "org/m", "--min-metric", "mse=0.5", "-o", str(tmp_path / "run"))
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "--min-metric mse" in res.stderr and "pearson" in res.stderr
