@@ -198,3 +198,13 @@ def test_token_classification_matches_pipeline(ner_dir, tmp_path, backend):
         assert [(e["entity_group"], e["word"], e["start"], e["end"]) for e in got] == [
             (e["entity_group"], e["word"], e["start"], e["end"]) for e in want]
         np.testing.assert_allclose([e["score"] for e in got], [e["score"] for e in want], atol=1e-4)
+
+
+def test_resume_refuses_changed_threshold_and_task(multilabel_dir, tmp_path):
+    from hubtune.errors import ResumeMismatchError
+
+    predict(multilabel_dir, tmp_path, keep_parts=True)
+    with pytest.raises(ResumeMismatchError, match="threshold"):
+        predict(multilabel_dir, tmp_path, resume=True, threshold=0.9)
+    with pytest.raises(ResumeMismatchError, match="task"):
+        predict(multilabel_dir, tmp_path, resume=True, task="text-classification")
