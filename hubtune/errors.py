@@ -207,3 +207,10 @@ class ModelNotFoundError(ModelLoadError, FileNotFoundError):
     """A model path that is neither an existing directory nor a Hub id."""
 
     exit_code = 5
+
+
+class ModelTaskError(ModelLoadError, ValueError):
+    """A checkpoint without the trained head for the task asked (its weights would be newly initialised on load):
+    refused before any prediction, evaluation, export or card."""
+
+    exit_code = 59

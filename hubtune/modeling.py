@@ -20,8 +20,10 @@ from hubtune.endpoint import check_reachable, describe_endpoint, whole_sentences
 from hubtune.errors import MissingDependencyError, ModelLoadError, ModelNotFoundError, RunFileError
 from hubtune.layout import RunLayout
 from hubtune.security import check_model_config
+from hubtune.tasks import AUTO_CLASSES, FEATURE_EXTRACTION, TASKS, CheckpointTask, check_loading_info, resolve_task
 
 DEFAULT_MAX_LENGTH = 512
+CLASSIFIER_TASKS = tuple(t for t in TASKS if t != FEATURE_EXTRACTION)  # what load_classifier serves unless asked
 
 
 @dataclass
@@ -33,6 +35,8 @@ class LoadedModel:
     base_model: str | None
     source: str
     max_length: int
+    task: str = "text-classification"  # one of hubtune.tasks.TASKS
+    checkpoint: CheckpointTask | None = None  # what the checkpoint's files say (architecture, pooling)
 
 
 # alias -> (package, folder inside it, the Hub id of the same weights)
@@ -223,12 +227,22 @@ def load_classifier(
     trust_remote_code: bool = False,
     device: str | None = "cpu",
     torch_dtype: Any = None,
+    task: str | None = None,
+    served: Sequence[str] = CLASSIFIER_TASKS,
+    display: str | None = None,
 ) -> LoadedModel:
-    """Load a sequence classifier (full model or LoRA adapter) and its tokenizer, in eval mode."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+    """Load a classifier (full model or LoRA adapter) and its tokenizer, in eval mode, for ``task`` (``--task``;
+    None: the task the checkpoint has, among ``served``): a sequence classifier (single-label, multi-label,
+    regression), a token classifier, or with ``task="feature-extraction"`` the encoder alone. A checkpoint whose
+    head for that task is missing (its config names no such head, or loading it leaves weights newly
+    initialised) is a :class:`~hubtune.errors.ModelTaskError`, before anything is predicted with it; ``display``:
+    the model's name in that message (default ``source``)."""
+    import transformers
+    from transformers import AutoConfig, AutoTokenizer
 
     quiet_libraries(progress=True)
     dev = pick_device(device)
+    given = display or source
     source = resolve_model_source(source)
     local = Path(source)
     is_adapter = local.is_dir() and is_adapter_dir(local)
@@ -244,14 +258,20 @@ def load_classifier(
     base_model = None
     check_model_config(source, revision=revision)
     try:
+        cfg = AutoConfig.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
+    except Exception as exc:  # noqa: BLE001 - transformers raises OSError/ValueError/HF errors
+        raise model_load_error(source, exc) from exc
+    task, found = resolve_task(cfg, task, source=given, model_dir=local if local.is_dir() else None, served=served)
+    auto = getattr(transformers, AUTO_CLASSES[task])
+    info: dict[str, Any] | None = None
+    try:
         if local.is_dir() and is_bottleneck_dir(local):  # a bottleneck adapter (hubtune.adapterhub) on its base
             from hubtune.adapterhub import attach_bottleneck, bottleneck_base
 
             base_model = bottleneck_base(local)
             base_source = resolve_model_source(base_model)
             check_model_config(base_source)
-            cfg = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
-            base = AutoModelForSequenceClassification.from_pretrained(
+            base = auto.from_pretrained(
                 base_source, config=cfg, trust_remote_code=trust_remote_code, use_safetensors=True,
                 **dtype_kwargs(torch_dtype),
             )
@@ -262,8 +282,7 @@ def load_classifier(
             peft_cfg = PeftConfig.from_pretrained(source, revision=revision)
             base_model = peft_cfg.base_model_name_or_path
             check_model_config(base_model)
-            cfg = AutoConfig.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
-            base = AutoModelForSequenceClassification.from_pretrained(
+            base = auto.from_pretrained(
                 base_model,
                 config=cfg,
                 trust_remote_code=trust_remote_code,
@@ -272,11 +291,13 @@ def load_classifier(
             )
             model = PeftModel.from_pretrained(base, source, revision=revision)
         else:
-            model = AutoModelForSequenceClassification.from_pretrained(
+            model, info = auto.from_pretrained(
                 source,
+                config=cfg,
                 revision=revision,
                 trust_remote_code=trust_remote_code,
                 use_safetensors=True,
+                output_loading_info=True,
                 **dtype_kwargs(torch_dtype),
             )
             cfg = model.config
@@ -285,12 +306,13 @@ def load_classifier(
         raise
     except Exception as exc:  # noqa: BLE001 - transformers raises OSError/ValueError/HF errors
         raise model_load_error(source, exc) from exc
+    check_loading_info(given, task, found, info)  # an adapter brings its head (modules_to_save) itself
     ensure_pad_token(tokenizer, model.config, source)
     if cfg is not model.config:
         cfg.pad_token_id = model.config.pad_token_id
     model.to(dev)
     model.eval()
-    names = label_names_from_config(cfg)
+    names = label_names_from_config(cfg) if task != FEATURE_EXTRACTION else []
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
@@ -299,6 +321,8 @@ def load_classifier(
         base_model=base_model,
         source=source,
         max_length=effective_max_length(tokenizer, cfg),
+        task=task,
+        checkpoint=found,
     )
 
 

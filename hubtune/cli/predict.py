@@ -47,6 +47,8 @@ def batch_predict(
     token: Optional[str] = token_option(),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
     metric: Optional[List[str]] = typer.Option(None, "--metric", help="With labels: an evaluate metric module beside the built-in metrics: Hub id (org/name) or local folder; args after ':'. Repeatable."),
+    task: Optional[str] = typer.Option(None, "--task", help="text-classification, multi-label-classification, regression or token-classification (default: the task the checkpoint has; one without that head is refused, exit 59)."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="multi-label: a label is predicted when its sigmoid is over it (default 0.5)."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Batch-predict a dataset with a classifier into parquet/jsonl/csv (streamed, resumable, shardable)."""
@@ -92,6 +94,8 @@ def batch_predict(
             num_workers=num_workers,
             gpus_per_worker=gpus_per_worker,
             metric_modules=list(metric or []),
+            task=task,
+            threshold=threshold,
         )
     )
     if result.choice:

@@ -215,7 +215,8 @@ def run_chunk(runner: Runner, chunk: Chunk, batch_size: int, max_batch_tokens: i
     """Logits of the chunk's valid rows, in chunk order. Batches are length-sorted (longest first, little
     padding) and hold at most ``batch_size`` rows and ``max_batch_tokens`` tokens, which bounds the memory of the
     activations (attention scores grow with rows x length^2). A chunk of windows (``--long-text chunk``) runs
-    its windows and answers one row each (:func:`mean_over_windows`)."""
+    its windows and answers one row each (:func:`mean_over_windows`). A token classifier answers a logit per
+    token: [rows, the chunk's longest row, labels], each row's tokens first, zeros after them."""
     enc = chunk.encodings
     n = len(enc) if enc is not None else 0
     if enc is None or n == 0:
@@ -243,9 +244,13 @@ def run_chunk(runner: Runner, chunk: Chunk, batch_size: int, max_batch_tokens: i
             if enc.type_ids is not None:
                 types[r, : b - a] = enc.type_ids[a:b]
         logits = runner({"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
-        if out is None:
-            out = np.zeros((n, logits.shape[-1]), dtype=np.float32)
-        out[idx] = logits
+        if out is None:  # a logit per label, or per token and label (token classification: padded to the longest)
+            shape = (n, logits.shape[-1]) if logits.ndim == 2 else (n, int(lengths.max()), logits.shape[-1])
+            out = np.zeros(shape, dtype=np.float32)
+        if logits.ndim == 3:
+            out[idx, : logits.shape[1]] = logits
+        else:
+            out[idx] = logits
         start += size
     assert out is not None
     return out

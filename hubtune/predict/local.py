@@ -29,6 +29,7 @@ from hubtune.errors import EmptyDatasetError, RowError
 from hubtune.predict.batching import Chunk, prefetch, prepare_chunk, resolve_stride, run_chunk
 from hubtune.predict.choose import choose_runner
 from hubtune.predict.dataset import count_rows, label_feature, open_input
+from hubtune.predict.heads import run_head
 from hubtune.predict.options import PredictOptions, PredictResult, check_options, make_result
 from hubtune.predict.output import (
     assemble,
@@ -77,6 +78,7 @@ def _run(opts: PredictOptions, t0: float, fmt: str, output: Path, parts: Path, p
                                    parts / "_onnx_export", previous)
     label_names = runner.label_names
     max_length = opts.max_length or runner.max_length
+    head = run_head(runner, opts, cols, max_length)
     stride = resolve_stride(runner.tokenizer, max_length, opts.long_text, opts.stride, cols.text_pair)
     notices = list(runner.notices)
 
@@ -89,7 +91,8 @@ def _run(opts: PredictOptions, t0: float, fmt: str, output: Path, parts: Path, p
         start = total * opts.shard_index // opts.num_shards
         end = total * (opts.shard_index + 1) // opts.num_shards
     resolved = replace(opts, backend=choice["backend"], dtype=choice["dtype"])
-    prediction = prediction_settings(resolved, cols, label_names, max_length, getattr(runner, "onnx_path", None), stride)
+    prediction = prediction_settings(resolved, cols, label_names, max_length, getattr(runner, "onnx_path", None), stride,
+                                     head.task, head.threshold)
     manifest = new_manifest(opts, identity, label_names, spec, ds, cols, keep, fmt, start, end, total, prediction)
     manifest["choice"] = choice
     if previous is not None:
@@ -108,7 +111,10 @@ def _run(opts: PredictOptions, t0: float, fmt: str, output: Path, parts: Path, p
     from_row = start + done
     n_todo = None if end is None else max(0, end - from_row)
     feature = label_feature(ds, cols.label)
-    metrics_enabled = cols.label is not None and bool(label_names)
+    metrics_enabled = cols.label is not None and bool(label_names) and head.scores_metrics
+    if cols.label is not None and not head.scores_metrics:
+        notices.append(f"no metrics: batch-predict scores text-classification labels, and this model's task is "
+                       f"{head.task} (column {cols.label!r} is not compared)")
 
     needed = [c for c in dict.fromkeys([cols.text, cols.text_pair, cols.label, *keep]) if c]
     if metrics_enabled and not manifest["complete"]:
@@ -150,7 +156,7 @@ def _run(opts: PredictOptions, t0: float, fmt: str, output: Path, parts: Path, p
                 entry, notice = write_shard(
                     parts, f"shard-{chunk.index:05d}", chunk, logits, keep=keep, label_names=label_names,
                     all_scores=opts.all_scores, label_column=cols.label if metrics_enabled else None,
-                    feature=feature, source=opts.dataset,
+                    feature=feature, source=opts.dataset, head=head,
                 )
                 entry = {"index": chunk.index, **entry}
                 if notice:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from hubtune.errors import ConfigError
+from hubtune.tasks import check_task_name
 
 OUTPUT_FORMATS = (".parquet", ".jsonl", ".csv")
 BACKENDS = ("auto", "torch", "onnx")
@@ -66,6 +67,10 @@ class PredictOptions:
     # evaluate modules (--metric) computed beside the built-in metrics when the rows have labels; they read the
     # predictions only, so they are not part of the resume identity
     metric_modules: list[str] = field(default_factory=list)
+    # the model's task (hubtune.tasks.TASKS): None reads it from the checkpoint; a checkpoint without its head
+    # is refused (ModelTaskError)
+    task: str | None = None
+    threshold: float | None = None  # multi-label: a label is predicted when its sigmoid is over it (None: 0.5)
 
 
 @dataclass
@@ -94,6 +99,7 @@ class PredictResult:
     truncated_rows: int = 0
     # {"mode": truncate|chunk, "max_length", "stride", "chunked_rows": rows scored over 2+ windows, "windows"}
     long_text: dict[str, Any] = field(default_factory=dict)
+    task: str = "text-classification"  # the task predicted (hubtune.tasks)
 
 
 @dataclass
@@ -154,6 +160,9 @@ def check_options(opts: PredictOptions) -> str:
         )
     if opts.limit is not None and opts.limit < 0:
         raise ConfigError(f"--limit must be >= 0, found {opts.limit}")
+    check_task_name(opts.task)
+    if opts.threshold is not None and not 0.0 <= opts.threshold <= 1.0:
+        raise ConfigError(f"--threshold must be between 0 and 1 (a sigmoid score), found {opts.threshold}")
     if opts.resume and opts.overwrite:
         raise ConfigError("--resume and --overwrite contradict each other; pass one of them")
     return fmt
@@ -184,5 +193,6 @@ def make_result(
         notices=notices,
         truncated_rows=done.get("truncated_rows", 0),
         long_text=done.get("long_text", {}),
+        task=done.get("task") or "text-classification",
         **extra,
     )

@@ -39,10 +39,11 @@ MANIFEST_VERSION = 2
 PREDICTION_FIELDS = {
     "backend": "--backend", "onnx_file": "--onnx-file", "onnx_sha256": "--onnx-file", "dtype": "--dtype",
     "max_length": "--max-length", "text_column": "--text-column", "text_pair_column": "--text-pair-column",
-    "label_names": "--model", "long_text": "--long-text", "stride": "--stride",
+    "label_names": "--model", "long_text": "--long-text", "stride": "--stride", "task": "--task",
+    "threshold": "--threshold",
 }
 # what a manifest written before a field existed meant by it
-PREDICTION_DEFAULTS = {"long_text": "truncate", "stride": None}
+PREDICTION_DEFAULTS = {"long_text": "truncate", "stride": None, "task": "text-classification", "threshold": None}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -175,10 +176,10 @@ def compare_manifest(prev: dict[str, Any], cur: dict[str, Any], output: Path) ->
 
 def prediction_settings(
     opts: PredictOptions, cols: Any, label_names: list[str] | None, max_length: int | None, onnx_path: Path | None,
-    stride: int | None = None,
+    stride: int | None = None, task: str = "text-classification", threshold: float | None = None,
 ) -> dict[str, Any]:
     """Everything besides the model and the data that changes a prediction (see PREDICTION_FIELDS); ``stride``:
-    the resolved ``--stride`` of ``--long-text chunk``."""
+    the resolved ``--stride`` of ``--long-text chunk``; ``task`` and the multi-label ``threshold`` as resolved."""
     from hubtune.parity import file_sha256
 
     onnx = opts.backend == "onnx" and onnx_path is not None
@@ -193,6 +194,8 @@ def prediction_settings(
         "label_names": list(label_names) if label_names is not None else None,
         "long_text": opts.long_text,
         "stride": stride,
+        "task": task,
+        "threshold": threshold,
     }
 
 
@@ -415,6 +418,7 @@ def assemble(
         "meta_path": str(meta_path),
         "metrics": metrics,
         "row_range": [start, meta["range"]["end"]],
+        "task": (manifest.get("prediction") or {}).get("task", PREDICTION_DEFAULTS["task"]),
         **long_text,
     }
 
@@ -483,6 +487,12 @@ def merge_predictions(parts: Sequence[str], output: str, *, overwrite: bool = Fa
                 f"part: re-run the odd part with --backend {path0.get('backend')} --dtype {path0.get('dtype')}"
             )
         lt, lt0 = (path.get("long_text", "truncate"), path.get("stride")), (path0.get("long_text", "truncate"), path0.get("stride"))
+        tk, tk0 = ((x.get("task", PREDICTION_DEFAULTS["task"]), x.get("threshold")) for x in (path, path0))
+        if tk != tk0:
+            raise ResumeMismatchError(
+                f"{p} was predicted as {tk[0]} (threshold {tk[1]}), {p0} as {tk0[0]} (threshold {tk0[1]}); expected one "
+                f"task for every part: re-run the odd part with --task {tk0[0]}"
+            )
         if lt != lt0:
             raise ResumeMismatchError(
                 f"{p} was predicted with --long-text {lt[0]} (stride {lt[1]}), {p0} with --long-text {lt0[0]} (stride "

@@ -10,7 +10,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from hubtune.errors import ConfigError, MissingDependencyError, ModelLoadError
+from hubtune.predict.heads import PREDICT_TASKS
 from hubtune.predict.options import PredictOptions
+from hubtune.tasks import SEQUENCE_TASKS, TEXT_CLASSIFICATION
 
 
 class Runner(Protocol):
@@ -21,6 +23,7 @@ class Runner(Protocol):
     label_names: list[str]
     max_length: int
     device: str
+    task: str  # hubtune.tasks: what the logits mean (a row's classes or value, or a logit per token)
     notices: list[str]  # what the user should know (e.g. an ONNX file exported on the fly)
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray: ...
@@ -39,9 +42,11 @@ class TorchRunner:
         if opts.dtype == "fp16" and not self.device.startswith("cuda"):
             raise ConfigError("--dtype fp16 needs a CUDA GPU (--device cuda); on CPU use --dtype fp32 or bf16")
         loaded = load_classifier(
-            str(model_dir), device=self.device, torch_dtype=dtype, trust_remote_code=opts.trust_remote_code
+            str(model_dir), device=self.device, torch_dtype=dtype, trust_remote_code=opts.trust_remote_code,
+            task=opts.task, served=PREDICT_TASKS, display=opts.model,
         )
         self.loaded = loaded
+        self.task = loaded.task
         self.tokenizer = loaded.tokenizer
         self.label_names = loaded.label_names
         self.max_length = loaded.max_length
@@ -81,14 +86,15 @@ def find_onnx(model_dir: Path, onnx_file: str | None) -> Path | None:
     return None
 
 
-def export_missing_onnx(model_dir: Path, export_dir: Path) -> tuple[Path, str]:
-    """Export ``model_dir`` to ``export_dir/model.onnx`` (unless an earlier run did): (the file, a notice)."""
+def export_missing_onnx(model_dir: Path, export_dir: Path, task: str = TEXT_CLASSIFICATION) -> tuple[Path, str]:
+    """Export ``model_dir`` to ``export_dir/model.onnx`` (unless an earlier run did): (the file, a notice).
+    A token classifier goes through the torch exporter (its ``logits`` per token), whichever is installed."""
     from hubtune.onnx_tools import FP32_FILE, export_onnx
 
     target = export_dir / FP32_FILE
     if not target.is_file():
         try:
-            info = export_onnx(model_dir, export_dir)
+            info = export_onnx(model_dir, export_dir, exporter="auto" if task in SEQUENCE_TASKS else "torch")
         except (MissingDependencyError, ModelLoadError):
             raise
         except Exception as exc:  # noqa: BLE001
@@ -113,6 +119,7 @@ class OnnxRunner:
 
         from hubtune.modeling import effective_max_length, ensure_pad_token, label_names_from_config
         from hubtune.onnx_tools import session as ort_session
+        from hubtune.tasks import resolve_task
 
         if opts.dtype not in ("fp32", "int8"):
             raise ConfigError(
@@ -126,6 +133,9 @@ class OnnxRunner:
             )
         from hubtune.onnx_tools import QUANTIZED_FILE
 
+        cfg = AutoConfig.from_pretrained(model_dir, trust_remote_code=opts.trust_remote_code)
+        # the graph answers the head the weights have: a checkpoint without it is refused before any export
+        self.task, _found = resolve_task(cfg, opts.task, source=opts.model, model_dir=model_dir, served=PREDICT_TASKS)
         self.notices: list[str] = []
         if opts.dtype == "int8" and not opts.onnx_file:
             if not (model_dir / "onnx" / QUANTIZED_FILE).is_file():
@@ -135,7 +145,7 @@ class OnnxRunner:
                 )
         onnx_path = find_onnx(model_dir, opts.onnx_file or (QUANTIZED_FILE if opts.dtype == "int8" else None))
         if onnx_path is None:
-            onnx_path, notice = export_missing_onnx(model_dir, export_dir)
+            onnx_path, notice = export_missing_onnx(model_dir, export_dir, self.task)
             self.notices.append(notice)
         else:
             from hubtune.onnx_tools import check_matches_weights
@@ -157,7 +167,6 @@ class OnnxRunner:
         self.device = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_name = self.session.get_outputs()[0].name
-        cfg = AutoConfig.from_pretrained(model_dir, trust_remote_code=opts.trust_remote_code)
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=opts.trust_remote_code)
         ensure_pad_token(self.tokenizer, cfg, str(model_dir))
         self.label_names = label_names_from_config(cfg)

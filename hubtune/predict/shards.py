@@ -14,13 +14,22 @@ import numpy as np
 
 from hubtune.errors import LabelError
 from hubtune.predict.batching import Chunk
+from hubtune.predict.heads import Head, task_columns
 
 
-def _shard_table(chunk: Chunk, logits: np.ndarray, keep: list[str], label_names: list[str], all_scores: bool) -> Any:
+def _shard_table(chunk: Chunk, logits: np.ndarray, keep: list[str], label_names: list[str], all_scores: bool,
+                 head: Head | None = None) -> Any:
     import pyarrow as pa
 
     from hubtune.metrics import softmax
 
+    if head is not None and not head.scores_metrics:  # multi-label, regression, token classification
+        cols = {"row_id": pa.array(chunk.start + chunk.valid, type=pa.int64())}
+        for c in keep:
+            cols[c] = pa.array([chunk.columns[c][i] for i in chunk.valid])
+        texts = [chunk.columns[head.text_column][i] for i in chunk.valid] if head.text_column else []
+        cols.update(task_columns(head, logits, texts))
+        return pa.table(cols), None, None
     probs = softmax(logits) if len(logits) else np.zeros((0, len(label_names)), dtype=np.float32)
     pred = probs.argmax(-1) if len(probs) else np.zeros(0, dtype=np.int64)
     valid = chunk.valid
@@ -49,11 +58,13 @@ def write_shard(
     label_column: str | None,
     feature: Any,
     source: str,
+    head: Head | None = None,
 ) -> tuple[dict[str, Any], str | None]:
     """Write one chunk's files under ``parts`` (NAME.parquet, NAME.errors.jsonl, NAME.eval.npz; each atomically,
     the parquet last) and return its manifest entry, plus a notice when its labels cannot be scored
-    (``label_column=None``: no eval file). Shared by the local and the Ray engine."""
-    table, probs, pred = _shard_table(chunk, logits, keep, label_names, all_scores)
+    (``label_column=None``: no eval file). ``head``: the run's task (None: text-classification); only a
+    single-label task writes the eval file. Shared by the local and the Ray engine."""
+    table, probs, pred = _shard_table(chunk, logits, keep, label_names, all_scores, head)
     entry: dict[str, Any] = {
         "file": f"{name}.parquet",
         "start": chunk.start,
@@ -70,7 +81,7 @@ def write_shard(
         lines = "".join(json.dumps({"row_id": chunk.start + p, "reason": r}) + "\n" for p, r in chunk.errors)
         entry["errors_file"] = f"{name}.errors.jsonl"
         _atomic_bytes(lines.encode("utf-8"), parts / entry["errors_file"])
-    if label_column is not None and label_names:
+    if label_column is not None and label_names and probs is not None:
         try:
             labels_raw = [chunk.columns[label_column][i] for i in chunk.valid]
             pos, ids = _label_ids(labels_raw, feature, label_names, source)
