@@ -215,6 +215,11 @@ def _run(ray: Any, opts: PredictOptions, t0: float, fmt: str, workers: int, outp
     probe, choice = choose_runner(opts, model_dir, identity, lambda n: ds.select_columns(texts).take(n if opts.limit is None else min(n, opts.limit)), cols,
                                   parts / "_onnx_export", previous)
     notices += probe.notices
+    if getattr(probe, "task", "text-classification") != "text-classification":
+        raise ConfigError(
+            f"--engine ray with a {probe.task} model: the Ray engine writes text-classification columns only; "
+            "expected a text-classification model, or run it with --engine local (--num-shards for several processes)"
+        )
     onnx_path = getattr(probe, "onnx_path", None)
     stride = resolve_stride(probe.tokenizer, opts.max_length or probe.max_length, opts.long_text, opts.stride, cols.text_pair)
     del probe
