@@ -36,6 +36,7 @@ INFO_FILE = "export_info.json"
 EXPORTERS = ("auto", "optimum", "torch")
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 OUTPUT_NAME = "logits"
+HIDDEN_OUTPUT = "last_hidden_state"  # an encoder's graph (feature-extraction), as Optimum names it
 DYNAMIC_AXES = ("batch_size", "sequence_length")
 DEFAULT_OPSET = 18  # what Optimum uses for BERT-like encoders
 TOKENIZER_FILES = (
@@ -89,7 +90,7 @@ def copy_model_files(model_dir: Path, out: Path) -> None:
             shutil.copy2(src, out / name)
 
 
-def _torch_export(model: Any, tokenizer: Any, out_file: Path, opset: int) -> None:
+def _torch_export(model: Any, tokenizer: Any, out_file: Path, opset: int, output: str = OUTPUT_NAME) -> None:
     import torch
 
     params = inspect.signature(model.forward).parameters
@@ -109,7 +110,7 @@ def _torch_export(model: Any, tokenizer: Any, out_file: Path, opset: int) -> Non
             kw = {"input_ids": input_ids, "attention_mask": attention_mask}
             if token_type_ids is not None:
                 kw["token_type_ids"] = token_type_ids
-            return self.inner(**kw).logits
+            return getattr(self.inner(**kw), output)
 
     # two rows of different lengths, so neither axis is specialised to a constant
     sample = tokenizer(["an example text that is a little longer than the other one", "short"],
@@ -120,7 +121,7 @@ def _torch_export(model: Any, tokenizer: Any, out_file: Path, opset: int) -> Non
     wrapped = Logits(model).eval()
     with torch.no_grad():
         program = torch.onnx.export(
-            wrapped, args, None, input_names=names, output_names=[OUTPUT_NAME], dynamic_shapes=shapes,
+            wrapped, args, None, input_names=names, output_names=[output], dynamic_shapes=shapes,
             dynamo=True, external_data=False, opset_version=opset, optimize=True, verbose=False,
         )
     if program is None:  # pragma: no cover - torch always returns the program for f=None
@@ -128,31 +129,35 @@ def _torch_export(model: Any, tokenizer: Any, out_file: Path, opset: int) -> Non
     program.save(str(out_file), external_data=False)
 
 
-def _optimum_export(model_dir: Path, out: Path, opset: int | None) -> None:
+def _optimum_export(model_dir: Path, out: Path, opset: int | None, task: str = "text-classification") -> None:
     from optimum.exporters.onnx import main_export
 
-    main_export(str(model_dir), output=str(out), task="text-classification", opset=opset,
+    main_export(str(model_dir), output=str(out), task=task, opset=opset,
                 do_validation=False, local_files_only=True)
 
 
 def export_onnx(model_dir: Path, out: Path, *, model: Any = None, tokenizer: Any = None, opset: int | None = None,
-                exporter: str = "auto") -> dict[str, Any]:
+                exporter: str = "auto", task: str | None = None) -> dict[str, Any]:
     """Write ``out/model.onnx`` (+ config and tokenizer) for the classifier in ``model_dir``; returns the facts
-    of the export (exporter, opset, the source weights' sha256) that also go to ``out/export_info.json``."""
+    of the export (exporter, opset, the source weights' sha256) that also go to ``out/export_info.json``.
+    ``task`` ``feature-extraction``: the encoder alone, its graph answering ``last_hidden_state``."""
     from hubtune.parity import file_sha256, weight_files
 
     name = choose_exporter(exporter)
+    embed = task == "feature-extraction"
     out.mkdir(parents=True, exist_ok=True)
     with _quiet():
         if name == "optimum":
-            _optimum_export(model_dir, out, opset)
+            _optimum_export(model_dir, out, opset, task="feature-extraction" if embed else "text-classification")
         else:
             if model is None or tokenizer is None:
                 from hubtune.modeling import load_classifier
+                from hubtune.tasks import TASKS
 
-                loaded = load_classifier(str(model_dir), device="cpu")
+                loaded = load_classifier(str(model_dir), device="cpu", **({"task": task, "served": TASKS} if embed else {}))
                 model, tokenizer = loaded.model, loaded.tokenizer
-            _torch_export(model, tokenizer, out / FP32_FILE, opset or DEFAULT_OPSET)
+            _torch_export(model, tokenizer, out / FP32_FILE, opset or DEFAULT_OPSET,
+                          output=HIDDEN_OUTPUT if embed else OUTPUT_NAME)
             copy_model_files(model_dir, out)
     if not (out / FP32_FILE).is_file():
         raise ExportParityError(f"the exporter wrote no {FP32_FILE} in {out}; expected one ONNX graph for text-classification")
@@ -162,8 +167,10 @@ def export_onnx(model_dir: Path, out: Path, *, model: Any = None, tokenizer: Any
         "exporter_name": name,
         "opset": graph_opset(out / FP32_FILE),
         "source_weights": {w.name: file_sha256(w) for w in weights},
-        "task": "text-classification",
+        "task": task or "text-classification",
     }
+    if embed:
+        info["output"] = HIDDEN_OUTPUT
     write_info(out, info)
     return info
 

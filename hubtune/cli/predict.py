@@ -47,8 +47,9 @@ def batch_predict(
     token: Optional[str] = token_option(),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
     metric: Optional[List[str]] = typer.Option(None, "--metric", help="With labels: an evaluate metric module beside the built-in metrics: Hub id (org/name) or local folder; args after ':'. Repeatable."),
-    task: Optional[str] = typer.Option(None, "--task", help="text-classification, multi-label-classification, regression or token-classification (default: the task the checkpoint has; one without that head is refused, exit 59)."),
+    task: Optional[str] = typer.Option(None, "--task", help="text-classification, multi-label-classification, regression, token-classification or feature-extraction (embeddings; default: the task the checkpoint has; one without that head is refused, exit 59)."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="multi-label: a label is predicted when its sigmoid is over it (default 0.5)."),
+    normalize: Optional[bool] = typer.Option(None, "--normalize/--no-normalize", help="feature-extraction: unit-length embeddings (default: what the model's sentence-transformers config says; a bare encoder: not normalised)."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Batch-predict a dataset with a classifier into parquet/jsonl/csv (streamed, resumable, shardable)."""
@@ -96,6 +97,7 @@ def batch_predict(
             metric_modules=list(metric or []),
             task=task,
             threshold=threshold,
+            normalize=normalize,
         )
     )
     if result.choice:

@@ -203,9 +203,19 @@ def rows_per_second(runner: Runner, chunk: Chunk, opts: PredictOptions) -> float
     return len(timed.valid) / max(time.perf_counter() - t, 1e-9)
 
 
-def agreement(reduced: np.ndarray, reference: np.ndarray) -> float:
-    """The fraction of rows whose label (argmax) is the same."""
-    return float((reduced.argmax(-1) == reference.argmax(-1)).mean()) if len(reference) else 1.0
+EMBEDDING_ROW_COSINE = 0.999  # feature-extraction: a row agrees when its embedding's cosine with fp32's is over this
+
+
+def agreement(reduced: np.ndarray, reference: np.ndarray, task: str = "") -> float:
+    """The fraction of rows whose label (argmax) is the same; of embeddings (``task`` feature-extraction), the
+    fraction whose cosine with the fp32 embedding is at least EMBEDDING_ROW_COSINE."""
+    if not len(reference):
+        return 1.0
+    if task == "feature-extraction":
+        from hubtune.embeddings import cosine_rows
+
+        return float((cosine_rows(reduced, reference) >= EMBEDDING_ROW_COSINE).mean())
+    return float((reduced.argmax(-1) == reference.argmax(-1)).mean())
 
 
 def choose_runner(
@@ -318,7 +328,8 @@ def choose_runner(
         s = the_sample()
         agree = {
             "value": round(agreement(run_chunk(runner, s, opts.batch_size, opts.max_batch_tokens),
-                                     run_chunk(ref, s, opts.batch_size, opts.max_batch_tokens)), 6),
+                                     run_chunk(ref, s, opts.batch_size, opts.max_batch_tokens),
+                                     getattr(runner, "task", "")), 6),
             "rows": int(len(s.valid)), "against": "/".join(ref_pair), "min": opts.min_agreement,
         }
         pct = f"{100 * agree['value']:.2f}% of {agree['rows']} rows"

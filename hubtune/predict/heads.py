@@ -7,6 +7,8 @@
 ``token-classification``        ``entities``: a list of {entity_group, score, word, start, end} per row, the
                                 character offsets into the text, grouped as ``pipeline("token-classification",
                                 aggregation_strategy="simple")`` groups them (its own code does the grouping)
+``feature-extraction``          ``embedding``: the text's vector, a fixed-size list of float32 (the pooling and
+                                normalisation of :mod:`hubtune.embeddings`, which the runner applies)
 
 The scores are those ``pipeline()`` gives: ``function_to_apply="sigmoid"`` for multi-label, ``"none"`` for
 regression.
@@ -19,11 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from hubtune.embeddings import EMBEDDING_COLUMN
 from hubtune.errors import ConfigError
 from hubtune.tasks import FEATURE_EXTRACTION, MULTI_LABEL, REGRESSION, TEXT_CLASSIFICATION, TOKEN_CLASSIFICATION
 
-PREDICT_TASKS = (TEXT_CLASSIFICATION, MULTI_LABEL, REGRESSION, TOKEN_CLASSIFICATION)
+PREDICT_TASKS = (TEXT_CLASSIFICATION, MULTI_LABEL, REGRESSION, TOKEN_CLASSIFICATION, FEATURE_EXTRACTION)
 DEFAULT_THRESHOLD = 0.5
+LIST_COLUMNS = {MULTI_LABEL: "labels", TOKEN_CLASSIFICATION: "entities", FEATURE_EXTRACTION: EMBEDDING_COLUMN}
 
 
 @dataclass
@@ -37,6 +41,7 @@ class Head:
     tokenizer: Any = None
     text_column: str | None = None
     max_length: int | None = None
+    embedding_dim: int | None = None  # feature-extraction: the vector's size (the column's type when a chunk is empty)
     _grouper: Any = None
 
     @property
@@ -55,8 +60,15 @@ def run_head(runner: Any, opts: Any, cols: Any, max_length: int | None) -> Head:
     :class:`~hubtune.predict.options.PredictOptions`; ``cols``: the input's columns)."""
     task = getattr(runner, "task", TEXT_CLASSIFICATION)
     check_task_options(task, opts.long_text, cols.text_pair, opts.threshold)
+    if str(opts.output).lower().endswith(".csv") and task in LIST_COLUMNS:
+        raise ConfigError(
+            f"--output {opts.output}: a {task} run writes {LIST_COLUMNS[task]!r}, a list per row, which CSV cannot "
+            "hold; expected --output with .parquet (a typed list column) or .jsonl"
+        )
     threshold = (DEFAULT_THRESHOLD if opts.threshold is None else float(opts.threshold)) if task == MULTI_LABEL else None
-    return make_head(task, runner.label_names, threshold, runner.tokenizer, cols.text, max_length)
+    head = make_head(task, runner.label_names, threshold, runner.tokenizer, cols.text, max_length)
+    head.embedding_dim = getattr(runner, "embedding_dim", None)
+    return head
 
 
 def check_task_options(task: str, long_text: str, pair_column: str | None, threshold: float | None) -> None:
@@ -67,10 +79,11 @@ def check_task_options(task: str, long_text: str, pair_column: str | None, thres
             f"--long-text chunk averages the class probabilities of a text's windows, and this model's task is {task}; "
             "expected a text-classification model: use --long-text truncate (the rows cut are counted)"
         )
-    if pair_column and task == TOKEN_CLASSIFICATION:
+    if pair_column and task in (TOKEN_CLASSIFICATION, FEATURE_EXTRACTION):
+        what = "tags the tokens of one text" if task == TOKEN_CLASSIFICATION else "embeds one text"
         raise ConfigError(
-            f"--text-pair-column {pair_column} with a token-classification model, which tags the tokens of one text; "
-            "expected single texts: drop --text-pair-column"
+            f"--text-pair-column {pair_column} with a {task} model, which {what}; expected single texts: drop "
+            "--text-pair-column"
         )
     if threshold is not None and task != MULTI_LABEL:
         raise ConfigError(
@@ -106,7 +119,22 @@ def task_columns(head: Head, logits: Any, texts: list[str]) -> dict[str, Any]:
         return {"score": pa.array(values, type=pa.float32())}
     if head.task == TOKEN_CLASSIFICATION:
         return {"entities": pa.array(token_entities(head, logits, texts), type=ENTITY_TYPE())}
+    if head.task == FEATURE_EXTRACTION:
+        vectors = np.asarray(logits, dtype=np.float32)
+        if not len(vectors):
+            vectors = np.zeros((0, head.embedding_dim or 0), np.float32)
+        return {EMBEDDING_COLUMN: embedding_array(vectors)}
     raise ConfigError(f"task {head.task} has no output columns in batch-predict; expected one of {', '.join(PREDICT_TASKS)}")
+
+
+def embedding_array(vectors: np.ndarray) -> Any:
+    """[rows, dim] float32 as a pyarrow fixed-size list column (parquet and ``datasets`` read back a
+    list<float32> of fixed length ``dim``)."""
+    import pyarrow as pa
+
+    dim = int(vectors.shape[1]) if vectors.ndim == 2 else 0
+    flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1), type=pa.float32())
+    return pa.FixedSizeListArray.from_arrays(flat, dim)
 
 
 def ENTITY_TYPE() -> Any:  # noqa: N802 - a type, built when pyarrow is imported

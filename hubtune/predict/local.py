@@ -92,7 +92,7 @@ def _run(opts: PredictOptions, t0: float, fmt: str, output: Path, parts: Path, p
         end = total * (opts.shard_index + 1) // opts.num_shards
     resolved = replace(opts, backend=choice["backend"], dtype=choice["dtype"])
     prediction = prediction_settings(resolved, cols, label_names, max_length, getattr(runner, "onnx_path", None), stride,
-                                     head.task, head.threshold)
+                                     head.task, head.threshold, getattr(runner, "pooling", None))
     manifest = new_manifest(opts, identity, label_names, spec, ds, cols, keep, fmt, start, end, total, prediction)
     manifest["choice"] = choice
     if previous is not None:

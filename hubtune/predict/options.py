@@ -71,6 +71,8 @@ class PredictOptions:
     # is refused (ModelTaskError)
     task: str | None = None
     threshold: float | None = None  # multi-label: a label is predicted when its sigmoid is over it (None: 0.5)
+    # feature-extraction: unit-length embeddings (None: what the model's sentence-transformers config says)
+    normalize: bool | None = None
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """What a run writes, and how it is put together (both engines):
 
-    OUTPUT                      preds.parquet | preds.jsonl | preds.csv  (row_id, kept columns, label, score[, score_<label>...])
+    OUTPUT                      preds.parquet | preds.jsonl | preds.csv  (row_id, kept columns, label, score[, score_<label>...];
+                                the other tasks' columns: hubtune.predict.heads)
     OUTPUT.parts/               while running: one set of shard files per chunk + manifest.json (removed once OUTPUT is assembled)
     OUTPUT.errors.jsonl         rows that could not be processed: {"row_id", "reason"}
     OUTPUT.metrics.json         when the dataset has labels: metrics.classification_metrics of the predictions
@@ -40,10 +41,11 @@ PREDICTION_FIELDS = {
     "backend": "--backend", "onnx_file": "--onnx-file", "onnx_sha256": "--onnx-file", "dtype": "--dtype",
     "max_length": "--max-length", "text_column": "--text-column", "text_pair_column": "--text-pair-column",
     "label_names": "--model", "long_text": "--long-text", "stride": "--stride", "task": "--task",
-    "threshold": "--threshold",
+    "threshold": "--threshold", "normalize": "--normalize", "pooling": "--model",
 }
 # what a manifest written before a field existed meant by it
-PREDICTION_DEFAULTS = {"long_text": "truncate", "stride": None, "task": "text-classification", "threshold": None}
+PREDICTION_DEFAULTS = {"long_text": "truncate", "stride": None, "task": "text-classification", "threshold": None,
+                       "normalize": None, "pooling": None}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -177,9 +179,11 @@ def compare_manifest(prev: dict[str, Any], cur: dict[str, Any], output: Path) ->
 def prediction_settings(
     opts: PredictOptions, cols: Any, label_names: list[str] | None, max_length: int | None, onnx_path: Path | None,
     stride: int | None = None, task: str = "text-classification", threshold: float | None = None,
+    pooling: Any = None,
 ) -> dict[str, Any]:
     """Everything besides the model and the data that changes a prediction (see PREDICTION_FIELDS); ``stride``:
-    the resolved ``--stride`` of ``--long-text chunk``; ``task`` and the multi-label ``threshold`` as resolved."""
+    the resolved ``--stride`` of ``--long-text chunk``; ``task`` and the multi-label ``threshold`` as resolved;
+    ``pooling``: a feature-extraction run's :class:`~hubtune.embeddings.Pooling` (mode, normalisation)."""
     from hubtune.parity import file_sha256
 
     onnx = opts.backend == "onnx" and onnx_path is not None
@@ -196,6 +200,8 @@ def prediction_settings(
         "stride": stride,
         "task": task,
         "threshold": threshold,
+        "normalize": pooling.normalize if pooling is not None else None,
+        "pooling": pooling.mode if pooling is not None else None,
     }
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from hubtune.errors import ConfigError, MissingDependencyError, ModelLoadError
 from hubtune.predict.heads import PREDICT_TASKS
 from hubtune.predict.options import PredictOptions
-from hubtune.tasks import SEQUENCE_TASKS, TEXT_CLASSIFICATION
+from hubtune.tasks import FEATURE_EXTRACTION, SEQUENCE_TASKS, TEXT_CLASSIFICATION
 
 
 class Runner(Protocol):
@@ -23,7 +23,7 @@ class Runner(Protocol):
     label_names: list[str]
     max_length: int
     device: str
-    task: str  # hubtune.tasks: what the logits mean (a row's classes or value, or a logit per token)
+    task: str  # hubtune.tasks: what the logits mean (a row's classes or value, a logit per token, an embedding)
     notices: list[str]  # what the user should know (e.g. an ONNX file exported on the fly)
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray: ...
@@ -55,13 +55,39 @@ class TorchRunner:
         # only the inputs the tokenizer makes: zeros as token_type_ids are not "none" to every model (GPT-2 adds
         # the embedding of token 0 to every position when it is given token_type_ids)
         self.input_names = set(getattr(self.tokenizer, "model_input_names", None) or feeds_all())
+        self.pooling = embedding_setup(self, model_dir, opts, loaded.model.config)
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         torch = self.torch
         with torch.inference_mode():
             batch = {k: torch.from_numpy(v).to(self.device, non_blocking=True) for k, v in feeds.items()
                      if k in self.input_names}
-            return self.loaded.model(**batch).logits.float().cpu().numpy()
+            out = self.loaded.model(**batch)
+            if self.pooling is not None:  # feature-extraction: the pooled last_hidden_state
+                from hubtune.embeddings import pool
+
+                return pool(out.last_hidden_state, batch["attention_mask"], self.pooling).cpu().numpy()
+            return out.logits.float().cpu().numpy()
+
+
+def embedding_setup(runner: Any, model_dir: Path, opts: PredictOptions, config: Any) -> Any:
+    """For a feature-extraction runner: its :class:`~hubtune.embeddings.Pooling` (the model's sentence-transformers
+    config, ``--normalize``), the vector size and sentence-transformers' ``max_seq_length``; None otherwise (a
+    ``--normalize`` for another task is refused)."""
+    if runner.task != FEATURE_EXTRACTION:
+        if opts.normalize is not None:
+            raise ConfigError(
+                f"--normalize/--no-normalize is for feature-extraction (embeddings), and this model's task is "
+                f"{runner.task}: drop it, or pass --task feature-extraction"
+            )
+        return None
+    from hubtune.embeddings import model_pooling
+
+    pooling = model_pooling(model_dir, opts.normalize)
+    if pooling.max_length:
+        runner.max_length = min(runner.max_length, pooling.max_length)
+    runner.embedding_dim = int(getattr(config, "hidden_size", 0) or 0) * len(pooling.mode.split("+"))
+    return pooling
 
 
 def feeds_all() -> list[str]:
@@ -88,13 +114,14 @@ def find_onnx(model_dir: Path, onnx_file: str | None) -> Path | None:
 
 def export_missing_onnx(model_dir: Path, export_dir: Path, task: str = TEXT_CLASSIFICATION) -> tuple[Path, str]:
     """Export ``model_dir`` to ``export_dir/model.onnx`` (unless an earlier run did): (the file, a notice).
-    A token classifier goes through the torch exporter (its ``logits`` per token), whichever is installed."""
+    A token classifier goes through the torch exporter (its ``logits`` per token), whichever is installed; an
+    encoder (feature-extraction) answers ``last_hidden_state``."""
     from hubtune.onnx_tools import FP32_FILE, export_onnx
 
     target = export_dir / FP32_FILE
     if not target.is_file():
         try:
-            info = export_onnx(model_dir, export_dir, exporter="auto" if task in SEQUENCE_TASKS else "torch")
+            info = export_onnx(model_dir, export_dir, exporter="auto" if task in SEQUENCE_TASKS else "torch", task=task)
         except (MissingDependencyError, ModelLoadError):
             raise
         except Exception as exc:  # noqa: BLE001
@@ -166,17 +193,34 @@ class OnnxRunner:
         self.session = ort_session(onnx_path, threads=opts.num_threads, providers=providers)
         self.device = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
         self.input_names = [i.name for i in self.session.get_inputs()]
-        self.output_name = self.session.get_outputs()[0].name
+        outputs = [o.name for o in self.session.get_outputs()]
+        self.output_name = outputs[0]
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=opts.trust_remote_code)
         ensure_pad_token(self.tokenizer, cfg, str(model_dir))
-        self.label_names = label_names_from_config(cfg)
+        self.label_names = label_names_from_config(cfg) if self.task != FEATURE_EXTRACTION else []
         self.max_length = effective_max_length(self.tokenizer, cfg)
+        self.pooling = embedding_setup(self, model_dir, opts, cfg)
+        if self.pooling is not None:
+            from hubtune.onnx_tools import HIDDEN_OUTPUT
+
+            if HIDDEN_OUTPUT not in outputs:
+                raise ModelLoadError(
+                    f"ONNX file {onnx_path} answers {', '.join(outputs)}, and feature-extraction pools the encoder's "
+                    f"{HIDDEN_OUTPUT}; expected an encoder's graph: run `hubtune export` on the embedding model (its "
+                    "onnx/model.onnx then has last_hidden_state), or use --backend torch"
+                )
+            self.output_name = HIDDEN_OUTPUT
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         inputs = {k: feeds[k] for k in self.input_names if k in feeds}
         if "token_type_ids" in self.input_names and "token_type_ids" not in inputs:
             inputs["token_type_ids"] = np.zeros_like(feeds["input_ids"])
-        return np.asarray(self.session.run([self.output_name], inputs)[0], dtype=np.float32)
+        out = np.asarray(self.session.run([self.output_name], inputs)[0], dtype=np.float32)
+        if self.pooling is not None:
+            from hubtune.embeddings import pool_numpy
+
+            return pool_numpy(out, feeds["attention_mask"], self.pooling)
+        return out
 
 
 def make_runner(model_dir: Path, opts: PredictOptions, export_dir: Path) -> Runner:
