@@ -13,6 +13,10 @@ Gates, on real held-out texts (not dummy inputs), each against the PyTorch model
 * optimized / quantized variants: accuracy drop <= ``max_accuracy_drop_pt`` points on labeled data (and
   label agreement >= ``min_variant_agreement``); a variant that fails is removed and reported, the rest stay.
 
+An embedding model (feature-extraction: a bare encoder, or a sentence-transformers folder) is exported as its
+encoder, the graph answering ``last_hidden_state``, and gated by its pooled sentence embeddings instead of labels
+(cosine per row and top-10 neighbour overlap, :mod:`hubtune.embed_export`).
+
 Size and CPU throughput of every variant (pytorch, onnx, onnx-O2, onnx-int8) go to
 ``run_summary.json["variants"]`` when the model belongs to a run; ``hubtune card`` reads them.
 """
@@ -28,6 +32,16 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from hubtune.embed_export import (
+    DEFAULT_MIN_OVERLAP,
+    DEFAULT_VARIANT_COSINE,
+    OrtEncoder,
+    bench_encoder,
+    embedding_gate,
+    encode,
+    gate_texts,
+)
+from hubtune.embeddings import model_pooling
 from hubtune.errors import (
     ConfigError,
     ExportParityError,
@@ -58,6 +72,7 @@ from hubtune.onnx_tools import (
     write_info,
 )
 from hubtune.rundir import eval_data, load_run, update_summary
+from hubtune.tasks import FEATURE_EXTRACTION, TASKS, checkpoint_task
 
 QUANTIZE_MODES = ("int8",)
 CALIBRATION_ROWS = 256  # real texts on which int8 sensitivity is measured
@@ -73,6 +88,8 @@ class ExportOptions:
     tolerance: float = 1e-4  # fp32 gate: max |logit diff|
     max_accuracy_drop_pt: float = 0.5  # variant gate: accuracy points lost vs PyTorch
     min_variant_agreement: float = 0.99  # variant gate: label agreement with PyTorch (issue 14: >= 99%)
+    min_variant_cosine: float = DEFAULT_VARIANT_COSINE  # embeddings' variant gate: mean cosine with PyTorch
+    min_neighbour_overlap: float = DEFAULT_MIN_OVERLAP  # embeddings' variant gate: top-10 neighbour overlap
     max_examples: int | None = 1000  # parity / accuracy examples
     bench_rows: int = 128  # rows for the throughput measure
     batch_size: int = 32
@@ -108,14 +125,15 @@ class ExportResult:
     refused: dict[str, VariantReport] = field(default_factory=dict)  # failed optional variants, removed
     exporter: str = ""  # which exporter wrote model.onnx (optimum-onnx or torch.onnx), with its version
     seconds: float = 0.0
+    task: str = "text-classification"  # or feature-extraction (the graph answers last_hidden_state)
 
 
 # --------------------------------------------------------------------------------------------------
 # The exporter and onnxruntime's tools (small wrappers so tests can wrap them)
 # --------------------------------------------------------------------------------------------------
 def _run_main_export(model_dir: Path, out: Path, opset: int | None, *, model: Any = None, tokenizer: Any = None,
-                     exporter: str = "auto") -> dict[str, Any]:
-    return export_onnx(model_dir, out, model=model, tokenizer=tokenizer, opset=opset, exporter=exporter)
+                     exporter: str = "auto", task: str | None = None) -> dict[str, Any]:
+    return export_onnx(model_dir, out, model=model, tokenizer=tokenizer, opset=opset, exporter=exporter, task=task)
 
 
 def _optimize(onnx_dir: Path, level: str, work: Path) -> tuple[Path, str]:
@@ -124,9 +142,10 @@ def _optimize(onnx_dir: Path, level: str, work: Path) -> tuple[Path, str]:
 
 
 def _quantize(onnx_dir: Path, work: Path, calibration: list[dict[str, Any]] | None = None,
-              calibration_source: str = "") -> tuple[Path, dict[str, Any]]:
+              calibration_source: str = "", **kw: Any) -> tuple[Path, dict[str, Any]]:
     dest = work / QUANTIZED_FILE
-    return dest, quantize_int8(onnx_dir / FP32_FILE, dest, calibration=calibration, calibration_source=calibration_source)
+    return dest, quantize_int8(onnx_dir / FP32_FILE, dest, calibration=calibration, calibration_source=calibration_source,
+                               **kw)
 
 
 def calibration_texts(run: Any, ev_texts: list[str], ev_pairs: list[str] | None, source: str,
@@ -203,6 +222,18 @@ def resolve_model_dir(source: str, output: str | None = None) -> tuple[Path, Pat
     return model_dir, run_root
 
 
+def model_task(model_dir: Path) -> str:
+    """feature-extraction for an encoder without a head (a bare ``BertModel``, a sentence-transformers folder),
+    else text-classification (the classifier gates; a missing head is refused when the model loads)."""
+    import json
+
+    try:
+        cfg = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "text-classification"
+    return FEATURE_EXTRACTION if checkpoint_task(cfg, model_dir).task == FEATURE_EXTRACTION else "text-classification"
+
+
 def export(opts: ExportOptions, progress: Callable[[str], None] | None = None) -> ExportResult:
     say = progress or (lambda _m: None)
     t0 = time.perf_counter()
@@ -220,10 +251,16 @@ def export(opts: ExportOptions, progress: Callable[[str], None] | None = None) -
     choose_exporter(opts.exporter)  # a missing exporter fails before any work
 
     say(f"loading PyTorch model {model_dir}")
-    loaded = load_classifier(str(model_dir), device="cpu")
+    task = model_task(model_dir)
+    embed = task == FEATURE_EXTRACTION
+    loaded = load_classifier(str(model_dir), device="cpu", **({"task": task, "served": TASKS} if embed else {}))
     names = loaded.label_names
-    ev = eval_data(run, names, override=opts.eval_dataset, max_samples=opts.max_examples)
-    if ev is not None and len(ev.data):
+    pooling = model_pooling(model_dir) if embed else None
+    ev = None if embed else eval_data(run, names, override=opts.eval_dataset, max_samples=opts.max_examples)
+    if embed:
+        texts, source = gate_texts(opts.eval_dataset, opts.max_examples)
+        pairs, labels = None, None
+    elif ev is not None and len(ev.data):
         ds = ev.data.dataset
         texts = list(ds["text"])
         pairs = list(ds["text_pair"]) if "text_pair" in ds.column_names else None
@@ -231,12 +268,22 @@ def export(opts: ExportOptions, progress: Callable[[str], None] | None = None) -
         source = ev.spec
     else:
         texts, pairs, labels, source = list(REFERENCE_TEXTS), None, None, "built-in reference texts"
-    max_len = loaded.max_length
+    max_len = min(loaded.max_length, pooling.max_length or loaded.max_length) if pooling else loaded.max_length
     bs = opts.batch_size
     bench_texts = _bench_texts(texts, opts.bench_rows)
 
-    say(f"PyTorch logits on {len(texts)} examples from {source}")
-    ref = predict_logits(loaded.model, loaded.tokenizer, texts, pairs, batch_size=bs, max_length=max_len)
+    def outputs(model: Any, tokenizer: Any, **kw: Any) -> np.ndarray:  # logits, or pooled embeddings
+        if pooling is not None:
+            return encode(model, tokenizer, texts, pooling, batch_size=bs, max_length=max_len)
+        return predict_logits(model, tokenizer, texts, pairs, batch_size=bs, max_length=max_len, **kw)
+
+    def speed(model: Any, tokenizer: Any) -> dict[str, Any]:
+        if pooling is not None:
+            return bench_encoder(model, tokenizer, bench_texts, pooling, bs, max_len)
+        return bench_model(model, tokenizer, bench_texts, bs, max_len)
+
+    say(f"PyTorch {'embeddings' if embed else 'logits'} on {len(texts)} examples from {source}")
+    ref = outputs(loaded.model, loaded.tokenizer)
     ref_metrics = _metrics(labels, ref, names)
     say(f"PyTorch throughput on {len(bench_texts)} rows")
     variants: dict[str, VariantReport] = {
@@ -245,7 +292,7 @@ def export(opts: ExportOptions, progress: Callable[[str], None] | None = None) -
             file=", ".join(p.name for p in weight_files(model_dir)) or None,
             size_mb=size_mb(weight_files(model_dir)),
             metrics=ref_metrics,
-            throughput=bench_model(loaded.model, loaded.tokenizer, bench_texts, bs, max_len),
+            throughput=speed(loaded.model, loaded.tokenizer),
             sha256=file_sha256(weight_files(model_dir)[0]) if weight_files(model_dir) else None,
         )
     }
@@ -258,20 +305,26 @@ def export(opts: ExportOptions, progress: Callable[[str], None] | None = None) -
         raise OutputNotWritableError(f"cannot write beside {out} ({exc.strerror}); pass a writable --output DIR") from None
     rel_prefix = _rel(out, model_dir)
     try:
-        say(f"exporting to ONNX ({choose_exporter(opts.exporter)} exporter, task text-classification)")
+        say(f"exporting to ONNX ({choose_exporter(opts.exporter)} exporter, task {task})")
         info = _run_main_export(model_dir, tmp, opts.opset, model=loaded.model, tokenizer=loaded.tokenizer,
-                                exporter=opts.exporter)
+                                exporter=opts.exporter, task=task)
         del loaded
 
         def check(name: str, file_name: str, is_base: bool, cfg: str | None = None) -> VariantReport:
             say(f"checking {name} ({file_name}) against PyTorch")
-            ort = OrtClassifier(tmp / file_name, ort_config)
-            logits = predict_logits(ort, ort_tokenizer, texts, pairs, batch_size=bs, max_length=max_len, device="cpu")
-            if is_base:
+            ort = OrtEncoder(tmp / file_name) if embed else OrtClassifier(tmp / file_name, ort_config)
+            logits = outputs(ort, ort_tokenizer, device="cpu")
+            gate_why = None
+            if embed:
+                parity, m, gate_why = embedding_gate(ref, logits, is_base=is_base, tolerance=opts.tolerance,
+                                                     min_cosine=opts.min_variant_cosine,
+                                                     min_overlap=opts.min_neighbour_overlap, texts_source=source)
+            elif is_base:
                 parity = compare_logits(ref, logits, tolerance=opts.tolerance, min_label_agreement=1.0, texts_source=source)
             else:
                 parity = compare_logits(ref, logits, tolerance=None, min_label_agreement=opts.min_variant_agreement, texts_source=source)
-            m = _metrics(labels, logits, names)
+            if not embed:
+                m = _metrics(labels, logits, names)
             drop = None
             if m is not None and ref_metrics is not None:
                 drop = round(100.0 * (ref_metrics["accuracy"] - m["accuracy"]), 3)
@@ -287,14 +340,14 @@ def export(opts: ExportOptions, progress: Callable[[str], None] | None = None) -
             )
             reasons = []
             if not parity.passed:
-                reasons.append(parity.describe())
+                reasons.append(gate_why or parity.describe())
             if not is_base and drop is not None and drop > opts.max_accuracy_drop_pt:
                 reasons.append(f"accuracy drop {drop:.2f} pt > {opts.max_accuracy_drop_pt:g} pt allowed")
             if reasons:
                 rep.passed, rep.reason = False, "; ".join(reasons)
             else:
                 say(f"{name} throughput on {len(bench_texts)} rows")
-                rep.throughput = bench_model(ort, ort_tokenizer, bench_texts, bs, max_len)
+                rep.throughput = speed(ort, ort_tokenizer)
             return rep
 
         from transformers import AutoConfig, AutoTokenizer
@@ -303,9 +356,11 @@ def export(opts: ExportOptions, progress: Callable[[str], None] | None = None) -
         ort_config = AutoConfig.from_pretrained(str(tmp))
         base = check("onnx", FP32_FILE, True, cfg=f"fp32, opset {info['opset']}, {info['exporter']}")
         if not base.passed:
+            expected = (f"max diff <= {opts.tolerance:g} and every cosine >= 0.9999" if embed else
+                        f"max diff <= {opts.tolerance:g} and 100% label agreement")
             raise ExportParityError(
-                f"ONNX export does not match PyTorch: {base.reason}; expected max diff <= {opts.tolerance:g} and 100% "
-                "label agreement. Nothing was written; try another --opset, or loosen --tolerance if it is float noise"
+                f"ONNX export does not match PyTorch: {base.reason}; expected {expected}. Nothing was written; try "
+                "another --opset, or loosen --tolerance if it is float noise"
             )
         variants["onnx"] = base
         extra: list[tuple[str, Callable[[Path], tuple[Path, str]]]] = []
@@ -318,7 +373,8 @@ def export(opts: ExportOptions, progress: Callable[[str], None] | None = None) -
                 c_texts, c_pairs, c_source = calibration_texts(run, texts, pairs, source)
                 say(f"measuring int8 sensitivity per MatMul on {c_source}")
                 feeds = calibration_feeds(tmp / FP32_FILE, ort_tokenizer, c_texts, c_pairs, max_length=max_len)
-                produced, q = _quantize(tmp, w, feeds, c_source)
+                # embeddings: dynamic int8 is judged by its cosines and neighbours (the check below), not by labels
+                produced, q = _quantize(tmp, w, feeds, c_source, **({"min_agreement": 0.0} if embed else {}))
                 quant_info.update(q)
                 return produced, q["description"]
 
@@ -363,6 +419,7 @@ def export(opts: ExportOptions, progress: Callable[[str], None] | None = None) -
         refused=refused,
         exporter=info["exporter"],
         seconds=round(time.perf_counter() - t0, 2),
+        task=task,
     )
     if run_root is not None:
         update_summary(run_root, "variants", {k: asdict(v) for k, v in variants.items()})

@@ -21,6 +21,12 @@ def export(
     max_accuracy_drop: float = typer.Option(
         0.5, "--max-accuracy-drop", help="Variant gate: accuracy points an optimized/int8 variant may lose."
     ),
+    min_cosine: float = typer.Option(
+        0.99, "--min-cosine", help="Embedding models, variant gate: mean cosine of an optimized/int8 variant's embeddings with PyTorch's."
+    ),
+    min_neighbour_overlap: float = typer.Option(
+        0.8, "--min-neighbour-overlap", help="Embedding models, variant gate: overlap of each text's top-10 neighbours with PyTorch's."
+    ),
     max_examples: int = typer.Option(1000, "--max-examples", help="Examples used by the gates."),
     bench_rows: int = typer.Option(128, "--bench-rows", help="Rows for the CPU throughput measure."),
     opset: Optional[int] = typer.Option(None, "--opset", help="ONNX opset [default: 18, as Optimum]."),
@@ -47,6 +53,8 @@ def export(
             eval_dataset=eval_dataset,
             tolerance=tolerance,
             max_accuracy_drop_pt=max_accuracy_drop,
+            min_variant_cosine=min_cosine,
+            min_neighbour_overlap=min_neighbour_overlap,
             max_examples=max_examples,
             bench_rows=bench_rows,
             opset=opset,
