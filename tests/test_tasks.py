@@ -128,9 +128,11 @@ def pipe(task: str, model_dir: str, **kw):
 # Reproduced failure 1: a checkpoint without the head is refused (exit 59), never predicted with
 # --------------------------------------------------------------------------------------------------
 def test_packaged_minilm_refused_by_batch_predict_cli(tmp_path):
+    """An embedding model asked for labels (it has no classifier): refused. Without --task it is read as the
+    feature-extraction model it is (tests/test_embeddings.py)."""
     out = tmp_path / "p.parquet"
     r = run_cli("batch-predict", "--model", "packaged:minilm", "--dataset", str(TWEETS_TEST), "--output", str(out),
-                "--limit", "8", "--backend", "torch")
+                "--limit", "8", "--backend", "torch", "--task", "text-classification")
     assert r.returncode == 59, r.stderr
     lines = [x for x in r.stderr.strip().splitlines() if x.strip()]
     assert len(lines) == 1, r.stderr
@@ -138,14 +140,14 @@ def test_packaged_minilm_refused_by_batch_predict_cli(tmp_path):
     assert not out.exists() and not (tmp_path / "p.parquet.parts").exists()
 
 
-@pytest.mark.parametrize("which", ["masked_lm_dir", "gpt2_dir", "minilm_dir"])
+@pytest.mark.parametrize("which,task", [("masked_lm_dir", None), ("gpt2_dir", None), ("minilm_dir", "text-classification")])
 @pytest.mark.parametrize("backend", ["torch", "onnx"])
-def test_headless_checkpoints_refused(which, backend, request, tmp_path):
+def test_headless_checkpoints_refused(which, task, backend, request, tmp_path):
     from hubtune.errors import ModelTaskError
 
     model = request.getfixturevalue(which)
     with pytest.raises(ModelTaskError) as info:
-        predict(model, tmp_path, backend=backend)
+        predict(model, tmp_path, backend=backend, task=task)
     assert info.value.exit_code == 59 and isinstance(info.value, ValueError)
     assert "\n" not in str(info.value) and "hubtune train" in str(info.value)
 
