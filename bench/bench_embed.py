@@ -260,6 +260,7 @@ def main() -> None:
     ap.add_argument("--reviews", type=int, default=400)
     ap.add_argument("--quick", action="store_true", help="500 tweets, 100 reviews")
     ap.add_argument("--only", choices=("embed", "token"))
+    ap.add_argument("--sets", default="tweets,reviews", help="embedding text sets to run, comma-separated")
     ap.add_argument("--json", dest="json_out", help="write the figures to this JSON file")
     args = ap.parse_args()
     if args.case:
@@ -286,7 +287,8 @@ def main() -> None:
                             "variants": {k: v.metrics for k, v in exp.variants.items()},
                             "refused": {k: v.reason for k, v in exp.refused.items()}}
         print(f"export: {report['export']}", flush=True)
-        report["embed"] = bench_embed(work, sets, model_onnx)
+        chosen = {k: v for k, v in sets.items() if k in args.sets.split(",")}
+        report["embed"] = bench_embed(work, chosen, model_onnx)
     if args.only in (None, "token"):
         token_dir = build_token_model(work / "ner")
         # --backend onnx exports the token classifier on the fly (logits per token); rows/s excludes that

@@ -193,3 +193,19 @@ def test_export_feature_extraction_writes_last_hidden_state_and_gates_int8(tiny_
                                 min_neighbour_overlap=1.01))
     assert "onnx-int8" in res2.refused and "neighbour overlap" in res2.refused["onnx-int8"].reason
     assert not (model / "onnx" / "model_quantized.onnx").exists() and (model / "onnx" / "model.onnx").exists()
+
+
+def test_bf16_embeddings_run_under_autocast(minilm_ref, tmp_path):
+    """--dtype bf16 of an embedding model keeps fp32 weights and runs its matmuls in bf16 (torch.autocast): the
+    cosine with sentence-transformers' fp32 stays >= 0.9999 (bf16 weights give ~0.9999 only on average)."""
+    from hubtune.predict.options import PredictOptions
+    from hubtune.predict.runners import TorchRunner
+    from hubtune.modeling import resolve_model_source
+
+    import torch
+
+    runner = TorchRunner(Path(resolve_model_source("packaged:minilm")),
+                         PredictOptions(model="packaged:minilm", dataset="-", output="x.parquet", dtype="bf16"))
+    assert runner.autocast is torch.bfloat16 and next(runner.loaded.model.parameters()).dtype == torch.float32
+    got = vectors(predict("packaged:minilm", tmp_path, dtype="bf16"))
+    assert cosines(got, minilm_ref).min() >= MIN_COSINE

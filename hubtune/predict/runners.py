@@ -41,6 +41,11 @@ class TorchRunner:
         dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[opts.dtype]
         if opts.dtype == "fp16" and not self.device.startswith("cuda"):
             raise ConfigError("--dtype fp16 needs a CUDA GPU (--device cuda); on CPU use --dtype fp32 or bf16")
+        # embeddings in a half precision: fp32 weights under torch.autocast (half-precision matmuls, fp32 layer
+        # norms, softmax and pooling), cosine >= 0.9999 with fp32 where bf16 weights reach ~0.9999 only on average
+        self.autocast = dtype if dtype is not None and checkpoint_is_encoder(model_dir, opts) else None
+        if self.autocast is not None:
+            dtype = None
         loaded = load_classifier(
             str(model_dir), device=self.device, torch_dtype=dtype, trust_remote_code=opts.trust_remote_code,
             task=opts.task, served=PREDICT_TASKS, display=opts.model,
@@ -62,12 +67,29 @@ class TorchRunner:
         with torch.inference_mode():
             batch = {k: torch.from_numpy(v).to(self.device, non_blocking=True) for k, v in feeds.items()
                      if k in self.input_names}
-            out = self.loaded.model(**batch)
+            with torch.autocast(self.device.split(":")[0], dtype=self.autocast or torch.bfloat16,
+                                enabled=self.autocast is not None):
+                out = self.loaded.model(**batch)
             if self.pooling is not None:  # feature-extraction: the pooled last_hidden_state
                 from hubtune.embeddings import pool
 
                 return pool(out.last_hidden_state, batch["attention_mask"], self.pooling).cpu().numpy()
             return out.logits.float().cpu().numpy()
+
+
+def checkpoint_is_encoder(model_dir: Path, opts: PredictOptions) -> bool:
+    """Whether the run is feature-extraction (``--task``, else the checkpoint's files), read before the load."""
+    if opts.task:
+        return opts.task == FEATURE_EXTRACTION
+    import json
+
+    from hubtune.tasks import checkpoint_task
+
+    try:
+        cfg = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return checkpoint_task(cfg, model_dir).task == FEATURE_EXTRACTION
 
 
 def embedding_setup(runner: Any, model_dir: Path, opts: PredictOptions, config: Any) -> Any:
