@@ -237,10 +237,11 @@ def bench_token(work: Path, data: Path, token_onnx: Path) -> list[dict]:
     if "error" in base:
         return rows
     ref = json.loads(ref_file.read_text())
-    for i, (label, backend) in enumerate((("hubtune batch-predict --backend torch", "torch"),
-                                          ("hubtune batch-predict --backend onnx", "onnx"))):
+    for i, (label, backend, dtype) in enumerate((("hubtune batch-predict --backend torch --dtype fp32", "torch", "fp32"),
+                                                 ("hubtune batch-predict --backend onnx (fp32)", "onnx", "fp32"),
+                                                 ("hubtune batch-predict (auto)", "auto", "auto"))):
         out = work / f"tok-{i}.json"
-        res = spawn(case="hubtune", model=str(token_onnx), data=str(data), out=str(out), backend=backend, dtype="fp32",
+        res = spawn(case="hubtune", model=str(token_onnx), data=str(data), out=str(out), backend=backend, dtype=dtype,
                     column="entities")
         if "error" not in res:
             got = json.loads(out.read_text())

@@ -15,7 +15,7 @@ def export(
     optimize: Optional[str] = typer.Option(None, "--optimize", help="Also an ORT-optimized variant: O1, O2 or O3."),
     quantize: Optional[str] = typer.Option(None, "--quantize", help="Also a dynamic-quantized variant: int8."),
     eval_dataset: Optional[str] = typer.Option(
-        None, "--eval-dataset", help="Labeled examples for the gates [default: the run's held-out examples]."
+        None, "--eval-dataset", help="Labeled examples for the gates [default: the run's held-out examples]; an embedding model needs only texts [default: built-in reference texts]."
     ),
     tolerance: float = typer.Option(1e-4, "--tolerance", help="fp32 gate: max |logit diff| vs PyTorch."),
     max_accuracy_drop: float = typer.Option(

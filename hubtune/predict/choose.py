@@ -333,6 +333,8 @@ def choose_runner(
             "rows": int(len(s.valid)), "against": "/".join(ref_pair), "min": opts.min_agreement,
         }
         pct = f"{100 * agree['value']:.2f}% of {agree['rows']} rows"
+        if getattr(runner, "task", "") == "feature-extraction":
+            pct += f" (embedding cosine >= {EMBEDDING_ROW_COSINE})"
         if auto_dtype and agree["value"] < opts.min_agreement:
             reason += (f"; but {dtype} agreed with fp32 on only {pct} (below --min-agreement "
                        f"{100 * opts.min_agreement:g}%): {'/'.join(fallback)} instead")
