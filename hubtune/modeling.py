@@ -261,7 +261,16 @@ def load_classifier(
         cfg = AutoConfig.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
     except Exception as exc:  # noqa: BLE001 - transformers raises OSError/ValueError/HF errors
         raise model_load_error(source, exc) from exc
-    task, found = resolve_task(cfg, task, source=given, model_dir=local if local.is_dir() else None, served=served)
+    peft_cfg = None
+    if is_adapter:
+        from peft import PeftConfig
+
+        try:
+            peft_cfg = PeftConfig.from_pretrained(source, revision=revision)
+        except Exception as exc:  # noqa: BLE001 - peft raises ValueError/OSError/HF errors
+            raise model_load_error(source, exc) from exc
+    task, found = resolve_task(cfg, task, source=given, model_dir=local if local.is_dir() else None, served=served,
+                               peft_task_type=getattr(peft_cfg, "task_type", None) if peft_cfg else None)
     auto = getattr(transformers, AUTO_CLASSES[task])
     info: dict[str, Any] | None = None
     try:
@@ -277,9 +286,8 @@ def load_classifier(
             )
             model = attach_bottleneck(base, local)
         elif is_adapter:
-            from peft import PeftConfig, PeftModel
+            from peft import PeftModel
 
-            peft_cfg = PeftConfig.from_pretrained(source, revision=revision)
             base_model = peft_cfg.base_model_name_or_path
             check_model_config(base_model)
             base = auto.from_pretrained(

@@ -24,12 +24,12 @@ from hubtune.data import (
     ColumnMap,
     LoadedData,
     TrainEvalData,
-    is_missing,
     open_dataset,
     parse_spec,
     resolve_columns,
 )
 from hubtune.errors import ColumnNotFoundError, DataError, EmptyDatasetError, LabelError
+from hubtune.labels import is_missing
 
 TASK_TASKS = ("multi-label-classification", "regression", "token-classification")
 TOKEN_CANDIDATES = ("tokens", "words", "token")

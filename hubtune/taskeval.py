@@ -57,16 +57,15 @@ def head_task_of(source: str) -> str | None:
     None for anything else (a single-label classifier, a Hub id)."""
     import json
 
-    path = Path(resolve_model_source(source)) / "config.json"
-    if not path.is_file():
-        return None
+    from hubtune.tasks import MULTI_LABEL, REGRESSION, TOKEN_CLASSIFICATION, checkpoint_task
+
+    folder = Path(resolve_model_source(source))
     try:
-        cfg = json.loads(path.read_text(encoding="utf-8"))
+        cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if any(str(a).endswith("ForTokenClassification") for a in cfg.get("architectures") or []):
-        return "token-classification"
-    return {v: k for k, v in PROBLEM_TYPES.items()}.get(cfg.get("problem_type"))
+    task = checkpoint_task(cfg, folder).task
+    return task if task in (MULTI_LABEL, REGRESSION, TOKEN_CLASSIFICATION) else None
 
 
 @dataclass

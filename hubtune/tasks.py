@@ -14,6 +14,7 @@ The tasks hubtune predicts (``--task``): ``text-classification`` (single label),
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -143,6 +144,23 @@ def checkpoint_task(config: Any, model_dir: str | Path | None = None) -> Checkpo
     return CheckpointTask(task, arch, num_labels, None, names)
 
 
+PEFT_HEADS = {"SEQ_CLS": "ForSequenceClassification", "TOKEN_CLS": "ForTokenClassification"}
+
+
+def adapter_config_task(config: Any, peft_task_type: str | None) -> dict[str, Any]:
+    """The config a peft adapter's checkpoint stands for: the base model's config (often a bare ``BertModel``)
+    with the architecture of the head the adapter was trained with (its ``task_type``: ``SEQ_CLS``, ``TOKEN_CLS``)
+    and saves itself (``modules_to_save``)."""
+    cfg = dict(_config_dict(config))
+    suffix = PEFT_HEADS.get(str(peft_task_type or ""))
+    archs = cfg.get("architectures") or []
+    arch = str(archs[0]) if archs else None
+    if suffix and (arch is None or not arch.endswith(suffix)):
+        stem = re.sub(r"(Model|For[A-Za-z]+|LMHeadModel)$", "", arch) if arch else ""
+        cfg["architectures"] = [(stem or str(cfg.get("model_type", "")).capitalize()) + suffix]
+    return cfg
+
+
 def has_head(found: CheckpointTask, task: str) -> bool:
     """Whether a checkpoint of ``found`` holds the trained weights that ``task`` needs (unknown: True, the
     loading info decides). Every checkpoint holds an encoder to extract features from."""
@@ -181,10 +199,13 @@ def missing_head_error(source: str, task: str, found: CheckpointTask, missing: I
 
 
 def resolve_task(config: Any, requested: str | None, *, source: str, model_dir: str | Path | None = None,
-                 served: Iterable[str] = TASKS) -> tuple[str, CheckpointTask]:
+                 served: Iterable[str] = TASKS, peft_task_type: str | None = None) -> tuple[str, CheckpointTask]:
     """(the task to run, what the checkpoint says): ``requested`` (``--task``) or the checkpoint's own task; a
     checkpoint without the head that task needs is a :class:`ModelTaskError`. ``served``: the tasks the calling
-    command runs (evaluate, export, card: the sequence-classification ones)."""
+    command runs (evaluate, export, card: the sequence-classification ones); ``peft_task_type``: a peft adapter's
+    ``task_type``, whose head the adapter carries."""
+    if peft_task_type is not None:
+        config = adapter_config_task(config, peft_task_type)
     found = checkpoint_task(config, model_dir)
     served = tuple(served)
     task = check_task_name(requested)

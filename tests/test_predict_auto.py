@@ -349,9 +349,10 @@ def test_on_error_fail_stops_the_tokenizer_thread(tiny, long_rows, tmp_path):
 
 @pytest.mark.slow
 def test_on_error_fail_exits_with_its_code_every_time(tiny, long_rows, tmp_path):
-    """Issue 15: 2 of 7 runs aborted (SIGABRT, exit -6/134). Seven runs, each the RowError's exit code."""
+    """Issue 15: 2 of 7 runs aborted (SIGABRT, exit -6/134). Four runs (a 2-in-7 abort shows in 74% of such
+    series), each the RowError's exit code."""
     codes = []
-    for i in range(7):
+    for i in range(4):
         r = subprocess.run(
             [sys.executable, "-m", "hubtune", "batch-predict", "--model", str(tiny), "--dataset", str(long_rows),
              "--output", str(tmp_path / f"p{i}.parquet"), "--on-error", "fail", "--chunk-size", "2000", "--no-progress"],
@@ -359,7 +360,7 @@ def test_on_error_fail_exits_with_its_code_every_time(tiny, long_rows, tmp_path)
         )
         codes.append(r.returncode)
         assert "terminate called" not in r.stderr, r.stderr
-    assert codes == [RowError.exit_code] * 7
+    assert codes == [RowError.exit_code] * 4
 
 
 def test_a_labelled_run_imports_the_metrics_library_while_the_model_runs(tiny, tmp_path, monkeypatch):

@@ -221,3 +221,17 @@ def test_ray_engine_refuses_other_tasks(regression_dir, tmp_path):
     with pytest.raises(ConfigError, match="--engine local"):
         predict(regression_dir, tmp_path, engine="ray", backend="torch")
     assert not (tmp_path / "p.parquet").exists()
+
+
+def test_adapter_of_a_bare_encoder_is_read_as_its_peft_head():
+    """A LoRA adapter saved with its base's config (architectures: BertModel) carries its head itself
+    (peft task_type SEQ_CLS, modules_to_save): it is a sequence classifier, not a headless encoder."""
+    from hubtune.errors import ModelTaskError
+    from hubtune.tasks import TEXT_CLASSIFICATION, TOKEN_CLASSIFICATION, resolve_task
+
+    cfg = {"architectures": ["BertModel"], "model_type": "bert", "num_labels": 3}
+    assert resolve_task(cfg, None, source="x", peft_task_type="SEQ_CLS")[0] == TEXT_CLASSIFICATION
+    assert resolve_task(cfg, None, source="x", peft_task_type="TOKEN_CLS",
+                        served=(TOKEN_CLASSIFICATION,))[0] == TOKEN_CLASSIFICATION
+    with pytest.raises(ModelTaskError):
+        resolve_task(cfg, None, source="x", served=(TEXT_CLASSIFICATION,))

@@ -116,7 +116,7 @@ def _atomic_bytes(data: bytes, path: Path) -> None:
 
 def _label_ids(values: list[Any], feature: Any, label_names: list[str], source: str) -> tuple[np.ndarray, np.ndarray]:
     """(positions with a label, their ids in the model's label order). Raises LabelError for unknown labels."""
-    from hubtune.data import is_missing, to_ids
+    from hubtune.labels import is_missing, to_ids
 
     pos = [i for i, v in enumerate(values) if not is_missing(v)]
     ids = to_ids([values[i] for i in pos], feature, label_names, source, "pass --label-column or a model trained on these labels")
