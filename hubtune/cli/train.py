@@ -111,6 +111,8 @@ def train(
 
     def on_start(info: dict) -> None:
         line = f"trainable parameters: {info['trainable']:,} of {info['total']:,} ({100 * info['share']:.2f}%)"
+        if info.get("adapter_targets"):
+            line += f"; {info['mode']} targets {', '.join(info['adapter_targets'])}"
         typer.echo(line, err=json_out, file=None if json_out else report)
         for warning in info.get("warnings") or []:
             typer.echo(f"warning: {warning}", err=True)

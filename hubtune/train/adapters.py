@@ -25,6 +25,53 @@ def head_modules(model: Any) -> list[str]:
     return names
 
 
+# the attention projections of the common families, by their module names: (query-like, value-like) first, then
+# the fused ones; the first set the model has is what LoRA targets where peft has no default for its family
+ATTENTION_TARGETS = (
+    ("q_proj", "v_proj"), ("query", "value"), ("q_lin", "v_lin"), ("q", "v"), ("query_proj", "value_proj"),
+    ("Wqkv",), ("c_attn",), ("qkv_proj",), ("query_key_value",), ("in_proj",),
+)
+KEY_VALUE_TARGETS = (("k_proj", "v_proj"), ("key", "value"), ("k_lin", "v_lin"), ("k", "v"), ("key_proj", "value_proj"),
+                     ("Wqkv",), ("c_attn",), ("qkv_proj",), ("query_key_value",))
+
+
+def linear_names(model: Any, skip: list[str] | tuple[str, ...] = ()) -> set[str]:
+    """The last name parts of the model's Linear (and GPT-2 Conv1D) layers outside ``skip`` (the head)."""
+    names = set()
+    for full, module in model.named_modules():
+        if any(full == h or full.startswith(h + ".") for h in skip):
+            continue
+        if type(module).__name__ in ("Linear", "Conv1D"):
+            names.add(full.rsplit(".", 1)[-1])
+    return names
+
+
+def peft_has_default(model: Any, method: str) -> bool:
+    """Whether peft maps this model type to default target modules for ``method`` (lora, ia3)."""
+    from peft.utils import constants
+
+    table = getattr(constants, "TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING" if method == "lora"
+                    else "TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING", {})
+    return getattr(getattr(model, "config", None), "model_type", None) in table
+
+
+def found_targets(model: Any, method: str = "lora") -> list[str] | str:
+    """The modules an adapter targets where peft has no default: the attention projections found in the model
+    (query/value for LoRA, key/value for IA3), else peft's ``all-linear``."""
+    have = linear_names(model, head_modules(model))
+    for group in (ATTENTION_TARGETS if method == "lora" else KEY_VALUE_TARGETS):
+        if all(n in have for n in group):
+            return list(group)
+    return "all-linear"
+
+
+def adapter_targets(peft_model: Any) -> list[str]:
+    """The module names a peft model's adapter targets (for the run summary)."""
+    cfg = next(iter(getattr(peft_model, "peft_config", {}).values()), None)
+    targets = getattr(cfg, "target_modules", None) or []
+    return sorted([targets] if isinstance(targets, str) else targets)
+
+
 def apply_adapter(model: Any, cfg: TrainConfig, extra_modules: list[str] | tuple[str, ...] = ()) -> Any:
     """Wrap ``model`` with the PEFT method of ``cfg.mode`` (lora, ia3 or prefix); the head stays trainable, and so
     do ``extra_modules`` (weights the base checkpoint lacks): both are saved beside the adapter."""
@@ -34,10 +81,14 @@ def apply_adapter(model: Any, cfg: TrainConfig, extra_modules: list[str] | tuple
     from peft import IA3Config, PrefixTuningConfig, TaskType, get_peft_model
 
     if cfg.mode == "ia3":
+        targets: Any = cfg.peft.ia3_target_modules or None
+        feedforward: Any = cfg.peft.ia3_feedforward_modules or None
+        if targets is None and not peft_has_default(model, "ia3"):
+            targets, feedforward = found_targets(model, "ia3"), []
         pcfg: Any = IA3Config(
             task_type=TaskType.SEQ_CLS,
-            target_modules=cfg.peft.ia3_target_modules or None,
-            feedforward_modules=cfg.peft.ia3_feedforward_modules or None,
+            target_modules=targets,
+            feedforward_modules=feedforward,
             modules_to_save=save,
         )
         flag = "peft.ia3_target_modules and peft.ia3_feedforward_modules (e.g. key,value,output.dense)"
@@ -56,7 +107,9 @@ def apply_adapter(model: Any, cfg: TrainConfig, extra_modules: list[str] | tuple
 def apply_lora(model: Any, cfg: TrainConfig, modules_to_save: list[str] | None = None) -> Any:
     from peft import LoraConfig, TaskType, get_peft_model
 
-    targets = cfg.lora.target_modules or None  # None: peft's per-architecture default mapping
+    targets: Any = cfg.lora.target_modules or None  # None: peft's per-architecture default mapping
+    if targets is None and not peft_has_default(model, "lora"):  # the attention projections found in the model
+        targets = found_targets(model, "lora")
     lcfg = LoraConfig(
         task_type=TaskType.TOKEN_CLS if type(model).__name__.endswith("ForTokenClassification") else TaskType.SEQ_CLS,
         r=cfg.lora.r,

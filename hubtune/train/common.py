@@ -40,7 +40,7 @@ from hubtune.modeling import (
     resolve_model_source,
     write_json,
 )
-from hubtune.train.adapters import apply_adapter, head_modules
+from hubtune.train.adapters import adapter_targets, apply_adapter, head_modules
 
 
 @dataclass
@@ -282,6 +282,7 @@ def announce_start(on_start: Callable[[dict[str, Any]], None] | None, cfg: Train
     counts = parameter_counts(model)
     on_start({"trainable": counts["trainable"], "total": counts["total"], "share": counts["trainable_share"],
               "task": cfg.task, "mode": cfg.mode, "engine": cfg.engine, "num_processes": state.num_processes,
+              "adapter_targets": adapter_targets(model) if cfg.mode in ADAPTER_MODES else [],
               "warnings": list(warnings or [])})
 
 
@@ -312,6 +313,7 @@ def base_summary(cfg: TrainConfig, model: Any, precision: dict[str, bool], state
         "dataset": cfg.data.dataset,
         "eval_dataset": cfg.data.eval_dataset,
         "parameters": parameter_counts(model),
+        **({"adapter_targets": adapter_targets(model)} if cfg.mode in ADAPTER_MODES else {}),
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "precision": next(iter(precision), "fp32"),
         "precision_reason": resolve_precision(cfg.precision).reason,
