@@ -191,6 +191,12 @@ class OptionRangeError(ConfigError):
     exit_code = 17
 
 
+class ExportUnsupportedError(HubtuneError, NotImplementedError):
+    """A model torch.onnx cannot export (a family whose graph torch.export cannot trace): predict with PyTorch."""
+
+    exit_code = 19
+
+
 class RunFileError(HubtuneError, ValueError):
     """A file of a run directory (metrics.json, run_summary.json, a manifest) that does not parse."""
 

@@ -25,10 +25,16 @@ import shutil
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from hubtune.compat import installed_version, optimum_exporter_available
-from hubtune.errors import ConfigError, ExportParityError, MissingDependencyError, ModelLoadError
+from hubtune.errors import (
+    ConfigError,
+    ExportParityError,
+    ExportUnsupportedError,
+    MissingDependencyError,
+    ModelLoadError,
+)
 
 FP32_FILE = "model.onnx"
 QUANTIZED_FILE = "model_quantized.onnx"
@@ -90,6 +96,50 @@ def copy_model_files(model_dir: Path, out: Path) -> None:
             shutil.copy2(src, out / name)
 
 
+@contextlib.contextmanager
+def eager_attention(model: Any) -> Iterator[None]:
+    """The model (and its sub-configs) on transformers' eager attention while it is traced: SDPA and flex mask
+    builders are what torch.export cannot trace for several families (distilbert, mpnet, modernbert, llama, ...);
+    the graph computes the same function. The implementation it had is put back after."""
+    configs = [c for c in {id(c): c for c in _configs(getattr(model, "config", None))}.values()]
+    before = [getattr(c, "_attn_implementation", None) for c in configs]
+    setter = getattr(model, "set_attn_implementation", None)
+    try:
+        if callable(setter):
+            try:
+                setter("eager")
+            except Exception:  # noqa: BLE001 - a model without an eager path keeps its own
+                pass
+        for c in configs:
+            try:
+                c._attn_implementation = "eager"
+            except Exception:  # noqa: BLE001 - read-only on some configs
+                pass
+        yield
+    finally:
+        if callable(setter) and before and before[0]:
+            try:
+                setter(before[0])
+            except Exception:  # noqa: BLE001 - the configs below are put back anyway
+                pass
+        for c, b in zip(configs, before):
+            try:
+                c._attn_implementation = b
+            except Exception:  # noqa: BLE001
+                pass
+
+
+def _configs(cfg: Any) -> list[Any]:
+    if cfg is None:
+        return []
+    out = [cfg]
+    for key in getattr(cfg, "sub_configs", {}) or {}:
+        sub = getattr(cfg, key, None)
+        if sub is not None:
+            out.append(sub)
+    return out
+
+
 def _torch_export(model: Any, tokenizer: Any, out_file: Path, opset: int, output: str = OUTPUT_NAME) -> None:
     import torch
 
@@ -116,14 +166,24 @@ def _torch_export(model: Any, tokenizer: Any, out_file: Path, opset: int, output
     sample = tokenizer(["an example text that is a little longer than the other one", "short"],
                        padding=True, return_tensors="pt")
     args = tuple(sample[n] if n in sample else torch.zeros_like(sample["input_ids"]) for n in names)
-    axes = {0: torch.export.Dim(DYNAMIC_AXES[0]), 1: torch.export.Dim(DYNAMIC_AXES[1])}
-    shapes = {n: (axes if n in names else None) for n in INPUT_NAMES}
+    # by position, one entry per input given (a dict by name would also name the inputs left out)
+    axes = {0: torch.export.Dim(DYNAMIC_AXES[0]), 1: torch.export.Dim(DYNAMIC_AXES[1], min=2)}
+    shapes = tuple(axes for _ in names)
     wrapped = Logits(model).eval()
-    with torch.no_grad():
-        program = torch.onnx.export(
-            wrapped, args, None, input_names=names, output_names=[output], dynamic_shapes=shapes,
-            dynamo=True, external_data=False, opset_version=opset, optimize=True, verbose=False,
-        )
+    try:
+        with torch.no_grad(), eager_attention(model):
+            program = torch.onnx.export(
+                wrapped, args, None, input_names=names, output_names=[output], dynamic_shapes=shapes,
+                dynamo=True, external_data=False, opset_version=opset, optimize=True, verbose=False,
+            )
+    except Exception as exc:  # noqa: BLE001 - torch.export raises its own error types for what it cannot trace
+        family = getattr(getattr(model, "config", None), "model_type", None) or type(model).__name__
+        first = " ".join(str(exc).split())[:160]
+        raise ExportUnsupportedError(
+            f"torch.onnx could not export this {family} model ({type(exc).__name__}: {first}); expected a graph "
+            f"torch.export can trace: predict with PyTorch instead (batch-predict --backend torch), or try "
+            "--exporter optimum in the Optimum lane"
+        ) from exc
     if program is None:  # pragma: no cover - torch always returns the program for f=None
         raise ExportParityError("torch.onnx.export returned no program; expected an ONNX graph")
     program.save(str(out_file), external_data=False)
