@@ -1,0 +1,75 @@
+"""Issue 24: any architecture a user brings. Tiny random classifiers of 15 families (tests/_families.py): LoRA
+finds their attention projections without lora.target_modules (the head trained and saved), and batch-predict
+on ONNX Runtime (torch.onnx's export, made on the fly) answers what PyTorch answers."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from tests._families import FAMILIES, TEXTS, build
+
+# what peft had no default for (issue 24: "LoRA could not be applied ... set lora.target_modules")
+FOUND_TARGETS = {"distilbert": ["q_lin", "v_lin"], "albert": ["query", "value"], "mpnet": ["q", "v"],
+                 "modernbert": ["Wqkv"]}
+
+
+@pytest.fixture(scope="module")
+def rows(tmp_path_factory):
+    path = tmp_path_factory.mktemp("rows") / "rows.csv"
+    pd.DataFrame({"text": TEXTS * 2}).to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_family_lora_export_and_batch_predict(family, rows, tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    from hubtune.config import TrainConfig
+    from hubtune.predict import batch_predict
+    from hubtune.predict.options import PredictOptions
+    from hubtune.train.adapters import adapter_targets, apply_adapter
+
+    model_dir = build(family, tmp_path / "model")
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+    peft_model = apply_adapter(model, TrainConfig(base_model=str(model_dir), mode="lora"))
+    targets = adapter_targets(peft_model)
+    assert targets and targets != ["all-linear"], targets
+    if family in FOUND_TARGETS:
+        assert targets == FOUND_TARGETS[family]
+    trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+    assert any("lora_" in n for n in trainable) and any("modules_to_save" in n for n in trainable), trainable
+    assert all("lora_" in n or "modules_to_save" in n for n in trainable), trainable  # the base stays frozen
+
+    out = {}
+    for backend in ("torch", "onnx"):
+        res = batch_predict(PredictOptions(model=str(model_dir), dataset=str(rows), output=str(tmp_path / f"{backend}.parquet"),
+                                           backend=backend, dtype="fp32"))
+        assert res.rows == len(TEXTS) * 2
+        out[backend] = pd.read_parquet(tmp_path / f"{backend}.parquet")
+    assert list(out["onnx"]["label"]) == list(out["torch"]["label"])
+    assert (out["onnx"]["score"] - out["torch"]["score"]).abs().max() < 1e-4
+    info = json.loads((model_dir / "onnx" / "export_info.json").read_text()) if (model_dir / "onnx").is_dir() else {}
+    assert not info or info.get("exporter_name") in (None, "torch")
+
+
+def test_an_untraceable_model_is_a_one_line_refusal_naming_the_family(tmp_path, monkeypatch):
+    """Where torch.export cannot trace a family: ExportUnsupportedError (exit 19) naming it and --backend torch,
+    never an internal error."""
+    import torch
+
+    from hubtune.errors import ExportUnsupportedError
+    from hubtune.onnx_tools import export_onnx
+
+    model_dir = build("llama", tmp_path / "model")
+
+    def broken(*a, **k):
+        raise torch._dynamo.exc.Unsupported("data-dependent control flow")  # what torch.export raises
+
+    monkeypatch.setattr(torch.onnx, "export", broken)
+    with pytest.raises(ExportUnsupportedError) as err:
+        export_onnx(model_dir, tmp_path / "onnx")
+    assert err.value.exit_code == 19
+    assert "llama" in str(err.value) and "--backend torch" in str(err.value) and "\n" not in str(err.value)
