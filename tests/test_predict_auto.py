@@ -384,3 +384,35 @@ def test_a_labelled_run_imports_the_metrics_library_while_the_model_runs(tiny, t
     thread = local.warm_import("json.tool")
     thread.join(10)
     assert not thread.is_alive() and "json.tool" in sys.modules
+
+
+def test_auto_leaves_out_an_onnx_path_that_fails_its_warm_up(tiny_onnx, tmp_path, monkeypatch):
+    """Issue 24: batch-predict's auto never picks a path that fails: an ONNX session that fails on the warm-up
+    is left out (and said), and the run goes on with PyTorch."""
+    import hubtune.predict.choose as choose
+    from hubtune.predict import batch_predict
+    from hubtune.predict.runners import OnnxRunner
+
+    hw(monkeypatch, PLAIN_CPU)
+    real = choose.rows_per_second
+
+    def failing_onnx(runner, chunk, o):
+        if isinstance(runner, OnnxRunner):
+            raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code")
+        return real(runner, chunk, o)
+
+    monkeypatch.setattr(choose, "rows_per_second", failing_onnx)
+    res = batch_predict(opts(model=str(tiny_onnx), dataset=str(TWEETS), output=str(tmp_path / "a.parquet"), limit=40))
+    assert res.backend == "torch" and "left out, failed on the warm-up: onnx/fp32" in res.choice["reason"]
+    assert list(res.choice["rows_per_s"]) == ["torch/fp32"]
+
+
+def test_reduced_precision_agreement_reads_the_task():
+    """multi-label: the same label set over the threshold; regression: the same value to 1% (argmax of one
+    column would always agree)."""
+    from hubtune.predict.choose import agreement, logit_of
+
+    ref = np.array([[2.0, -1.0], [0.1, 0.3]])
+    assert agreement(np.array([[1.5, -2.0], [-0.1, 0.3]]), ref, "multi-label-classification") == 0.5
+    assert agreement(np.array([[1.5, -2.0], [-0.1, 0.3]]), ref, "multi-label-classification", logit_of(0.4)) == 1.0
+    assert agreement(np.array([[3.0], [10.0]]), np.array([[3.01], [12.0]]), "regression") == 0.5

@@ -206,15 +206,30 @@ def rows_per_second(runner: Runner, chunk: Chunk, opts: PredictOptions) -> float
 EMBEDDING_ROW_COSINE = 0.999  # feature-extraction: a row agrees when its embedding's cosine with fp32's is over this
 
 
-def agreement(reduced: np.ndarray, reference: np.ndarray, task: str = "") -> float:
+def logit_of(threshold: float | None) -> float:
+    """A sigmoid threshold (``--threshold``, None: 0.5) as the logit it stands for."""
+    t = min(max(0.5 if threshold is None else float(threshold), 1e-7), 1 - 1e-7)
+    return float(np.log(t / (1 - t)))
+
+
+REGRESSION_ROW_TOLERANCE = 1e-2  # regression: a row agrees when its value is within 1% (of max(1, |value|))
+
+
+def agreement(reduced: np.ndarray, reference: np.ndarray, task: str = "", logit_threshold: float = 0.0) -> float:
     """The fraction of rows whose label (argmax) is the same; of embeddings (``task`` feature-extraction), the
-    fraction whose cosine with the fp32 embedding is at least EMBEDDING_ROW_COSINE."""
+    fraction whose cosine with the fp32 embedding is at least EMBEDDING_ROW_COSINE; multi-label: the same labels
+    over the threshold (``logit_threshold``: the threshold as a logit); regression: the same value to 1%."""
     if not len(reference):
         return 1.0
     if task == "feature-extraction":
         from hubtune.embeddings import cosine_rows
 
         return float((cosine_rows(reduced, reference) >= EMBEDDING_ROW_COSINE).mean())
+    if task == "multi-label-classification":  # the same set of labels over the threshold
+        return float(((reduced > logit_threshold) == (reference > logit_threshold)).all(-1).mean())
+    if task == "regression":  # the same value, to REGRESSION_ROW_TOLERANCE of its size
+        r, f = reduced.reshape(len(reduced), -1)[:, 0], reference.reshape(len(reference), -1)[:, 0]
+        return float((np.abs(r - f) <= REGRESSION_ROW_TOLERANCE * np.maximum(1.0, np.abs(f))).mean())
     return float((reduced.argmax(-1) == reference.argmax(-1)).mean())
 
 
@@ -294,10 +309,19 @@ def choose_runner(
         else:
             # one candidate in memory at a time, ONNX Runtime's first (its arena is the largest; the torch models
             # load after it is freed): peak RSS is the largest path's, not their sum
+            failed: dict[str, str] = {}
             for pair in sorted(pairs, key=lambda p: p[0] != "onnx"):
-                measured["/".join(pair)] = round(rows_per_second(build(pair), the_sample(), opts), 1)
+                try:
+                    measured["/".join(pair)] = round(rows_per_second(build(pair), the_sample(), opts), 1)
+                except Exception as exc:  # noqa: BLE001 - a path that fails its warm-up is left out, never picked
+                    if pair == ("torch", "fp32"):
+                        raise
+                    failed["/".join(pair)] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:120]}"
                 release(pair)
+            pairs = [p for p in pairs if "/".join(p) in measured]
             measured = {"/".join(p): measured["/".join(p)] for p in pairs}
+            if failed:
+                reason += " (left out, failed on the warm-up: " + "; ".join(f"{k}: {v}" for k, v in failed.items()) + ")"
             pick = max(pairs, key=lambda p: measured["/".join(p)])
             speeds = ", ".join(f"{k} {v:g} rows/s" for k, v in measured.items())
             reason += f": {'/'.join(pick)} ({speeds} on {len(the_sample().valid)} rows of the input)"
@@ -329,7 +353,7 @@ def choose_runner(
         agree = {
             "value": round(agreement(run_chunk(runner, s, opts.batch_size, opts.max_batch_tokens),
                                      run_chunk(ref, s, opts.batch_size, opts.max_batch_tokens),
-                                     getattr(runner, "task", "")), 6),
+                                     getattr(runner, "task", ""), logit_of(opts.threshold)), 6),
             "rows": int(len(s.valid)), "against": "/".join(ref_pair), "min": opts.min_agreement,
         }
         pct = f"{100 * agree['value']:.2f}% of {agree['rows']} rows"
