@@ -73,3 +73,23 @@ def test_an_untraceable_model_is_a_one_line_refusal_naming_the_family(tmp_path, 
         export_onnx(model_dir, tmp_path / "onnx")
     assert err.value.exit_code == 19
     assert "llama" in str(err.value) and "--backend torch" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family,mode", [("distilbert", "lora"), ("llama", "full")])
+def test_family_train_and_push_is_verified(family, mode, local_hub, tmp_path):
+    """The whole flow on a tiny model of a family that failed before: train -> merge -> ONNX + int8 -> card ->
+    push to the local Hub -> pipeline() in a fresh process agrees with what was measured."""
+    from hubtune.pipeline import PipelineOptions, run_pipeline
+
+    from tests.test_pipeline import _cfg
+
+    base = build(family, tmp_path / "base")
+    cfg = _cfg(str(base), tmp_path / "run", f"org/{family}", mode=mode, onnx=True)
+    cfg.export.quantize = "int8"
+    res = run_pipeline(PipelineOptions(config=cfg, progress=False))
+    assert res.verified and res.committed, res.message
+    assert (res.steps.get("merge") == "done") == (mode == "lora"), res.steps  # a full model has nothing to merge
+    assert "onnx" in res.variants, (res.variants, res.refused)
+    files = {f for f in local_hub.api().list_repo_files(f"org/{family}")}
+    assert {"config.json", "model.safetensors", "README.md"} <= files and any(f.endswith(".onnx") for f in files), files
