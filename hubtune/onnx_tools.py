@@ -192,8 +192,23 @@ def _torch_export(model: Any, tokenizer: Any, out_file: Path, opset: int, output
 def _optimum_export(model_dir: Path, out: Path, opset: int | None, task: str = "text-classification") -> None:
     from optimum.exporters.onnx import main_export
 
-    main_export(str(model_dir), output=str(out), task=task, opset=opset,
-                do_validation=False, local_files_only=True)
+    try:
+        main_export(str(model_dir), output=str(out), task=task, opset=opset,
+                    do_validation=False, local_files_only=True)
+    except (ValueError, KeyError, NotImplementedError, RuntimeError) as exc:  # what Optimum raises for a family it lacks
+        family = _family_of(model_dir)
+        first = " ".join(str(exc).split())[:160]
+        raise ExportUnsupportedError(
+            f"Optimum's exporter could not export this {family} model for {task} ({type(exc).__name__}: {first}); "
+            "expected a family Optimum supports: try --exporter torch, or predict with PyTorch (batch-predict --backend torch)"
+        ) from exc
+
+
+def _family_of(model_dir: Path) -> str:
+    try:
+        return json.loads((Path(model_dir) / "config.json").read_text()).get("model_type") or "unknown"
+    except (OSError, ValueError):
+        return "unknown"
 
 
 def export_onnx(model_dir: Path, out: Path, *, model: Any = None, tokenizer: Any = None, opset: int | None = None,

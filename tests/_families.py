@@ -50,8 +50,8 @@ def build(family: str, out: Path, seed: int = 0) -> Path:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     cls_name, kwargs, token_types = FAMILIES[family]
-    tok = AutoTokenizer.from_pretrained(minilm_dir())
-    tok.model_input_names = ["input_ids", "token_type_ids", "attention_mask"] if token_types else ["input_ids", "attention_mask"]
+    names = ["input_ids", "token_type_ids", "attention_mask"] if token_types else ["input_ids", "attention_mask"]
+    tok = AutoTokenizer.from_pretrained(minilm_dir(), model_input_names=names)  # a keyword, so transformers 4 saves it
     cfg = getattr(transformers, cls_name)(vocab_size=tok.vocab_size, num_labels=3, id2label=dict(enumerate(LABELS)),
                                           label2id={n: i for i, n in enumerate(LABELS)}, **kwargs)
     torch.manual_seed(seed)

@@ -70,9 +70,28 @@ def test_an_untraceable_model_is_a_one_line_refusal_naming_the_family(tmp_path, 
 
     monkeypatch.setattr(torch.onnx, "export", broken)
     with pytest.raises(ExportUnsupportedError) as err:
-        export_onnx(model_dir, tmp_path / "onnx")
+        export_onnx(model_dir, tmp_path / "onnx", exporter="torch")
     assert err.value.exit_code == 19
     assert "llama" in str(err.value) and "--backend torch" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_family_optimum_lacks_is_a_one_line_refusal(tmp_path, monkeypatch):
+    """The Optimum lane: Optimum's 'not supported' ValueError is ExportUnsupportedError naming --exporter torch."""
+    from hubtune.compat import optimum_exporter_available
+    from hubtune.errors import ExportUnsupportedError
+    from hubtune.onnx_tools import export_onnx
+
+    if not optimum_exporter_available():
+        pytest.skip("optimum-onnx is not installed (the Optimum lane: pip install 'hubtune[optimum]')")
+    import optimum.exporters.onnx as oe
+
+    def lacking(*a, **k):
+        raise ValueError("Trying to export a llama model, that is a custom or unsupported architecture")
+
+    monkeypatch.setattr(oe, "main_export", lacking)
+    with pytest.raises(ExportUnsupportedError) as err:
+        export_onnx(build("llama", tmp_path / "model"), tmp_path / "onnx", exporter="optimum")
+    assert "llama" in str(err.value) and "--exporter torch" in str(err.value) and "\n" not in str(err.value)
 
 
 @pytest.mark.slow

@@ -60,6 +60,8 @@ class TorchRunner:
         # only the inputs the tokenizer makes: zeros as token_type_ids are not "none" to every model (GPT-2 adds
         # the embedding of token 0 to every position when it is given token_type_ids)
         self.input_names = set(getattr(self.tokenizer, "model_input_names", None) or feeds_all())
+        # and only those the model takes (a BERT tokenizer beside a BART or llama model makes token_type_ids)
+        self.input_names &= forward_inputs(loaded.model) or self.input_names
         self.pooling = embedding_setup(self, model_dir, opts, loaded.model.config)
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
@@ -75,6 +77,16 @@ class TorchRunner:
 
                 return pool(out.last_hidden_state, batch["attention_mask"], self.pooling).cpu().numpy()
             return out.logits.float().cpu().numpy()
+
+
+def forward_inputs(model: Any) -> set[str]:
+    """The named inputs the model's forward takes (of a peft model: its base model's), empty when it takes
+    ``**kwargs`` only."""
+    import inspect
+
+    base = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
+    params = inspect.signature(base.forward).parameters
+    return {n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
 
 
 def checkpoint_is_encoder(model_dir: Path, opts: PredictOptions) -> bool:
