@@ -13,6 +13,9 @@ Gates, on real held-out texts (not dummy inputs), each against the PyTorch model
 * optimized / quantized variants: accuracy drop <= ``max_accuracy_drop_pt`` points on labeled data (and
   label agreement >= ``min_variant_agreement``); a variant that fails is removed and reported, the rest stay.
 
+Multi-label, regression and token-classification models are gated by what their task answers (labels over the
+threshold, values, tags per word; :mod:`hubtune.task_export`), on the run's held-out examples of that task.
+
 An embedding model (feature-extraction: a bare encoder, or a sentence-transformers folder) is exported as its
 encoder, the graph answering ``last_hidden_state``, and gated by its pooled sentence embeddings instead of labels
 (cosine per row and top-10 neighbour overlap, :mod:`hubtune.embed_export`).
@@ -72,7 +75,8 @@ from hubtune.onnx_tools import (
     write_info,
 )
 from hubtune.rundir import eval_data, load_run, update_summary
-from hubtune.tasks import FEATURE_EXTRACTION, TASKS, checkpoint_task
+from hubtune.task_export import GATED_TASKS, flat, metric_drop, task_examples, task_gate_metrics, task_outputs_of
+from hubtune.tasks import AGREES, FEATURE_EXTRACTION, MULTI_LABEL, REGRESSION, TASKS, TEXT_CLASSIFICATION, checkpoint_task
 
 QUANTIZE_MODES = ("int8",)
 CALIBRATION_ROWS = 256  # real texts on which int8 sensitivity is measured
@@ -223,15 +227,17 @@ def resolve_model_dir(source: str, output: str | None = None) -> tuple[Path, Pat
 
 
 def model_task(model_dir: Path) -> str:
-    """feature-extraction for an encoder without a head (a bare ``BertModel``, a sentence-transformers folder),
-    else text-classification (the classifier gates; a missing head is refused when the model loads)."""
+    """The task the checkpoint has (feature-extraction for an encoder without a head: a bare ``BertModel``, a
+    sentence-transformers folder; multi-label, regression, token classification), else text-classification
+    (whose load refuses a checkpoint without that head)."""
     import json
 
     try:
         cfg = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return "text-classification"
-    return FEATURE_EXTRACTION if checkpoint_task(cfg, model_dir).task == FEATURE_EXTRACTION else "text-classification"
+        return TEXT_CLASSIFICATION
+    task = checkpoint_task(cfg, model_dir).task
+    return task if task in TASKS else TEXT_CLASSIFICATION
 
 
 def export(opts: ExportOptions, progress: Callable[[str], None] | None = None) -> ExportResult:
@@ -253,13 +259,17 @@ def export(opts: ExportOptions, progress: Callable[[str], None] | None = None) -
     say(f"loading PyTorch model {model_dir}")
     task = model_task(model_dir)
     embed = task == FEATURE_EXTRACTION
-    loaded = load_classifier(str(model_dir), device="cpu", **({"task": task, "served": TASKS} if embed else {}))
+    other = task in GATED_TASKS  # multi-label, regression, token classification: their own gates
+    loaded = load_classifier(str(model_dir), device="cpu", task=task, served=TASKS)
     names = loaded.label_names
     pooling = model_pooling(model_dir) if embed else None
-    ev = None if embed else eval_data(run, names, override=opts.eval_dataset, max_samples=opts.max_examples)
+    ev = None if embed or other else eval_data(run, names, override=opts.eval_dataset, max_samples=opts.max_examples)
+    ex = task_examples(task, run, names, override=opts.eval_dataset, max_examples=opts.max_examples) if other else None
     if embed:
         texts, source = gate_texts(opts.eval_dataset, opts.max_examples)
         pairs, labels = None, None
+    elif ex is not None:
+        texts, pairs, labels, source = ex.texts, None, None, ex.source
     elif ev is not None and len(ev.data):
         ds = ev.data.dataset
         texts = list(ds["text"])
@@ -272,10 +282,22 @@ def export(opts: ExportOptions, progress: Callable[[str], None] | None = None) -
     bs = opts.batch_size
     bench_texts = _bench_texts(texts, opts.bench_rows)
 
+    def raw_outputs(model: Any, tokenizer: Any, **kw: Any) -> Any:  # the task's (token classification: per example)
+        if ex is not None:
+            return task_outputs_of(task, model, tokenizer, ex, max_len, bs, **kw)
+        return outputs(model, tokenizer, **kw)
+
     def outputs(model: Any, tokenizer: Any, **kw: Any) -> np.ndarray:  # logits, or pooled embeddings
         if pooling is not None:
             return encode(model, tokenizer, texts, pooling, batch_size=bs, max_length=max_len)
+        if ex is not None:
+            return flat(task, raw_outputs(model, tokenizer, **kw))
         return predict_logits(model, tokenizer, texts, pairs, batch_size=bs, max_length=max_len, **kw)
+
+    def scores(raw: Any, tokenizer: Any) -> dict[str, Any] | None:  # the task's metrics on labeled examples
+        if ex is not None:
+            return task_gate_metrics(task, raw, ex, names, tokenizer, max_len)
+        return _metrics(labels, raw, names)
 
     def speed(model: Any, tokenizer: Any) -> dict[str, Any]:
         if pooling is not None:
@@ -283,8 +305,9 @@ def export(opts: ExportOptions, progress: Callable[[str], None] | None = None) -
         return bench_model(model, tokenizer, bench_texts, bs, max_len)
 
     say(f"PyTorch {'embeddings' if embed else 'logits'} on {len(texts)} examples from {source}")
-    ref = outputs(loaded.model, loaded.tokenizer)
-    ref_metrics = _metrics(labels, ref, names)
+    ref_raw = raw_outputs(loaded.model, loaded.tokenizer)
+    ref = flat(task, ref_raw) if other else ref_raw
+    ref_metrics = None if embed else scores(ref_raw, loaded.tokenizer)
     say(f"PyTorch throughput on {len(bench_texts)} rows")
     variants: dict[str, VariantReport] = {
         "pytorch": VariantReport(
@@ -313,20 +336,25 @@ def export(opts: ExportOptions, progress: Callable[[str], None] | None = None) -
         def check(name: str, file_name: str, is_base: bool, cfg: str | None = None) -> VariantReport:
             say(f"checking {name} ({file_name}) against PyTorch")
             ort = OrtEncoder(tmp / file_name) if embed else OrtClassifier(tmp / file_name, ort_config)
-            logits = outputs(ort, ort_tokenizer, device="cpu")
+            raw = raw_outputs(ort, ort_tokenizer, device="cpu")
+            logits = flat(task, raw) if other else raw
             gate_why = None
             if embed:
                 parity, m, gate_why = embedding_gate(ref, logits, is_base=is_base, tolerance=opts.tolerance,
                                                      min_cosine=opts.min_variant_cosine,
                                                      min_overlap=opts.min_neighbour_overlap, texts_source=source)
             elif is_base:
-                parity = compare_logits(ref, logits, tolerance=opts.tolerance, min_label_agreement=1.0, texts_source=source)
+                parity = compare_logits(ref, logits, tolerance=opts.tolerance, min_label_agreement=1.0,
+                                        texts_source=source, task=task)
             else:
-                parity = compare_logits(ref, logits, tolerance=None, min_label_agreement=opts.min_variant_agreement, texts_source=source)
+                parity = compare_logits(ref, logits, tolerance=None, min_label_agreement=opts.min_variant_agreement,
+                                        texts_source=source, task=task)
             if not embed:
-                m = _metrics(labels, logits, names)
+                m = scores(raw, ort_tokenizer)
             drop = None
-            if m is not None and ref_metrics is not None:
+            if other:
+                drop = metric_drop(task, ref_metrics, m)
+            elif m is not None and ref_metrics is not None:
                 drop = round(100.0 * (ref_metrics["accuracy"] - m["accuracy"]), 3)
             rep = VariantReport(
                 name=name,
@@ -342,7 +370,8 @@ def export(opts: ExportOptions, progress: Callable[[str], None] | None = None) -
             if not parity.passed:
                 reasons.append(gate_why or parity.describe())
             if not is_base and drop is not None and drop > opts.max_accuracy_drop_pt:
-                reasons.append(f"accuracy drop {drop:.2f} pt > {opts.max_accuracy_drop_pt:g} pt allowed")
+                what = {MULTI_LABEL: "micro F1", "token-classification": "entity F1"}.get(task, "accuracy")
+                reasons.append(f"{what} drop {drop:.2f} pt > {opts.max_accuracy_drop_pt:g} pt allowed")
             if reasons:
                 rep.passed, rep.reason = False, "; ".join(reasons)
             else:
@@ -357,7 +386,7 @@ def export(opts: ExportOptions, progress: Callable[[str], None] | None = None) -
         base = check("onnx", FP32_FILE, True, cfg=f"fp32, opset {info['opset']}, {info['exporter']}")
         if not base.passed:
             expected = (f"max diff <= {opts.tolerance:g} and every cosine >= 0.9999" if embed else
-                        f"max diff <= {opts.tolerance:g} and 100% label agreement")
+                        f"max diff <= {opts.tolerance:g} and 100% agreement ({AGREES.get(task, 'the same label')})")
             raise ExportParityError(
                 f"ONNX export does not match PyTorch: {base.reason}; expected {expected}. Nothing was written; try "
                 "another --opset, or loosen --tolerance if it is float noise"
@@ -370,11 +399,16 @@ def export(opts: ExportOptions, progress: Callable[[str], None] | None = None) -
         quant_info: dict[str, Any] = {}
         if opts.quantize:
             def make_int8(w: Path) -> tuple[Path, str]:
-                c_texts, c_pairs, c_source = calibration_texts(run, texts, pairs, source)
+                if ex is not None:
+                    c_texts, c_pairs, c_source = ex.calibration, None, ex.calibration_source
+                else:
+                    c_texts, c_pairs, c_source = calibration_texts(run, texts, pairs, source)
                 say(f"measuring int8 sensitivity per MatMul on {c_source}")
                 feeds = calibration_feeds(tmp / FP32_FILE, ort_tokenizer, c_texts, c_pairs, max_length=max_len)
-                # embeddings: dynamic int8 is judged by its cosines and neighbours (the check below), not by labels
-                produced, q = _quantize(tmp, w, feeds, c_source, **({"min_agreement": 0.0} if embed else {}))
+                # embeddings, multi-label, regression: dynamic int8 is judged by the task's agreement (the check
+                # below), not by argmax labels
+                argmax_free = embed or task in (MULTI_LABEL, REGRESSION)
+                produced, q = _quantize(tmp, w, feeds, c_source, **({"min_agreement": 0.0} if argmax_free else {}))
                 quant_info.update(q)
                 return produced, q["description"]
 

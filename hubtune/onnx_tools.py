@@ -189,6 +189,10 @@ def _torch_export(model: Any, tokenizer: Any, out_file: Path, opset: int, output
     program.save(str(out_file), external_data=False)
 
 
+# hubtune's task -> Optimum's exporter task (the sequence classifier's three readings share one graph)
+OPTIMUM_TASKS = {"feature-extraction": "feature-extraction", "token-classification": "token-classification"}
+
+
 def _optimum_export(model_dir: Path, out: Path, opset: int | None, task: str = "text-classification") -> None:
     from optimum.exporters.onnx import main_export
 
@@ -223,19 +227,19 @@ def export_onnx(model_dir: Path, out: Path, *, model: Any = None, tokenizer: Any
     out.mkdir(parents=True, exist_ok=True)
     with _quiet():
         if name == "optimum":
-            _optimum_export(model_dir, out, opset, task="feature-extraction" if embed else "text-classification")
+            _optimum_export(model_dir, out, opset, task=OPTIMUM_TASKS.get(task or "", "text-classification"))
         else:
             if model is None or tokenizer is None:
                 from hubtune.modeling import load_classifier
                 from hubtune.tasks import TASKS
 
-                loaded = load_classifier(str(model_dir), device="cpu", **({"task": task, "served": TASKS} if embed else {}))
+                loaded = load_classifier(str(model_dir), device="cpu", **({"task": task, "served": TASKS} if task else {}))
                 model, tokenizer = loaded.model, loaded.tokenizer
             _torch_export(model, tokenizer, out / FP32_FILE, opset or DEFAULT_OPSET,
                           output=HIDDEN_OUTPUT if embed else OUTPUT_NAME)
             copy_model_files(model_dir, out)
     if not (out / FP32_FILE).is_file():
-        raise ExportParityError(f"the exporter wrote no {FP32_FILE} in {out}; expected one ONNX graph for text-classification")
+        raise ExportParityError(f"the exporter wrote no {FP32_FILE} in {out}; expected one ONNX graph for {task or 'text-classification'}")
     weights = weight_files(model_dir)
     info = {
         "exporter": exporter_label(name),

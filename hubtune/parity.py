@@ -82,6 +82,24 @@ class ParityReport:
         )
 
 
+REGRESSION_ROW_TOLERANCE = 1e-2  # regression: a row agrees when its value is within 1% (of max(1, |value|))
+
+
+def output_agreement(candidate: np.ndarray, reference: np.ndarray, task: str = "", logit_threshold: float = 0.0) -> float:
+    """The fraction of rows that answer the same: the label (argmax; token classification: per token, its rows
+    being tokens); multi-label: the same labels over the threshold (``logit_threshold``: the threshold as a logit);
+    regression: the same value to REGRESSION_ROW_TOLERANCE of its size."""
+    candidate, reference = np.asarray(candidate), np.asarray(reference)
+    if not len(reference):
+        return 1.0
+    if task == "multi-label-classification":
+        return float(((candidate > logit_threshold) == (reference > logit_threshold)).all(-1).mean())
+    if task == "regression":
+        r, f = candidate.reshape(len(candidate), -1)[:, 0], reference.reshape(len(reference), -1)[:, 0]
+        return float((np.abs(r - f) <= REGRESSION_ROW_TOLERANCE * np.maximum(1.0, np.abs(f))).mean())
+    return float((candidate.argmax(-1) == reference.argmax(-1)).mean())
+
+
 def compare_logits(
     reference: np.ndarray,
     candidate: np.ndarray,
@@ -89,8 +107,10 @@ def compare_logits(
     tolerance: float | None,
     min_label_agreement: float = 1.0,
     texts_source: str = "",
+    task: str = "",
 ) -> ParityReport:
-    """Compare two ``(n, num_labels)`` logit arrays. ``tolerance=None`` skips the logit check."""
+    """Compare two ``(n, num_labels)`` logit arrays. ``tolerance=None`` skips the logit check; ``task``: how a
+    row agrees (:func:`output_agreement`; default the argmax label)."""
     reference = np.asarray(reference, dtype=np.float64)
     candidate = np.asarray(candidate, dtype=np.float64)
     if reference.shape != candidate.shape:
@@ -101,7 +121,7 @@ def compare_logits(
     mean_diff = float(diff.mean()) if n else 0.0
     if not np.all(np.isfinite(candidate)):
         max_diff = mean_diff = float("inf")
-    agreement = float((reference.argmax(-1) == candidate.argmax(-1)).mean()) if n else 1.0
+    agreement = output_agreement(candidate, reference, task) if n else 1.0
     passed = n > 0 and agreement >= min_label_agreement and (tolerance is None or max_diff <= tolerance)
     return ParityReport(max_diff, mean_diff, agreement, n, tolerance, min_label_agreement, bool(passed), texts_source)
 

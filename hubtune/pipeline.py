@@ -155,6 +155,7 @@ def _validate(cfg: PipelineConfig) -> None:
                 f"one of {', '.join(allowed)} (a floor: larger is better)"
             )
         cfg.publish.validate()
+        cfg.export.validate()
         return
     if cfg.task not in ("text-classification", *LM_TASKS) or cfg.mode == "prefix":
         raise ConfigError(
@@ -391,7 +392,6 @@ def _classifier_steps(cfg: PipelineConfig, opts: PipelineOptions, say: Say, layo
                       repo_id: str, train_eval: dict[str, Any]) -> tuple[Any, ...]:
     """Steps 2-5 for a text classifier: merge, export, card (+ gate on the published files), golden examples."""
     from hubtune.card import CardOptions, card
-    from hubtune.export import ExportOptions, export
     from hubtune.merge import MergeOptions, merge
     from hubtune.rundir import eval_data, load_run, published_dir
     from hubtune.verify import predict_labels
@@ -408,25 +408,7 @@ def _classifier_steps(cfg: PipelineConfig, opts: PipelineOptions, say: Say, layo
     pub = published_dir(layout.root)
 
     # 3. ONNX export with its parity gates; a refused optional variant is reported, a required one fails here
-    onnx_file = None
-    refused: dict[str, str] = {}
-    if cfg.export.onnx:
-        if opts.resume and _export_done(layout, pub, cfg):
-            steps["export"] = "reused"
-            refused = {k: str(v.get("reason")) for k, v in read_json(layout.summary)["export"]["refused"].items()}
-        else:
-            say("export: ONNX through Optimum (parity gate)")
-            exported = export(
-                ExportOptions(
-                    source=str(layout.root), optimize=cfg.export.optimize, quantize=cfg.export.quantize,
-                    tolerance=cfg.export.tolerance, max_accuracy_drop_pt=cfg.gates.max_accuracy_drop, overwrite=True,
-                ),
-                progress=say,
-            )
-            refused = {k: str(v.reason) for k, v in exported.refused.items()}
-            steps["export"] = "done"
-        onnx_file = "model.onnx"
-        check_required_variants(refused, list(read_json(layout.summary).get("variants") or {}), cfg.export.required())
+    onnx_file, refused = _export_step(cfg, opts, say, layout, pub, steps)
 
     # 4. card from the published files, then the metric gate on those exact files
     say("card: evaluating the published files and writing README.md")
@@ -452,13 +434,39 @@ def _classifier_steps(cfg: PipelineConfig, opts: PipelineOptions, say: Say, layo
     return pub, onnx_file, refused, published_metrics, summary, texts, expected
 
 
+def _export_step(cfg: PipelineConfig, opts: PipelineOptions, say: Say, layout: RunLayout, pub: Path,
+                 steps: dict[str, str]) -> tuple[str | None, dict[str, str]]:
+    """ONNX export with its parity gates (the task's, :mod:`hubtune.export`): (the graph the verification
+    checks or None, the refused optional variants); a refused required variant fails here, before any push."""
+    from hubtune.export import ExportOptions, export
+
+    if not cfg.export.onnx:
+        steps["export"] = "skipped"
+        return None, {}
+    if opts.resume and _export_done(layout, pub, cfg):
+        steps["export"] = "reused"
+        refused = {k: str(v.get("reason")) for k, v in read_json(layout.summary)["export"]["refused"].items()}
+    else:
+        say("export: ONNX (parity gate)")
+        exported = export(
+            ExportOptions(
+                source=str(layout.root), optimize=cfg.export.optimize, quantize=cfg.export.quantize,
+                tolerance=cfg.export.tolerance, max_accuracy_drop_pt=cfg.gates.max_accuracy_drop, overwrite=True,
+            ),
+            progress=say,
+        )
+        refused = {k: str(v.reason) for k, v in exported.refused.items()}
+        steps["export"] = "done"
+    check_required_variants(refused, list(read_json(layout.summary).get("variants") or {}), cfg.export.required())
+    return "model.onnx", refused
+
+
 def _task_steps(cfg: PipelineConfig, opts: PipelineOptions, say: Say, layout: RunLayout, steps: dict[str, str],
                 repo_id: str) -> tuple[Any, ...]:
     """Steps 2-5 for a multi-label / regression / token-classification run: merge (LoRA, with its parity gate),
     the card from the published files (+ the metric gate on them), golden examples answered by pipeline()."""
     from hubtune.card import CardOptions, card
-    from hubtune.rundir import load_run, published_dir
-    from hubtune.taskcard import task_eval_examples
+    from hubtune.rundir import load_run, published_dir, task_eval_examples
     from hubtune.taskeval import merge_task_adapter
     from hubtune.verify import task_predict
 
@@ -474,9 +482,7 @@ def _task_steps(cfg: PipelineConfig, opts: PipelineOptions, say: Say, layout: Ru
                                tolerance=cfg.gates.merge_tolerance)
             steps["merge"] = "done"
     pub = published_dir(layout.root)
-    if cfg.export.onnx:
-        say(f"export: skipped (the ONNX export of a {task} model is `hubtune export`'s; published PyTorch only)")
-    steps["export"] = "skipped"
+    onnx_file, refused = _export_step(cfg, opts, say, layout, pub, steps)
     say("card: evaluating the published files and writing README.md")
     card_res = card(CardOptions(run_dir=str(layout.root), repo_id=repo_id, license=cfg.publish.license,
                                 language=[cfg.publish.language], tags=list(cfg.publish.tags),
@@ -490,9 +496,9 @@ def _task_steps(cfg: PipelineConfig, opts: PipelineOptions, say: Say, layout: Ru
     texts = [" ".join(t) for t in ds["tokens"]] if task == "token-classification" else list(ds["text"])
     if not texts:
         raise ConfigError("no golden examples: the run has no evaluation data; set data.eval_dataset")
-    expected = task_predict(str(pub), task, texts)
+    expected = task_predict(str(pub), task, texts, onnx_file=onnx_file)
     write_json(layout.root / "golden.json", {"texts": texts, "expected": expected, "task": task})
-    return pub, None, {}, published_metrics, summary, texts, expected
+    return pub, onnx_file, refused, published_metrics, summary, texts, expected
 
 
 def _lm_steps(cfg: PipelineConfig, opts: PipelineOptions, say: Say, layout: RunLayout, steps: dict[str, str],

@@ -5,6 +5,8 @@
   else ``model/`` (a full model, or the adapter itself).
 * :func:`eval_data` loads the labeled held-out examples of a run (``--eval-dataset`` > ``data.eval_dataset``
   > the validation split that ``train`` carved out, rebuilt deterministically from the seed).
+* :func:`task_eval_examples` loads them for a multi-label / regression / token-classification run
+  (normalised as :mod:`hubtune.taskdata` reads that task's data).
 * :func:`update_summary` records a step's figures under one key of ``run_summary.json``.
 """
 
@@ -146,3 +148,20 @@ def eval_data(
             "pass --eval-dataset with examples labeled like the model"
         )
     return EvalData(data=both.eval, spec=f"{dc['dataset']} (validation_split={cfg.validation_split})", split="validation")
+
+
+def task_eval_examples(run: RunInfo, task: str, label_names: list[str], override: str | None = None) -> tuple[Any, str, str | None]:
+    """The run's held-out examples for ``task``: ``override``, the test split, else the validation examples that
+    chose the checkpoint (the same split as training carved, from the same seed). (data, role, spec)."""
+    from hubtune.config import DataConfig, from_dict
+    from hubtune.taskdata import load_task_labeled, load_task_train_eval
+
+    dc = dict(run.data_config)
+    dc["dataset"] = resolve_local_spec(str(dc["dataset"]), run.root)
+    cfg = from_dict(DataConfig, dc)
+    spec = override or dc.get("test_dataset")
+    if spec:
+        data = load_task_labeled(resolve_local_spec(str(spec), run.root), cfg, task, label_names,
+                                 max_samples=None if override else cfg.test_max_samples)
+        return data, "the given examples" if override else "the test split", str(spec)
+    return load_task_train_eval(cfg, task).eval, "the validation examples that chose the checkpoint", dc.get("eval_dataset")

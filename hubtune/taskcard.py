@@ -12,12 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hubtune.config import DataConfig, from_dict
 from hubtune.metrics import TASK_SUMMARY_KEYS
 from hubtune.modeling import is_adapter_dir
-from hubtune.rundir import RunInfo, resolve_local_spec
-from hubtune.taskdata import load_task_labeled, load_task_train_eval
+from hubtune.rundir import RunInfo, task_eval_examples
 from hubtune.taskeval import evaluate_task_folder
+from hubtune.tasks import AGREES
 
 TASK_NAMES = {"multi-label-classification": ("text-classification", "Multi-label Text Classification"),
               "regression": ("text-classification", "Text Regression"),
@@ -68,25 +67,23 @@ Measured on the published files, reloaded, on {{ eval_role }} ({{ eval_examples 
 |---|---|
 {% for k, v in rows %}| {{ k }} | {{ v }} |
 {% endfor %}
+{% if onnx %}
+## ONNX
+
+`onnx/` holds ONNX graphs in Optimum's layout (output `logits`), each checked against the PyTorch model above on
+{{ onnx_examples }} examples ({{ onnx_agrees }}):
+
+| variant | file | size (MB) | agreement | max abs diff | CPU rows/s |
+|:--|:--|--:|--:|--:|--:|
+{% for v in onnx -%}
+| {{ v.name }} | `{{ v.file }}` | {{ v.size_mb }} | {{ v.agreement }} | {{ v.max_diff }} | {{ v.rows_per_s }} |
+{% endfor %}
+{% endif %}
 {% if data_note %}
 {{ data_note }}
 {% endif %}
 Trained with hubtune {{ hubtune_version }}.
 """
-
-
-def task_eval_examples(run: RunInfo, task: str, label_names: list[str], override: str | None = None) -> tuple[Any, str, str | None]:
-    """The run's held-out examples for ``task``: ``override``, the test split, else the validation examples that
-    chose the checkpoint (the same split as training carved, from the same seed). (data, role, spec)."""
-    dc = dict(run.data_config)
-    dc["dataset"] = resolve_local_spec(str(dc["dataset"]), run.root)
-    cfg = from_dict(DataConfig, dc)
-    spec = override or dc.get("test_dataset")
-    if spec:
-        data = load_task_labeled(resolve_local_spec(str(spec), run.root), cfg, task, label_names,
-                                 max_samples=None if override else cfg.test_max_samples)
-        return data, "the given examples" if override else "the test split", str(spec)
-    return load_task_train_eval(cfg, task).eval, "the validation examples that chose the checkpoint", dc.get("eval_dataset")
 
 
 def task_card_parts(run: RunInfo, pub: Path, task: str, *, repo_id: str | None, model_name: str,
@@ -107,5 +104,32 @@ def task_card_parts(run: RunInfo, pub: Path, task: str, *, repo_id: str | None, 
         "eval_role": role, "eval_examples": metrics.get("num_examples"), "eval_dataset": spec,
         "rows": [(METRIC_INFO[k][1], f"{metrics[k]:.4f}") for k in TASK_SUMMARY_KEYS[task] if k in metrics],
         "is_adapter": is_adapter_dir(pub),
+        "onnx": onnx_rows(run, pub), "onnx_agrees": AGREES[task],
+        "onnx_examples": (run.summary.get("export") or {}).get("num_examples"),
     }
     return metrics, results, variables
+
+
+def onnx_rows(run: RunInfo, pub: Path) -> list[dict[str, Any]]:
+    """The ONNX variants the export recorded for the published folder (none when its ``onnx/`` is missing or
+    was exported from other weights)."""
+    from hubtune.errors import StaleOnnxError
+    from hubtune.onnx_tools import FP32_FILE, check_matches_weights
+
+    graph = pub / "onnx" / FP32_FILE
+    if not graph.is_file():
+        return []
+    try:
+        check_matches_weights(graph, pub)
+    except StaleOnnxError:
+        return []
+    rows = []
+    for name, v in (run.summary.get("variants") or {}).items():
+        if name == "pytorch" or not v.get("file") or not (pub / v["file"].split(",")[0].strip()).is_file():
+            continue
+        par = v.get("parity") or {}
+        speed = (v.get("throughput") or {}).get("rows_per_s")
+        rows.append({"name": name, "file": v["file"], "size_mb": f"{float(v.get('size_mb') or 0):.2f}",
+                     "agreement": f"{float(par.get('label_agreement', 0)):.2%}",
+                     "max_diff": f"{float(par.get('max_abs_diff', 0)):.2g}", "rows_per_s": speed if speed else "-"})
+    return rows

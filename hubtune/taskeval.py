@@ -134,14 +134,15 @@ def align_tags(tokenizer: Any, batch: dict[str, list[Any]], max_length: int) -> 
     return enc
 
 
-def token_logits(model: Any, tokenizer: Any, encoded: Any, batch_size: int = 32) -> list[np.ndarray]:
-    """Per example, the logits at its labelled positions (each word's first sub-token), in input order."""
+def token_logits(model: Any, tokenizer: Any, encoded: Any, batch_size: int = 32, device: str | None = None) -> list[np.ndarray]:
+    """Per example, the logits at its labelled positions (each word's first sub-token), in input order
+    (``device``: where the inputs go, default the model's; "cpu" for an ONNX graph)."""
     import torch
     from transformers import DataCollatorForTokenClassification
 
     collator = DataCollatorForTokenClassification(tokenizer)
     keys = [k for k in ("input_ids", "attention_mask", "token_type_ids", "labels") if k in encoded.column_names]
-    dev = next(model.parameters()).device
+    dev = device or next(model.parameters()).device
     out: list[np.ndarray] = []
     with torch.inference_mode():
         for start in range(0, len(encoded), batch_size):
@@ -161,13 +162,15 @@ def encode_tokens(tokenizer: Any, ds: Any, max_length: int) -> Any:
 # --------------------------------------------------------------------------------------------------
 # Outputs and metrics
 # --------------------------------------------------------------------------------------------------
-def task_outputs(task: str, model: Any, tokenizer: Any, ds: Any, max_length: int) -> Any:
+def task_outputs(task: str, model: Any, tokenizer: Any, ds: Any, max_length: int, *, batch_size: int = 64,
+                 device: str | None = None) -> Any:
     """What the model answers on normalised data: sequence tasks, the (n, num_labels) logits; token
-    classification, one (words, num_labels) logit array per example."""
+    classification, one (words, num_labels) logit array per example. ``model``: a transformers model, or an
+    ONNX graph behind its call shape (``device="cpu"``)."""
     if task == "token-classification":
-        return token_logits(model, tokenizer, encode_tokens(tokenizer, ds, max_length))
+        return token_logits(model, tokenizer, encode_tokens(tokenizer, ds, max_length), batch_size, device=device)
     pairs = ds["text_pair"] if "text_pair" in ds.column_names else None
-    return predict_logits(model, tokenizer, ds["text"], pairs, batch_size=64, max_length=max_length)
+    return predict_logits(model, tokenizer, ds["text"], pairs, batch_size=batch_size, max_length=max_length, device=device)
 
 
 def flat_outputs(task: str, outputs: Any) -> np.ndarray:

@@ -46,6 +46,9 @@ AUTO_CLASSES = {  # the transformers Auto class that loads each task's model
     TOKEN_CLASSIFICATION: "AutoModelForTokenClassification",
     FEATURE_EXTRACTION: "AutoModel",
 }
+# when two models (PyTorch and its ONNX graph, fp32 and int8) answer a row the same, per task
+AGREES = {TEXT_CLASSIFICATION: "the same label", MULTI_LABEL: "the same labels over 0.5",
+          REGRESSION: "the same value to 1%", TOKEN_CLASSIFICATION: "the same tag on every word"}
 # weights a task's model may lack with no effect on its outputs (feature-extraction never uses the pooler)
 UNUSED_MISSING = {FEATURE_EXTRACTION: ("pooler.",)}
 

@@ -100,11 +100,12 @@ SCORE_TOLERANCE = 1e-4  # scores of the pulled model against the local folder's
 
 
 def task_predict(model_ref: str, task: str, texts: list[str], *, revision: str | None = None,
-                 threshold: float = 0.5) -> dict[str, list[Any]]:
+                 threshold: float = 0.5, onnx_file: str | None = None) -> dict[str, list[Any]]:
     """What ``pipeline()`` answers for a multi-label / regression / token-classification model: ``pytorch`` the
     labels (multi-label: those with a sigmoid score >= ``threshold``, joined by ","; regression: none; token
     classification: each entity as ``GROUP:start-end``, aggregation_strategy="simple"), ``pytorch_scores``
-    the scores (every label's sigmoid; the value; each entity's score), compared within SCORE_TOLERANCE."""
+    the scores (every label's sigmoid; the value; each entity's score), compared within SCORE_TOLERANCE; with
+    ``onnx_file`` also ONNX Runtime's over ``onnx/`` (:func:`onnx_task_answers`)."""
     from transformers import pipeline
 
     from hubtune.security import check_model_config
@@ -114,17 +115,59 @@ def task_predict(model_ref: str, task: str, texts: list[str], *, revision: str |
         pipe = pipeline("token-classification", model=model_ref, revision=revision, device=-1,
                         aggregation_strategy="simple")
         ents = [pipe(t) for t in texts]
-        return {"pytorch": [" ".join(f"{e['entity_group']}:{e['start']}-{e['end']}" for e in row) for row in ents],
-                "pytorch_scores": [[float(e["score"]) for e in row] for row in ents]}
-    pipe = pipeline("text-classification", model=model_ref, revision=revision, device=-1, truncation=True)
-    if task == "regression":
-        rows = pipe(texts, function_to_apply="none", batch_size=16)
-        return {"pytorch": ["" for _ in rows], "pytorch_scores": [[float(r["score"])] for r in rows]}
-    rows = pipe(texts, function_to_apply="sigmoid", top_k=None, batch_size=16)
-    names = list(pipe.model.config.id2label.values())
-    scores = [{r["label"]: float(r["score"]) for r in row} for row in rows]
-    return {"pytorch": [",".join(n for n in names if sc[n] >= threshold) for sc in scores],
-            "pytorch_scores": [[sc[n] for n in names] for sc in scores]}
+        out = {"pytorch": [" ".join(f"{e['entity_group']}:{e['start']}-{e['end']}" for e in row) for row in ents],
+               "pytorch_scores": [[float(e["score"]) for e in row] for row in ents]}
+    else:
+        pipe = pipeline("text-classification", model=model_ref, revision=revision, device=-1, truncation=True)
+        if task == "regression":
+            rows = pipe(texts, function_to_apply="none", batch_size=16)
+            out = {"pytorch": ["" for _ in rows], "pytorch_scores": [[float(r["score"])] for r in rows]}
+        else:
+            rows = pipe(texts, function_to_apply="sigmoid", top_k=None, batch_size=16)
+            names = list(pipe.model.config.id2label.values())
+            scores = [{r["label"]: float(r["score"]) for r in row} for row in rows]
+            out = {"pytorch": [",".join(n for n in names if sc[n] >= threshold) for sc in scores],
+                   "pytorch_scores": [[sc[n] for n in names] for sc in scores]}
+    if onnx_file:
+        out.update(onnx_task_answers(model_ref, task, texts, onnx_file, revision=revision, threshold=threshold))
+    return out
+
+
+def onnx_task_answers(model_ref: str, task: str, texts: list[str], onnx_file: str, *, revision: str | None = None,
+                      threshold: float = 0.5) -> dict[str, list[Any]]:
+    """ONNX Runtime's answers over ``onnx/ONNX_FILE`` (refused when it was exported from other weights):
+    ``onnx`` the labels over ``threshold`` (multi-label), none (regression), or the tag of every token
+    (token classification, special tokens left out); ``onnx_scores`` the sigmoid scores / the value."""
+    import numpy as np
+    from transformers import AutoConfig, AutoTokenizer
+
+    from hubtune.onnx_tools import OrtClassifier
+
+    path = onnx_beside_weights(model_ref, onnx_file, revision)
+    config = AutoConfig.from_pretrained(model_ref, revision=revision)
+    model = OrtClassifier(path, config)
+    tok = AutoTokenizer.from_pretrained(model_ref, revision=revision)
+    names = [config.id2label[i] for i in range(len(config.id2label))]
+    labels: list[Any] = []
+    scores: list[Any] = []
+    for i in range(0, len(texts), 16):
+        enc = tok(texts[i : i + 16], padding=True, truncation=True, return_tensors="pt", return_special_tokens_mask=True)
+        special = enc.pop("special_tokens_mask").numpy()
+        logits = np.asarray(model(**enc).logits, dtype=np.float64)
+        if task == "token-classification":
+            mask = enc["attention_mask"].numpy().astype(bool) & ~special.astype(bool)
+            labels += [" ".join(names[int(j)] for j in row[m].argmax(-1)) for row, m in zip(logits, mask)]
+        elif task == "regression":
+            labels += ["" for _ in logits]
+            scores += [[float(r[0])] for r in logits]
+        else:
+            sig = 1.0 / (1.0 + np.exp(-logits))
+            labels += [",".join(n for n, p in zip(names, row) if p >= threshold) for row in sig]
+            scores += [[float(p) for p in row] for row in sig]
+    out: dict[str, list[Any]] = {"onnx": labels}
+    if scores:
+        out["onnx_scores"] = scores
+    return out
 
 
 def same_output(a: Any, b: Any) -> bool:
@@ -232,7 +275,7 @@ def _main() -> int:
 
     transformers.logging.set_verbosity_error()
     if req.get("task") in HEAD_TASKS:
-        out = task_predict(req["repo_id"], req["task"], req["texts"], revision=req["revision"])
+        out = task_predict(req["repo_id"], req["task"], req["texts"], revision=req["revision"], onnx_file=req.get("onnx_file"))
     elif req.get("task") in LM_TASKS:
         out = lm_predict(req["repo_id"], req["task"], req["texts"], revision=req["revision"], onnx_file=req.get("onnx_file"))
     else:

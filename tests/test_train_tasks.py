@@ -198,8 +198,9 @@ def test_verify_compares_labels_exactly_and_scores_within_tolerance():
 
 @pytest.mark.slow
 def test_train_and_push_token_classification_lora_is_verified(tmp_path):
-    """The NER recipe on the packaged MiniLM, LoRA, through train-and-push on the embedded Hub: merged, carded,
-    pushed and verified in a fresh process with pipeline("token-classification", aggregation_strategy="simple")."""
+    """The NER recipe on the packaged MiniLM, LoRA, through train-and-push on the embedded Hub: merged, exported to
+    ONNX (tags per word gated), carded, pushed and verified in a fresh process with
+    pipeline("token-classification", aggregation_strategy="simple") and ONNX Runtime over the pushed onnx/."""
     from .conftest import run_cli
 
     out = tmp_path / "run"
@@ -211,10 +212,13 @@ def test_train_and_push_token_classification_lora_is_verified(tmp_path):
     assert doc["verified"] is True and doc["steps"]["merge"] == "done", doc
     golden = json.loads((out / "golden.json").read_text())
     assert any(golden["expected"]["pytorch"]), golden  # entities found, so the comparison has something to compare
+    assert doc["steps"]["export"] == "done" and any(golden["expected"]["onnx"]), doc  # the ONNX graph's tags too
+    assert doc["verification"]["checked"]["onnx"]["agree"] == doc["verification"]["checked"]["onnx"]["total"]
     config = json.loads((out / "merged" / "config.json").read_text())
     assert config["architectures"] == ["BertForTokenClassification"]
     card_text = (out / "merged" / "README.md").read_text()
     assert "type: token-classification" in card_text and "F1 (entities, seqeval)" in card_text
+    assert "`onnx/model.onnx`" in card_text  # the card lists the published graph with its agreement
 
 
 def test_conll_style_int_tags_with_classlabel_names(tmp_path):

@@ -33,6 +33,7 @@ import numpy as np
 
 from hubtune.errors import ResumeMismatchError
 from hubtune.onnx_tools import QUANTIZED_FILE
+from hubtune.parity import output_agreement
 from hubtune.predict.batching import Chunk, prepare_chunk, run_chunk
 from hubtune.predict.options import REDUCED_DTYPES, PredictOptions
 from hubtune.predict.runners import Runner, find_onnx, make_runner
@@ -212,9 +213,6 @@ def logit_of(threshold: float | None) -> float:
     return float(np.log(t / (1 - t)))
 
 
-REGRESSION_ROW_TOLERANCE = 1e-2  # regression: a row agrees when its value is within 1% (of max(1, |value|))
-
-
 def agreement(reduced: np.ndarray, reference: np.ndarray, task: str = "", logit_threshold: float = 0.0) -> float:
     """The fraction of rows whose label (argmax) is the same; of embeddings (``task`` feature-extraction), the
     fraction whose cosine with the fp32 embedding is at least EMBEDDING_ROW_COSINE; multi-label: the same labels
@@ -225,12 +223,7 @@ def agreement(reduced: np.ndarray, reference: np.ndarray, task: str = "", logit_
         from hubtune.embeddings import cosine_rows
 
         return float((cosine_rows(reduced, reference) >= EMBEDDING_ROW_COSINE).mean())
-    if task == "multi-label-classification":  # the same set of labels over the threshold
-        return float(((reduced > logit_threshold) == (reference > logit_threshold)).all(-1).mean())
-    if task == "regression":  # the same value, to REGRESSION_ROW_TOLERANCE of its size
-        r, f = reduced.reshape(len(reduced), -1)[:, 0], reference.reshape(len(reference), -1)[:, 0]
-        return float((np.abs(r - f) <= REGRESSION_ROW_TOLERANCE * np.maximum(1.0, np.abs(f))).mean())
-    return float((reduced.argmax(-1) == reference.argmax(-1)).mean())
+    return output_agreement(reduced, reference, task, logit_threshold)
 
 
 def choose_runner(

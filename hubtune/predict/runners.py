@@ -12,7 +12,7 @@ import numpy as np
 from hubtune.errors import ConfigError, MissingDependencyError, ModelLoadError
 from hubtune.predict.heads import PREDICT_TASKS
 from hubtune.predict.options import PredictOptions
-from hubtune.tasks import FEATURE_EXTRACTION, SEQUENCE_TASKS, TEXT_CLASSIFICATION
+from hubtune.tasks import FEATURE_EXTRACTION, TEXT_CLASSIFICATION
 
 
 class Runner(Protocol):
@@ -155,7 +155,7 @@ def export_missing_onnx(model_dir: Path, export_dir: Path, task: str = TEXT_CLAS
     target = export_dir / FP32_FILE
     if not target.is_file():
         try:
-            info = export_onnx(model_dir, export_dir, exporter="auto" if task in SEQUENCE_TASKS else "torch", task=task)
+            info = export_onnx(model_dir, export_dir, exporter="auto", task=task)
         except (MissingDependencyError, ModelLoadError):
             raise
         except Exception as exc:  # noqa: BLE001
