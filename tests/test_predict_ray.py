@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from tests.test_predict import LABELS, ROOT, TWEETS, _save_tiny, cli, opts, read_any
+from tests.test_tasks import multilabel_dir, ner_dir  # noqa: F401 - fixtures of the other tasks' models
 
 
 @pytest.fixture(scope="module")
@@ -233,3 +234,16 @@ def test_ray_streams_a_hub_dataset_from_the_local_hub(tiny, tmp_path, ray_cluste
     assert read == list(range(0, 500, 50))  # streamed in order, one chunk at a time
     assert list(b["uid"]) == [f"u{i}" for i in range(500)]
     pd.testing.assert_frame_equal(a, b, check_exact=False, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["ner_dir", "multilabel_dir"])
+def test_ray_equals_local_for_the_other_tasks(which, request, tmp_path, ray_cluster):
+    """Entities (a list column) and multi-label label sets: the Ray engine writes what the local engine writes."""
+    model = request.getfixturevalue(which)
+    ra, rb, a, b = _local_and_ray(model, TWEETS, tmp_path, limit=60, chunk_size=25, num_workers=2, backend="torch")
+    assert (rb.engine, rb.rows) == ("ray", 60) and list(b["row_id"]) == list(range(60))
+    column = "entities" if which == "ner_dir" else "labels"
+    assert list(b.columns) == list(a.columns) and column in b.columns
+    assert [list(map(str, x)) for x in a[column]] == [list(map(str, x)) for x in b[column]]
+    assert json.loads(Path(rb.meta_path).read_text())["prediction"]["task"] == json.loads(Path(ra.meta_path).read_text())["prediction"]["task"]

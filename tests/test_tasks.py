@@ -212,17 +212,6 @@ def test_resume_refuses_changed_threshold_and_task(multilabel_dir, tmp_path):
         predict(multilabel_dir, tmp_path, resume=True, task="text-classification")
 
 
-def test_ray_engine_refuses_other_tasks(regression_dir, tmp_path):
-    """The Ray engine writes text-classification columns only: another task is refused before any work."""
-    pytest.importorskip("ray", reason="ray is not installed (pip install 'hubtune[ray]')")
-    pytest.importorskip("ray.data", reason="ray[data] is not installed (pip install 'hubtune[ray]')")
-    from hubtune.errors import ConfigError
-
-    with pytest.raises(ConfigError, match="--engine local"):
-        predict(regression_dir, tmp_path, engine="ray", backend="torch")
-    assert not (tmp_path / "p.parquet").exists()
-
-
 def test_adapter_of_a_bare_encoder_is_read_as_its_peft_head():
     """A LoRA adapter saved with its base's config (architectures: BertModel) carries its head itself
     (peft task_type SEQ_CLS, modules_to_save): it is a sequence classifier, not a headless encoder."""

@@ -28,11 +28,13 @@ import os
 import time
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Iterator
 
 from hubtune.errors import ConfigError, EmptyDatasetError, HubtuneError, MissingDependencyError, PredictError, RowError
 from hubtune.predict.batching import Chunk, prepare_chunk, resolve_stride, run_chunk
 from hubtune.predict.dataset import label_feature, open_input
+from hubtune.predict.heads import run_head
 from hubtune.predict.options import PredictOptions, PredictResult, check_options, make_result
 from hubtune.predict.output import (
     assemble,
@@ -85,6 +87,8 @@ class _ChunkPredictor:
         try:
             self.runner = make_runner(Path(model_dir), opts, self.parts / "_onnx_export")
             self.max_length = opts.max_length or self.runner.max_length
+            # the run's task and what its columns need (the tokenizer's offsets for entities), in this replica
+            self.head = run_head(self.runner, opts, SimpleNamespace(text=text, text_pair=pair), self.max_length)
         except HubtuneError as exc:
             self.init_error = exc
 
@@ -137,7 +141,8 @@ class _ChunkPredictor:
         logits = run_chunk(self.runner, chunk, self.opts.batch_size, self.opts.max_batch_tokens)
         entry, notice = write_shard(
             self.parts, name, chunk, logits, keep=self.keep, label_names=self.runner.label_names,
-            all_scores=self.opts.all_scores, label_column=self.label, feature=self.feature, source=self.opts.dataset,
+            all_scores=self.opts.all_scores, label_column=self.label if self.head.scores_metrics else None,
+            feature=self.feature, source=self.opts.dataset, head=self.head,
         )
         entry = {"index": chunk.index, **entry, "notice": notice}
         write_json(marker, entry)  # the commit point of this chunk
@@ -215,17 +220,14 @@ def _run(ray: Any, opts: PredictOptions, t0: float, fmt: str, workers: int, outp
     probe, choice = choose_runner(opts, model_dir, identity, lambda n: ds.select_columns(texts).take(n if opts.limit is None else min(n, opts.limit)), cols,
                                   parts / "_onnx_export", previous)
     notices += probe.notices
-    if getattr(probe, "task", "text-classification") != "text-classification":
-        raise ConfigError(
-            f"--engine ray with a {probe.task} model: the Ray engine writes text-classification columns only; "
-            "expected a text-classification model, or run it with --engine local (--num-shards for several processes)"
-        )
+    head = run_head(probe, opts, cols, opts.max_length or probe.max_length)  # the task's options checked once, here
+    pooling = getattr(probe, "pooling", None)
     onnx_path = getattr(probe, "onnx_path", None)
     stride = resolve_stride(probe.tokenizer, opts.max_length or probe.max_length, opts.long_text, opts.stride, cols.text_pair)
     del probe
     opts = replace(opts, backend=choice["backend"], dtype=choice["dtype"], stride=stride,
                    onnx_file=str(onnx_path) if onnx_path is not None else opts.onnx_file)
-    prediction = prediction_settings(opts, cols, None, opts.max_length, onnx_path, stride)
+    prediction = prediction_settings(opts, cols, None, opts.max_length, onnx_path, stride, head.task, head.threshold, pooling)
     manifest = new_manifest(opts, identity, None, spec, ds, cols, keep, fmt, 0, opts.limit, opts.limit, prediction)
     manifest["engine"] = "ray"
     manifest["choice"] = choice
@@ -329,7 +331,10 @@ def _run(ray: Any, opts: PredictOptions, t0: float, fmt: str, workers: int, outp
     device = entries[0]["device"]
     for e in entries:
         notices += [m for m in e.get("notices", []) if m not in notices]
-    metrics_enabled = cols.label is not None and bool(label_names)
+    metrics_enabled = cols.label is not None and bool(label_names) and head.scores_metrics
+    if cols.label is not None and not head.scores_metrics:
+        notices.append(f"no metrics: batch-predict scores text-classification labels, and this model's task is "
+                       f"{head.task} (column {cols.label!r} is not compared)")
     for e in entries:
         if e.get("notice"):
             metrics_enabled = False
