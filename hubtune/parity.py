@@ -86,12 +86,15 @@ REGRESSION_ROW_TOLERANCE = 1e-2  # regression: a row agrees when its value is wi
 
 
 def output_agreement(candidate: np.ndarray, reference: np.ndarray, task: str = "", logit_threshold: float = 0.0) -> float:
-    """The fraction of rows that answer the same: the label (argmax; token classification: per token, its rows
-    being tokens); multi-label: the same labels over the threshold (``logit_threshold``: the threshold as a logit);
-    regression: the same value to REGRESSION_ROW_TOLERANCE of its size."""
+    """The fraction of rows that answer the same: the label (argmax); token classification ([rows, tokens,
+    labels], padded alike): the same tag on every token of the row, so the same entities; multi-label: the same
+    labels over the threshold (``logit_threshold``: the threshold as a logit); regression: the same value to
+    REGRESSION_ROW_TOLERANCE of its size."""
     candidate, reference = np.asarray(candidate), np.asarray(reference)
     if not len(reference):
         return 1.0
+    if reference.ndim == 3:
+        return float((candidate.argmax(-1) == reference.argmax(-1)).all(-1).mean())
     if task == "multi-label-classification":
         return float(((candidate > logit_threshold) == (reference > logit_threshold)).all(-1).mean())
     if task == "regression":

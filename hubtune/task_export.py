@@ -5,7 +5,8 @@ real examples: the run's held-out split (or ``--eval-dataset``, normalised as ``
 else hubtune's reference texts (token classification: their words).
 
 * fp32 ``model.onnx``: max |logit diff| <= ``tolerance`` and 100% agreement: the same labels over the 0.5
-  threshold (multi-label), the same value to 1% (regression), the same tag on every word (token classification);
+  threshold (multi-label), the same value to 1% (regression), the same tag on every word of the example (token
+  classification: the same entities);
 * optimized / int8 variants: that agreement >= ``min_variant_agreement``, and on labeled examples a drop of the
   task's main metric (multi-label micro F1, entity F1) of at most ``max_accuracy_drop_pt`` points.
 
@@ -111,10 +112,17 @@ def task_outputs_of(task: str, model: Any, tokenizer: Any, ex: TaskExamples, max
 
 
 def flat(task: str, outputs: Any) -> np.ndarray:
-    """The outputs as one 2-D array: rows are examples (token classification: the words of every example)."""
-    from hubtune.taskeval import flat_outputs
-
-    return flat_outputs(task, outputs)
+    """The outputs as one array, a row per example: [examples, labels]; token classification [examples, words,
+    labels], zeros after each example's words, so an example agrees when every word's tag does (its entities)."""
+    if task != TOKEN_CLASSIFICATION:
+        return np.asarray(outputs)
+    if not outputs:
+        return np.zeros((0, 1, 1), np.float32)
+    width, labels = max(len(o) for o in outputs), outputs[0].shape[-1]
+    out = np.zeros((len(outputs), max(width, 1), labels), np.float32)
+    for i, o in enumerate(outputs):
+        out[i, : len(o)] = o
+    return out
 
 
 def task_gate_metrics(task: str, outputs: Any, ex: TaskExamples, label_names: list[str], tokenizer: Any,

@@ -48,7 +48,7 @@ AUTO_CLASSES = {  # the transformers Auto class that loads each task's model
 }
 # when two models (PyTorch and its ONNX graph, fp32 and int8) answer a row the same, per task
 AGREES = {TEXT_CLASSIFICATION: "the same label", MULTI_LABEL: "the same labels over 0.5",
-          REGRESSION: "the same value to 1%", TOKEN_CLASSIFICATION: "the same tag on every word"}
+          REGRESSION: "the same value to 1%", TOKEN_CLASSIFICATION: "the same tag on every word of a text"}
 # weights a task's model may lack with no effect on its outputs (feature-extraction never uses the pooler)
 UNUSED_MISSING = {FEATURE_EXTRACTION: ("pooler.",)}
 

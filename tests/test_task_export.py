@@ -71,6 +71,11 @@ def test_agreement_reads_the_task():
     assert compare_logits(ref, cand, tolerance=None).label_agreement == 1.0
     rep = compare_logits(ref, cand, tolerance=None, min_label_agreement=1.0, task="multi-label-classification")
     assert rep.label_agreement == 0.5 and not rep.passed
+    tags = np.zeros((2, 10, 3))
+    tags[:, :, 1] = 1.0  # every token tagged 1
+    flipped = tags.copy()
+    flipped[0, 4, 2] = 2.0  # one token of row 0 re-tagged: 95% of the tokens agree, half the rows' entities do
+    assert compare_logits(tags, flipped, tolerance=None, task="token-classification").label_agreement == 0.5
     values = np.array([[10.0], [3.0]])
     rep = compare_logits(values, values * np.array([[1.005], [1.2]]), tolerance=None, min_label_agreement=0.5, task="regression")
     assert rep.label_agreement == 0.5 and rep.passed
