@@ -551,7 +551,7 @@ def quantize_int8(src: Path, dest: Path, *, calibration: Sequence[dict[str, Any]
 # --------------------------------------------------------------------------------------------------
 # running a graph
 # --------------------------------------------------------------------------------------------------
-def session(path: Path, *, threads: int | None = None, providers: Sequence[str] | None = None) -> Any:
+def session(path: Path, *, threads: int | None = None, providers: Sequence[str] | None = None, arena: bool = True) -> Any:
     try:
         import onnxruntime as ort
     except ImportError as exc:  # pragma: no cover - a declared dependency
@@ -562,6 +562,9 @@ def session(path: Path, *, threads: int | None = None, providers: Sequence[str] 
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.log_severity_level = 3
+    # no memory arena: each run's buffers go back when it ends (a session that runs a few batches, such as the
+    # fp32 reference of a reduced-precision check, then holds none of its peak beside the session that stays)
+    so.enable_cpu_mem_arena = arena
     try:
         return ort.InferenceSession(str(path), sess_options=so, providers=list(providers or ["CPUExecutionProvider"]))
     except Exception as exc:  # noqa: BLE001

@@ -262,9 +262,10 @@ def choose_runner(
         reason += f" ({no_onnx})"
     runners: dict[tuple[str, str], Runner] = {}
 
-    def build(pair: tuple[str, str], **changes: Any) -> Runner:
+    def build(pair: tuple[str, str], light: bool = False, **changes: Any) -> Runner:
         if pair not in runners:
-            runners[pair] = make_runner(model_dir, replace(opts, backend=pair[0], dtype=pair[1], **changes), export_dir)
+            runners[pair] = make_runner(model_dir, replace(opts, backend=pair[0], dtype=pair[1], **changes), export_dir,
+                                        light=light)
         return runners[pair]
 
     def release(*pairs: tuple[str, str]) -> None:
@@ -341,7 +342,7 @@ def choose_runner(
     agree = None
     if dtype in REDUCED_DTYPES:
         auto_dtype = opts.dtype == "auto"
-        ref = build(ref_pair, onnx_file=None)
+        ref = build(ref_pair, light=True, onnx_file=None)  # the check's reference: an ONNX session without an arena
         s = the_sample()
         agree = {
             "value": round(agreement(run_chunk(runner, s, opts.batch_size, opts.max_batch_tokens),

@@ -171,7 +171,7 @@ def export_missing_onnx(model_dir: Path, export_dir: Path, task: str = TEXT_CLAS
 
 
 class OnnxRunner:
-    def __init__(self, model_dir: Path, opts: PredictOptions, export_dir: Path) -> None:
+    def __init__(self, model_dir: Path, opts: PredictOptions, export_dir: Path, *, arena: bool = True) -> None:
         try:
             import onnxruntime as ort
         except ImportError as exc:  # pragma: no cover - a declared dependency
@@ -224,7 +224,7 @@ class OnnxRunner:
                 "--device cuda was asked for but onnxruntime has no CUDAExecutionProvider "
                 "(install onnxruntime-gpu); use --device cpu"
             )
-        self.session = ort_session(onnx_path, threads=opts.num_threads, providers=providers)
+        self.session = ort_session(onnx_path, threads=opts.num_threads, providers=providers, arena=arena)
         self.device = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
         self.input_names = [i.name for i in self.session.get_inputs()]
         outputs = [o.name for o in self.session.get_outputs()]
@@ -257,11 +257,12 @@ class OnnxRunner:
         return out
 
 
-def make_runner(model_dir: Path, opts: PredictOptions, export_dir: Path) -> Runner:
+def make_runner(model_dir: Path, opts: PredictOptions, export_dir: Path, *, light: bool = False) -> Runner:
     """The backend runner (shared by the local and the Ray engine): tokenizer, label_names, max_length, __call__.
-    ``opts.backend``/``opts.dtype`` are resolved ones (not ``auto``: :mod:`hubtune.predict.choose` resolves them)."""
+    ``opts.backend``/``opts.dtype`` are resolved ones (not ``auto``: :mod:`hubtune.predict.choose` resolves them).
+    ``light``: a runner for a few batches (a check's reference): an ONNX session without a memory arena."""
     if "auto" in (opts.backend, opts.dtype):
         raise ConfigError(f"backend {opts.backend!r} / dtype {opts.dtype!r}: resolve 'auto' first (hubtune.predict.choose)")
     if opts.backend == "onnx":
-        return OnnxRunner(model_dir, opts, export_dir)
+        return OnnxRunner(model_dir, opts, export_dir, arena=not light)
     return TorchRunner(model_dir, opts)
