@@ -261,6 +261,8 @@ def main() -> None:
     ap.add_argument("--reviews", type=int, default=400)
     ap.add_argument("--quick", action="store_true", help="500 tweets, 100 reviews")
     ap.add_argument("--only", choices=("embed", "token"))
+    ap.add_argument("--token-model", help="a trained token-classification folder to bench instead of the random head "
+                                          "(e.g. the model/ of `hubtune train --config examples/ner.yaml`)")
     ap.add_argument("--sets", default="tweets,reviews", help="embedding text sets to run, comma-separated")
     ap.add_argument("--json", dest="json_out", help="write the figures to this JSON file")
     args = ap.parse_args()
@@ -291,7 +293,7 @@ def main() -> None:
         chosen = {k: v for k, v in sets.items() if k in args.sets.split(",")}
         report["embed"] = bench_embed(work, chosen, model_onnx)
     if args.only in (None, "token"):
-        token_dir = build_token_model(work / "ner")
+        token_dir = Path(args.token_model) if args.token_model else build_token_model(work / "ner")
         # --backend onnx exports the token classifier on the fly (logits per token); rows/s excludes that
         report["token"] = bench_token(work, sets["tweets"], token_dir)
     if args.json_out:
