@@ -4,6 +4,9 @@ the packaged MiniLM tokenizer) through LoRA (targets found without lora.target_m
 
     python bench/bench_families.py            # ~2 minutes on 2 cores
     python bench/bench_families.py --json out.json
+    python bench/bench_families.py --flow     # also train-and-push, full and LoRA, on the embedded local Hub
+                                              # (train -> merge -> ONNX + int8 -> card -> push -> fresh-process
+                                              # verification): ~6 more minutes
 """
 
 from __future__ import annotations
@@ -30,9 +33,34 @@ def cpu() -> str:
     return f"{name} ({', '.join(shown)})"
 
 
+def flow(family: str, mode: str, base: Path, work: Path) -> str:
+    """train-and-push of ``base`` (1 epoch on 64 tweets, ONNX + int8) to the embedded local Hub: "verified in N s"
+    (the pushed revision loaded by pipeline() and ONNX Runtime in a fresh process answered as measured), or why not."""
+    from hubtune.config import DataConfig, ExportSettings, GateSettings, LoraSettings, PipelineConfig, PublishSettings
+    from hubtune.pipeline import PipelineOptions, run_pipeline
+    from tests.conftest import TWEETS_TEST, TWEETS_TRAIN
+
+    cfg = PipelineConfig(
+        base_model=str(base), output_dir=str(work / f"run-{mode}"), mode=mode,
+        data=DataConfig(dataset=str(TWEETS_TRAIN), eval_dataset=str(TWEETS_TEST), max_samples=64, eval_max_samples=48),
+        num_epochs=1, batch_size=16, max_length=32, learning_rate=1e-3, logging_steps=1000,
+        lora=LoraSettings(r=4, alpha=8, dropout=0.0), publish=PublishSettings(repo_id=f"org/{family}-{mode}", tag="v1"),
+        export=ExportSettings(onnx=True, quantize="int8"), gates=GateSettings(golden_examples=16),
+    )
+    t0 = time.perf_counter()
+    try:
+        res = run_pipeline(PipelineOptions(config=cfg, progress=False, local_hub=str(work / "hub")))
+    except Exception as exc:  # noqa: BLE001 - the matrix records the failure
+        return f"N: {type(exc).__name__}: {' '.join(str(exc).split())[:120]}"
+    seconds = time.perf_counter() - t0
+    int8 = "int8" if "onnx-int8" in (res.variants or {}) else "int8 refused by its gate"
+    return (f"verified in {seconds:.1f} s ({int8})" if res.verified and res.committed else f"N: {res.message[:120]}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", default=None)
+    ap.add_argument("--flow", action="store_true", help="also train-and-push each family, full and LoRA")
     args = ap.parse_args()
     import numpy as np
     import pandas as pd
@@ -82,6 +110,9 @@ def main() -> None:
             except Exception as exc:  # noqa: BLE001
                 row[backend] = f"N: {type(exc).__name__}"
         row["labels_equal"] = labels.get("torch") == labels.get("onnx") if len(labels) == 2 else None
+        if args.flow:
+            for mode in ("full", "lora"):
+                row[f"flow_{mode}"] = flow(family, mode, model_dir, work)
         results.append(row)
         print(json.dumps(row), flush=True)
     print(f"\nCPU: {cpu()}; torch {torch.__version__}\n")
@@ -91,6 +122,10 @@ def main() -> None:
         diff = f"{r['max_diff']:.1e}" if isinstance(r.get("max_diff"), float) else "-"
         print(f"| {r['family']} | {r['lora_targets']} | {r['export_s']} | {diff} | {r['onnx']} | {r['torch']} | "
               f"{'yes' if r['labels_equal'] else 'no'} |")
+    if args.flow:
+        print("\n| family | train-and-push full | train-and-push LoRA |\n|---|---|---|")
+        for r in results:
+            print(f"| {r['family']} | {r['flow_full']} | {r['flow_lora']} |")
     if args.json:
         Path(args.json).write_text(json.dumps({"cpu": cpu(), "results": results}, indent=1))
 
