@@ -209,6 +209,17 @@ def ensure_pad_token(tokenizer: Any, config: Any, source: str) -> None:
         config.pad_token_id = tokenizer.pad_token_id
 
 
+def tokenizer_pad_kwargs(tokenizer: Any) -> dict[str, Any]:
+    """``pad_token_id`` as the tokenizer pads (its eos where it has no pad: GPT-2 and other decoders), for the
+    model to be built with. Set after the model is built, as the Trainer does when the two differ, it changes what
+    a reload builds (RoBERTa-like embeddings count position ids from the pad id), so the trained and the reloaded
+    model would predict differently."""
+    if getattr(tokenizer, "pad_token", None) is None and getattr(tokenizer, "eos_token", None) is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    pad = getattr(tokenizer, "pad_token_id", None)
+    return {} if pad is None else {"pad_token_id": int(pad)}
+
+
 def effective_max_length(tokenizer: Any, config: Any) -> int:
     limits = [DEFAULT_MAX_LENGTH]
     mml = getattr(tokenizer, "model_max_length", None)

@@ -112,3 +112,24 @@ def test_family_train_and_push_is_verified(family, mode, local_hub, tmp_path):
     assert "onnx" in res.variants, (res.variants, res.refused)
     files = {f for f in local_hub.api().list_repo_files(f"org/{family}")}
     assert {"config.json", "model.safetensors", "README.md"} <= files and any(f.endswith(".onnx") for f in files), files
+
+
+def test_a_config_pad_other_than_the_tokenizers_trains_and_reloads_equal(tmp_path):
+    """RoBERTa counts position ids from the config's pad id (1 here); the tokenizer pads with 0. The Trainer aligned
+    the config with the tokenizer after the model was built, so the reloaded model predicted differently (max
+    |logit diff| 2.33) and train refused it; now the model is built with the tokenizer's pad id."""
+    import json
+
+    from hubtune.config import DataConfig, TrainConfig
+    from hubtune.train import train
+
+    from tests.conftest import TWEETS_TEST, TWEETS_TRAIN
+
+    base = build("roberta", tmp_path / "base")
+    assert json.loads((base / "config.json").read_text())["pad_token_id"] == 1
+    cfg = TrainConfig(base_model=str(base), output_dir=str(tmp_path / "run"), mode="full", num_epochs=1, batch_size=16,
+                      max_length=32, learning_rate=1e-3, logging_steps=1000,
+                      data=DataConfig(dataset=str(TWEETS_TRAIN), eval_dataset=str(TWEETS_TEST), max_samples=64,
+                                      eval_max_samples=48))
+    train(cfg, progress=False)  # its reload check: the saved files predict what the trained model did
+    assert json.loads((tmp_path / "run" / "model" / "config.json").read_text())["pad_token_id"] == 0

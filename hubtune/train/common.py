@@ -34,6 +34,7 @@ from hubtune.security import check_checkpoint, check_model_config
 from hubtune.modeling import (
     DEFAULT_MAX_LENGTH,
     load_classifier,
+    tokenizer_pad_kwargs,
     model_load_error,
     predict_logits,
     public_model_ref,
@@ -381,6 +382,7 @@ def _load_base(cfg: TrainConfig, label_names: list[str]) -> tuple[Any, Any]:
         )
         model = AutoModelForSequenceClassification.from_pretrained(
             source,
+            **tokenizer_pad_kwargs(tokenizer),  # built with the tokenizer's pad id: trained == reloaded
             revision=cfg.revision,
             num_labels=len(label_names),
             id2label=id2label,

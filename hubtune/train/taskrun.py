@@ -25,7 +25,7 @@ from hubtune.config import TrainConfig, dump_yaml
 from hubtune.errors import ConfigError, ModelLoadError, TrainingError
 from hubtune.layout import RunLayout
 from hubtune.metrics import TASK_BEST_METRIC, TASK_SUMMARY_KEYS, summary
-from hubtune.modeling import DEFAULT_MAX_LENGTH, model_load_error, resolve_model_source, write_json
+from hubtune.modeling import DEFAULT_MAX_LENGTH, model_load_error, resolve_model_source, tokenizer_pad_kwargs, write_json
 from hubtune.security import check_model_config
 from hubtune.taskdata import load_task_labeled, load_task_train_eval
 from hubtune.taskeval import (
@@ -81,6 +81,7 @@ def _load_base(cfg: TrainConfig, label_names: list[str]) -> tuple[Any, Any]:
         model, info = auto_class(cfg.task).from_pretrained(
             source, revision=cfg.revision, ignore_mismatched_sizes=True, trust_remote_code=cfg.trust_remote_code,
             use_safetensors=True, output_loading_info=True, **head_kwargs(cfg.task, label_names),
+            **tokenizer_pad_kwargs(tokenizer),  # built with the tokenizer's pad id: trained == reloaded
         )
     except Exception as exc:  # noqa: BLE001
         raise model_load_error(cfg.base_model, exc, what="base model", flag="--base-model") from exc
