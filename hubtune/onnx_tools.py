@@ -197,8 +197,10 @@ def _optimum_export(model_dir: Path, out: Path, opset: int | None, task: str = "
     from optimum.exporters.onnx import main_export
 
     try:
+        # library_name="transformers": a sentence-transformers folder exported for feature-extraction would
+        # otherwise answer token_embeddings/sentence_embedding; hubtune's layout is the encoder's last_hidden_state.
         main_export(str(model_dir), output=str(out), task=task, opset=opset,
-                    do_validation=False, local_files_only=True)
+                    do_validation=False, local_files_only=True, library_name="transformers")
     except (ValueError, KeyError, NotImplementedError, RuntimeError) as exc:  # what Optimum raises for a family it lacks
         family = _family_of(model_dir)
         first = " ".join(str(exc).split())[:160]
