@@ -148,8 +148,8 @@ def find_onnx(model_dir: Path, onnx_file: str | None) -> Path | None:
 
 def export_missing_onnx(model_dir: Path, export_dir: Path, task: str = TEXT_CLASSIFICATION) -> tuple[Path, str]:
     """Export ``model_dir`` to ``export_dir/model.onnx`` (unless an earlier run did): (the file, a notice).
-    A token classifier goes through the torch exporter (its ``logits`` per token), whichever is installed; an
-    encoder (feature-extraction) answers ``last_hidden_state``."""
+    The ``auto`` exporter (Optimum's where installed, else torch's) writes the task's layout: ``logits`` (per
+    token for a token classifier), ``last_hidden_state`` for an encoder (feature-extraction)."""
     from hubtune.onnx_tools import FP32_FILE, export_onnx
 
     target = export_dir / FP32_FILE
