@@ -220,3 +220,49 @@ class ModelTaskError(ModelLoadError, ValueError):
     refused before any prediction, evaluation, export or card."""
 
     exit_code = 59
+
+
+# --- issue 35: trust under bad input ---
+class RepoIdError(HubtuneError, ValueError):
+    """A repo id or revision the Hub would refuse (``me/bad..id``, ``refs/pr/1`` as a branch): checked before any
+    remote call, so nothing is created."""
+
+    exit_code = 25
+
+
+class UnsafePathError(HubtuneError, ValueError):
+    """A file to publish or import that leaves its folder (a symlink to ``/etc/passwd``, ``..``)."""
+
+    exit_code = 26
+
+
+class TemplateError(ConfigError):
+    """A card template (``card --template``) that does not parse, found before any evaluation."""
+
+    exit_code = 27
+
+
+class ServerStartError(HubtuneError, OSError):
+    """``hub serve`` / ``hub import`` that cannot start: a port in use or out of range, a root that is a file or
+    read-only."""
+
+    exit_code = 28
+
+
+class PartError(PredictError, ValueError):
+    """A part or shard file of ``batch-predict`` / ``merge-predictions`` (or its ``.meta.json``) that does not read."""
+
+    exit_code = 33
+
+
+class DiskFullError(HubtuneError, OSError):
+    """No space left on the device while writing (the path named); nothing half-written is kept as complete."""
+
+    exit_code = 42
+
+
+class TokenizerError(ModelLoadError):
+    """A model folder without tokenizer files, or a tokenizer whose vocabulary does not fit the model's embeddings:
+    refused before any prediction, training, evaluation or export."""
+
+    exit_code = 60
