@@ -216,7 +216,11 @@ def run_chunk(runner: Runner, chunk: Chunk, batch_size: int, max_batch_tokens: i
     padding) and hold at most ``batch_size`` rows and ``max_batch_tokens`` tokens, which bounds the memory of the
     activations (attention scores grow with rows x length^2). A chunk of windows (``--long-text chunk``) runs
     its windows and answers one row each (:func:`mean_over_windows`). A token classifier answers a logit per
-    token: [rows, the chunk's longest row, labels], each row's tokens first, zeros after them."""
+    token: [rows, the chunk's longest row, labels], each row's tokens first, zeros after them.
+
+    A batch is padded on the side the runner names (``runner.padding_side``, :func:`~hubtune.predict.runners.
+    padding_side`): the model decides, not the tokenizer, so that a row's answer never depends on the rows
+    batched beside it (XLNet's head reads the last position: right padding made it read a pad)."""
     enc = chunk.encodings
     n = len(enc) if enc is not None else 0
     if enc is None or n == 0:
@@ -228,6 +232,7 @@ def run_chunk(runner: Runner, chunk: Chunk, batch_size: int, max_batch_tokens: i
     lengths = enc.lengths
     order = np.argsort(-lengths, kind="stable")
     pad_id = runner.tokenizer.pad_token_id or 0
+    left = getattr(runner, "padding_side", "right") == "left"
     out: np.ndarray | None = None
     start = 0
     while start < n:
@@ -239,15 +244,20 @@ def run_chunk(runner: Runner, chunk: Chunk, batch_size: int, max_batch_tokens: i
         types = np.zeros((len(idx), width), dtype=np.int64)
         for r, i in enumerate(idx):
             a, b = enc.offsets[i], enc.offsets[i + 1]
-            ids[r, : b - a] = enc.ids[a:b]
-            mask[r, : b - a] = 1
+            cols = slice(width - (b - a), width) if left else slice(0, b - a)
+            ids[r, cols] = enc.ids[a:b]
+            mask[r, cols] = 1
             if enc.type_ids is not None:
-                types[r, : b - a] = enc.type_ids[a:b]
+                types[r, cols] = enc.type_ids[a:b]
         logits = runner({"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
         if out is None:  # a logit per label, or per token and label (token classification: padded to the longest)
             shape = (n, logits.shape[-1]) if logits.ndim == 2 else (n, int(lengths.max()), logits.shape[-1])
             out = np.zeros(shape, dtype=np.float32)
-        if logits.ndim == 3:
+        if logits.ndim == 3 and left:  # each row's own tokens first, whichever side the batch was padded on
+            for r, i in enumerate(idx):
+                k = int(lengths[i])
+                out[i, :k] = logits[r, logits.shape[1] - k :]
+        elif logits.ndim == 3:
             out[idx, : logits.shape[1]] = logits
         else:
             out[idx] = logits

@@ -25,8 +25,22 @@ class Runner(Protocol):
     device: str
     task: str  # hubtune.tasks: what the logits mean (a row's classes or value, a logit per token, an embedding)
     notices: list[str]  # what the user should know (e.g. an ONNX file exported on the fly)
+    padding_side: str  # where a batch's padding goes (:func:`padding_side`): a row answers what it answers alone
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray: ...
+
+
+def padding_side(config: Any, task: str) -> str:
+    """The side a batch is padded on so that a row answers what it answers alone: ``left`` for a model whose
+    sequence head reads the last position whatever the attention mask says (XLNet: ``summary_type: last``), else
+    ``right`` (absolute position ids count from the left; decoders find their last token by the mask or the pad
+    id). The tokenizer's ``padding_side`` is not what decides: a left-padding tokenizer beside GPT-2 would shift
+    its positions, a right-padding one beside XLNet would have it read a pad."""
+    from hubtune.tasks import TOKEN_CLASSIFICATION
+
+    if task in (FEATURE_EXTRACTION, TOKEN_CLASSIFICATION):
+        return "right"  # per-token outputs and mask-weighted pooling: the mask is honoured
+    return "left" if getattr(config, "summary_type", None) == "last" else "right"
 
 
 class TorchRunner:
@@ -63,6 +77,7 @@ class TorchRunner:
         # and only those the model takes (a BERT tokenizer beside a BART or llama model makes token_type_ids)
         self.input_names &= forward_inputs(loaded.model) or self.input_names
         self.pooling = embedding_setup(self, model_dir, opts, loaded.model.config)
+        self.padding_side = padding_side(loaded.model.config, self.task)
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         torch = self.torch
@@ -234,6 +249,7 @@ class OnnxRunner:
         self.label_names = label_names_from_config(cfg) if self.task != FEATURE_EXTRACTION else []
         self.max_length = effective_max_length(self.tokenizer, cfg)
         self.pooling = embedding_setup(self, model_dir, opts, cfg)
+        self.padding_side = padding_side(cfg, self.task)
         if self.pooling is not None:
             from hubtune.onnx_tools import HIDDEN_OUTPUT
 
