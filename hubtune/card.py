@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from hubtune.errors import ConfigError, ModelLoadError, OutputNotWritableError, VerificationError
+from hubtune.errors import ConfigError, ModelLoadError, OutputNotWritableError, TemplateError, VerificationError
 from hubtune.adapterhub import MARKER as BOTTLENECK_MARKER
 from hubtune.adapterhub import SUBDIR, is_bottleneck_dir
 from hubtune.modeling import is_adapter_dir, read_json
@@ -82,8 +82,38 @@ def template_path(explicit: str | None = None) -> Path:
         p = Path(explicit)
         if not p.is_file():
             raise ConfigError(f"card template {p} does not exist; pass an existing Jinja file with --template")
+        check_template(p)
         return p
     return Path(__file__).parent / "templates" / "default.md"
+
+
+def check_template(path: Path) -> None:
+    """A --template that does not parse as Jinja (or is no UTF-8 text) is refused before any evaluation."""
+    import jinja2
+
+    try:
+        jinja2.Environment().parse(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise TemplateError(f"card template {path} is not UTF-8 text (byte {exc.start}); expected a UTF-8 Jinja file: "
+                            "re-save it as UTF-8 or pass another --template") from None
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"card template {path} does not parse as Jinja: {exc.message} (line {exc.lineno}); "
+                            "expected a valid Jinja template: fix that line or pass another --template") from None
+
+
+def render_card(data: Any, *, template_path: str | None = None, template_str: str | None = None, **text_vars: Any) -> Any:
+    """``ModelCard.from_template``; a template that fails while rendering (an undefined name called, a filter
+    Jinja lacks) is a TemplateError naming it, not an internal error."""
+    import jinja2
+    from huggingface_hub import ModelCard
+
+    kwargs = {"template_path": template_path} if template_path else {"template_str": template_str}
+    try:
+        return ModelCard.from_template(data, **kwargs, **text_vars)
+    except jinja2.TemplateError as exc:
+        raise TemplateError(f"card template {template_path or '(built in)'} failed to render ({type(exc).__name__}: "
+                            f"{exc}); expected a template that renders with the card's variables: fix it or pass "
+                            "another --template") from None
 
 
 def _is_hub_id(s: str) -> bool:
@@ -335,7 +365,7 @@ def card(opts: CardOptions, progress: Callable[[str], None] | None = None) -> Ca
         hubtune_version=__version__,
         training_warnings=[str(w) for w in run.summary.get("warnings") or []],  # e.g. groups never unfrozen
     )
-    mc = ModelCard.from_template(data, template_path=str(tpl), **text_vars)
+    mc = render_card(data, template_path=str(tpl), **text_vars)
     text = str(mc)
     check_public(text, root, pub)
     out = Path(opts.output) if opts.output else pub / "README.md"

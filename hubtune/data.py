@@ -182,6 +182,36 @@ def check_encoding(files: Sequence[str], encoding: str) -> None:
                 ) from None
 
 
+def check_json_lines(files: Sequence[str]) -> None:
+    """A JSON Lines file (``.jsonl``, or a ``.json`` that is not one JSON document) must hold one JSON object on
+    every non-blank line: the first bad line is named (pyarrow's reader names neither file nor line)."""
+    import json
+
+    for f in files:
+        with open(f, "rb") as fh:
+            head = fh.read(1024).lstrip()
+        if not f.endswith(".jsonl") and head[:1] == b"[":
+            continue  # one JSON array: the builder reads it whole and names its own errors
+        with open(f, encoding="utf-8", errors="replace") as fh:
+            for number, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except ValueError as exc:
+                    if number == 1 and not f.endswith(".jsonl"):
+                        break  # a .json holding one pretty-printed document
+                    raise DataError(
+                        f"{f}: line {number} is not valid JSON ({exc.msg.removesuffix(' at')} at column {exc.colno}); expected one JSON "
+                        "object per line (JSON Lines): fix or remove that line"
+                    ) from None
+                if not isinstance(row, dict):
+                    raise DataError(
+                        f"{f}: line {number} holds a JSON {type(row).__name__}, not an object; expected one JSON "
+                        'object per line, e.g. {"text": "...", "label": "..."}'
+                    )
+
+
 def open_dataset(
     spec: DatasetSpec | str,
     *,
@@ -195,7 +225,7 @@ def open_dataset(
 
     if isinstance(spec, str):
         spec = parse_spec(spec)
-    datasets.logging.set_verbosity_error()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # a failed read is reported once, by hubtune
     if spec.kind == "local":
         builder, files, kwargs = local_files(Path(spec.path))
         if builder == "csv":
@@ -205,6 +235,7 @@ def open_dataset(
             kwargs["na_values"] = [""]
         elif builder == "json":
             check_encoding(files, "utf-8" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding)
+            check_json_lines(files)
         if all(_blank_file(f) for f in files):
             raise EmptyDatasetError(f"dataset {spec.path} has no rows (the file is empty); expected at least one example")
         try:
@@ -422,6 +453,14 @@ def _check_source_labels(ds: "datasets.Dataset", source: str, text_column: str |
         return
     cols = resolve_columns(ds.column_names, text_column=text_column, text_pair_column=text_pair_column,
                            label_column=label_column, require_label=require_label)
+    for column in filter(None, (cols.text, cols.text_pair)):
+        bad = [i for i, t in enumerate(ds[column]) if not isinstance(t, str) or not t.strip()]
+        if bad:
+            shown = ", ".join(str(i + 1) for i in bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+            raise DataError(
+                f"{source}: {len(bad)} row(s) have an empty or non-string '{column}' at data row(s) {shown} (counted "
+                "from 1, after any header); expected text in every row: clean the data or pick another --text-column"
+            )
     check_labels_present(ds, cols.label, source)
 
 

@@ -266,3 +266,42 @@ class TokenizerError(ModelLoadError):
     refused before any prediction, training, evaluation or export."""
 
     exit_code = 60
+
+
+# --- disk full: one reading for every step that writes ---
+DISK_FULL_MARGIN = 16 * 1024 * 1024  # free bytes under which a failed write is taken for a full disk
+
+
+def disk_full(exc: BaseException, path: "str | None" = None) -> "DiskFullError | None":
+    """The :class:`DiskFullError` a failed write ``exc`` means, or None when the disk is not why it failed.
+
+    ENOSPC anywhere in the exception chain (or its text: safetensors and torch's zip writer lose the errno) says
+    so; so does a write error while the file system holding ``path`` has under ``DISK_FULL_MARGIN`` free.
+    """
+    import errno
+    import os
+    import shutil
+
+    seen, cur, says = set(), exc, False
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if getattr(cur, "errno", None) == errno.ENOSPC or "No space left on device" in str(cur):
+            says = True
+            break
+        cur = cur.__cause__ or cur.__context__
+    where = path or getattr(exc, "filename", None)
+    if not says and where:
+        probe = os.fspath(where)
+        while probe and not os.path.exists(probe):
+            parent = os.path.dirname(probe)
+            probe = parent if parent != probe else ""
+        try:
+            says = bool(probe) and shutil.disk_usage(probe).free < DISK_FULL_MARGIN
+        except OSError:
+            says = False
+    if not says:
+        return None
+    return DiskFullError(
+        f"no space left on the device writing {where or 'the output'}; expected room for the output: free space "
+        "there (or choose another output path) and run the same command again"
+    )

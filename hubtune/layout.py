@@ -47,3 +47,26 @@ class RunLayout:
     @property
     def merged_dir(self) -> Path:
         return self.root / "merged"
+
+
+def last_complete_checkpoint(checkpoints: Path, *, drop_incomplete: bool = False) -> str | None:
+    """The newest Trainer checkpoint that was saved whole (its ``trainer_state.json``, written last, parses), or None.
+
+    A checkpoint cut short (a full disk, a kill) is no checkpoint: with ``drop_incomplete`` the unfinished ones
+    newer than the last complete one are removed, so the Trainer writes them anew and never rotates by them.
+    """
+    import json
+    import re
+    import shutil
+
+    found = sorted(((int(m.group(1)), p) for p in checkpoints.iterdir()
+                    if p.is_dir() and (m := re.fullmatch(r"checkpoint-(\d+)", p.name))), reverse=True)
+    for _, ckpt in found:
+        try:
+            json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8"))["global_step"]
+        except (OSError, ValueError, KeyError, TypeError):
+            if drop_incomplete:
+                shutil.rmtree(ckpt, ignore_errors=True)
+            continue
+        return str(ckpt)
+    return None

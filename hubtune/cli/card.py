@@ -28,7 +28,7 @@ def card(
     from hubtune.card import CardOptions, card as run_card
     from hubtune.cli._common import apply_token, print_json, resolve_progress, stderr
 
-    resolve_progress(progress, json_out)
+    show = resolve_progress(progress, json_out)
     apply_token(token)
     from hubtune.lm_publish import LM_TASKS, lm_card, run_task
 
@@ -58,7 +58,7 @@ def card(
             base_model_id=base_model_id,
             output=output,
         ),
-        progress=None if json_out else (lambda m: stderr(f"[card] {m}")),
+        progress=(lambda m: stderr(f"[card] {m}")) if show else None,
     )
     if json_out:
         print_json(res)

@@ -27,8 +27,10 @@ from hubtune import __version__
 from hubtune.compat import quiet_libraries, trainer_loss_over_resumed_steps, training_arguments
 from hubtune.config import ADAPTER_MODES, TrainConfig, dump_yaml
 from hubtune.data import TrainEvalData, load_train_eval
-from hubtune.errors import ConfigError, ModelLoadError, OutputExistsError, OutputNotWritableError, TrainingError
-from hubtune.layout import RunLayout
+from hubtune.errors import (
+    ConfigError, DiskFullError, ModelLoadError, OutputExistsError, OutputNotWritableError, TrainingError, disk_full,
+)
+from hubtune.layout import RunLayout, last_complete_checkpoint
 from hubtune.metrics import summary
 from hubtune.security import check_checkpoint, check_model_config
 from hubtune.modeling import (
@@ -163,12 +165,11 @@ def dist_state() -> Any:
 
 def prepare_output_dir(layout: RunLayout, state: Any, *, overwrite: bool, resume: bool) -> str | None:
     """After validation: the last checkpoint to resume from; (main process) clear/create the run dir."""
-    from transformers.trainer_utils import get_last_checkpoint
 
     state.wait_for_everyone()  # every process has checked the output dir before it changes
     last_ckpt = None
     if resume and layout.checkpoints.is_dir():
-        last_ckpt = get_last_checkpoint(str(layout.checkpoints))
+        last_ckpt = last_complete_checkpoint(layout.checkpoints, drop_incomplete=state.is_main_process)
         if last_ckpt:
             check_checkpoint(last_ckpt)
     if state.is_main_process:
@@ -239,7 +240,16 @@ def run_trainer(trainer: Any, last_ckpt: str | None) -> tuple[dict[str, Any], fl
         out = trainer.train(resume_from_checkpoint=last_ckpt)
     except KeyboardInterrupt:
         raise
-    except (RuntimeError, ValueError) as exc:
+    except (RuntimeError, ValueError, OSError) as exc:
+        full = disk_full(exc, trainer.args.output_dir)
+        if full is not None:
+            raise DiskFullError(
+                f"no space left on the device writing the checkpoints in {trainer.args.output_dir} "
+                f"({type(exc).__name__}); expected room for a checkpoint: free space there and run the same command "
+                "with --resume (it continues from the last complete checkpoint), or choose another --output-dir"
+            ) from None
+        if isinstance(exc, OSError):
+            raise
         raise TrainingError(
             f"training failed ({type(exc).__name__}: {' '.join(str(exc).split())[:300]}); "
             "check batch_size/max_length for memory, or re-run with HUBTUNE_DEBUG=1"
