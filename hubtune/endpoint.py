@@ -49,7 +49,8 @@ def _behind_proxy(url: str, host: str) -> bool:
     return bool(proxies.get(scheme) or proxies.get("all")) and not urllib.request.proxy_bypass(host)
 
 
-def check_reachable(what: str, endpoint: str | None = None, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+def check_reachable(what: str, endpoint: str | None = None, timeout_s: float = CONNECT_TIMEOUT_S, *,
+                    fix: str = "fix HF_ENDPOINT, or set HF_HUB_OFFLINE=1 to use only what is already in the cache") -> None:
     """Fail at once with :class:`HubUnreachableError` when nothing answers at the endpoint (no retries).
 
     Skipped with ``HF_HUB_OFFLINE=1`` (the clients read only their cache then) and behind a proxy.
@@ -75,8 +76,7 @@ def check_reachable(what: str, endpoint: str | None = None, timeout_s: float = C
         _reachable.add(ep)
         return
     raise HubUnreachableError(
-        f"{what}: cannot reach {describe_endpoint(ep)} ({reason.lower()}); expected a reachable Hub: fix "
-        "HF_ENDPOINT, or set HF_HUB_OFFLINE=1 to use only what is already in the cache"
+        f"{what}: cannot reach {describe_endpoint(ep)} ({reason.lower()}); expected a reachable Hub: {fix}"
     )
 
 

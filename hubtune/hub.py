@@ -33,6 +33,7 @@ from hubtune import __version__
 from hubtune.config import check_tag_template, resolve_tag
 from hubtune.errors import ConfigError, HubAuthError, HubError, HubRepoNotFoundError, HubUnreachableError
 from hubtune.parity import file_sha256
+from hubtune.publishable import check_branch, check_repo_id, folder_files
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -100,12 +101,9 @@ sha256_of = file_sha256  # what the Hub reports for LFS files
 
 
 def list_local_files(folder: Path, excludes: tuple[str, ...] = DEFAULT_EXCLUDES) -> tuple[list[str], list[str]]:
-    """(files to publish, files excluded), as sorted posix paths relative to ``folder``."""
+    """(files to publish, files excluded), sorted posix paths relative to ``folder`` (see ``folder_files``)."""
     keep, dropped = [], []
-    for p in sorted(folder.rglob("*")):
-        if not p.is_file():
-            continue
-        rel = p.relative_to(folder).as_posix()
+    for rel, _ in folder_files(folder):
         (dropped if any(fnmatch.fnmatch(rel, pat) for pat in excludes) else keep).append(rel)
     return keep, dropped
 
@@ -364,16 +362,17 @@ def _check_folder(opts: PushOptions) -> tuple[Path, list[str], list[str]]:
                           "expected the output folder of `hubtune train`/`merge`/`export`")
     if opts.repo_type not in REPO_TYPES:
         raise ConfigError(f"repo type {opts.repo_type!r} is not supported; expected one of {REPO_TYPES}: use --type")
-    parts = opts.repo_id.split("/")
-    if len(parts) != 2 or not all(parts):
-        raise ConfigError(f"repo id {opts.repo_id!r} is malformed; expected ORG/NAME: pass --repo-id ORG/NAME")
+    check_repo_id(opts.repo_id)  # before any remote call: nothing is created for an id or branch the Hub refuses
+    if opts.revision is not None:
+        check_branch(opts.revision)
     files, excluded = list_local_files(folder, opts.excludes)
     if not files:
         raise ConfigError(f"folder {str(folder)!r} has no files to publish (excluded: {len(excluded)}); "
                           "expected a saved model or dataset folder")
     for rel in files:
-        if any(seg in ("", ".", "..") for seg in rel.split("/")) or "\\" in rel:
-            raise ConfigError(f"file {rel!r} in {str(folder)!r} has a path the Hub refuses; rename it")
+        if any(seg in ("", ".", "..") for seg in rel.split("/")) or "\\" in rel or any(ord(c) < 32 for c in rel):
+            raise ConfigError(f"file {rel!r} in {str(folder)!r} has a path the Hub refuses ('..', a backslash or a "
+                              "control character); expected a plain file name: rename it")
     if opts.tag is not None:
         check_tag_template(opts.tag)
     return folder, files, excluded
@@ -434,7 +433,15 @@ def _commit(hub: _Session, opts: PushOptions, folder: Path, files: list[str], pl
 
 
 def _session(opts: PushOptions) -> _Session:
-    return _Session(resolve_endpoint(opts.endpoint), resolve_token(opts.token), opts.retries, opts.backoff_s)
+    from hubtune.endpoint import check_reachable, describe_endpoint, offline
+
+    endpoint = resolve_endpoint(opts.endpoint)
+    if offline():
+        raise HubUnreachableError(f"publishing {opts.repo_id} to {describe_endpoint(endpoint)} with HF_HUB_OFFLINE=1 "
+                                  "set: nothing was pushed; expected online mode: unset HF_HUB_OFFLINE")
+    check_reachable(f"publishing {opts.repo_id}", endpoint, fix="fix HF_ENDPOINT or --endpoint, or start a local "
+                    "Hub with `hubtune hub serve --root DIR`; nothing was pushed")  # at once, not after retries
+    return _Session(endpoint, resolve_token(opts.token), opts.retries, opts.backoff_s)
 
 
 def push(opts: PushOptions) -> PushResult:
@@ -588,16 +595,9 @@ def _tag(hub: _Session, repo_id: str, repo_type: str, template: str, commit_oid:
     return name
 
 
-def download_snapshot(
-    repo_id: str,
-    revision: str | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    *,
-    repo_type: str = "model",
-    endpoint: str | None = None,
-    token: str | bool | None = None,
-    retries: int = 3,
-) -> Path:
+def download_snapshot(repo_id: str, revision: str | None = None, cache_dir: str | os.PathLike[str] | None = None, *,
+                      repo_type: str = "model", endpoint: str | None = None, token: str | bool | None = None,
+                      retries: int = 3) -> Path:
     """Download (or reuse from the cache) every file of ``repo_id`` at ``revision``; returns the folder."""
     from huggingface_hub import snapshot_download
 
@@ -625,16 +625,8 @@ def verify_published(
         return changed_files(Path(folder), files, hub.tree(repo_id, repo_type, revision or "main"))
 
 
-def tag_release(
-    repo_id: str,
-    commit_oid: str,
-    tag: str,
-    *,
-    repo_type: str = "model",
-    endpoint: str | None = None,
-    token: str | None = None,
-    retries: int = 4,
-) -> str:
+def tag_release(repo_id: str, commit_oid: str, tag: str, *, repo_type: str = "model", endpoint: str | None = None,
+                token: str | None = None, retries: int = 4) -> str:
     """Tag ``commit_oid`` (after it was verified) with ``tag``, a name or a template (see ``resolve_tag``);
     returns the tag's name. A name already on another commit is an error."""
     hub = _Session(resolve_endpoint(endpoint), resolve_token(token), retries, 0.5)

@@ -128,10 +128,11 @@ def check_metric_gates(metrics: dict[str, Any], minimums: dict[str, float], wher
 
 
 def _validate(cfg: PipelineConfig) -> None:
-    rid = cfg.publish.repo_id or ""
-    parts = rid.split("/")
-    if len(parts) != 2 or not all(parts):
-        raise ConfigError(f"publish.repo_id is {rid!r}; expected ORG/NAME: pass --repo-id ORG/NAME")
+    from hubtune.publishable import check_branch, check_repo_id
+
+    check_repo_id(cfg.publish.repo_id or "", "--repo-id (publish.repo_id)")  # before anything is trained
+    if cfg.publish.revision is not None:
+        check_branch(cfg.publish.revision, "--revision (publish.revision)")
     if cfg.mode == "adapter":
         raise PublishRefusedError(
             "train-and-push with mode adapter: a bottleneck adapter does not merge into the weights, so pipeline() "
@@ -250,12 +251,18 @@ def run_pipeline(opts: PipelineOptions, say: Say | None = None) -> PipelineResul
     _validate(cfg)
     t0 = time.perf_counter()
     hub_ctx: Any = nullcontext(None)
-    if opts.local_hub:
+    cache_ctx: Any = nullcontext(None)
+    from hubtune.endpoint import hub_endpoint, is_public_hub
+
+    if opts.local_hub:  # its downloads are cached in its root, apart from the user's cache of the real Hub
         from hubtune.hub_server.embedded import embedded_hub
 
-        Path(opts.local_hub).mkdir(parents=True, exist_ok=True)
         hub_ctx = embedded_hub(opts.local_hub)
-    with hub_ctx as hub:
+    elif not is_public_hub() and not os.environ.get("HF_HUB_CACHE"):  # another Hub: a cache of its own too
+        from hubtune.hub_server.embedded import endpoint_cache_dir, separate_cache
+
+        cache_ctx = separate_cache(endpoint_cache_dir(hub_endpoint()))
+    with cache_ctx, hub_ctx as hub:
         if hub is not None:
             say(f"local hub serving {opts.local_hub} at {hub.url}")
             seed_local_hub(Path(opts.local_hub), say)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub.errors import RepositoryNotFoundError
 
-from hubtune.errors import ConfigError, HubAuthError, HubUnreachableError
+from hubtune.errors import ConfigError, HubAuthError, HubUnreachableError, RepoIdError
 from hubtune.hub import PushOptions, download_snapshot, push, verify_published
 from hubtune.hub_server import start_server
 from tests.hub_fixtures import HUB_TOKEN, LocalHub
@@ -149,12 +149,13 @@ def test_push_to_someone_elses_namespace_is_forbidden(tmp_path: Path, small_fold
         assert not (tmp_path / "root/repos/models/bob").exists()
 
 
-def test_push_to_unreachable_endpoint_retries_then_fails(small_folder: Path) -> None:
+def test_push_to_unreachable_endpoint_fails_at_once(small_folder: Path) -> None:
+    """One TCP connection before any Hub call (issue 35): no retries against an endpoint that is not there."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     started = time.monotonic()
-    with pytest.raises(HubUnreachableError, match="after 3 attempts"):
+    with pytest.raises(HubUnreachableError, match="cannot reach the Hub at .*connection refused.*nothing was pushed"):
         push(PushOptions(small_folder, "org/run", endpoint=f"http://127.0.0.1:{port}", token="t",
                          retries=3, backoff_s=0.05))
     assert time.monotonic() - started < 10
@@ -186,7 +187,7 @@ def test_push_with_xet_enabled_falls_back_to_lfs(local_hub: LocalHub, tmp_path: 
 def test_push_rejects_bad_input(local_hub: LocalHub, tmp_path: Path, small_folder: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         push(PushOptions(tmp_path / "missing", "org/run"))
-    with pytest.raises(ConfigError, match="ORG/NAME"):
+    with pytest.raises(RepoIdError, match="ORG/NAME"):
         push(PushOptions(small_folder, "just-a-name"))
 
 

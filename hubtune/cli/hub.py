@@ -103,8 +103,9 @@ def import_(
     A dataset folder holds data/SPLIT-00000-of-00001.parquet files (one per split): `hubtune hub import DIR imdb
     --repo-type dataset --root ROOT` serves it as `--dataset imdb:test`.
     """
-    from hubtune.hub_server.importer import import_repo_id
+    from hubtune.hub_server.importer import check_import_folder, import_repo_id
 
+    check_import_folder(folder, repo_type)  # before any write or remote call
     stored_id = import_repo_id(repo_id)
     also = f" (served as {repo_id} too)" if stored_id != repo_id else ""
     if root is not None:

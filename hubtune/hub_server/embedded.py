@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import secrets
 import sys
 from contextlib import contextmanager
@@ -102,6 +103,68 @@ def client_patches(
     return out
 
 
+CACHE_ENV_KEYS = ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_DATASETS_CACHE")
+
+
+def cache_patches(cache: str | os.PathLike[str]) -> list[tuple[Any, str, Any]]:
+    """(object, attribute, new value) that make the loaded clients cache under ``cache`` (``hub/``, ``datasets/``):
+    huggingface_hub's (and transformers', datasets' Hub downloads through it) and datasets' own copies."""
+    out: list[tuple[Any, str, Any]] = []
+    hub, data = os.path.join(cache, "hub"), Path(cache) / "datasets"
+    wanted: list[tuple[str, str, Any]] = [
+        ("huggingface_hub.constants", "HF_HUB_CACHE", hub), ("huggingface_hub.constants", "HUGGINGFACE_HUB_CACHE", hub),
+        ("transformers.utils.hub", "TRANSFORMERS_CACHE", hub), ("transformers.utils.hub", "HUGGINGFACE_HUB_CACHE", hub),
+        ("datasets.config", "HF_DATASETS_CACHE", data),
+        ("datasets.config", "DOWNLOADED_DATASETS_PATH", data / "downloads"),
+        ("datasets.config", "EXTRACTED_DATASETS_PATH", data / "downloads" / "extracted"),
+    ]
+    for module, name, value in wanted:
+        obj = sys.modules.get(module)
+        if obj is not None and hasattr(obj, name):
+            out.append((obj, name, value if not isinstance(getattr(obj, name), str) else str(value)))
+    return out
+
+
+def endpoint_cache_dir(endpoint: str, home: str | os.PathLike[str] | None = None) -> Path:
+    """Where what comes from a Hub other than huggingface.co is cached: ``$HF_HOME/hubtune/hubs/HOST_PORT``, apart
+    from the real Hub's cache, so a copy from it is never taken for the real Hub's under the same id."""
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    parts = urlsplit(endpoint.rstrip("/"))
+    slug = re.sub(r"[^A-Za-z0-9.-]+", "_", f"{parts.hostname or 'hub'}_{parts.port or ''}{parts.path}").strip("_")
+    return Path(home or constants.HF_HOME) / "hubtune" / "hubs" / slug
+
+
+@contextmanager
+def separate_cache(cache: str | os.PathLike[str]) -> Iterator[Path]:
+    """Meanwhile this process' clients (and the processes it starts) cache under ``cache`` instead of the user's
+    Hugging Face cache: HF_HUB_CACHE / HF_DATASETS_CACHE and the copies loaded modules made of them."""
+    _optional_module("datasets.config")  # copies the cache paths at import: load it before they change
+    old_env = {k: os.environ.get(k) for k in CACHE_ENV_KEYS}
+    saved = []
+    try:
+        os.environ.update({"HF_HUB_CACHE": os.path.join(cache, "hub"), "HUGGINGFACE_HUB_CACHE": os.path.join(cache, "hub"),
+                           "HF_DATASETS_CACHE": os.path.join(cache, "datasets")})
+        for obj, name, value in cache_patches(cache):
+            saved.append((obj, name, getattr(obj, name)))
+            setattr(obj, name, value)
+        yield Path(cache)
+    finally:
+        for obj, name, value in reversed(saved):
+            setattr(obj, name, value)
+        _restore_env(old_env)
+
+
+def _restore_env(old_env: dict[str, str | None]) -> None:
+    for k, v in old_env.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 def _patch_constants(url: str) -> list[tuple[Any, str, Any]]:
     """Apply ``client_patches(url)``; returns what to restore (object, attribute, old value)."""
     saved: list[tuple[Any, str, Any]] = []
@@ -111,9 +174,13 @@ def _patch_constants(url: str) -> list[tuple[Any, str, Any]]:
     return saved
 
 
+CLIENT_CACHE = "client-cache"  # in the local Hub's root: what the clients downloaded from it (not a repo, not gc-ed)
+
+
 @contextmanager
 def embedded_hub(root: str | os.PathLike[str], *, port: int = 0) -> Iterator[EmbeddedHub]:
-    """Serve ``root`` on loopback with a fresh random token; HF clients of this process use it meanwhile."""
+    """Serve ``root`` on loopback with a fresh random token; HF clients of this process use it meanwhile, caching
+    what they download under ``ROOT/client-cache`` (never in the user's cache under the real Hub's ids)."""
     token = "hf_local_" + secrets.token_hex(16)
     server = start_server(Path(root), port=port, token=token)
     old_env = {k: os.environ.get(k) for k in _ENV_KEYS}
@@ -124,13 +191,10 @@ def embedded_hub(root: str | os.PathLike[str], *, port: int = 0) -> Iterator[Emb
         for k in OFFLINE_ENV_KEYS:
             os.environ.pop(k, None)
         saved = _patch_constants(server.url)
-        yield EmbeddedHub(url=server.url, root=Path(root), token=token)
+        with separate_cache(server.root / CLIENT_CACHE):
+            yield EmbeddedHub(url=server.url, root=Path(root), token=token)
     finally:
         for obj, name, value in reversed(saved):
             setattr(obj, name, value)
-        for k, v in old_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        _restore_env(old_env)
         server.stop()

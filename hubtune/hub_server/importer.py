@@ -7,10 +7,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from hubtune.errors import ConfigError, ImportRepoIdError
+from hubtune.errors import ConfigError, DataError, ImportRepoIdError, UnsafePathError
 from hubtune.hub_server.store import (
     CANONICAL_ORG,
-    REPO_TYPES,
     Commit,
     HubStore,
     Operation,
@@ -19,6 +18,7 @@ from hubtune.hub_server.store import (
     check_path,
     check_repo_id,
     git_blob_oid,
+    open_store,
     upload_mode,
 )
 from hubtune.parity import file_sha256
@@ -39,6 +39,55 @@ def import_repo_id(repo_id: str) -> str:
     return full
 
 
+IMPORT_TYPES = ("model", "dataset")  # what `hub import` seeds; a Space is not a model or a dataset
+
+
+def check_import_folder(folder: str | os.PathLike[str], repo_type: str) -> list[Path]:
+    """Refuse, before anything is written, what ``hub import`` cannot serve: a missing folder, a repo type other
+    than model/dataset, a symlink leaving the folder, and a dataset without readable ``data/*.parquet`` files
+    (what ``--dataset ID:SPLIT`` loads). Returns the files to import."""
+    src = Path(folder)
+    if not src.is_dir():
+        raise ConfigError(f"folder to import {str(src)!r} is not a directory; expected a model or dataset folder: "
+                          "fix the FOLDER argument of hubtune hub import")
+    if repo_type not in IMPORT_TYPES:
+        raise ConfigError(f"--repo-type {repo_type!r} cannot be imported; expected one of {', '.join(IMPORT_TYPES)}: "
+                          "pass --repo-type model or --repo-type dataset")
+    files = _walk(src)
+    if not files:
+        raise ConfigError(f"folder to import {str(src)!r} holds no files; expected a model or dataset folder")
+    if repo_type == "dataset":
+        parquet = [f for f in files if f.parent == src / "data" and f.suffix == ".parquet"]
+        if not parquet:
+            raise DataError(f"dataset folder {str(src)!r} has no data/*.parquet file; expected one per split, e.g. "
+                            "data/train-00000-of-00001.parquet: write the splits there (DataFrame.to_parquet)")
+        import pyarrow.parquet as pq
+
+        for f in parquet:
+            try:
+                pq.read_metadata(f)
+            except Exception as exc:  # noqa: BLE001 - pyarrow raises ArrowInvalid, OSError, ...
+                raise DataError(f"{str(f)!r} is not a readable parquet file ({' '.join(str(exc).split())[:160]}); "
+                                "expected the split as parquet: write it again with DataFrame.to_parquet") from None
+    return files
+
+
+def _walk(src: Path) -> list[Path]:
+    """Every file under ``src``; a symlink leaving it (or pointing at nothing) is refused."""
+    real_top = src.resolve()
+    out = []
+    for file in sorted(src.rglob("*")):
+        if file.is_symlink():
+            target = file.resolve()
+            if not target.exists() or not (target == real_top or real_top in target.parents):
+                raise UnsafePathError(f"{file.relative_to(src).as_posix()!r} in {str(src)!r} is a symlink leaving the "
+                                      f"folder (to {os.readlink(file)!r}); nothing was imported; expected files "
+                                      "inside the folder: copy the file in, or remove the link")
+        if file.is_file():
+            out.append(file)
+    return out
+
+
 def list_repos(root: str | os.PathLike[str], repo_type: str = "model") -> list[str]:
     """Repo ids of ``repo_type`` in the store at ``root``, the most recently changed first."""
     found = []
@@ -56,16 +105,17 @@ def import_folder(
     author: str = "hubtune",
 ) -> tuple[Commit, bool]:
     """Put every file of ``folder`` on main in one commit; (head, False) when nothing changed."""
+    files = [(file, rel) for file in _walk(folder)  # every path checked before the repo is created
+             if (rel := file.relative_to(folder).as_posix()).split("/")[0] not in (".git", ".cache")]
+    for _, rel in files:
+        check_path(rel)
     try:
         repo = store.get_repo(repo_type, repo_id)
     except RepoNotFound:
         repo = store.create_repo(repo_type, repo_id, private=private, author=author)
     head = store.resolve(repo, "main")
     ops: list[Operation] = []
-    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
-        rel = check_path(file.relative_to(folder).as_posix())
-        if rel.split("/")[0] in (".git", ".cache"):
-            continue
+    for file, rel in files:
         size = file.stat().st_size
         with open(file, "rb") as f:
             sample = f.read(512)
@@ -94,14 +144,12 @@ def import_into_store(
 ) -> dict[str, Any]:
     """Commit every file of ``folder`` to ``repo_id``'s main branch in the store at ``root``."""
     src = Path(folder)
-    if not src.is_dir():
-        raise ConfigError(f"folder to import {str(src)!r} is not a directory; expected a model or dataset folder")
-    if repo_type not in REPO_TYPES:
-        raise ConfigError(f"repo type {repo_type!r} is not supported; expected one of {REPO_TYPES}: use --repo-type")
+    check_import_folder(src, repo_type)
     repo_id = import_repo_id(repo_id)
+    store = open_store(root)
     try:
         commit, changed = import_folder(
-            HubStore(root), repo_type, repo_id, src, private=private, message=f"import {src.name}"
+            store, repo_type, repo_id, src, private=private, message=f"import {src.name}"
         )
     except StoreError as exc:
         raise ConfigError(f"cannot import {str(src)!r} as {repo_id!r}: {exc}") from None

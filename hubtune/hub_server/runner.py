@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
 
-from hubtune.errors import ConfigError, HubError
+from hubtune.errors import ConfigError, OptionRangeError, ServerStartError
 from hubtune.hub_server.app import ServerConfig, make_app
 from hubtune.hub_server.garbage import collect_garbage
-from hubtune.hub_server.store import HubStore
+from hubtune.hub_server.store import open_store
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -47,6 +49,29 @@ class RunningServer:
         self.stop()
 
 
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` (0: a free port), for the server to listen on; a port out of range is
+    :class:`OptionRangeError`, one in use or a host that does not resolve :class:`ServerStartError`."""
+    if not isinstance(port, int) or not 0 <= port <= 65535:
+        raise OptionRangeError(f"--port {port} is out of range; expected 0 (a free port) to 65535: pass another --port")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise ServerStartError(f"cannot bind the local Hub to {host!r} ({exc.strerror or exc}); expected a local "
+                               "address such as 127.0.0.1: pass another --host") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        what = (f"port {port} on {host} is in use" if exc.errno == errno.EADDRINUSE else
+                f"cannot bind the local Hub to {host}:{port} ({(exc.strerror or type(exc).__name__).lower()})")
+        raise ServerStartError(f"{what}; nothing was created; expected a free port: pass another --port (0 picks "
+                               "one)") from None
+    return sock
+
+
 def start_server(
     root: str | os.PathLike[str],
     host: str = "127.0.0.1",
@@ -74,15 +99,20 @@ def start_server(
         raise ConfigError(
             f"binding to {host!r} without a token (none or empty) would let anyone write: pass a non-empty --token"
         )
-    store = HubStore(root)
-    collect_garbage(store)
+    sock = bind(host, port)  # before the root is touched: a port in use or out of range creates nothing
+    try:
+        store = open_store(root)
+        collect_garbage(store)
+    except BaseException:
+        sock.close()
+        raise
     app = make_app(store, ServerConfig(token=token, user=user, orgs=orgs))
     config = uvicorn.Config(
         app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
         http="h11", ws="none", timeout_keep_alive=30,
     )
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"hubtune-hub-{port}", daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"hubtune-hub-{port}", daemon=True)
     thread.start()
     deadline = startup_timeout
     while not server.started and thread.is_alive() and deadline > 0:
@@ -90,9 +120,10 @@ def start_server(
         deadline -= 0.02
     if not server.started:
         server.should_exit = True
-        raise HubError(
-            f"the local Hub did not start on {host}:{port} within {startup_timeout:.0f}s "
-            "(port in use?); expected it to accept connections: pick another --port"
+        sock.close()
+        raise ServerStartError(
+            f"the local Hub did not start on {host}:{port} within {startup_timeout:.0f}s; expected it to accept "
+            "connections: pick another --port"
         )
     bound = server.servers[0].sockets[0].getsockname()
     actual_port = int(bound[1])

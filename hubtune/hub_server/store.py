@@ -58,7 +58,7 @@ from hubtune.hub_server.validation import (
 
 __all__ = [  # re-exported: the importer and the HTTP layer take these from here
     "CANONICAL_ORG", "DEFAULT_GITATTRIBUTES", "LFS_SUFFIXES", "MAX_REGULAR_SIZE", "REPO_TYPES", "BadRequest", "Commit", "Conflict",
-    "EntryNotFound", "HubStore", "Operation", "Repo", "RepoNotFound", "RevisionNotFound", "StaleParent",
+    "EntryNotFound", "HubStore", "open_store", "Operation", "Repo", "RepoNotFound", "RevisionNotFound", "StaleParent",
     "StoreError", "TooLarge", "Unprocessable", "check_path", "check_ref_name", "check_repo_id", "git_blob_oid",
     "lfs_pointer", "upload_mode",
 ]
@@ -553,3 +553,28 @@ class HubStore(BlobStore):
             refs["discussions"][num].update(status="merged", mergeCommitId=tip.id)
             self.write_refs(repo, refs)
             return tip
+
+
+def open_store(root: str | os.PathLike[str], flag: str = "--root") -> HubStore:
+    """The store at ``root``, created when missing; a root that is a file, or cannot be created or written, is
+    :class:`~hubtune.errors.ServerStartError` with nothing left behind (the folders this call made are removed)."""
+    from hubtune.errors import ServerStartError
+
+    path = Path(root).absolute()
+    if path.exists() and not path.is_dir():
+        raise ServerStartError(f"{flag} {str(root)!r} is a file; expected a folder for the local Hub's repos and "
+                               f"blobs (created if missing): pass another {flag}")
+    first_new = next((p for p in [*reversed(path.parents), path] if not p.exists()), None)
+    try:
+        store = HubStore(path)
+        probe = store.root / "tmp" / f".write-check-{uuid.uuid4().hex}"
+        probe.write_bytes(b"")
+        probe.unlink()
+        return store
+    except OSError as exc:
+        if first_new is not None:
+            shutil.rmtree(first_new, ignore_errors=True)
+        raise ServerStartError(
+            f"{flag} {str(root)!r} cannot be used ({exc.strerror or type(exc).__name__}); expected a folder this "
+            f"user can create and write: pass another {flag}"
+        ) from None
