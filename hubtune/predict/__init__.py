@@ -9,7 +9,8 @@ Modules, lowest first (a module imports only modules above it in this list; neit
               PyTorch or ONNX Runtime; :func:`make_runner`
 ``batching``  chunks of rows: validation, tokenization (in a prefetch thread), length-sorted batches -> logits
 ``shards``    the files of one chunk (predictions, row errors, labels for the metrics), written atomically
-``output``    the manifest (resume checks), the assembly of OUTPUT and its sidecars, ``merge-predictions``
+``output``    the manifest (resume checks), the assembly of OUTPUT and its sidecars
+``merge``     ``merge-predictions``: the outputs of sharded runs joined into one, every part checked first
 ``local``     engine ``local``: the whole run in this process (``--num-shards`` splits it over processes)
 ``ray``       engine ``ray``: the same chunks on a pool of Ray actors (``pip install 'hubtune[ray]'``)
 
@@ -33,12 +34,11 @@ from hubtune.predict.options import (
     check_options,
     make_result,
 )
+from hubtune.predict.merge import merge_predictions, read_meta
 from hubtune.predict.output import (
     MANIFEST_VERSION,
     assemble,
-    merge_predictions,
     new_manifest,
-    read_meta,
     sidecar,
 )
 from hubtune.predict.runners import OnnxRunner, Runner, TorchRunner, make_runner

@@ -34,13 +34,14 @@ from hubtune.predict.options import PredictOptions, PredictResult, check_options
 from hubtune.predict.output import (
     assemble,
     compare_manifest,
+    compare_requested,
     discard_unfinished,
     new_manifest,
     prediction_settings,
     prepare_output,
     write_json,
 )
-from hubtune.predict.shards import write_shard
+from hubtune.predict.shards import disk_full_error, is_disk_full, kill_point, write_shard
 from hubtune.predict.source import model_identity, resolve_model_dir
 
 THROTTLE_ENV = "HUBTUNE_PREDICT_THROTTLE_S"  # test hook: sleep after each shard (kill -9 tests)
@@ -57,15 +58,18 @@ def warm_import(module: str) -> threading.Thread:
 def batch_predict_local(opts: PredictOptions) -> PredictResult:
     """Predict every row of ``opts.dataset`` into ``opts.output`` in this process (see the module docstring).
     A run that fails before it finished a shard removes the OUTPUT.parts/ it made, so the corrected command
-    is not refused as an existing output."""
+    is not refused as an existing output; a full disk is a DiskFullError (the shards recorded so far are kept
+    for --resume)."""
     t0 = time.perf_counter()
     fmt = check_options(opts)
     output, parts, previous = prepare_output(opts)
     try:
         return _run(opts, t0, fmt, output, parts, previous)
-    except BaseException:
+    except BaseException as exc:
         if previous is None:
             discard_unfinished(parts)
+        if is_disk_full(exc):
+            raise disk_full_error(output) from None
         raise
 
 
@@ -73,6 +77,8 @@ def _run(opts: PredictOptions, t0: float, fmt: str, output: Path, parts: Path, p
     spec, ds, cols, keep = open_input(opts)
     model_dir, commit = resolve_model_dir(opts.model, revision=opts.revision, backend=opts.backend)
     identity = model_identity(opts.model, model_dir, commit)
+    if previous is not None:
+        compare_requested(previous, opts, identity, output)
     texts = [c for c in (cols.text, cols.text_pair) if c]
     runner, choice = choose_runner(opts, model_dir, identity, lambda n: ds.select_columns(texts).take(n if opts.limit is None else min(n, opts.limit)), cols,
                                    parts / "_onnx_export", previous)
@@ -159,11 +165,13 @@ def _run(opts: PredictOptions, t0: float, fmt: str, output: Path, parts: Path, p
                     feature=feature, source=opts.dataset, head=head,
                 )
                 entry = {"index": chunk.index, **entry}
+                kill_point("shard-written")  # written, not yet recorded: a resume predicts the chunk again
                 if notice:
                     metrics_enabled = False
                     notices.append(notice)
                 manifest["shards"].append(entry)
                 write_json(parts / "manifest.json", manifest)
+                kill_point("shard-recorded")
                 processed += chunk.size
                 bar.update(chunk.size)
                 if throttle:

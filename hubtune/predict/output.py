@@ -10,8 +10,11 @@
 :func:`prepare_output` checks OUTPUT (``--resume``, ``--overwrite``) and makes OUTPUT.parts/; the manifest
 (:func:`new_manifest`) records the run's identity and the shards written so far (:mod:`.shards`), and
 :func:`compare_manifest` refuses to resume with another model, dataset, options or engine; :func:`assemble`
-joins the recorded shards into OUTPUT and its sidecars; :func:`merge_predictions` joins the OUTPUTs of K
-sharded runs.
+joins the recorded shards into OUTPUT and its sidecars (:mod:`.merge` joins the OUTPUTs of K sharded runs).
+
+A SIGKILL at any point leaves a state ``--resume`` finishes: a shard is recorded only once its files are
+complete; the manifest is marked complete before OUTPUT is written, so an interrupted assembly is redone;
+OUTPUT.parts/ is renamed before it is removed, so a half-removed folder is never taken for a run to resume.
 """
 
 from __future__ import annotations
@@ -24,16 +27,10 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from hubtune.errors import (
-    ConfigError,
-    DataError,
-    OutputExistsError,
-    OutputNotWritableError,
-    PredictError,
-    ResumeMismatchError,
-)
+from hubtune.errors import OutputExistsError, OutputNotWritableError, PartError, ResumeMismatchError
 from hubtune.predict.dataset import dataset_fingerprint
-from hubtune.predict.options import MergeResult, PredictOptions, output_format
+from hubtune.predict.options import PredictOptions
+from hubtune.predict.shards import Writer, iter_tables, kill_point, write_errors, write_json
 
 MANIFEST_VERSION = 2
 # what changes a prediction, recorded in the manifest and compared on --resume (field -> the flag that sets it)
@@ -57,41 +54,93 @@ def sidecar(output: str | os.PathLike[str], suffix: str) -> Path:
     return p.with_name(p.name + suffix)
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Write ``data`` to ``path`` atomically (a temporary file, fsync, rename)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True, default=str)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def read_json(path: Path) -> dict[str, Any]:
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
+
+
+def read_json_object(path: Path, what: str, fix: str) -> dict[str, Any]:
+    """The JSON object in ``path``, or a PartError naming it (unreadable, not JSON, not an object) and ``fix``."""
+    try:
+        data = read_json(path)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise PartError(f"{what} {path} cannot be read ({type(exc).__name__}: {exc}); expected the JSON file "
+                        f"batch-predict wrote: {fix}") from None
+    if not isinstance(data, dict):
+        raise PartError(f"{what} {path} holds a JSON {type(data).__name__}, expected an object as batch-predict "
+                        f"writes it: {fix}")
+    return data
+
+
+def removing_name(parts: Path) -> Path:
+    """Where OUTPUT.parts/ is moved before it is removed, so a kill during the removal leaves no half-removed
+    OUTPUT.parts/ that a --resume would take for an interrupted run."""
+    return parts.with_name(f".{parts.name}.removing")
+
+
+def remove_parts(parts: Path) -> None:
+    """Remove OUTPUT.parts/ of an assembled run: renamed first (atomic), then deleted."""
+    gone = removing_name(parts)
+    if gone.exists():
+        shutil.rmtree(gone, ignore_errors=True)
+    os.replace(parts, gone)
+    kill_point("parts-removing")
+    shutil.rmtree(gone, ignore_errors=True)
+
+
+def refuse_directory(output: Path, flag: str = "--output") -> None:
+    """An OUTPUT that is a directory (or whose name is taken by one) is refused before any work, --overwrite or not."""
+    if output.is_dir():
+        raise OutputExistsError(
+            f"output {output} is a directory; expected a file name (e.g. {output / 'preds.parquet'}), which "
+            f"--overwrite does not replace a directory with: choose another {flag}"
+        )
+
+
+def check_writable(folder: Path, output: Path) -> None:
+    """Refuse an OUTPUT whose folder (or its nearest existing parent) cannot take a file, before any work;
+    nothing is created (a probe file is written and removed)."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(20, "Not a directory", str(existing))
+        probe = existing / f".hubtune-write-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputNotWritableError(
+            f"cannot write the output {output} ({type(exc).__name__}: {exc.strerror or exc} in {existing}); "
+            "expected a writable directory: choose another --output"
+        ) from None
 
 
 # --------------------------------------------------------------------------------------------------
 # The manifest: a run's identity and its recorded shards (resume checks)
 # --------------------------------------------------------------------------------------------------
 def prepare_output(opts: PredictOptions) -> tuple[Path, Path, dict[str, Any] | None]:
-    """(OUTPUT, OUTPUT.parts/, the manifest of the run to resume or None), after applying --overwrite and
-    refusing an existing OUTPUT without --resume/--overwrite; OUTPUT.parts/ exists and is writable."""
+    """(OUTPUT, OUTPUT.parts/, the manifest of the run to resume or None), after refusing an OUTPUT that is a
+    directory, an existing OUTPUT without --resume/--overwrite, and a manifest that does not read or whose recorded
+    shards are gone; OUTPUT.parts/ exists and is writable. --overwrite removes an old OUTPUT.parts/ but keeps an
+    old OUTPUT and its sidecars until the new run's assembly replaces them (bad input never deletes them)."""
     output = Path(opts.output)
     parts = sidecar(output, ".parts")
     manifest_path = parts / "manifest.json"
+    refuse_directory(output)
+    if parts.exists() and not parts.is_dir():
+        raise OutputExistsError(f"{parts} is a file where batch-predict keeps the parts of {output.name}; expected "
+                                "a folder or nothing there: move it away or choose another --output")
+    if removing_name(parts).exists():  # a kill while an assembled run's parts were removed
+        shutil.rmtree(removing_name(parts), ignore_errors=True)
     previous = None
     if opts.overwrite:
-        for p in (output, sidecar(output, ".errors.jsonl"), sidecar(output, ".metrics.json"), sidecar(output, ".meta.json")):
-            if p.is_file():
-                p.unlink()
         if parts.is_dir():
             shutil.rmtree(parts)
     elif opts.resume:
-        if manifest_path.is_file():
-            previous = read_json(manifest_path)
+        if manifest_path.exists():
+            previous = read_json_object(manifest_path, "the manifest", "pass --overwrite to start over")
+            _check_recorded(previous, output, parts)
         elif output.exists():
             raise OutputExistsError(
                 f"output {output} is already complete (no {parts.name}/ to resume from); "
@@ -117,6 +166,29 @@ def prepare_output(opts: PredictOptions) -> tuple[Path, Path, dict[str, Any] | N
     return output, parts, previous
 
 
+def _check_recorded(manifest: dict[str, Any], output: Path, parts: Path) -> None:
+    """Every file the manifest records is in OUTPUT.parts/. A complete run whose OUTPUT and .meta.json exist but
+    whose parts are partly gone was stopped while its parts were removed: the parts are removed and the output
+    reported complete. Otherwise a missing shard is refused (PartError)."""
+    shards = manifest.get("shards", [])
+    if not isinstance(shards, list) or not all(isinstance(x, dict) and isinstance(x.get("file"), str) for x in shards):
+        raise PartError(f"the manifest {parts / 'manifest.json'} lists no valid shards; expected the file batch-predict "
+                        "wrote: pass --overwrite to start over")
+    missing = [x[k] for x in shards for k in ("file", "errors_file", "eval_file") if x.get(k) and not (parts / x[k]).is_file()]
+    if not missing:
+        return
+    if manifest.get("complete") and output.is_file() and sidecar(output, ".meta.json").is_file():
+        shutil.rmtree(parts, ignore_errors=True)
+        raise OutputExistsError(
+            f"output {output} is already complete (the run stopped while it removed {parts.name}/, now removed); "
+            "pass --overwrite to predict again or choose another --output"
+        )
+    raise PartError(
+        f"cannot resume {output}: {parts / missing[0]}, recorded in the manifest, is missing ({len(missing)} recorded "
+        "file(s) gone); expected every recorded shard: pass --overwrite to start over"
+    )
+
+
 def discard_unfinished(parts: Path) -> bool:
     """Remove OUTPUT.parts/ of a run that failed before it finished a shard (nothing to resume), so the corrected
     command is not refused as an existing output; a run with finished shards keeps them for --resume."""
@@ -132,6 +204,31 @@ def discard_unfinished(parts: Path) -> bool:
     return True
 
 
+def _compare_model(prev: dict[str, Any], cm: dict[str, Any], output: Path) -> None:
+    pm = prev.get("model") if isinstance(prev.get("model"), dict) else {}
+    if (pm.get("weights_sha256"), pm.get("revision")) != (cm["weights_sha256"], cm["revision"]):
+        raise ResumeMismatchError(
+            f"cannot resume {output}: it was started with model {pm.get('source')!r} "
+            f"(weights sha256 {str(pm.get('weights_sha256'))[:12]}, revision {pm.get('revision')}), this run has "
+            f"{cm['source']!r} (weights sha256 {cm['weights_sha256'][:12]}, revision {cm['revision']}); "
+            "pass the same --model, or --overwrite to start over"
+        )
+
+
+def compare_requested(prev: dict[str, Any], opts: PredictOptions, identity: dict[str, Any], output: Path) -> None:
+    """Before a runner is made: the model and an explicit --backend / --dtype against the run to resume, so such
+    a mismatch is refused before any export or warm-up (:func:`compare_manifest` checks the rest)."""
+    _compare_model(prev, identity, output)
+    pp = prev.get("prediction") if isinstance(prev.get("prediction"), dict) else {}
+    for key, flag in (("backend", "--backend"), ("dtype", "--dtype")):
+        want, before = getattr(opts, key), pp.get(key)
+        if want != "auto" and before is not None and want != before:
+            raise ResumeMismatchError(
+                f"cannot resume {output}: {key} was {before!r}, this run has {want!r}, which changes the predictions; "
+                f"pass the same {flag} as the interrupted run, or --overwrite to start over"
+            )
+
+
 def compare_manifest(prev: dict[str, Any], cur: dict[str, Any], output: Path) -> None:
     """Refuse to resume ``prev`` (the interrupted run's manifest) with another engine, model, dataset or options."""
     pe, ce = prev.get("engine", "local"), cur.get("engine", "local")
@@ -145,22 +242,15 @@ def compare_manifest(prev: dict[str, Any], cur: dict[str, Any], output: Path) ->
             f"cannot resume {output}: it was started by another hubtune (manifest version {prev.get('version')}, this "
             f"one writes {cur.get('version')}); expected the same: pass --overwrite to start over"
         )
-    pm, cm = prev.get("model", {}), cur["model"]
-    if (pm.get("weights_sha256"), pm.get("revision")) != (cm["weights_sha256"], cm["revision"]):
-        raise ResumeMismatchError(
-            f"cannot resume {output}: it was started with model {pm.get('source')!r} "
-            f"(weights sha256 {str(pm.get('weights_sha256'))[:12]}, revision {pm.get('revision')}), this run has "
-            f"{cm['source']!r} (weights sha256 {cm['weights_sha256'][:12]}, revision {cm['revision']}); "
-            "pass the same --model, or --overwrite to start over"
-        )
-    pd, cd = prev.get("dataset", {}), cur["dataset"]
+    _compare_model(prev, cur["model"], output)
+    pd, cd = prev.get("dataset") if isinstance(prev.get("dataset"), dict) else {}, cur["dataset"]
     if pd.get("fingerprint") != cd["fingerprint"] or pd.get("spec") != cd["spec"]:
         raise ResumeMismatchError(
             f"cannot resume {output}: it was started on dataset {pd.get('spec')!r} (fingerprint "
             f"{str(pd.get('fingerprint'))[:12]}), this run reads {cd['spec']!r} (fingerprint {cd['fingerprint'][:12]}); "
             "pass the same --dataset, or --overwrite to start over"
         )
-    pp, cp = prev.get("prediction", {}), cur["prediction"]
+    pp, cp = prev.get("prediction") if isinstance(prev.get("prediction"), dict) else {}, cur["prediction"]
     for key, flag in PREDICTION_FIELDS.items():
         before = pp.get(key, PREDICTION_DEFAULTS.get(key))
         if before != cp.get(key):
@@ -168,10 +258,11 @@ def compare_manifest(prev: dict[str, Any], cur: dict[str, Any], output: Path) ->
                 f"cannot resume {output}: {key} was {before!r}, this run has {cp.get(key)!r}, which changes the "
                 f"predictions; pass the same {flag} as the interrupted run, or --overwrite to start over"
             )
+    po = prev.get("options") if isinstance(prev.get("options"), dict) else {}
     for key, value in cur["options"].items():
-        if prev.get("options", {}).get(key) != value:
+        if po.get(key) != value:
             raise ResumeMismatchError(
-                f"cannot resume {output}: option {key} was {prev.get('options', {}).get(key)!r}, now {value!r}; "
+                f"cannot resume {output}: option {key} was {po.get(key)!r}, now {value!r}; "
                 "pass the same options as the interrupted run, or --overwrite to start over"
             )
 
@@ -260,105 +351,13 @@ def new_manifest(
 # --------------------------------------------------------------------------------------------------
 # Assembly of OUTPUT and its sidecars
 # --------------------------------------------------------------------------------------------------
-def _unified_schema(files: Sequence[Path]) -> Any:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    schemas = [pq.read_schema(f) for f in files]
-    try:
-        return pa.unify_schemas(schemas, promote_options="permissive")
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
-        return schemas[0]
-
-
-def _iter_tables(files: Sequence[Path]) -> Iterator[Any]:
-    import pyarrow.parquet as pq
-
-    schema = _unified_schema(files) if files else None
-    for f in files:
-        t = pq.read_table(f)
-        if schema is not None and t.schema != schema:
-            try:
-                t = t.select(schema.names).cast(schema)
-            except Exception:  # noqa: BLE001 - fall back to strings for columns whose type drifted
-                import pyarrow as pa
-
-                t = pa.table({n: t[n].cast(pa.string()) if t.schema.field(n).type != schema.field(n).type else t[n] for n in schema.names})
-        yield t
-
-
-class _Writer:
-    """Stream tables into OUTPUT (written to a temp name, renamed at close)."""
-
-    def __init__(self, output: Path, metadata: dict[str, Any] | None = None) -> None:
-        self.output = output
-        self.fmt = output_format(output)
-        self.tmp = output.with_name(f".{output.name}.tmp")
-        self.metadata = metadata
-        self._pq: Any = None
-        self._fh: Any = None
-        self._header = True
-
-    def write(self, table: Any) -> None:
-        if self.fmt == ".parquet":
-            import pyarrow.parquet as pq
-
-            if self._pq is None:
-                schema = table.schema
-                if self.metadata is not None:
-                    schema = schema.with_metadata({b"hubtune": json.dumps(self.metadata, sort_keys=True, default=str).encode()})
-                self._pq = pq.ParquetWriter(self.tmp, schema)
-                self._schema = schema
-            self._pq.write_table(table.cast(self._schema) if table.schema != self._schema else table)
-        elif self.fmt == ".csv":
-            import pyarrow.csv as pcsv
-
-            if self._fh is None:
-                self._fh = open(self.tmp, "wb")
-            pcsv.write_csv(table, self._fh, write_options=pcsv.WriteOptions(include_header=self._header))
-            self._header = False
-        else:
-            if self._fh is None:
-                self._fh = open(self.tmp, "w", encoding="utf-8")
-            for row in table.to_pylist():
-                self._fh.write(json.dumps(row, ensure_ascii=False, default=str))
-                self._fh.write("\n")
-
-    def close(self, empty_schema: Any = None) -> None:
-        if self._pq is None and self._fh is None:
-            import pyarrow as pa
-
-            self.write(pa.table({}, schema=empty_schema) if empty_schema is not None else pa.table({"row_id": pa.array([], pa.int64())}))
-        if self._pq is not None:
-            self._pq.close()
-        if self._fh is not None:
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
-            self._fh.close()
-        os.replace(self.tmp, self.output)
-
-
-def _write_errors(path: Path, errors: Iterator[dict[str, Any]]) -> int:
-    tmp = path.with_name(f".{path.name}.tmp")
-    n = 0
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for e in errors:
-            fh.write(json.dumps(e, ensure_ascii=False) + "\n")
-            n += 1
-    if n:
-        os.replace(tmp, path)
-    else:
-        tmp.unlink()
-        if path.exists():
-            path.unlink()
-    return n
-
-
 def assemble(
     opts: PredictOptions, output: Path, parts: Path, manifest: dict[str, Any], *, label_names: list[str], metrics_enabled: bool
 ) -> dict[str, Any]:
     """Mark the manifest complete and assemble OUTPUT and its sidecars (.errors.jsonl, .metrics.json, .meta.json)
-    from the recorded shards, in manifest order; remove OUTPUT.parts/ unless keep_parts. Shared by both engines."""
+    from the recorded shards, in manifest order; remove OUTPUT.parts/ unless keep_parts (renamed first: a kill
+    during the removal leaves OUTPUT complete, not a half-removed OUTPUT.parts/). Shared by both engines. A kill
+    at any point before the removal leaves the complete manifest, from which --resume assembles again."""
     manifest["complete"] = True
     write_json(parts / "manifest.json", manifest)
     shards = manifest["shards"]
@@ -381,10 +380,14 @@ def assemble(
     }
     long_text = long_text_summary(shards, manifest.get("prediction"), n_rows)
     meta.update(truncated_rows=long_text["truncated_rows"], long_text=long_text["long_text"], notices=long_text["notices"])
-    writer = _Writer(output, meta)
-    for t in _iter_tables([parts / s["file"] for s in shards]):
-        writer.write(t)
-    writer.close()
+    writer = Writer(output, meta)
+    try:
+        for t in iter_tables([parts / s["file"] for s in shards]):
+            writer.write(t)
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
     errors_path = sidecar(output, ".errors.jsonl")
 
     def err_rows() -> Iterator[dict[str, Any]]:
@@ -394,7 +397,7 @@ def assemble(
                     for line in fh:
                         yield json.loads(line)
 
-    _write_errors(errors_path, err_rows())
+    write_errors(errors_path, err_rows())
     metrics = None
     metrics_path = sidecar(output, ".metrics.json")
     eval_files = [parts / s["eval_file"] for s in shards if s.get("eval_file")]
@@ -412,10 +415,13 @@ def assemble(
 
                 metrics["metric_modules"] = module_metrics(opts.metric_modules, y_true, y_pred, probs_all)
             write_json(metrics_path, {"model": opts.model, "dataset": opts.dataset, "metrics": metrics})
+    if metrics is None and metrics_path.is_file():  # an --overwrite'n output's metrics, not this run's
+        metrics_path.unlink()
     meta_path = sidecar(output, ".meta.json")
     write_json(meta_path, meta)
+    kill_point("meta-written")
     if not opts.keep_parts:
-        shutil.rmtree(parts, ignore_errors=True)
+        remove_parts(parts)
     return {
         "rows": n_rows,
         "errors": n_err,
@@ -427,138 +433,3 @@ def assemble(
         "task": (manifest.get("prediction") or {}).get("task", PREDICTION_DEFAULTS["task"]),
         **long_text,
     }
-
-
-# --------------------------------------------------------------------------------------------------
-# merge-predictions
-# --------------------------------------------------------------------------------------------------
-def read_meta(part: str | os.PathLike[str]) -> dict[str, Any]:
-    p = Path(part)
-    if not p.is_file():
-        raise DataError(f"prediction part {p} does not exist; pass the outputs of `hubtune batch-predict --num-shards K`")
-    side = sidecar(p, ".meta.json")
-    if side.is_file():
-        return read_json(side)
-    if p.suffix.lower() == ".parquet":
-        import pyarrow.parquet as pq
-
-        md = pq.read_schema(p).metadata or {}
-        if b"hubtune" in md:
-            return json.loads(md[b"hubtune"])
-    raise PredictError(
-        f"{p} has no batch-predict metadata (neither {side.name} beside it nor parquet metadata); "
-        "expected an output of `hubtune batch-predict` (keep its .meta.json next to it)"
-    )
-
-
-def _read_part(path: Path) -> Any:
-    fmt = output_format(path)
-    if fmt == ".parquet":
-        import pyarrow.parquet as pq
-
-        return pq.read_table(path)
-    if fmt == ".csv":
-        import pyarrow.csv as pcsv
-
-        return pcsv.read_csv(path)
-    import pyarrow.json as pjson
-
-    return pjson.read_json(path)
-
-
-def merge_predictions(parts: Sequence[str], output: str, *, overwrite: bool = False) -> MergeResult:
-    """Join the outputs of K sharded runs into one result ordered by row id; refuse overlaps, gaps, mismatches."""
-    out = Path(output)
-    output_format(out)
-    if not parts:
-        raise ConfigError("no parts given; pass the outputs of the sharded batch-predict runs")
-    if out.exists() and not overwrite:
-        raise OutputExistsError(f"{out} already exists; pass --overwrite or choose another --output")
-    metas = [(Path(p), read_meta(p)) for p in parts]
-    p0, m0 = metas[0]
-    for p, m in metas[1:]:
-        if (m["model"].get("weights_sha256"), m["model"].get("revision")) != (
-            m0["model"].get("weights_sha256"), m0["model"].get("revision")
-        ):
-            raise ResumeMismatchError(
-                f"{p} was predicted with model {m['model'].get('source')!r} (weights sha256 "
-                f"{str(m['model'].get('weights_sha256'))[:12]}), {p0} with {m0['model'].get('source')!r} "
-                f"({str(m0['model'].get('weights_sha256'))[:12]}); expected one model: re-run the odd part"
-            )
-        path, path0 = m.get("prediction") or {}, m0.get("prediction") or {}
-        if (path.get("backend"), path.get("dtype")) != (path0.get("backend"), path0.get("dtype")):
-            raise ResumeMismatchError(
-                f"{p} was predicted with {path.get('backend')}/{path.get('dtype')}, {p0} with "
-                f"{path0.get('backend')}/{path0.get('dtype')} (auto chooses per machine); expected one path for every "
-                f"part: re-run the odd part with --backend {path0.get('backend')} --dtype {path0.get('dtype')}"
-            )
-        lt, lt0 = (path.get("long_text", "truncate"), path.get("stride")), (path0.get("long_text", "truncate"), path0.get("stride"))
-        tk, tk0 = ((x.get("task", PREDICTION_DEFAULTS["task"]), x.get("threshold")) for x in (path, path0))
-        if tk != tk0:
-            raise ResumeMismatchError(
-                f"{p} was predicted as {tk[0]} (threshold {tk[1]}), {p0} as {tk0[0]} (threshold {tk0[1]}); expected one "
-                f"task for every part: re-run the odd part with --task {tk0[0]}"
-            )
-        if lt != lt0:
-            raise ResumeMismatchError(
-                f"{p} was predicted with --long-text {lt[0]} (stride {lt[1]}), {p0} with --long-text {lt0[0]} (stride "
-                f"{lt0[1]}); expected one setting for every part: re-run the odd part with --long-text {lt0[0]}"
-            )
-        if m["dataset"].get("fingerprint") != m0["dataset"].get("fingerprint") or m["options"] | {"shard_index": 0} != m0["options"] | {"shard_index": 0}:
-            raise ResumeMismatchError(
-                f"{p} and {p0} come from different datasets or options ({m['dataset'].get('spec')!r} vs "
-                f"{m0['dataset'].get('spec')!r}); expected parts of one sharded run"
-            )
-    metas.sort(key=lambda pm: pm[1]["range"]["start"])
-    total = m0["range"].get("total")
-    expect = 0
-    for p, m in metas:
-        s, e = m["range"]["start"], m["range"]["end"]
-        if s < expect:
-            raise PredictError(f"{p} covers rows {s}..{e - 1}, which overlap the previous part (up to row {expect - 1}); pass each part once")
-        if s > expect:
-            raise PredictError(f"rows {expect}..{s - 1} are in no part (gap before {p}); run the missing --shard-index and pass its output")
-        expect = e
-    if total is not None and expect != total:
-        raise PredictError(f"the parts cover rows 0..{expect - 1} but the dataset has {total} rows; run the missing shards and pass their outputs")
-    if out.exists():
-        out.unlink()
-    meta = dict(m0)
-    meta["range"] = {"start": 0, "end": expect, "total": total}
-    meta["options"] = dict(m0["options"], num_shards=1, shard_index=0)
-    meta["rows"] = sum(m["rows"] for _, m in metas)
-    meta["errors"] = sum(m["errors"] for _, m in metas)
-    summed = {"truncated": sum(int(m.get("truncated_rows", 0)) for _, m in metas)}
-    for key, field_ in (("chunked", "chunked_rows"), ("windows", "windows")):
-        summed[key] = sum(int((m.get("long_text") or {}).get(field_, 0)) for _, m in metas)
-    long_text = long_text_summary([summed], m0.get("prediction"), meta["rows"])
-    meta.update(truncated_rows=long_text["truncated_rows"], long_text=long_text["long_text"], notices=long_text["notices"])
-    meta["merged_from"] = [str(p) for p, _ in metas]
-    writer = _Writer(out, meta)
-    rows = 0
-    for p, m in metas:
-        t = _read_part(p)
-        if t.num_rows:
-            ids = t["row_id"].to_numpy()
-            s, e = m["range"]["start"], m["range"]["end"]
-            if ids.min() < s or ids.max() >= e or (len(ids) > 1 and not (np.diff(ids) > 0).all()):
-                raise PredictError(f"{p} holds row ids outside its range {s}..{e - 1} or out of order; expected an untouched batch-predict output")
-        if t.num_rows != m["rows"]:
-            raise PredictError(f"{p} holds {t.num_rows} rows but its metadata says {m['rows']}; expected an untouched batch-predict output")
-        rows += t.num_rows
-        writer.write(t)
-    writer.close()
-    errors_path = sidecar(out, ".errors.jsonl")
-
-    def errs() -> Iterator[dict[str, Any]]:
-        for p, _ in metas:
-            ep = sidecar(p, ".errors.jsonl")
-            if ep.is_file():
-                with open(ep, encoding="utf-8") as fh:
-                    for line in fh:
-                        yield json.loads(line)
-
-    n_err = _write_errors(errors_path, errs())
-    meta_path = sidecar(out, ".meta.json")
-    write_json(meta_path, meta)
-    return MergeResult(rows=rows, errors=n_err, parts=len(metas), output=str(out), errors_path=str(errors_path) if n_err else None, meta_path=str(meta_path))

@@ -1,20 +1,31 @@
-"""The files of one chunk: :func:`write_shard` writes NAME.parquet (the predictions), NAME.errors.jsonl (rows
-that could not be processed) and NAME.eval.npz (labels and predictions, for the metrics), each atomically, the
-parquet last; the engine then records the shard (local: the manifest; Ray: a commit marker)."""
+"""The files a run writes, each atomically (a temporary name, fsync, rename; the temporary file removed when
+the write fails): :func:`write_shard` writes a chunk's NAME.parquet (the predictions), NAME.errors.jsonl (rows
+that could not be processed) and NAME.eval.npz (labels and predictions, for the metrics), the parquet last; the
+engine then records the shard (local: the manifest; Ray: a commit marker). :class:`Writer` streams tables into
+OUTPUT, :func:`write_json` and :func:`write_errors` its sidecars.
+
+A full disk (ENOSPC, EDQUOT) while writing becomes :class:`~hubtune.errors.DiskFullError` naming the path
+(:func:`disk_guard`); :func:`kill_point` is a test hook that SIGKILLs the process at a named phase
+(``HUBTUNE_PREDICT_KILL_AT=PHASE``), so the kill-point tests stop a real run exactly there.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import json
 import os
+import signal
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from hubtune.errors import LabelError
+from hubtune.errors import DiskFullError, LabelError
 from hubtune.predict.batching import Chunk
 from hubtune.predict.heads import Head, task_columns
+from hubtune.predict.options import output_format
 
 
 def _shard_table(chunk: Chunk, logits: np.ndarray, keep: list[str], label_names: list[str], all_scores: bool,
@@ -99,19 +110,21 @@ def _atomic_parquet(table: Any, path: Path) -> None:
     import pyarrow.parquet as pq
 
     tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    with disk_guard(path, tmp):
+        pq.write_table(table, tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
 
 
-def _atomic_bytes(data: bytes, path: Path) -> None:
+def _atomic_bytes(data: bytes, path: Path, hint: str | None = None) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    with disk_guard(path, tmp, hint=hint or RESUME_HINT):
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
 
 
 def _label_ids(values: list[Any], feature: Any, label_names: list[str], source: str) -> tuple[np.ndarray, np.ndarray]:
@@ -121,3 +134,177 @@ def _label_ids(values: list[Any], feature: Any, label_names: list[str], source: 
     pos = [i for i, v in enumerate(values) if not is_missing(v)]
     ids = to_ids([values[i] for i in pos], feature, label_names, source, "pass --label-column or a model trained on these labels")
     return np.asarray(pos, dtype=np.int64), np.asarray(ids, dtype=np.int64)
+
+
+# --------------------------------------------------------------------------------------------------
+# Atomic writes, a full disk, kill points
+# --------------------------------------------------------------------------------------------------
+KILL_ENV = "HUBTUNE_PREDICT_KILL_AT"  # test hook: SIGKILL this process at the named phase (kill-point tests)
+RESUME_HINT = "free some space (or pass an --output on another disk), then re-run the same command with --resume"
+
+
+def kill_point(phase: str) -> None:
+    """SIGKILL this process when ``HUBTUNE_PREDICT_KILL_AT`` names ``phase`` (a test hook; a no-op otherwise)."""
+    if os.environ.get(KILL_ENV) == phase:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """An OSError that says the device (or the quota) is full, pyarrow's included (errno or message)."""
+    if not isinstance(exc, OSError):
+        return False
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(exc)
+
+
+def disk_full_error(path: Path | str, hint: str = RESUME_HINT) -> DiskFullError:
+    return DiskFullError(f"no space left on the device writing {path}: the disk is full (nothing half-written is "
+                         f"kept); {hint}")
+
+
+@contextlib.contextmanager
+def disk_guard(path: Path, *tmps: Path, hint: str = RESUME_HINT) -> Iterator[None]:
+    """Remove the temporary files ``tmps`` when the block fails, and turn a full disk into DiskFullError."""
+    try:
+        yield
+    except BaseException as exc:
+        for tmp in tmps:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        if is_disk_full(exc):
+            raise disk_full_error(path, hint) from None
+        raise
+
+
+def write_json(path: Path, data: Any, hint: str = RESUME_HINT) -> None:
+    """Write ``data`` to ``path`` atomically (a temporary file, fsync, rename)."""
+    text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+    _atomic_bytes(text.encode("utf-8"), path, hint)
+
+
+def write_errors(path: Path, errors: Iterator[dict[str, Any]], hint: str = RESUME_HINT) -> int:
+    """Write the error rows to ``path`` atomically (none: remove ``path``); returns how many."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    n = 0
+    with disk_guard(path, tmp, hint=hint):
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for e in errors:
+                fh.write(json.dumps(e, ensure_ascii=False) + "\n")
+                n += 1
+            fh.flush()
+            os.fsync(fh.fileno())
+        if n:
+            os.replace(tmp, path)
+        else:
+            tmp.unlink()
+            if path.exists():
+                path.unlink()
+    return n
+
+
+def unified_schema(files: Sequence[Path]) -> Any:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schemas = [pq.read_schema(f) for f in files]
+    try:
+        return pa.unify_schemas(schemas, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        return schemas[0]
+
+
+def iter_tables(files: Sequence[Path]) -> Iterator[Any]:
+    """The parquet ``files`` one table at a time, cast to one schema."""
+    import pyarrow.parquet as pq
+
+    schema = unified_schema(files) if files else None
+    for f in files:
+        t = pq.read_table(f)
+        if schema is not None and t.schema != schema:
+            try:
+                t = t.select(schema.names).cast(schema)
+            except Exception:  # noqa: BLE001 - fall back to strings for columns whose type drifted
+                import pyarrow as pa
+
+                t = pa.table({n: t[n].cast(pa.string()) if t.schema.field(n).type != schema.field(n).type else t[n] for n in schema.names})
+        yield t
+
+
+class Writer:
+    """Stream tables into OUTPUT: written to ``.OUTPUT.tmp``, renamed by :meth:`close` (or kept for the caller
+    to rename with ``commit=False``: :meth:`commit`); :meth:`abort` removes the temporary file."""
+
+    def __init__(self, output: Path, metadata: dict[str, Any] | None = None, hint: str = RESUME_HINT) -> None:
+        self.output = output
+        self.fmt = output_format(output)
+        self.tmp = output.with_name(f".{output.name}.tmp")
+        self.metadata = metadata
+        self.hint = hint
+        self._pq: Any = None
+        self._fh: Any = None
+        self._header = True
+        self._written = 0
+
+    def write(self, table: Any) -> None:
+        with disk_guard(self.output, hint=self.hint):
+            self._write(table)
+        self._written += 1
+        if self._written == 1:
+            kill_point("output-tmp")
+
+    def _write(self, table: Any) -> None:
+        if self.fmt == ".parquet":
+            import pyarrow.parquet as pq
+
+            if self._pq is None:
+                schema = table.schema
+                if self.metadata is not None:
+                    schema = schema.with_metadata({b"hubtune": json.dumps(self.metadata, sort_keys=True, default=str).encode()})
+                self._pq = pq.ParquetWriter(self.tmp, schema)
+                self._schema = schema
+            self._pq.write_table(table.cast(self._schema) if table.schema != self._schema else table)
+        elif self.fmt == ".csv":
+            import pyarrow.csv as pcsv
+
+            if self._fh is None:
+                self._fh = open(self.tmp, "wb")
+            pcsv.write_csv(table, self._fh, write_options=pcsv.WriteOptions(include_header=self._header))
+            self._header = False
+        else:
+            if self._fh is None:
+                self._fh = open(self.tmp, "w", encoding="utf-8")
+            for row in table.to_pylist():
+                self._fh.write(json.dumps(row, ensure_ascii=False, default=str))
+                self._fh.write("\n")
+
+    def close(self, empty_schema: Any = None, commit: bool = True) -> None:
+        """Finish the temporary file (fsync) and, with ``commit``, rename it to OUTPUT."""
+        with disk_guard(self.output, self.tmp, hint=self.hint):
+            if self._pq is None and self._fh is None:
+                import pyarrow as pa
+
+                self._write(pa.table({}, schema=empty_schema) if empty_schema is not None else pa.table({"row_id": pa.array([], pa.int64())}))
+            if self._pq is not None:
+                self._pq.close()
+                self._pq = None
+                with open(self.tmp, "rb") as fh:
+                    os.fsync(fh.fileno())
+            if self._fh is not None:
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
+                self._fh.close()
+                self._fh = None
+        if commit:
+            self.commit()
+
+    def commit(self) -> None:
+        os.replace(self.tmp, self.output)
+        kill_point("output-renamed")
+
+    def abort(self) -> None:
+        for handle in (self._pq, self._fh):
+            with contextlib.suppress(Exception):
+                if handle is not None:
+                    handle.close()
+        self._pq = self._fh = None
+        with contextlib.suppress(OSError):
+            self.tmp.unlink()
