@@ -360,6 +360,7 @@ def assemble(
     at any point before the removal leaves the complete manifest, from which --resume assembles again."""
     manifest["complete"] = True
     write_json(parts / "manifest.json", manifest)
+    kill_point("assembling")
     shards = manifest["shards"]
     start, end, total = manifest["range"]["start"], manifest["range"]["end"], manifest["range"]["total"]
     identity = manifest["model"]

@@ -87,6 +87,18 @@ def write_shard(
     if chunk.windows is not None:  # --long-text chunk: windows scored, rows scored over 2+ windows
         counts = np.bincount(chunk.windows, minlength=len(chunk.valid))
         entry.update(windows=int(counts.sum()), chunked=int((counts > 1).sum()))
+    try:
+        notice = _write_files(parts, name, chunk, entry, table, probs, pred, label_column, feature, label_names, source)
+    except BaseException:  # a chunk's files are all there or none (the parquet, written last, records it)
+        for key in ("errors_file", "eval_file"):
+            if entry.get(key):
+                (parts / entry[key]).unlink(missing_ok=True)
+        raise
+    return entry, notice
+
+
+def _write_files(parts: Path, name: str, chunk: Chunk, entry: dict[str, Any], table: Any, probs: Any, pred: Any,
+                 label_column: str | None, feature: Any, label_names: list[str], source: str) -> str | None:
     notice = None
     if chunk.errors:
         lines = "".join(json.dumps({"row_id": chunk.start + p, "reason": r}) + "\n" for p, r in chunk.errors)
@@ -103,7 +115,7 @@ def write_shard(
         except LabelError as exc:
             notice = f"no metrics: {exc}"
     _atomic_parquet(table, parts / entry["file"])
-    return entry, notice
+    return notice
 
 
 def _atomic_parquet(table: Any, path: Path) -> None:
@@ -143,10 +155,19 @@ KILL_ENV = "HUBTUNE_PREDICT_KILL_AT"  # test hook: SIGKILL this process at the n
 RESUME_HINT = "free some space (or pass an --output on another disk), then re-run the same command with --resume"
 
 
+KILL_PHASES = ("shard-written", "shard-recorded", "assembling", "output-tmp", "output-renamed", "meta-written",
+               "parts-removing")
+
+
+def sigkill(phase: str) -> None:
+    """What :func:`kill_point` does at its phase: SIGKILL this process (the in-process tests replace it)."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def kill_point(phase: str) -> None:
     """SIGKILL this process when ``HUBTUNE_PREDICT_KILL_AT`` names ``phase`` (a test hook; a no-op otherwise)."""
     if os.environ.get(KILL_ENV) == phase:
-        os.kill(os.getpid(), signal.SIGKILL)
+        sigkill(phase)
 
 
 def is_disk_full(exc: BaseException) -> bool:
