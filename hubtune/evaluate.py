@@ -9,6 +9,7 @@ from typing import Any
 from hubtune.data import load_labeled
 from hubtune.errors import LabelError, OptionRangeError
 from hubtune.modeling import evaluate_loaded, load_classifier
+from hubtune.tasks import check_text_input
 
 
 @dataclass
@@ -75,6 +76,8 @@ def evaluate(opts: EvalOptions) -> EvalReport:
         seed=opts.seed,
         encoding=opts.encoding,
     )
+    # an NLI checkpoint given single texts would score every row much the same
+    check_text_input(loaded.task, "text_pair" in data.dataset.column_names, opts.model, found=loaded.checkpoint)
     metrics = evaluate_loaded(loaded, data, batch_size=opts.batch_size, metric_modules=opts.metrics)
     return EvalReport(
         model=opts.model,

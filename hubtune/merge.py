@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hubtune.errors import ConfigError, MergeParityError, ModelLoadError, OutputExistsError, OutputNotWritableError
-from hubtune.modeling import follow_umask, is_adapter_dir, load_classifier, predict_logits
+from hubtune.modeling import check_model_files, follow_umask, is_adapter_dir, load_classifier, predict_logits
 from hubtune.parity import REFERENCE_TEXTS, ParityReport, compare_logits, size_mb, weight_files
 from hubtune.rundir import RunInfo, eval_data, find_run_dir, load_run, update_summary
 
@@ -84,6 +84,7 @@ def merge(opts: MergeOptions, progress: Callable[[str], None] | None = None) -> 
         )
     from peft import PeftConfig
 
+    check_model_files(adapter_dir, str(adapter_dir), "RUN_DIR of hubtune merge")  # JSON, weights, tokenizer
     peft_type = PeftConfig.from_pretrained(str(adapter_dir))
     if peft_type.is_prompt_learning:
         raise ConfigError(

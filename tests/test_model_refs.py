@@ -134,6 +134,7 @@ def test_a_merged_lora_run_resolves_to_merged(tmp_path):
     (run / "model" / "adapter_config.json").write_text("{}")
     (run / "merged").mkdir()
     (run / "merged" / "config.json").write_text("{}")
+    (run / "merged" / "tokenizer.json").write_text("{}")  # a folder without tokenizer files is refused (issue 35)
     (run / "run_summary.json").write_text("{}")
     ref = resolve_model_ref(str(run))
     assert ref.kind == "run" and _same(ref.path, run / "merged") and _same(ref.run_dir, run)

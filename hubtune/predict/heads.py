@@ -23,7 +23,8 @@ import numpy as np
 
 from hubtune.embeddings import EMBEDDING_COLUMN
 from hubtune.errors import ConfigError
-from hubtune.tasks import FEATURE_EXTRACTION, MULTI_LABEL, REGRESSION, TEXT_CLASSIFICATION, TOKEN_CLASSIFICATION
+from hubtune.tasks import (FEATURE_EXTRACTION, MULTI_LABEL, REGRESSION, TEXT_CLASSIFICATION, TOKEN_CLASSIFICATION,
+                           check_text_input)
 
 PREDICT_TASKS = (TEXT_CLASSIFICATION, MULTI_LABEL, REGRESSION, TOKEN_CLASSIFICATION, FEATURE_EXTRACTION)
 DEFAULT_THRESHOLD = 0.5
@@ -60,6 +61,9 @@ def run_head(runner: Any, opts: Any, cols: Any, max_length: int | None) -> Head:
     :class:`~hubtune.predict.options.PredictOptions`; ``cols``: the input's columns)."""
     task = getattr(runner, "task", TEXT_CLASSIFICATION)
     check_task_options(task, opts.long_text, cols.text_pair, opts.threshold)
+    # an NLI checkpoint given single texts: what its files say (else its label names) decides, in hubtune.tasks
+    found = getattr(runner, "checkpoint", None) or getattr(getattr(runner, "loaded", None), "checkpoint", None)
+    check_text_input(task, cols.text_pair is not None, opts.model, found=found, label_names=runner.label_names)
     if str(opts.output).lower().endswith(".csv") and task in LIST_COLUMNS:
         raise ConfigError(
             f"--output {opts.output}: a {task} run writes {LIST_COLUMNS[task]!r}, a list per row, which CSV cannot "

@@ -12,7 +12,7 @@ from typing import Any
 from hubtune.config import TrainConfig
 from hubtune.data import LoadedData, load_labeled
 from hubtune.errors import DataError, ModelLoadError
-from hubtune.modeling import resolve_model_source
+from hubtune.modeling import check_tokenizer_fits, resolve_model_source
 from hubtune.security import check_model_config
 
 
@@ -120,6 +120,7 @@ def load_lm(cfg: TrainConfig, auto_cls: Any) -> tuple[Any, Any]:
             f"could not load base model {cfg.base_model!r} as {auto_cls.__name__} ({type(exc).__name__}: {text}); "
             f"pass a {cfg.task} model (Hub id or directory with safetensors weights) to --base-model"
         ) from exc
+    check_tokenizer_fits(tokenizer, model, cfg.base_model, "--base-model")
     if cfg.task != "fill-mask" and tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
             raise ModelLoadError(f"tokenizer of {cfg.base_model} has no eos token; expected a causal-LM tokenizer with one")
