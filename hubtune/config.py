@@ -169,6 +169,30 @@ def resolve(
     return from_dict(cls, data)
 
 
+# what a --resume may change: settings that never change the trained weights
+RESUME_FREE_KEYS = ("output_dir", "eval_batch_size", "logging_steps", "report_to", "dataloader_num_workers", "metrics")
+
+
+def resume_changes(saved: dict[str, Any], current: Any, prefix: str = "") -> list[str]:
+    """The dotted keys whose value differs between the config a run started with and the one a --resume brings
+    (a config dataclass, or its YAML mapping): ``key: old -> new``, leaving out :data:`RESUME_FREE_KEYS`."""
+    if is_dataclass(current):
+        import yaml
+
+        current = yaml.safe_load(dump_yaml(current))
+    out: list[str] = []
+    for key in sorted(set(saved) | set(current)):
+        name = f"{prefix}{key}"
+        if name in RESUME_FREE_KEYS:
+            continue
+        old, new = saved.get(key), current.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            out += resume_changes(old, new, f"{name}.")
+        elif old != new:
+            out.append(f"{name}: {old!r} -> {new!r}")
+    return out
+
+
 def dump_yaml(obj: Any) -> str:
     import yaml
 

@@ -76,7 +76,7 @@ def train_classifier(cfg: TrainConfig, *, overwrite: bool = False, resume: bool 
         weights = class_weight_vector(cfg.class_weights, data.train.dataset["label"], label_names)
         loss_kwargs["compute_loss_func"] = weighted_loss(weights, cfg.trainer.get("label_smoothing_factor", 0.0))
     args = training_args(cfg, layout, precision, progress, **extra_args)
-    last_ckpt = prepare_output_dir(layout, state, overwrite=overwrite, resume=resume)
+    last_ckpt = prepare_output_dir(layout, state, overwrite=overwrite, resume=resume, cfg=cfg)
 
     # 2. train
     trainer = trainer_cls(

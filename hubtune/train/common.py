@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hubtune import __version__
-from hubtune.compat import quiet_libraries, trainer_loss_over_resumed_steps, training_arguments
-from hubtune.config import ADAPTER_MODES, TrainConfig, dump_yaml
+from hubtune.compat import installed_version, quiet_libraries, trainer_loss_over_resumed_steps, training_arguments
+from hubtune.config import ADAPTER_MODES, TrainConfig, dump_yaml, load_yaml, resume_changes
 from hubtune.data import TrainEvalData, load_train_eval
 from hubtune.errors import (
     ConfigError, DiskFullError, ModelLoadError, OutputExistsError, OutputNotWritableError, TrainingError, disk_full,
@@ -35,6 +35,7 @@ from hubtune.metrics import summary
 from hubtune.security import check_checkpoint, check_model_config
 from hubtune.modeling import (
     DEFAULT_MAX_LENGTH,
+    check_tokenizer_fits,
     load_classifier,
     tokenizer_pad_kwargs,
     model_load_error,
@@ -163,12 +164,22 @@ def dist_state() -> Any:
     return PartialState(cpu=not torch.cuda.is_available())
 
 
-def prepare_output_dir(layout: RunLayout, state: Any, *, overwrite: bool, resume: bool) -> str | None:
-    """After validation: the last checkpoint to resume from; (main process) clear/create the run dir."""
-
+def prepare_output_dir(layout: RunLayout, state: Any, *, overwrite: bool, resume: bool,
+                       cfg: TrainConfig | None = None) -> str | None:
+    """After validation: the last checkpoint to resume from; (main process) clear/create the run dir and record
+    ``cfg`` beside the checkpoints, so a --resume that would train something else is refused."""
     state.wait_for_everyone()  # every process has checked the output dir before it changes
     last_ckpt = None
+    started = layout.checkpoints / "hubtune_config.yaml"
     if resume and layout.checkpoints.is_dir():
+        if cfg is not None and started.is_file():
+            changed = resume_changes(load_yaml(started), cfg)
+            if changed:
+                raise ConfigError(
+                    f"--resume continues the run in {layout.root}, started with other settings ({'; '.join(changed)}); "
+                    "expected the settings it started with: drop the changed flags, or train anew with --overwrite "
+                    "or another --output-dir"
+                )
         last_ckpt = last_complete_checkpoint(layout.checkpoints, drop_incomplete=state.is_main_process)
         if last_ckpt:
             check_checkpoint(last_ckpt)
@@ -182,6 +193,9 @@ def prepare_output_dir(layout: RunLayout, state: Any, *, overwrite: bool, resume
                 f"cannot create the output directory {layout.root} ({exc.strerror or type(exc).__name__}); "
                 "expected a writable place: choose another --output-dir"
             ) from None
+        if cfg is not None and not (resume and started.is_file()):
+            started.parent.mkdir(exist_ok=True)
+            started.write_text(dump_yaml(cfg), encoding="utf-8")
     state.wait_for_everyone()
     return last_ckpt
 
@@ -356,15 +370,9 @@ def _git_sha() -> str | None:
 
 
 def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {"hubtune": __version__, "python": platform.python_version()}
-    for pkg in ("torch", "transformers", "datasets", "peft", "accelerate", "huggingface_hub"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return out
+    found = {pkg: installed_version(pkg) for pkg in ("torch", "transformers", "datasets", "peft", "accelerate",
+                                                     "huggingface_hub")}
+    return {"hubtune": __version__, "python": platform.python_version(), **{k: v for k, v in found.items() if v}}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -405,6 +413,7 @@ def _load_base(cfg: TrainConfig, label_names: list[str]) -> tuple[Any, Any]:
         model, info = model
     except Exception as exc:  # noqa: BLE001
         raise model_load_error(cfg.base_model, exc, what="base model", flag="--base-model") from exc
+    check_tokenizer_fits(tokenizer, model, cfg.base_model, "--base-model")
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
             raise ModelLoadError(f"tokenizer of {cfg.base_model} has no pad or eos token; expected a pad token")

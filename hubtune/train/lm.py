@@ -210,7 +210,7 @@ def train_lm(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False,
         cfg, layout, precision, progress, group_by_length=cfg.group_by_length and gen_cls,
         remove_unused_columns=False, **extra,
     )
-    last_ckpt = prepare_output_dir(layout, state, overwrite=overwrite, resume=resume)
+    last_ckpt = prepare_output_dir(layout, state, overwrite=overwrite, resume=resume, cfg=cfg)
     trainer = Trainer(
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
         processing_class=tokenizer, data_collator=collator, **kwargs,

@@ -25,7 +25,7 @@ from hubtune.config import TrainConfig, dump_yaml
 from hubtune.errors import ConfigError, ModelLoadError, TrainingError
 from hubtune.layout import RunLayout
 from hubtune.metrics import TASK_BEST_METRIC, TASK_SUMMARY_KEYS, summary
-from hubtune.modeling import DEFAULT_MAX_LENGTH, model_load_error, resolve_model_source, tokenizer_pad_kwargs, write_json
+from hubtune.modeling import DEFAULT_MAX_LENGTH, check_tokenizer_fits, model_load_error, resolve_model_source, tokenizer_pad_kwargs, write_json
 from hubtune.security import check_model_config
 from hubtune.taskdata import load_task_labeled, load_task_train_eval
 from hubtune.taskeval import (
@@ -85,6 +85,7 @@ def _load_base(cfg: TrainConfig, label_names: list[str]) -> tuple[Any, Any]:
         )
     except Exception as exc:  # noqa: BLE001
         raise model_load_error(cfg.base_model, exc, what="base model", flag="--base-model") from exc
+    check_tokenizer_fits(tokenizer, model, cfg.base_model, "--base-model")
     if cfg.task == "token-classification":
         check_fast(tokenizer, cfg.base_model)
     if tokenizer.pad_token is None:
@@ -163,7 +164,7 @@ def train_task(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = Fals
     if cfg.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
     args = training_args(cfg, layout, precision, progress, metric_for_best_model=metric, greater_is_better=greater)
-    last_ckpt = prepare_output_dir(layout, state, overwrite=overwrite, resume=resume)
+    last_ckpt = prepare_output_dir(layout, state, overwrite=overwrite, resume=resume, cfg=cfg)
     collator = (DataCollatorForTokenClassification(tokenizer) if cfg.task == "token-classification"
                 else DataCollatorWithPadding(tokenizer))
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
