@@ -20,7 +20,7 @@ import numpy as np
 
 from hubtune.embeddings import DEFAULT_MIN_COSINE, DEFAULT_NEIGHBOURS, Pooling, agreement, pool
 from hubtune.errors import DataError, EmptyDatasetError
-from hubtune.onnx_tools import HIDDEN_OUTPUT, feeds_for, session
+from hubtune.onnx_tools import HIDDEN_OUTPUT, feeds_for, run_graph, session
 from hubtune.parity import REFERENCE_TEXTS, ParityReport, measure_throughput
 
 DEFAULT_VARIANT_COSINE = 0.99  # int8/optimized: mean cosine per row with the PyTorch embedding
@@ -38,7 +38,7 @@ class OrtEncoder:
         import torch
 
         arrays = {k: (v.cpu().numpy() if hasattr(v, "cpu") else np.asarray(v)) for k, v in enc.items()}
-        out = self.session.run([HIDDEN_OUTPUT], feeds_for(self.session, arrays))[0]
+        out = run_graph(self.session, [HIDDEN_OUTPUT], feeds_for(self.session, arrays))[0]
         return SimpleNamespace(last_hidden_state=torch.from_numpy(np.asarray(out, dtype=np.float32)))
 
 

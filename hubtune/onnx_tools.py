@@ -20,11 +20,9 @@ import inspect
 import io
 import json
 import logging
-import os
 import shutil
 import warnings
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Iterator, Sequence
 
 from hubtune.compat import installed_version, optimum_exporter_available
@@ -35,6 +33,7 @@ from hubtune.errors import (
     MissingDependencyError,
     ModelLoadError,
 )
+from hubtune.onnx_session import OrtClassifier, feeds_for, run_graph, session  # noqa: F401 - re-exported
 
 FP32_FILE = "model.onnx"
 QUANTIZED_FILE = "model_quantized.onnx"
@@ -140,9 +139,19 @@ def _configs(cfg: Any) -> list[Any]:
     return out
 
 
+def encoder_of(model: Any) -> Any:
+    """What answers ``last_hidden_state`` for feature-extraction: an encoder-decoder's encoder (T5, BART: the
+    decoder needs decoder inputs, and sentence-T5 embeds with the encoder alone), else the model itself."""
+    if getattr(getattr(model, "config", None), "is_encoder_decoder", False) and callable(getattr(model, "get_encoder", None)):
+        return model.get_encoder()
+    return model
+
+
 def _torch_export(model: Any, tokenizer: Any, out_file: Path, opset: int, output: str = OUTPUT_NAME) -> None:
     import torch
 
+    if output == HIDDEN_OUTPUT:
+        model = encoder_of(model)
     params = inspect.signature(model.forward).parameters
     wanted = list(getattr(tokenizer, "model_input_names", None) or INPUT_NAMES[:2])
     names = [n for n in INPUT_NAMES if n in params and n in wanted]
@@ -178,7 +187,7 @@ def _torch_export(model: Any, tokenizer: Any, out_file: Path, opset: int, output
             )
     except Exception as exc:  # noqa: BLE001 - torch.export raises its own error types for what it cannot trace
         family = getattr(getattr(model, "config", None), "model_type", None) or type(model).__name__
-        first = " ".join(str(exc).split())[:160]
+        first = plain(exc)[:160]
         raise ExportUnsupportedError(
             f"torch.onnx could not export this {family} model ({type(exc).__name__}: {first}); expected a graph "
             f"torch.export can trace: predict with PyTorch instead (batch-predict --backend torch), or try "
@@ -202,15 +211,44 @@ def _optimum_export(model_dir: Path, out: Path, opset: int | None, task: str = "
         main_export(str(model_dir), output=str(out), task=task, opset=opset,
                     do_validation=False, local_files_only=True, library_name="transformers")
     except (ValueError, KeyError, NotImplementedError, RuntimeError) as exc:  # what Optimum raises for a family it lacks
-        family = _family_of(model_dir)
-        first = " ".join(str(exc).split())[:160]
+        family = family_of(model_dir)
+        first = plain(exc)[:160]
         raise ExportUnsupportedError(
             f"Optimum's exporter could not export this {family} model for {task} ({type(exc).__name__}: {first}); "
             "expected a family Optimum supports: try --exporter torch, or predict with PyTorch (batch-predict --backend torch)"
         ) from exc
 
 
-def _family_of(model_dir: Path) -> str:
+def plain(exc: BaseException) -> str:
+    """A library error's text on one line, without the terminal colour codes torch.onnx puts in it."""
+    import re
+
+    return " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).split())
+
+
+def fixed_inputs(path: Path) -> list[str]:
+    """The inputs of an ONNX graph with a fixed batch or sequence size (``input_ids[1] = 14``): such a graph
+    answers only inputs of that shape (torch.onnx writes one where the model's code turns the length into a
+    Python number, e.g. funnel's pooling); [] when every axis is dynamic."""
+    return [f"{i['name']}[{k}] = {d}" for i in graph_signature(path)["inputs"] for k, d in enumerate(i["dims"])
+            if isinstance(d, int) and d > 0]
+
+
+def check_dynamic(path: Path, family: str, exporter: str = "", sess: Any = None) -> None:
+    """Refuse (ExportUnsupportedError, exit 19) a graph whose batch or sequence size is fixed (read from ``sess``,
+    an onnxruntime session of it, when given)."""
+    fixed = (fixed_inputs(path) if sess is None else
+             [f"{i.name}[{k}] = {d}" for i in sess.get_inputs() for k, d in enumerate(i.shape) if isinstance(d, int) and d > 0])
+    if fixed:
+        what = f"{exporter} exported this {family} model" if exporter else f"ONNX graph {path} of this {family} model"
+        raise ExportUnsupportedError(
+            f"{what} with a fixed input size ({', '.join(fixed[:3])}): the graph runs only inputs of that shape; "
+            f"expected dynamic {' and '.join(DYNAMIC_AXES)} axes: predict with PyTorch instead (batch-predict "
+            "--backend torch)"
+        )
+
+
+def family_of(model_dir: Path) -> str:
     try:
         return json.loads((Path(model_dir) / "config.json").read_text()).get("model_type") or "unknown"
     except (OSError, ValueError):
@@ -242,6 +280,7 @@ def export_onnx(model_dir: Path, out: Path, *, model: Any = None, tokenizer: Any
             copy_model_files(model_dir, out)
     if not (out / FP32_FILE).is_file():
         raise ExportParityError(f"the exporter wrote no {FP32_FILE} in {out}; expected one ONNX graph for {task or 'text-classification'}")
+    check_dynamic(out / FP32_FILE, family_of(model_dir), "Optimum's exporter" if name == "optimum" else "torch.onnx")
     weights = weight_files(model_dir)
     info = {
         "exporter": exporter_label(name),
@@ -548,54 +587,3 @@ def quantize_int8(src: Path, dest: Path, *, calibration: Sequence[dict[str, Any]
         "rejected": {k: info[k] for k in ("method", "description", "fp32_nodes", "calibration_agreement")},
         "sensitivity": info["sensitivity"],
     }
-
-
-# --------------------------------------------------------------------------------------------------
-# running a graph
-# --------------------------------------------------------------------------------------------------
-def session(path: Path, *, threads: int | None = None, providers: Sequence[str] | None = None, arena: bool = True) -> Any:
-    try:
-        import onnxruntime as ort
-    except ImportError as exc:  # pragma: no cover - a declared dependency
-        raise MissingDependencyError("ONNX needs onnxruntime; pip install onnxruntime") from exc
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.intra_op_num_threads = threads or (os.cpu_count() or 1)
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.log_severity_level = 3
-    # no memory arena: each run's buffers go back when it ends (a session that runs a few batches, such as the
-    # fp32 reference of a reduced-precision check, then holds none of its peak beside the session that stays)
-    so.enable_cpu_mem_arena = arena
-    try:
-        return ort.InferenceSession(str(path), sess_options=so, providers=list(providers or ["CPUExecutionProvider"]))
-    except Exception as exc:  # noqa: BLE001
-        raise ModelLoadError(f"could not load ONNX file {path} ({type(exc).__name__}: {exc}); re-export it with hubtune export") from exc
-
-
-def feeds_for(sess: Any, encoded: dict[str, Any]) -> dict[str, Any]:
-    """The graph's inputs from a tokenizer's numpy output (zeros for a ``token_type_ids`` it did not make)."""
-    import numpy as np
-
-    names = [i.name for i in sess.get_inputs()]
-    feeds = {k: np.asarray(encoded[k], dtype=np.int64) for k in names if k in encoded}
-    if "token_type_ids" in names and "token_type_ids" not in feeds:
-        feeds["token_type_ids"] = np.zeros_like(feeds["input_ids"])
-    return feeds
-
-
-class OrtClassifier:
-    """An ONNX graph behind the call shape of a transformers classifier: ``model(**enc).logits``."""
-
-    def __init__(self, path: Path, config: Any, *, threads: int | None = None) -> None:
-        self.session = session(path, threads=threads)
-        self.config = config
-        self.path = path
-
-    def __call__(self, **enc: Any) -> Any:
-        import numpy as np
-        import torch
-
-        arrays = {k: (v.cpu().numpy() if hasattr(v, "cpu") else np.asarray(v)) for k, v in enc.items()}
-        out = self.session.run([OUTPUT_NAME], feeds_for(self.session, arrays))[0]
-        return SimpleNamespace(logits=torch.from_numpy(np.asarray(out, dtype=np.float32)))

@@ -48,6 +48,7 @@ class TorchRunner:
         import torch
 
         from hubtune.modeling import load_classifier, pick_device
+        from hubtune.onnx_tools import encoder_of
 
         self.device = pick_device(opts.device)
         if opts.num_threads:
@@ -75,8 +76,10 @@ class TorchRunner:
         # the embedding of token 0 to every position when it is given token_type_ids)
         self.input_names = set(getattr(self.tokenizer, "model_input_names", None) or feeds_all())
         # and only those the model takes (a BERT tokenizer beside a BART or llama model makes token_type_ids)
-        self.input_names &= forward_inputs(loaded.model) or self.input_names
         self.pooling = embedding_setup(self, model_dir, opts, loaded.model.config)
+        # feature-extraction of an encoder-decoder (T5): its encoder answers last_hidden_state
+        self.model = loaded.model if self.pooling is None else encoder_of(loaded.model)
+        self.input_names &= forward_inputs(self.model) or self.input_names
         self.padding_side = padding_side(loaded.model.config, self.task)
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
@@ -86,7 +89,7 @@ class TorchRunner:
                      if k in self.input_names}
             with torch.autocast(self.device.split(":")[0], dtype=self.autocast or torch.bfloat16,
                                 enabled=self.autocast is not None):
-                out = self.loaded.model(**batch)
+                out = self.model(**batch)
             if self.pooling is not None:  # feature-extraction: the pooled last_hidden_state
                 from hubtune.embeddings import pool
 
@@ -162,26 +165,49 @@ def find_onnx(model_dir: Path, onnx_file: str | None) -> Path | None:
 
 
 def export_missing_onnx(model_dir: Path, export_dir: Path, task: str = TEXT_CLASSIFICATION) -> tuple[Path, str]:
-    """Export ``model_dir`` to ``export_dir/model.onnx`` (unless an earlier run did): (the file, a notice).
-    The ``auto`` exporter (Optimum's where installed, else torch's) writes the task's layout: ``logits`` (per
-    token for a token classifier), ``last_hidden_state`` for an encoder (feature-extraction)."""
-    from hubtune.onnx_tools import FP32_FILE, export_onnx
+    """Export ``model_dir`` to ``export_dir/model.onnx`` through the gate of `hubtune export` (the graph's
+    outputs against PyTorch's on real texts: the run's held-out examples where the model belongs to a run, else
+    the reference texts; max |diff| within the scaled tolerance and 100% agreement): (the file, a notice).
+    A graph an earlier run exported there is used only when its ``export_info.json`` says it passed that gate
+    and it comes from these weights. A graph that fails the gate is not used: ExportParityError (exit 13) with
+    the gate's figures and ``--backend torch``; a family the exporter cannot trace: ExportUnsupportedError."""
+    from hubtune.errors import ExportParityError, ExportUnsupportedError, HubtuneError, StaleOnnxError
+    from hubtune.export import ExportOptions, export, gated
+    from hubtune.onnx_tools import FP32_FILE, check_matches_weights, read_info
 
     target = export_dir / FP32_FILE
-    if not target.is_file():
+    if target.is_file() and gated(read_info(export_dir)):
         try:
-            info = export_onnx(model_dir, export_dir, exporter="auto", task=task)
-        except (MissingDependencyError, ModelLoadError):
-            raise
-        except Exception as exc:  # noqa: BLE001
-            raise ModelLoadError(
-                f"exporting {model_dir} to ONNX failed ({type(exc).__name__}: {str(exc)[:200]}); "
-                "run `hubtune export` or use --backend torch"
-            ) from exc
-        how = info["exporter"]
-    else:
-        how = "an earlier run"
-    notice = f"{model_dir} has no onnx/model.onnx: exported one on the fly ({how}; run `hubtune export` to skip this)"
+            if not check_matches_weights(target, model_dir):
+                return target, f"{model_dir} has no onnx/model.onnx: using the one an earlier run exported and checked"
+        except StaleOnnxError:
+            pass
+    try:
+        res = export(ExportOptions(source=str(model_dir), output=str(export_dir), task=task, overwrite=True,
+                                   measure_speed=False, record=False))
+    except HubtuneError as exc:
+        if not isinstance(exc, ExportParityError):
+            raise  # ExportUnsupportedError (a family the exporter cannot trace) names --backend torch itself
+        figures = getattr(exc, "figures", None) or str(exc)
+        expected = getattr(exc, "expected", None) or "the outputs of PyTorch"
+        raise ExportParityError(
+            f"{model_dir} has no onnx/model.onnx, and the graph --backend onnx exported on the fly does not match "
+            f"PyTorch: {figures}; expected {expected} (the gate of `hubtune export`), so it is not used: predict "
+            f"with --backend torch (or run `hubtune export {model_dir}` with a --tolerance that fits, then "
+            "--backend onnx runs its onnx/)"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - an exporter's own failure: this model is not for --backend onnx
+        from hubtune.onnx_tools import plain
+
+        raise ExportUnsupportedError(
+            f"exporting {model_dir} to ONNX on the fly failed ({type(exc).__name__}: {plain(exc)[:200]}); expected "
+            "a graph `hubtune export` can write and check: predict with --backend torch"
+        ) from exc
+    base = res.variants["onnx"].parity
+    checked = (f"; checked against PyTorch as `hubtune export` checks it: max |diff| {base.max_abs_diff:.3g} on "
+               f"{base.num_examples} examples from {base.texts_source}") if base is not None else ""
+    notice = (f"{model_dir} has no onnx/model.onnx: exported one on the fly ({res.exporter}{checked}; run "
+              "`hubtune export` to skip this)")
     return target, notice
 
 
@@ -193,7 +219,7 @@ class OnnxRunner:
             raise MissingDependencyError("--backend onnx needs onnxruntime; pip install onnxruntime") from exc
         from transformers import AutoConfig, AutoTokenizer
 
-        from hubtune.modeling import effective_max_length, ensure_pad_token, label_names_from_config
+        from hubtune.modeling import check_tokenizer_fits, effective_max_length, ensure_pad_token, label_names_from_config
         from hubtune.onnx_tools import session as ort_session
         from hubtune.tasks import resolve_task
 
@@ -211,7 +237,9 @@ class OnnxRunner:
 
         cfg = AutoConfig.from_pretrained(model_dir, trust_remote_code=opts.trust_remote_code)
         # the graph answers the head the weights have: a checkpoint without it is refused before any export
-        self.task, _found = resolve_task(cfg, opts.task, source=opts.model, model_dir=model_dir, served=PREDICT_TASKS)
+        self.task, self.checkpoint = resolve_task(cfg, opts.task, source=opts.model, model_dir=model_dir, served=PREDICT_TASKS)
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=opts.trust_remote_code)
+        check_tokenizer_fits(self.tokenizer, cfg, opts.model)  # before any export: ids past the embeddings are wrong
         self.notices: list[str] = []
         if opts.dtype == "int8" and not opts.onnx_file:
             if not (model_dir / "onnx" / QUANTIZED_FILE).is_file():
@@ -239,12 +267,15 @@ class OnnxRunner:
                 "--device cuda was asked for but onnxruntime has no CUDAExecutionProvider "
                 "(install onnxruntime-gpu); use --device cpu"
             )
+        from hubtune.onnx_tools import check_dynamic, family_of, run_graph
+
+        self.run_graph = run_graph
         self.session = ort_session(onnx_path, threads=opts.num_threads, providers=providers, arena=arena)
+        check_dynamic(onnx_path, family_of(model_dir), sess=self.session)  # one fixed shape: refused before any work
         self.device = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
         self.input_names = [i.name for i in self.session.get_inputs()]
         outputs = [o.name for o in self.session.get_outputs()]
         self.output_name = outputs[0]
-        self.tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=opts.trust_remote_code)
         ensure_pad_token(self.tokenizer, cfg, str(model_dir))
         self.label_names = label_names_from_config(cfg) if self.task != FEATURE_EXTRACTION else []
         self.max_length = effective_max_length(self.tokenizer, cfg)
@@ -265,7 +296,7 @@ class OnnxRunner:
         inputs = {k: feeds[k] for k in self.input_names if k in feeds}
         if "token_type_ids" in self.input_names and "token_type_ids" not in inputs:
             inputs["token_type_ids"] = np.zeros_like(feeds["input_ids"])
-        out = np.asarray(self.session.run([self.output_name], inputs)[0], dtype=np.float32)
+        out = np.asarray(self.run_graph(self.session, [self.output_name], inputs)[0], dtype=np.float32)
         if self.pooling is not None:
             from hubtune.embeddings import pool_numpy
 

@@ -14,22 +14,28 @@ from hubtune.config import TrainConfig
 from hubtune.errors import ConfigError, TrainingError
 
 
+# the head's module names across families: BERT-likes' classifier, decoders' score, BART/T5's classification_head,
+# DistilBERT's pre_classifier beside its classifier, XLNet/XLM's sequence_summary + logits_proj
+HEAD_MODULES = ("classifier", "score", "classification_head", "pre_classifier", "sequence_summary", "logits_proj")
+
+
 def head_modules(model: Any) -> list[str]:
     """The classification head's module names (kept trainable and saved beside the adapter)."""
-    names = [n for n in ("classifier", "score", "classification_head", "pre_classifier") if hasattr(model, n)]
+    names = [n for n in HEAD_MODULES if getattr(model, n, None) is not None]
     if not names:
         raise TrainingError(
-            f"no classification head found on {type(model).__name__} (looked for classifier/score); "
+            f"no classification head found on {type(model).__name__} (looked for {'/'.join(HEAD_MODULES)}); "
             "expected an AutoModelForSequenceClassification architecture"
         )
     return names
+
 
 
 # the attention projections of the common families, by their module names: (query-like, value-like) first, then
 # the fused ones; the first set the model has is what LoRA targets where peft has no default for its family
 ATTENTION_TARGETS = (
     ("q_proj", "v_proj"), ("query", "value"), ("q_lin", "v_lin"), ("q", "v"), ("query_proj", "value_proj"),
-    ("Wqkv",), ("c_attn",), ("qkv_proj",), ("query_key_value",), ("in_proj",),
+    ("Wqkv",), ("c_attn",), ("qkv_proj",), ("query_key_value",), ("in_proj",), ("q_head", "v_head"),
 )
 KEY_VALUE_TARGETS = (("k_proj", "v_proj"), ("key", "value"), ("k_lin", "v_lin"), ("k", "v"), ("key_proj", "value_proj"),
                      ("Wqkv",), ("c_attn",), ("qkv_proj",), ("query_key_value",))
@@ -57,12 +63,17 @@ def peft_has_default(model: Any, method: str) -> bool:
 
 def found_targets(model: Any, method: str = "lora") -> list[str] | str:
     """The modules an adapter targets where peft has no default: the attention projections found in the model
-    (query/value for LoRA, key/value for IA3), else peft's ``all-linear``."""
-    have = linear_names(model, head_modules(model))
+    (query/value for LoRA, key/value for IA3), else every Linear outside the head (XLNet's attention weights are
+    bare parameters: its feed-forward layers), else peft's ``all-linear``. A name the head's layers also have is
+    left out: the head trains whole (``modules_to_save``), never under an adapter too."""
+    heads = head_modules(model)
+    have = linear_names(model, heads)
     for group in (ATTENTION_TARGETS if method == "lora" else KEY_VALUE_TARGETS):
         if all(n in have for n in group):
             return list(group)
-    return "all-linear"
+    in_head = {full.rsplit(".", 1)[-1] for full, _m in model.named_modules()
+               if any(full == h or full.startswith(h + ".") for h in heads)}
+    return sorted(have - in_head) or "all-linear"
 
 
 def adapter_targets(peft_model: Any) -> list[str]:
