@@ -249,11 +249,17 @@ def run_pipeline(opts: PipelineOptions, say: Say | None = None) -> PipelineResul
     say = say or (lambda _m: None)
     cfg = opts.config
     _validate(cfg)
+    from hubtune.endpoint import describe_endpoint, hub_endpoint, is_public_hub, offline
+
+    if offline() and not opts.local_hub:  # it could train, but never publish: refused before any work
+        from hubtune.errors import HubUnreachableError
+
+        raise HubUnreachableError(
+            f"train-and-push publishes to {describe_endpoint()}, but HF_HUB_OFFLINE=1 is set: nothing was trained or "
+            "pushed; expected online mode: unset HF_HUB_OFFLINE, or pass --local-hub DIR (the embedded local Hub)")
     t0 = time.perf_counter()
     hub_ctx: Any = nullcontext(None)
     cache_ctx: Any = nullcontext(None)
-    from hubtune.endpoint import hub_endpoint, is_public_hub
-
     if opts.local_hub:  # its downloads are cached in its root, apart from the user's cache of the real Hub
         from hubtune.hub_server.embedded import embedded_hub
 

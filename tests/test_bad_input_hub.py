@@ -291,6 +291,15 @@ def import_bad_repo_id(t: Path) -> Case:
     return Case(args, 24, ("REPO_ID",), watch=[t / "hubroot"], fix=lambda: _swap(args, "a/b/c", "org/abc"))
 
 
+def import_repo_id_hf(bad: str) -> Callable[[Path], Case]:
+    """Ids the local store would take but huggingface_hub's clients refuse to download."""
+    def make(t: Path) -> Case:
+        _model(t / "m")
+        args = _import(t, "m", bad)
+        return Case(args, 24, ("REPO_ID",), watch=[t / "hubroot"], fix=lambda: _swap(args, bad, "org/fixed"))
+    return make
+
+
 def import_http_dataset_no_parquet(t: Path) -> Case:
     (t / "ds").mkdir()
     (t / "ds" / "README.md").write_text("# no data\n")
@@ -336,31 +345,37 @@ def _tap(t: Path, *extra: str) -> list[str]:
             "--no-progress", *extra]
 
 
-def tap_repo_id(bad: str) -> Callable[[Path], Case]:
+def tap_repo_id(bad: str, retry: bool = False) -> Callable[[Path], Case]:
+    """No retry in the fast suite: past its checks, train-and-push loads torch, the data and the model (10-30 s)
+    before it stops at the missing base model (exit 5, ``retry=True``)."""
     def make(t: Path) -> Case:
         args = _tap(t, "--repo-id", bad)
-        return Case(args, 25, ("--repo-id", "nothing was created"), watch=[t], env="none",
-                    fix=lambda: _swap(args, bad, "me/ok"), retry_code=5)
+        return Case(args, 25, ("--repo-id", "nothing was created"), watch=[t],
+                    fix=(lambda: _swap(args, bad, "me/ok")) if retry else None, retry_code=5)
     return make
 
 
-def tap_revision(bad: str) -> Callable[[Path], Case]:
+def tap_revision(bad: str, retry: bool = False) -> Callable[[Path], Case]:
     def make(t: Path) -> Case:
         args = _tap(t, "--repo-id", "me/ok", "--revision", bad)
-        return Case(args, 25, ("--revision",), watch=[t], env="none", fix=lambda: _swap(args, bad, "dev"), retry_code=5)
+        return Case(args, 25, ("--revision",), watch=[t], fix=(lambda: _swap(args, bad, "dev")) if retry else None,
+                    retry_code=5)
     return make
 
 
 def tap_local_hub_file(t: Path) -> Case:
     (t / "hubfile").write_text("x\n")
     args = _tap(t, "--repo-id", "me/ok", "--local-hub", str(t / "hubfile"))
-    return Case(args, 28, ("is a file",), watch=[t], env="none")
+    return Case(args, 28, ("is a file",), watch=[t])
 
 
 def tap_bad_tag(t: Path) -> Case:
     args = _tap(t, "--repo-id", "me/ok", "--tag", "v{x}")
-    return Case(args, 2, ("--tag", "{x}"), watch=[t], env="none", fix=lambda: _swap(args, "v{x}", "v{n}"),
-                retry_code=21)  # offline, the tag check then asks for a token
+    return Case(args, 2, ("--tag", "{x}"), watch=[t])
+
+
+def tap_offline(t: Path) -> Case:
+    return Case(_tap(t, "--repo-id", "me/ok"), 22, ("HF_HUB_OFFLINE=1", "--local-hub"), watch=[t], env="none")
 
 
 CASES: dict[str, Callable[[Path], Case]] = {
@@ -404,6 +419,8 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "import-missing-folder": import_missing_folder,
     "import-empty-folder": import_empty_folder,
     "import-bad-repo-id": import_bad_repo_id,
+    "import-repo-id-dashdash": import_repo_id_hf("org/a--b"),
+    "import-repo-id-100-chars": import_repo_id_hf("org/" + "n" * 100),
     "import-http-dataset-no-parquet": import_http_dataset_no_parquet,
     "import-http-space": import_http_space,
     "import-http-unreachable": import_http_unreachable,
@@ -417,6 +434,7 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "tap-rev-newline": tap_revision("a\nb"),
     "tap-local-hub-file": tap_local_hub_file,
     "tap-tag-unknown-placeholder": tap_bad_tag,
+    "tap-offline-without-local-hub": tap_offline,
 }
 
 

@@ -28,13 +28,17 @@ def import_repo_id(repo_id: str) -> str:
     """The stored id of ``hubtune hub import``'s REPO_ID: ``ORG/NAME`` as is, a canonical ``NAME`` (``imdb``) as
     ``canonical/NAME``, which the local Hub also serves as ``NAME``, as huggingface.co serves ``imdb`` from an
     org repo. Anything else is refused, naming the argument that fixes it."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
     full = repo_id if "/" in repo_id else f"{CANONICAL_ORG}/{repo_id}"
     try:
         check_repo_id(full)
-    except StoreError:
+        validate_repo_id(full)  # what the clients will download: no '--', at most 96 characters a part
+    except (StoreError, HFValidationError):
         raise ImportRepoIdError(
             f"repo id {repo_id!r} is malformed; expected ORG/NAME or a canonical NAME such as imdb (letters, digits, "
-            "'-', '_', '.'): fix the REPO_ID argument of hubtune hub import"
+            "'-', '_', '.'; no '--' or '..', at most 96 characters a part): fix the REPO_ID argument of hubtune hub import"
         ) from None
     return full
 
