@@ -17,7 +17,7 @@ def export(
     eval_dataset: Optional[str] = typer.Option(
         None, "--eval-dataset", help="Labeled examples for the gates [default: the run's held-out examples]; an embedding model needs only texts [default: built-in reference texts]."
     ),
-    tolerance: float = typer.Option(1e-4, "--tolerance", help="fp32 gate: max |logit diff| vs PyTorch."),
+    tolerance: float = typer.Option(1e-4, "--tolerance", help="fp32 gate: max |logit diff| vs PyTorch, times the logits' scale above 1: <= tolerance x max(1, max |logit|)."),
     max_accuracy_drop: float = typer.Option(
         0.5, "--max-accuracy-drop", help="Variant gate: accuracy points an optimized/int8 variant may lose."
     ),
