@@ -66,6 +66,14 @@ def check_branch(revision: str, flag: str = "--revision") -> str:
     return revision
 
 
+def copy_hint(target: Path) -> str:
+    """How to fix a folder with a symlink leaving it (a Hugging Face cache snapshot links into ``../../blobs``)."""
+    if target.parent.name == "blobs":
+        return ("a Hugging Face cache snapshot links its files into the cache: copy the snapshot with "
+                "`hf download ORG/NAME --local-dir DIR` (or `cp -rL`) and use DIR")
+    return "copy the file in, or remove the link"
+
+
 def _inside(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
@@ -98,7 +106,7 @@ def folder_files(folder: str | os.PathLike[str]) -> list[tuple[str, Path]]:
                 if not _inside(target, real_top):
                     raise UnsafePathError(
                         f"{rel!r} in {str(top)!r} is a symlink leaving the folder (to {str(target)!r}); nothing "
-                        "was published; expected files inside the folder: copy the file in, or remove the link"
+                        f"was published; expected files inside the folder: {copy_hint(target)}"
                     )
             if entry.is_dir():  # follows a link that stays inside, but never back into a folder it is under
                 real = path.resolve()

@@ -136,6 +136,22 @@ def push_symlinked_dir_out(t: Path) -> Case:
                 fix=lambda: (t / "m" / "extra").unlink())
 
 
+def push_cache_snapshot(t: Path) -> Case:
+    """A Hugging Face cache snapshot links its files into ../../blobs: refused, saying how to copy it."""
+    blob = t / "models--me--x" / "blobs" / ("a" * 64)
+    blob.parent.mkdir(parents=True)
+    blob.write_text('{"model_type": "bert"}\n')
+    snap = t / "models--me--x" / "snapshots" / ("b" * 40)
+    snap.mkdir(parents=True)
+    (snap / "config.json").symlink_to(Path("..") / ".." / "blobs" / blob.name)
+    def fix() -> list[str]:
+        (snap / "config.json").unlink()
+        (snap / "config.json").write_text(blob.read_text())
+        return ["push", str(snap), "--repo-id", "me/snapshot", "--no-progress"]
+    return Case(["push", str(snap), "--repo-id", "me/snapshot", "--no-progress"], 26,
+                ("'config.json'", "Hugging Face cache snapshot", "cp -rL"), fix=fix)
+
+
 def push_missing_folder(t: Path) -> Case:
     return Case(_push(t, "me/missing"), 2, ("does not exist",), fix=lambda: _model(t / "m") and None)
 
@@ -395,6 +411,7 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "push-symlink-out": push_symlink_out,
     "push-symlink-dangling": push_symlink_dangling,
     "push-symlinked-dir-out": push_symlinked_dir_out,
+    "push-cache-snapshot": push_cache_snapshot,
     "push-missing-folder": push_missing_folder,
     "push-empty-folder": push_empty_folder,
     "push-file-not-folder": push_file_not_folder,

@@ -84,9 +84,11 @@ def _walk(src: Path) -> list[Path]:
         if file.is_symlink():
             target = file.resolve()
             if not target.exists() or not (target == real_top or real_top in target.parents):
+                hint = ("copy the snapshot with `cp -rL` (a Hugging Face cache links its files into ../../blobs)"
+                        if target.parent.name == "blobs" else "copy the file in, or remove the link")
                 raise UnsafePathError(f"{file.relative_to(src).as_posix()!r} in {str(src)!r} is a symlink leaving the "
                                       f"folder (to {os.readlink(file)!r}); nothing was imported; expected files "
-                                      "inside the folder: copy the file in, or remove the link")
+                                      f"inside the folder: {hint}")
         if file.is_file():
             out.append(file)
     return out
