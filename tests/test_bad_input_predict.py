@@ -105,11 +105,14 @@ def _old_output(ctx, name="m.parquet"):
     _write(ctx["out"] / name, "OLD\n")
 
 
-def _edit_meta(ctx, part, fn):
-    meta = ctx["in"] / f"{part}.meta.json"
-    data = json.loads(meta.read_text())
+def _edit_json(path, fn):
+    data = json.loads(path.read_text())
     fn(data)
-    meta.write_text(json.dumps(data))
+    path.write_text(json.dumps(data))
+
+
+def _edit_meta(ctx, part, fn):
+    _edit_json(ctx["in"] / f"{part}.meta.json", fn)
 
 
 def _restore(ctx, *names):
@@ -224,6 +227,13 @@ CASES: list[Case] = [
          watch=("out", "ro"), fix=lambda c: _bp(c, output=c["out"] / "p.parquet")),
     Case("bp-overwrite-keeps-good-output-on-bad-column", lambda c: _bp(c, "--overwrite", "--text-column", "txt"),
          setup=lambda c: _old_output(c, "p.parquet"), code=3, fix=lambda c: _bp(c, "--overwrite")),
+    Case("bp-new-output-folder-bad-column", lambda c: _bp(c, "--text-column", "txt",
+                                                         output=c["out"] / "new" / "deeper" / "p.parquet"), code=3,
+         fix=lambda c: _bp(c, output=c["out"] / "new" / "deeper" / "p.parquet")),
+    Case("bp-output-is-the-dataset", lambda c: _bp(c, "--overwrite", dataset=c["in"] / "x.csv",
+                                                  output=c["in"] / "x.csv"),
+         setup=lambda c: shutil.copy2(c["data"], c["in"] / "x.csv"), code=2, needles=("--dataset", "--output"),
+         fix=lambda c: _bp(c, "--overwrite", dataset=c["in"] / "x.csv", output=c["out"] / "x.csv")),
     # ---- resume ------------------------------------------------------------------------------------------------
     Case("bp-resume-other-model", lambda c: _resume(c, model=c["other"]), setup=_interrupted, code=31,
          needles=("model",), fix=lambda c: _resume(c)),
@@ -252,6 +262,10 @@ CASES: list[Case] = [
     Case("bp-resume-recorded-shard-missing", lambda c: _resume(c),
          setup=lambda c: (_interrupted(c), (c["out"] / "p.parquet.parts" / "shard-00001.parquet").unlink()),
          code=33, needles=("shard-00001.parquet", "--overwrite"), fix=lambda c: _bp(c, "--overwrite")),
+    Case("bp-resume-manifest-shard-without-rows", lambda c: _resume(c),
+         setup=lambda c: (_interrupted(c), _edit_json(c["out"] / "p.parquet.parts" / "manifest.json",
+                                                      lambda m: m["shards"][0].pop("rows"))),
+         code=33, needles=("manifest.json", "--overwrite"), fix=lambda c: _bp(c, "--overwrite")),
     # ---- merge-predictions -------------------------------------------------------------------------------------
     Case("mp-missing-part", lambda c: _mp(c, "p0.parquet", "p9.parquet"), code=33, needles=("p9.parquet",),
          fix=lambda c: _mp(c, "p0.parquet", "p1.parquet")),
@@ -322,6 +336,9 @@ CASES: list[Case] = [
     Case("mp-output-parent-is-file", lambda c: _mp(c, "p0.parquet", "p1.parquet", output=c["out"] / "f" / "m.parquet"),
          setup=lambda c: _write(c["out"] / "f", "x"), code=40, needles=("--output",),
          fix=lambda c: _mp(c, "p0.parquet", "p1.parquet")),
+    Case("mp-output-is-a-part", lambda c: _mp(c, "p0.parquet", "p1.parquet", output=c["in"] / "p0.parquet",
+                                              more=["--overwrite"]), code=2, needles=("--output",),
+         fix=lambda c: _mp(c, "p0.parquet", "p1.parquet", more=["--overwrite"])),
     Case("mp-output-bad-extension", lambda c: _mp(c, "p0.parquet", "p1.parquet", output=c["out"] / "m.txt"), code=2,
          needles=(".parquet",), fix=lambda c: _mp(c, "p0.parquet", "p1.parquet", output=c["out"] / "m.csv")),
 ]
@@ -340,6 +357,18 @@ def test_bad_input(world, tmp_path, case: Case):
     refused_cleanly(case.args(ctx), watch, *case.needles, code=case.code)
     if case.fix is not None:
         succeeds(case.fix(ctx))
+
+
+def test_resume_with_another_batch_size_is_allowed(world, tmp_path):
+    """--batch-size (and --max-batch-tokens) do not change a prediction: an interrupted run resumes with another."""
+    ctx = {"tiny": world["tiny"], "data": world["data"], "out": tmp_path, "world": world}
+    _interrupted(ctx)
+    (tmp_path / "p.parquet.parts" / "shard-00002.parquet").unlink()
+    _edit_json(tmp_path / "p.parquet.parts" / "manifest.json",
+               lambda m: m.update(complete=False, shards=m["shards"][:2]))
+    res = succeeds(_bp(ctx, "--resume", "--batch-size", "3", "--max-batch-tokens", "512", "--json"))
+    assert json.loads(res.stdout)["resumed_rows"] == 40
+    assert list(pd.read_parquet(tmp_path / "p.parquet")["row_id"]) == list(range(N_ROWS))
 
 
 def test_battery_size():

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import shutil
 import threading
 import time
 from dataclasses import replace
@@ -62,15 +63,32 @@ def batch_predict_local(opts: PredictOptions) -> PredictResult:
     for --resume)."""
     t0 = time.perf_counter()
     fmt = check_options(opts)
+    made = _first_missing(Path(opts.output).parent)  # a folder this run creates, removed again if it fails early
     output, parts, previous = prepare_output(opts)
     try:
         return _run(opts, t0, fmt, output, parts, previous)
     except BaseException as exc:
-        if previous is None:
-            discard_unfinished(parts)
+        if previous is None and discard_unfinished(parts) and made is not None:
+            _remove_empty_tree(made)
         if is_disk_full(exc):
             raise disk_full_error(output) from None
         raise
+
+
+def _first_missing(folder: Path) -> Path | None:
+    """The outermost folder of ``folder``'s path that does not exist yet (None: it exists)."""
+    missing = None
+    for p in [folder, *folder.parents]:
+        if p.exists():
+            break
+        missing = p
+    return missing
+
+
+def _remove_empty_tree(folder: Path) -> None:
+    """Remove ``folder`` when it holds nothing but empty folders."""
+    if folder.is_dir() and not any(p.is_file() or p.is_symlink() for p in folder.rglob("*")):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _run(opts: PredictOptions, t0: float, fmt: str, output: Path, parts: Path, previous: dict[str, Any] | None) -> PredictResult:

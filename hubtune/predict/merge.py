@@ -181,6 +181,10 @@ def merge_predictions(parts: Sequence[str], output: str, *, overwrite: bool = Fa
     if out.exists() and not overwrite:
         raise OutputExistsError(f"{out} already exists; pass --overwrite or choose another --output")
     check_writable(out.parent, out)
+    taken = {Path(p).resolve() for p in parts} | {sidecar(p, x).resolve() for p in parts for x in (".meta.json", ".errors.jsonl")}
+    if {out.resolve(), sidecar(out, ".meta.json").resolve(), sidecar(out, ".errors.jsonl").resolve()} & taken:
+        raise ConfigError(f"--output {out} is one of the parts (or their sidecars), which the merge would replace; "
+                          "expected an output apart from the parts: choose another --output")
     metas = [(Path(p), read_meta(p)) for p in parts]
     _check_one_run(metas)
     m0 = metas[0][1]

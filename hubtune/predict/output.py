@@ -27,7 +27,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from hubtune.errors import OutputExistsError, OutputNotWritableError, PartError, ResumeMismatchError
+from hubtune.errors import ConfigError, OutputExistsError, OutputNotWritableError, PartError, ResumeMismatchError
 from hubtune.predict.dataset import dataset_fingerprint
 from hubtune.predict.options import PredictOptions
 from hubtune.predict.shards import Writer, iter_tables, kill_point, write_errors, write_json
@@ -128,6 +128,10 @@ def prepare_output(opts: PredictOptions) -> tuple[Path, Path, dict[str, Any] | N
     parts = sidecar(output, ".parts")
     manifest_path = parts / "manifest.json"
     refuse_directory(output)
+    dataset = Path(os.path.expanduser(opts.dataset))
+    if dataset.exists() and (output.resolve() == dataset.resolve() or dataset.resolve() in output.resolve().parents):
+        raise ConfigError(f"--output {output} is (or is inside) the --dataset {opts.dataset}, which the predictions "
+                          "would replace; expected an output apart from the input: choose another --output")
     if parts.exists() and not parts.is_dir():
         raise OutputExistsError(f"{parts} is a file where batch-predict keeps the parts of {output.name}; expected "
                                 "a folder or nothing there: move it away or choose another --output")
@@ -171,7 +175,10 @@ def _check_recorded(manifest: dict[str, Any], output: Path, parts: Path) -> None
     whose parts are partly gone was stopped while its parts were removed: the parts are removed and the output
     reported complete. Otherwise a missing shard is refused (PartError)."""
     shards = manifest.get("shards", [])
-    if not isinstance(shards, list) or not all(isinstance(x, dict) and isinstance(x.get("file"), str) for x in shards):
+    if not isinstance(shards, list) or not all(
+        isinstance(x, dict) and isinstance(x.get("file"), str)
+        and all(isinstance(x.get(k), int) for k in ("start", "end", "rows", "errors")) for x in shards
+    ) or not isinstance(manifest.get("range"), dict):
         raise PartError(f"the manifest {parts / 'manifest.json'} lists no valid shards; expected the file batch-predict "
                         "wrote: pass --overwrite to start over")
     missing = [x[k] for x in shards for k in ("file", "errors_file", "eval_file") if x.get(k) and not (parts / x[k]).is_file()]
