@@ -15,7 +15,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from hubtune.errors import ConfigError, MergeParityError, ModelLoadError, OutputExistsError, OutputNotWritableError
+from hubtune.errors import (
+    ConfigError, DiskFullError, MergeParityError, ModelLoadError, OutputExistsError, OutputNotWritableError, disk_full,
+)
 from hubtune.modeling import check_model_files, follow_umask, is_adapter_dir, load_classifier, predict_logits
 from hubtune.parity import REFERENCE_TEXTS, ParityReport, compare_logits, size_mb, weight_files
 from hubtune.rundir import RunInfo, eval_data, find_run_dir, load_run, update_summary
@@ -116,7 +118,14 @@ def merge(opts: MergeOptions, progress: Callable[[str], None] | None = None) -> 
     except OSError as exc:
         raise OutputNotWritableError(f"cannot write beside {out} ({exc.strerror}); pass a writable --output DIR") from None
     try:
-        _save(merged, loaded.tokenizer, tmp)
+        try:
+            _save(merged, loaded.tokenizer, tmp)
+        except Exception as exc:  # safetensors' error on a full disk carries no errno
+            full = disk_full(exc, str(tmp))
+            if full is None:
+                raise
+            raise DiskFullError(f"no space left on the device writing the merged model to {out}; expected room for "
+                                "it: free space there or pass another --output DIR, then merge again") from None
         del merged
         say("reloading the merged files and checking parity")
         reloaded = load_classifier(str(tmp), device=opts.device)

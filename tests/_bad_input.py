@@ -90,3 +90,37 @@ def succeeds(args: Iterable[str], env: dict | None = None, run=None) -> SimpleNa
     res = (run or cli)(*args, env=env)
     assert res.returncode == 0, f"exit {res.returncode} after the fix: {res.stderr[-3000:]}"
     return res
+
+
+def mount_tmpfs(path: Path, size: str = "2m"):
+    """A small tmpfs mounted at ``path`` (a context manager yielding it); skips the test where mounting is not
+    allowed (not root, no mount, a container without the right)."""
+    import contextlib
+    import shutil
+    import subprocess
+
+    import pytest
+
+    @contextlib.contextmanager
+    def mounted():
+        path.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() != 0 or shutil.which("mount") is None:
+            pytest.skip("mounting a tmpfs needs root")
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+        if r.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode(errors='replace').strip()}")
+        try:
+            yield path
+        finally:
+            subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+    return mounted()
+
+
+def fill(mount: Path, leave: int) -> Path:
+    """Fill the file system at ``mount`` up to ``leave`` free bytes; deleting the returned file frees it again."""
+    import shutil
+
+    filler = mount / ".filler"
+    filler.write_bytes(b"\0" * max(0, shutil.disk_usage(mount).free - leave))
+    return filler

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import typer
 
 from hubtune.compat import quiet_warnings
-from hubtune.errors import HubtuneError, MetricGateSpecError, OverrideSyntaxError
+from hubtune.errors import HubtuneError, MetricGateSpecError, OverrideSyntaxError, disk_full
 
 INTERNAL_ERROR_EXIT = 70
 INTERRUPTED_EXIT = 130
@@ -58,6 +58,9 @@ def boundary(func: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as exc:  # noqa: BLE001 - the one boundary
             if debug_enabled():
                 raise
+            full = disk_full(exc)  # a write the step did not expect to fail: a full disk is no bug
+            if full is not None:
+                fail(f"error: {one_line(full)}", full.exit_code, as_json, type(full).__name__)
             fail(
                 f"internal error: {type(exc).__name__}: {one_line(exc)} "
                 "(re-run with HUBTUNE_DEBUG=1 for the traceback and report it)",

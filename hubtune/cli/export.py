@@ -42,7 +42,7 @@ def export(
     from hubtune.cli._common import apply_token, print_json, resolve_progress, stderr
     from hubtune.export import ExportOptions, export as run_export
 
-    resolve_progress(progress, json_out)
+    show = resolve_progress(progress, json_out)
     apply_token(token)
     res = run_export(
         ExportOptions(
@@ -61,7 +61,7 @@ def export(
             exporter=exporter,
             overwrite=overwrite,
         ),
-        progress=None if json_out else (lambda m: stderr(f"[export] {m}")),
+        progress=(lambda m: stderr(f"[export] {m}")) if show else None,
     )
     if json_out:
         print_json(res)

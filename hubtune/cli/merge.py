@@ -26,7 +26,7 @@ def merge(
     from hubtune.cli._common import apply_token, print_json, resolve_progress, stderr
     from hubtune.merge import MergeOptions, merge as run_merge
 
-    resolve_progress(progress, json_out)
+    show = resolve_progress(progress, json_out)
     apply_token(token)
     res = run_merge(
         MergeOptions(
@@ -37,7 +37,7 @@ def merge(
             max_examples=max_examples,
             overwrite=overwrite,
         ),
-        progress=None if json_out else (lambda m: stderr(f"[merge] {m}")),
+        progress=(lambda m: stderr(f"[merge] {m}")) if show else None,
     )
     if json_out:
         print_json(res)

@@ -254,7 +254,7 @@ def run_trainer(trainer: Any, last_ckpt: str | None) -> tuple[dict[str, Any], fl
         out = trainer.train(resume_from_checkpoint=last_ckpt)
     except KeyboardInterrupt:
         raise
-    except (RuntimeError, ValueError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - safetensors' SafetensorError is none of the builtins
         full = disk_full(exc, trainer.args.output_dir)
         if full is not None:
             raise DiskFullError(
@@ -262,7 +262,7 @@ def run_trainer(trainer: Any, last_ckpt: str | None) -> tuple[dict[str, Any], fl
                 f"({type(exc).__name__}); expected room for a checkpoint: free space there and run the same command "
                 "with --resume (it continues from the last complete checkpoint), or choose another --output-dir"
             ) from None
-        if isinstance(exc, OSError):
+        if not isinstance(exc, (RuntimeError, ValueError)):
             raise
         raise TrainingError(
             f"training failed ({type(exc).__name__}: {' '.join(str(exc).split())[:300]}); "
