@@ -234,6 +234,8 @@ CASES: list[Case] = [
                                                   output=c["in"] / "x.csv"),
          setup=lambda c: shutil.copy2(c["data"], c["in"] / "x.csv"), code=2, needles=("--dataset", "--output"),
          fix=lambda c: _bp(c, "--overwrite", dataset=c["in"] / "x.csv", output=c["out"] / "x.csv")),
+    Case("bp-overwrite-keeps-interrupted-parts-on-bad-column", lambda c: _bp(c, "--overwrite", "--text-column", "txt"),
+         setup=_interrupted, code=3, needles=("txt",), fix=lambda c: _bp(c, "--overwrite")),
     # ---- resume ------------------------------------------------------------------------------------------------
     Case("bp-resume-other-model", lambda c: _resume(c, model=c["other"]), setup=_interrupted, code=31,
          needles=("model",), fix=lambda c: _resume(c)),
@@ -369,6 +371,22 @@ def test_resume_with_another_batch_size_is_allowed(world, tmp_path):
     res = succeeds(_bp(ctx, "--resume", "--batch-size", "3", "--max-batch-tokens", "512", "--json"))
     assert json.loads(res.stdout)["resumed_rows"] == 40
     assert list(pd.read_parquet(tmp_path / "p.parquet")["row_id"]) == list(range(N_ROWS))
+
+
+def test_overwrite_replaces_the_parts_of_another_model(world, tmp_path):
+    """--overwrite over an interrupted run of another model: none of the old shards is taken into the result."""
+    from hubtune.predict import PredictOptions, batch_predict
+
+    ctx = {"tiny": world["tiny"], "data": world["data"], "out": tmp_path, "world": world}
+    _interrupted(ctx)
+    succeeds(_bp(ctx, "--overwrite", model=world["other"]))
+    ref = tmp_path / "ref.parquet"
+    batch_predict(PredictOptions(model=str(world["other"]), dataset=str(world["data"]), output=str(ref),
+                                 backend="torch", dtype="fp32", chunk_size=20, progress=False))
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "p.parquet"), pd.read_parquet(ref))
+    assert not (tmp_path / "p.parquet.parts").exists()
+    meta = json.loads((tmp_path / "p.parquet.meta.json").read_text())
+    assert meta["model"]["source"] == str(world["other"])
 
 
 def test_battery_size():

@@ -64,7 +64,7 @@ def batch_predict_local(opts: PredictOptions) -> PredictResult:
     t0 = time.perf_counter()
     fmt = check_options(opts)
     made = _first_missing(Path(opts.output).parent)  # a folder this run creates, removed again if it fails early
-    output, parts, previous = prepare_output(opts)
+    output, parts, previous = prepare_output(opts, keep_old_parts=True)
     try:
         return _run(opts, t0, fmt, output, parts, previous)
     except BaseException as exc:
@@ -126,7 +126,8 @@ def _run(opts: PredictOptions, t0: float, fmt: str, output: Path, parts: Path, p
     done = sum(s["rows"] + s["errors"] for s in manifest["shards"])
     resumed = done
     write_json(parts / "manifest.json", manifest)
-    # remove leftovers of an interrupted shard write (never recorded in the manifest)
+    # remove leftovers of an interrupted shard write (never recorded in the manifest), and with --overwrite the
+    # old run's shards (kept until here: bad input refused above leaves them as they were)
     recorded = {s[k] for s in manifest["shards"] for k in ("file", "errors_file", "eval_file") if s.get(k)}
     for p in parts.iterdir():
         if p.is_file() and p.name.startswith((".shard-", "shard-")) and p.name not in recorded:

@@ -119,11 +119,13 @@ def check_writable(folder: Path, output: Path) -> None:
 # --------------------------------------------------------------------------------------------------
 # The manifest: a run's identity and its recorded shards (resume checks)
 # --------------------------------------------------------------------------------------------------
-def prepare_output(opts: PredictOptions) -> tuple[Path, Path, dict[str, Any] | None]:
+def prepare_output(opts: PredictOptions, keep_old_parts: bool = False) -> tuple[Path, Path, dict[str, Any] | None]:
     """(OUTPUT, OUTPUT.parts/, the manifest of the run to resume or None), after refusing an OUTPUT that is a
     directory, an existing OUTPUT without --resume/--overwrite, and a manifest that does not read or whose recorded
     shards are gone; OUTPUT.parts/ exists and is writable. --overwrite removes an old OUTPUT.parts/ but keeps an
-    old OUTPUT and its sidecars until the new run's assembly replaces them (bad input never deletes them)."""
+    old OUTPUT and its sidecars until the new run's assembly replaces them (bad input never deletes them);
+    ``keep_old_parts``: the old OUTPUT.parts/ too (but its ONNX export), for the engine to replace once its checks
+    passed (the local engine: its new manifest, and the old shards removed as unrecorded)."""
     output = Path(opts.output)
     parts = sidecar(output, ".parts")
     manifest_path = parts / "manifest.json"
@@ -139,8 +141,10 @@ def prepare_output(opts: PredictOptions) -> tuple[Path, Path, dict[str, Any] | N
         shutil.rmtree(removing_name(parts), ignore_errors=True)
     previous = None
     if opts.overwrite:
-        if parts.is_dir():
+        if parts.is_dir() and not keep_old_parts:
             shutil.rmtree(parts)
+        elif parts.is_dir():
+            shutil.rmtree(parts / "_onnx_export", ignore_errors=True)
     elif opts.resume:
         if manifest_path.exists():
             previous = read_json_object(manifest_path, "the manifest", "pass --overwrite to start over")
