@@ -265,7 +265,16 @@ def import_dataset_corrupt_parquet(t: Path) -> Case:
 def import_space(t: Path) -> Case:
     _model(t / "m")
     args = _import(t, "m", "org/space", "--repo-type", "space")
-    return Case(args, 2, ("'space'", "--repo-type model"), watch=[t / "hubroot"], fix=lambda: _swap(args, "space", "model"))
+    return Case(args, 2, ("--repo-type space", "space.py", "metric"), watch=[t / "hubroot"],
+                fix=lambda: _swap(args, "space", "model"))
+
+
+def import_repo_type_unknown(t: Path) -> Case:
+    _model(t / "m")
+    args = _import(t, "m", "org/kind", "--repo-type", "kernel")
+    return Case(args, 2, ("'kernel'",), watch=[t / "hubroot"], fix=lambda: _swap(args, "kernel", "model"))
+
+
 
 
 def import_symlink_out(t: Path) -> Case:
@@ -326,12 +335,22 @@ def import_http_dataset_no_parquet(t: Path) -> Case:
 def import_http_space(t: Path) -> Case:
     _model(t / "m")
     args = ["hub", "import", str(t / "m"), "org/http-space", "--repo-type", "space"]
-    return Case(args, 2, ("'space'",), fix=lambda: _swap(args, "space", "model"))
+    return Case(args, 2, ("http-space.py",), fix=lambda: _swap(args, "space", "model"))
 
 
 def import_http_unreachable(t: Path) -> Case:
     _model(t / "m")
     return Case(["hub", "import", str(t / "m"), "org/http-unreachable"], 22, ("cannot reach the Hub at",), env="closed")
+
+
+def test_import_space_holding_a_metric_script(tmp_path):
+    """What --repo-type space is for: an evaluate metric module (NAME.py), served for --metric ORG/NAME."""
+    from hubtune.hub_server.importer import list_repos
+
+    (tmp_path / "hits").mkdir()
+    (tmp_path / "hits" / "hits.py").write_text("# a metric module\n")
+    succeeds(["hub", "import", str(tmp_path / "hits"), "org/hits", "--repo-type", "space", "--root", str(tmp_path / "r")])
+    assert list_repos(tmp_path / "r", "space") == ["org/hits"]
 
 
 # --- hub gc ----------------------------------------------------------------------------------------------------------
@@ -430,6 +449,7 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "import-dataset-no-parquet": import_dataset_no_parquet,
     "import-dataset-corrupt-parquet": import_dataset_corrupt_parquet,
     "import-space": import_space,
+    "import-repo-type-unknown": import_repo_type_unknown,
     "import-symlink-out": import_symlink_out,
     "import-root-file": import_root_file,
     "import-root-readonly": import_root_readonly,

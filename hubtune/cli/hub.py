@@ -89,7 +89,9 @@ def import_(
     repo_id: str = typer.Argument(
         ..., help="Repo id: ORG/NAME, or a canonical NAME such as imdb (stored as canonical/NAME, served as NAME)."
     ),
-    repo_type: str = typer.Option("model", "--repo-type", "--type", help="model or dataset."),
+    repo_type: str = typer.Option(
+        "model", "--repo-type", "--type", help="model or dataset (or space: an evaluate metric module, NAME.py)."
+    ),
     private: bool = typer.Option(False, "--private/--public", help="Visibility of a new repo (default public)."),
     root: Optional[Path] = typer.Option(
         None, "--root", help="Write straight into this server root (no server needed) instead of over HTTP."
@@ -105,7 +107,7 @@ def import_(
     """
     from hubtune.hub_server.importer import check_import_folder, import_repo_id
 
-    check_import_folder(folder, repo_type)  # before any write or remote call
+    check_import_folder(folder, repo_type, repo_id)  # before any write or remote call
     stored_id = import_repo_id(repo_id)
     also = f" (served as {repo_id} too)" if stored_id != repo_id else ""
     if root is not None:

@@ -43,13 +43,13 @@ def import_repo_id(repo_id: str) -> str:
     return full
 
 
-IMPORT_TYPES = ("model", "dataset")  # what `hub import` seeds; a Space is not a model or a dataset
+IMPORT_TYPES = ("model", "dataset", "space")  # a Space here is an evaluate metric module (`--metric ORG/NAME`)
 
 
-def check_import_folder(folder: str | os.PathLike[str], repo_type: str) -> list[Path]:
-    """Refuse, before anything is written, what ``hub import`` cannot serve: a missing folder, a repo type other
-    than model/dataset, a symlink leaving the folder, and a dataset without readable ``data/*.parquet`` files
-    (what ``--dataset ID:SPLIT`` loads). Returns the files to import."""
+def check_import_folder(folder: str | os.PathLike[str], repo_type: str, repo_id: str = "") -> list[Path]:
+    """Refuse, before anything is written, what ``hub import`` cannot serve: a missing or empty folder, a repo type
+    other than model/dataset/space, a symlink leaving the folder, a dataset without readable ``data/*.parquet``
+    files (what ``--dataset ID:SPLIT`` loads) and a Space without its metric script ``NAME.py``. Returns the files."""
     src = Path(folder)
     if not src.is_dir():
         raise ConfigError(f"folder to import {str(src)!r} is not a directory; expected a model or dataset folder: "
@@ -57,6 +57,11 @@ def check_import_folder(folder: str | os.PathLike[str], repo_type: str) -> list[
     if repo_type not in IMPORT_TYPES:
         raise ConfigError(f"--repo-type {repo_type!r} cannot be imported; expected one of {', '.join(IMPORT_TYPES)}: "
                           "pass --repo-type model or --repo-type dataset")
+    name = repo_id.rsplit("/", 1)[-1]
+    if repo_type == "space" and not (src / f"{name}.py").is_file():
+        raise ConfigError(f"--repo-type space: {str(src)!r} has no {name}.py; a Space on the local Hub serves an "
+                          f"evaluate metric module (--metric ORG/{name}), which is NAME.py: import a model or dataset "
+                          "with --repo-type model / dataset, or add the metric script")
     files = _walk(src)
     if not files:
         raise ConfigError(f"folder to import {str(src)!r} holds no files; expected a model or dataset folder")
@@ -150,7 +155,7 @@ def import_into_store(
 ) -> dict[str, Any]:
     """Commit every file of ``folder`` to ``repo_id``'s main branch in the store at ``root``."""
     src = Path(folder)
-    check_import_folder(src, repo_type)
+    check_import_folder(src, repo_type, repo_id)
     repo_id = import_repo_id(repo_id)
     store = open_store(root)
     try:
