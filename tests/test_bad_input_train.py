@@ -12,7 +12,7 @@ from typing import Callable
 
 import pytest
 
-from ._bad_input import cli, refused_cleanly, snapshot, succeeds
+from ._bad_input import refused_cleanly, succeeds
 from .conftest import TWEETS_TEST
 
 ROWS = [r for r in csv.DictReader(TWEETS_TEST.open(encoding="utf-8"))][:40]
@@ -303,3 +303,19 @@ def test_merge_of_a_full_run_is_refused(tmp_path, full_run):
 
 def test_merge_of_a_missing_run(tmp_path):
     refused_cleanly(["merge", str(tmp_path / "nope")], [tmp_path], "nope")
+
+
+@pytest.mark.parametrize("command", [pytest.param("train", marks=pytest.mark.slow),
+                                     pytest.param("evaluate", marks=pytest.mark.slow), "batch-predict"])
+def test_unreadable_data_is_one_line_in_a_fresh_process(tmp_path, base, command):
+    """datasets logged its own error line before hubtune's (two lines on stderr): in a fresh process, where the
+    library's log handlers write to the real stderr, only hubtune's line remains."""
+    from .conftest import run_cli
+
+    data = _bad_data(tmp_path, "corrupt-parquet")
+    out = tmp_path / "out"
+    args = {"train": _train_args(base, data, out),
+            "evaluate": ["evaluate", "--model", str(base), "--dataset", str(data)],
+            "batch-predict": ["batch-predict", "--model", str(base), "--dataset", str(data), "-o", str(out / "p.parquet")]}
+    refused_cleanly(args[command], [out, tmp_path / "in"], "corrupt", "parquet", code=3, run=run_cli,
+                    env={"HF_HUB_OFFLINE": "1", "CI": "true"})
