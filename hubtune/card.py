@@ -189,7 +189,7 @@ def _fmt(v: Any, digits: int = 4) -> str:
 
 
 def card(opts: CardOptions, progress: Callable[[str], None] | None = None) -> CardResult:
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+    from huggingface_hub import EvalResult, ModelCardData
 
     from hubtune import __version__
     from hubtune.modeling import evaluate_loaded, load_classifier, resolve_model_ref
