@@ -608,6 +608,46 @@ def test_another_hub_gets_a_cache_of_its_own(tmp_path):
     assert a != b and a.parent == b.parent == tmp_path / "hubtune" / "hubs" and a.name == "127.0.0.1_8765"
 
 
+@pytest.mark.parametrize("where", ["local-hub", "hf-endpoint", "huggingface.co"])
+def test_train_and_push_caches_another_hubs_files_apart(where, tmp_path, monkeypatch):
+    """What train-and-push's steps see: the embedded Hub's root, or a cache keyed by a non-public HF_ENDPOINT, as
+    HF_HUB_CACHE / HF_DATASETS_CACHE (the clients' constants too); huggingface.co keeps the user's cache."""
+    from huggingface_hub import constants
+
+    import hubtune.pipeline as pipeline
+    from hubtune.config import PipelineConfig, PublishSettings
+
+    seen = {}
+
+    def fake_run(cfg, opts, say, hub):
+        seen.update(env=os.environ.get("HF_HUB_CACHE"), datasets=os.environ.get("HF_DATASETS_CACHE"),
+                    constant=constants.HF_HUB_CACHE)
+        return pipeline.PipelineResult(run_dir="", repo_id="me/ok", published_dir="")
+
+    monkeypatch.setattr(pipeline, "_run", fake_run)
+    monkeypatch.setattr(pipeline, "seed_local_hub", lambda root, say: None)
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(constants, "HF_HOME", str(tmp_path / "home"))
+    if where == "hf-endpoint":
+        monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:8765")
+    else:
+        monkeypatch.delenv("HF_ENDPOINT", raising=False)
+    user_cache = constants.HF_HUB_CACHE
+    cfg = PipelineConfig(base_model="b", output_dir=str(tmp_path / "run"), publish=PublishSettings(repo_id="me/ok"))
+    local = str(tmp_path / "hub") if where == "local-hub" else None
+    pipeline.run_pipeline(pipeline.PipelineOptions(config=cfg, local_hub=local, progress=False))
+    expected = {"local-hub": tmp_path / "hub" / "client-cache",
+                "hf-endpoint": tmp_path / "home" / "hubtune" / "hubs" / "127.0.0.1_8765"}.get(where)
+    if expected is None:
+        assert seen["env"] is None and seen["constant"] == user_cache
+    else:
+        assert seen["env"] == seen["constant"] == str(expected / "hub")
+        assert seen["datasets"] == str(expected / "datasets")
+    assert constants.HF_HUB_CACHE == user_cache and "HF_HUB_CACHE" not in os.environ  # put back afterwards
+
+
 @pytest.mark.slow
 def test_train_and_push_local_hub_leaves_the_users_cache_alone(tmp_path):
     """The main command against the embedded local Hub, HF_HOME a temp dir: no models--/datasets-- folder of the
