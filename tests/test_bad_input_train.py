@@ -319,3 +319,24 @@ def test_unreadable_data_is_one_line_in_a_fresh_process(tmp_path, base, command)
             "batch-predict": ["batch-predict", "--model", str(base), "--dataset", str(data), "-o", str(out / "p.parquet")]}
     refused_cleanly(args[command], [out, tmp_path / "in"], "corrupt", "parquet", code=3, run=run_cli,
                     env={"HF_HUB_OFFLINE": "1", "CI": "true"})
+
+
+def test_batch_predict_resume_with_another_task_names_the_task(tmp_path, base):
+    """Resuming an interrupted text-classification run with --task feature-extraction was refused for its
+    label_names; the line names the task and --task."""
+    import os
+    import subprocess
+    import sys
+
+    from hubtune.predict.shards import KILL_ENV
+
+    data, out = write_jsonl(tmp_path / "in.jsonl", ROWS), tmp_path / "p.parquet"
+    args = ["batch-predict", "--model", str(base), "--dataset", str(data), "-o", str(out), "--chunk-size", "8",
+            "--backend", "torch", "--dtype", "fp32"]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", CI="true", **{KILL_ENV: "shard-recorded"})
+    killed = subprocess.run([sys.executable, "-m", "hubtune", *args], env=env, capture_output=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    parts = tmp_path / "p.parquet.parts"
+    refused_cleanly([*args, "--resume", "--task", "feature-extraction"], [parts], "task was 'text-classification'",
+                    "--task", code=31)
+    succeeds([*args, "--resume", "--task", "text-classification"])

@@ -34,10 +34,10 @@ from hubtune.predict.shards import Writer, iter_tables, kill_point, write_errors
 
 MANIFEST_VERSION = 2
 # what changes a prediction, recorded in the manifest and compared on --resume (field -> the flag that sets it)
-PREDICTION_FIELDS = {
-    "backend": "--backend", "onnx_file": "--onnx-file", "onnx_sha256": "--onnx-file", "dtype": "--dtype",
+PREDICTION_FIELDS = {  # in the order a --resume compares them: the task first (it decides the others)
+    "task": "--task", "backend": "--backend", "onnx_file": "--onnx-file", "onnx_sha256": "--onnx-file", "dtype": "--dtype",
     "max_length": "--max-length", "text_column": "--text-column", "text_pair_column": "--text-pair-column",
-    "label_names": "--model", "long_text": "--long-text", "stride": "--stride", "task": "--task",
+    "label_names": "--model", "long_text": "--long-text", "stride": "--stride",
     "threshold": "--threshold", "normalize": "--normalize", "pooling": "--model",
 }
 # what a manifest written before a field existed meant by it
