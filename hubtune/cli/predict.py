@@ -23,7 +23,7 @@ def batch_predict(
     all_scores: bool = typer.Option(False, "--all-scores", help="Also write score_<label> for every class."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Predict only the first N rows."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run into the same --output."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output and its parts."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output and its parts (kept until the new run's checks pass; the old output until the new one is complete)."),
     on_error: str = typer.Option("skip", "--on-error", help="skip: record bad rows in OUTPUT.errors.jsonl; fail: stop at the first."),
     num_shards: int = typer.Option(1, "--num-shards", help="Split the input into K contiguous row ranges (one per runner)."),
     shard_index: int = typer.Option(0, "--shard-index", help="Which range this runner predicts (0..K-1)."),
@@ -133,7 +133,7 @@ def batch_predict(
 def merge_predictions(
     parts: List[str] = typer.Argument(..., help="Outputs of `batch-predict --num-shards K --shard-index i`."),
     output: str = typer.Option(..., "--output", "-o", help="preds.parquet, preds.jsonl or preds.csv."),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output (once every part is checked and the new one is complete)."),
     progress: Optional[bool] = progress_option(),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
