@@ -45,6 +45,11 @@ class RunLayout:
         return self.root / "checkpoints"
 
     @property
+    def started_config(self) -> Path:
+        """The config a training started with, beside its checkpoints: what a --resume must bring again."""
+        return self.checkpoints / "hubtune_config.yaml"
+
+    @property
     def merged_dir(self) -> Path:
         return self.root / "merged"
 

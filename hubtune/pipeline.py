@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from hubtune.config import PipelineConfig, TrainConfig, dump_yaml, load_yaml
+from hubtune.config import PipelineConfig, TrainConfig, dump_yaml, load_yaml, resume_changes
 from hubtune.errors import ConfigError, MetricGateError, PublishRefusedError, VariantRefusedError, VerificationError
 from hubtune.layout import RunLayout
 from hubtune.metrics import SUMMARY_KEYS, TASK_SUMMARY_KEYS
@@ -295,7 +295,8 @@ def _run(cfg: PipelineConfig, opts: PipelineOptions, say: Say, hub: Any) -> Pipe
         say("train: reusing the finished run")
     else:
         # a finished run of another config or other data is not resumed: it is trained again from scratch
-        stale = opts.resume and layout.metrics.is_file()
+        stale = opts.resume and (layout.metrics.is_file() or (layout.started_config.is_file() and bool(
+            resume_changes(load_yaml(layout.started_config), tcfg))))  # an interrupted run of another config
         if stale:
             say(f"train: the finished run in {layout.root} was trained on another config or other data: training again")
         say(f"train: {tcfg.mode} fine-tune of {tcfg.base_model}")

@@ -170,7 +170,7 @@ def prepare_output_dir(layout: RunLayout, state: Any, *, overwrite: bool, resume
     ``cfg`` beside the checkpoints, so a --resume that would train something else is refused."""
     state.wait_for_everyone()  # every process has checked the output dir before it changes
     last_ckpt = None
-    started = layout.checkpoints / "hubtune_config.yaml"
+    started = layout.started_config
     if resume and layout.checkpoints.is_dir():
         if cfg is not None and started.is_file():
             changed = resume_changes(load_yaml(started), cfg)
