@@ -439,3 +439,22 @@ def test_an_earlier_runs_unchecked_graph_is_not_used(graphs, tmp_path, monkeypat
     assert json.loads((export_dir / "export_info.json").read_text())["gate"]["passed"] is True
     again, notice = export_missing_onnx(ctx["model"], export_dir)  # now checked: used as it is
     assert again == path and "earlier run exported and checked" in notice
+
+
+@pytest.mark.slow
+def test_xlnet_trains_with_lora(tmp_path):
+    """`train --mode lora` of XLNet was exit 6 ("no classification head found": its head is sequence_summary +
+    logits_proj), then its max_position_embeddings of -1 (no limit) made max_length negative."""
+    from hubtune.config import DataConfig, TrainConfig
+    from hubtune.train import train
+
+    from tests.conftest import TWEETS_TEST, TWEETS_TRAIN
+
+    base = build("xlnet", tmp_path / "base")
+    cfg = TrainConfig(base_model=str(base), output_dir=str(tmp_path / "run"), mode="lora", num_epochs=1, batch_size=16,
+                      max_length=32, learning_rate=1e-3, logging_steps=1000,
+                      data=DataConfig(dataset=str(TWEETS_TRAIN), eval_dataset=str(TWEETS_TEST), max_samples=64,
+                                      eval_max_samples=48))
+    train(cfg, progress=False)
+    saved = {p.name for p in (tmp_path / "run" / "model").iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors"} <= saved, saved

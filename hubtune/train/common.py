@@ -450,7 +450,7 @@ def prepare_classifier(cfg: TrainConfig, progress: bool) -> tuple[TrainEvalData,
     quiet_libraries(progress)
     data = load_train_eval(cfg.data)
     model, tokenizer = _load_base(cfg, data.label_names)
-    max_length = min(cfg.max_length, getattr(model.config, "max_position_embeddings", cfg.max_length) or cfg.max_length)
+    max_length = min(cfg.max_length, max(getattr(model.config, "max_position_embeddings", 0) or 0, 0) or cfg.max_length)  # XLNet: -1, no limit
     train_ds, eval_ds = _tokenize(data, tokenizer, max_length)
     missing = list(getattr(model, "hubtune_missing_modules", []))
     if cfg.mode in ADAPTER_MODES:

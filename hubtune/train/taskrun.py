@@ -151,7 +151,7 @@ def train_task(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = Fals
     with state.main_process_first():
         data = load_task_train_eval(cfg.data, cfg.task)
         model, tokenizer = _load_base(cfg, data.label_names)
-        max_length = min(cfg.max_length, getattr(model.config, "max_position_embeddings", cfg.max_length) or cfg.max_length)
+        max_length = min(cfg.max_length, max(getattr(model.config, "max_position_embeddings", 0) or 0, 0) or cfg.max_length)  # XLNet: -1, no limit
         train_ds = _tokenize(cfg, data.train.dataset, tokenizer, max_length)
         eval_ds = _tokenize(cfg, data.eval.dataset, tokenizer, max_length)
     missing = list(getattr(model, "hubtune_missing_modules", []))
