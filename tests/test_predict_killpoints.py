@@ -127,7 +127,7 @@ def test_parts_half_removed_by_an_older_run_says_complete(world, tmp_path):
     _assert_exact(world, out)
 
 
-@pytest.mark.parametrize("phase", ["output-tmp", "output-renamed"])
+@pytest.mark.parametrize("phase", shards_mod.MERGE_KILL_PHASES)
 def test_merge_after_a_kill_at(world, tmp_path, monkeypatch, phase):
     out_dir, frozen = tmp_path / "out", tmp_path / "frozen"
     out_dir.mkdir()

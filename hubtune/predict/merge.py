@@ -23,7 +23,7 @@ from hubtune.predict.output import (
     refuse_directory,
     sidecar,
 )
-from hubtune.predict.shards import Writer, disk_guard, write_errors, write_json
+from hubtune.predict.shards import Writer, disk_guard, kill_point, write_errors, write_json
 
 MERGE_HINT = "free some space (or pass an --output on another disk), then re-run merge-predictions"
 # what merge-predictions reads from a part's metadata, and the type it must have
@@ -230,6 +230,7 @@ def merge_predictions(parts: Sequence[str], output: str, *, overwrite: bool = Fa
         writer.close(commit=False)
         n_err = write_errors(staged_errors, (e for p, _ in metas for e in _error_rows(p)), hint=MERGE_HINT)
         write_json(staged_meta, meta, hint=MERGE_HINT)
+        kill_point("merge-staged")
     except BaseException:
         writer.abort()
         for staged in (staged_errors, staged_meta):

@@ -157,6 +157,7 @@ RESUME_HINT = "free some space (or pass an --output on another disk), then re-ru
 
 KILL_PHASES = ("shard-written", "shard-recorded", "assembling", "output-tmp", "output-renamed", "meta-written",
                "parts-removing")
+MERGE_KILL_PHASES = ("output-tmp", "merge-staged", "output-renamed")  # merge-predictions
 
 
 def sigkill(phase: str) -> None:
