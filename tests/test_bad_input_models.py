@@ -17,7 +17,7 @@ from typing import Callable
 
 import pytest
 
-from ._bad_input import refused_cleanly, succeeds
+from ._bad_input import assert_unchanged, cli, refused_cleanly, snapshot, succeeds
 from ._tiny_runs import LABELS, make_full_run, make_lora_run, make_tiny_base, minilm_dir
 from .conftest import TWEETS_TEST, TWEETS_TRAIN
 
@@ -372,4 +372,12 @@ def test_train_and_push_from_a_folder_without_tokenizer_is_refused(parts, tmp_pa
     hub = tmp_path / "hub"
     args = ["train-and-push", "--repo-id", "me/notok", "--base-model", str(m), "--dataset", str(TWEETS_TRAIN),
             "--local-hub", str(hub), "-o", str(tmp_path / "run"), "--set", "data.max_samples=32", "--json"]
-    refused_cleanly(args, [m, tmp_path / "run"], "tokenizer.json", code=60)
+    watch = [m, tmp_path / "run"]
+    before = snapshot(*watch)
+    res = cli(*args)
+    # its step lines ([hubtune] local hub serving ..., train: ...) come first on stderr: the error is the last line
+    assert res.returncode == 60, res.stderr[-2000:]
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("error: ") and "tokenizer.json" in lines[-1] and "Traceback" not in res.stderr
+    assert sum(line.startswith("error") for line in lines) == 1
+    assert_unchanged(before, *watch)
