@@ -226,3 +226,23 @@ def test_evaluate_refuses_labels_that_are_not_the_models(tmp_path, tiny_classifi
     res = cli("evaluate", "--model", str(tiny_classifier), "--dataset", str(data), "--json")
     line = assert_one_error(res, 41, "label ids 0, 1", "negative, neutral, positive", "--label-column")
     assert json.loads(res.stdout)["error"] == line.removeprefix("error: "), "no metrics, only the error"
+
+
+def test_every_exit_code_is_in_the_readme_table():
+    """Each HubtuneError's exit code has a row in the README's exit-code table (a row may name a range: 10–14)."""
+    import inspect
+    import re
+
+    import hubtune.errors as errors
+
+    from .conftest import REPO
+
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    documented: set[int] = {0, 70}
+    for first in re.findall(r"^\| ([0-9][0-9,– ]*) \|", text, flags=re.M):
+        for part in first.split(","):
+            lo, _, hi = part.strip().partition("–")
+            documented |= set(range(int(lo), int(hi or lo) + 1))
+    codes = {cls.exit_code: name for name, cls in inspect.getmembers(errors, inspect.isclass)
+             if issubclass(cls, errors.HubtuneError)}
+    assert not set(codes) - documented, {c: codes[c] for c in set(codes) - documented}
