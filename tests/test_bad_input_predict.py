@@ -202,6 +202,13 @@ CASES: list[Case] = [
          fix=lambda c: _bp(c, "--batch-size", "8")),
     Case("bp-negative-limit", lambda c: _bp(c, "--limit", "-1"), code=2, needles=("--limit",),
          fix=lambda c: _bp(c, "--limit", "10")),
+    Case("bp-max-length-zero", lambda c: _bp(c, "--max-length", "0"), code=2, needles=("--max-length",),
+         fix=lambda c: _bp(c, "--max-length", "32")),
+    Case("bp-max-length-no-room-for-text", lambda c: _bp(c, "--max-length", "1"), code=17,
+         needles=("--max-length", "special tokens"), fix=lambda c: _bp(c, "--max-length", "16")),
+    Case("bp-max-length-above-the-model", lambda c: _bp(c, "--max-length", "5000", dataset=_csv(
+        c, "long.csv", "text\n" + "word " * 900 + "\nshort one\n")), code=17, needles=("--max-length", "512"),
+         fix=lambda c: _bp(c, "--max-length", "512", dataset=c["in"] / "long.csv")),
     Case("bp-unknown-on-error", lambda c: _bp(c, "--on-error", "ignore"), code=2, needles=("--on-error",),
          fix=lambda c: _bp(c, "--on-error", "skip")),
     Case("bp-stride-without-chunk", lambda c: _bp(c, "--stride", "8"), code=2, needles=("--stride",),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import os
 import shutil
 import threading
@@ -26,7 +27,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from hubtune.errors import EmptyDatasetError, RowError
+from hubtune.errors import EmptyDatasetError, OptionRangeError, RowError
 from hubtune.predict.batching import Chunk, prefetch, prepare_chunk, resolve_stride, run_chunk
 from hubtune.predict.choose import choose_runner
 from hubtune.predict.dataset import count_rows, label_feature, open_input
@@ -91,12 +92,43 @@ def _remove_empty_tree(folder: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def check_max_length(opts: PredictOptions, model_dir: Path, pair: bool) -> None:
+    """Refuse, before the model runs, a --max-length beyond the model's absolute position embeddings (the forward
+    pass would fail on a longer text) or one that leaves no token for the text beside the special tokens."""
+    n = opts.max_length
+    if n is None:
+        return
+    try:
+        cfg = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        cfg = {}
+    limit = cfg.get("max_position_embeddings") if isinstance(cfg, dict) else None
+    absolute = isinstance(cfg, dict) and not cfg.get("relative_attention") and cfg.get("position_biased_input", True) \
+        and cfg.get("position_embedding_type", "absolute") == "absolute"
+    if isinstance(limit, int) and 0 < limit < n and absolute:
+        raise OptionRangeError(
+            f"--max-length {n} is above what the model takes: {limit} positions (max_position_embeddings in its "
+            f"config.json); expected at most {limit}: pass a smaller --max-length, or --long-text chunk to score longer "
+            "texts over windows"
+        )
+    if n < 16:  # rare: then the tokenizer is asked how many special tokens it adds
+        from transformers import AutoTokenizer
+
+        specials = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=opts.trust_remote_code).num_special_tokens_to_add(pair=pair)
+        if n <= specials:
+            raise OptionRangeError(
+                f"--max-length {n} leaves no room for text: the tokenizer adds {specials} special tokens to each "
+                f"{'pair' if pair else 'text'}; expected at least {specials + 1}: pass a larger --max-length"
+            )
+
+
 def _run(opts: PredictOptions, t0: float, fmt: str, output: Path, parts: Path, previous: dict[str, Any] | None) -> PredictResult:
     spec, ds, cols, keep = open_input(opts)
     model_dir, commit = resolve_model_dir(opts.model, revision=opts.revision, backend=opts.backend)
     identity = model_identity(opts.model, model_dir, commit)
     if previous is not None:
         compare_requested(previous, opts, identity, output)
+    check_max_length(opts, model_dir, cols.text_pair is not None)
     texts = [c for c in (cols.text, cols.text_pair) if c]
     runner, choice = choose_runner(opts, model_dir, identity, lambda n: ds.select_columns(texts).take(n if opts.limit is None else min(n, opts.limit)), cols,
                                    parts / "_onnx_export", previous)

@@ -142,6 +142,9 @@ def check_options(opts: PredictOptions) -> str:
         )
     if opts.batch_size < 1 or opts.chunk_size < 1:
         raise ConfigError(f"--batch-size and --chunk-size must be >= 1, found {opts.batch_size} and {opts.chunk_size}")
+    if opts.max_length is not None and opts.max_length < 1:
+        raise ConfigError(f"--max-length must be >= 1 (tokens per text), found {opts.max_length}; pass a positive "
+                          "--max-length or leave it out for the model's limit")
     if opts.max_batch_tokens < 1:
         raise ConfigError(f"--max-batch-tokens must be >= 1, found {opts.max_batch_tokens}")
     if not 0.0 <= opts.min_agreement <= 1.0:
