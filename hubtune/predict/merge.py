@@ -28,6 +28,7 @@ from hubtune.predict.shards import Writer, disk_guard, kill_point, write_errors,
 MERGE_HINT = "free some space (or pass an --output on another disk), then re-run merge-predictions"
 # what merge-predictions reads from a part's metadata, and the type it must have
 META_FIELDS = {"model": dict, "dataset": dict, "options": dict, "range": dict, "rows": int, "errors": int}
+OPTIONAL_META_FIELDS = {"prediction": dict, "long_text": dict, "truncated_rows": int}
 PART_READ_ERRORS = (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError)  # pyarrow's ArrowInvalid: a ValueError
 
 
@@ -70,6 +71,11 @@ def read_meta(part: str | os.PathLike[str]) -> dict[str, Any]:
             ok = all(isinstance(value.get(k), int) for k in ("start", "end")) and value["start"] <= value["end"]
         if not ok:
             raise PartError(f"the metadata of {p} has no valid {key!r} (found {str(value)[:60]!r}); expected what "
+                            f"batch-predict writes: {fix}")
+    for key, kind in OPTIONAL_META_FIELDS.items():
+        value = meta.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise PartError(f"the metadata of {p} has an invalid {key!r} (found {str(value)[:60]!r}); expected what "
                             f"batch-predict writes: {fix}")
     return meta
 
