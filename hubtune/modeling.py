@@ -212,11 +212,36 @@ def embedding_rows(model_or_config: Any) -> int | None:
     return None
 
 
+def ids_past_matrix(tokenizer: Any, rows: int) -> list[int] | None:
+    """The token ids at or past ``rows`` that ordinary text gets from ``tokenizer``: its base vocabulary's, the
+    special tokens it inserts itself (pad - its eos where it has none - unk, and what it adds around a text or a
+    pair), and its added non-special tokens. None when the tokenizer tells none of this (every id counts)."""
+    base = getattr(tokenizer, "vocab_size", None)
+    if not isinstance(base, int):
+        return None
+    past = set(range(rows, base))
+    pad = getattr(tokenizer, "pad_token_id", None)
+    inserted = {pad if pad is not None else getattr(tokenizer, "eos_token_id", None),
+                getattr(tokenizer, "unk_token_id", None)}
+    try:
+        inserted |= set(tokenizer("a", "b")["input_ids"])
+    except Exception:  # noqa: BLE001 - a tokenizer that takes no pairs: its single-text specials
+        try:
+            inserted |= set(tokenizer("a")["input_ids"])
+        except Exception:  # noqa: BLE001 - none known
+            pass
+    added = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    inserted |= {int(i) for i, tok in added.items() if not getattr(tok, "special", False)}
+    past |= {i for i in inserted if isinstance(i, int) and i >= rows}
+    return sorted(past)
+
+
 def check_tokenizer_fits(tokenizer: Any, model_or_config: Any, source: str, flag: str = "--model") -> None:
-    """Refuse a tokenizer whose ids do not fit the model's embedding matrix (:class:`TokenizerError`): more tokens
-    than rows (an id past the matrix is always wrong: an IndexError, or garbage on a GPU), or fewer than half the
-    rows (another model's tokenizer, or an empty vocabulary built from config.json: its ids name other words).
-    Matrices padded to a multiple of 64 or 128 rows (GPT-2-like, T5, Qwen) fit."""
+    """Refuse a tokenizer whose ids do not fit the model's embedding matrix (:class:`TokenizerError`): ids that
+    ordinary text gets past the rows (:func:`ids_past_matrix`: always wrong - an IndexError, or garbage on a GPU),
+    or fewer tokens than half the rows (another model's tokenizer, or an empty vocabulary built from config.json:
+    its ids name other words). Matrices padded to a multiple of 64 or 128 rows (GPT-2-like, T5, Qwen) fit, and so
+    does an unused special token past the rows that the tokenizer never inserts."""
     rows = embedding_rows(model_or_config)
     try:
         n = len(tokenizer)
@@ -225,8 +250,11 @@ def check_tokenizer_fits(tokenizer: Any, model_or_config: Any, source: str, flag
     if rows is None or (rows // 2 <= n <= rows):
         return
     if n > rows:
-        why = (f"more than the {rows} rows of the model's input embeddings: ids {rows} to {n - 1} would index past "
-               "the matrix")
+        past = ids_past_matrix(tokenizer, rows)
+        if past == []:
+            return
+        shown = f"{past[0]} to {past[-1]}" if past and len(past) > 1 else str(past[0]) if past else f"{rows} to {n - 1}"
+        why = f"more than the {rows} rows of the model's input embeddings: ids {shown} would index past the matrix"
     else:
         why = (f"fewer than half of the {rows} rows of the model's input embeddings: it is another model's "
                "vocabulary (or one built empty), its ids would read as other words")

@@ -362,6 +362,27 @@ def test_tokenizer_fit_rules():
             check_tokenizer_fits(Tok(n), SimpleNamespace(vocab_size=rows), "m")
 
 
+def test_tokenizer_fit_counts_the_ids_text_gets():
+    """A special token past the rows that the tokenizer never inserts (a Qwen2 tokenizer's unused eos) fits; a pad
+    token or an added word past the rows does not: every batch, or the word's every use, would read past them."""
+    from types import SimpleNamespace
+
+    from transformers import AutoTokenizer
+
+    from hubtune.errors import TokenizerError
+    from hubtune.modeling import check_tokenizer_fits
+
+    rows = SimpleNamespace(vocab_size=30522)
+    tok = AutoTokenizer.from_pretrained(str(minilm_dir()))
+    tok.add_special_tokens({"additional_special_tokens": ["<unused>"]})
+    check_tokenizer_fits(tok, rows, "m")
+    for change in ({"pad_token": "<pad2>"}, ["newword"]):
+        tok = AutoTokenizer.from_pretrained(str(minilm_dir()))
+        tok.add_special_tokens(change) if isinstance(change, dict) else tok.add_tokens(change)
+        with pytest.raises(TokenizerError, match="ids 30522 would index past"):
+            check_tokenizer_fits(tok, rows, "m")
+
+
 
 @pytest.mark.slow  # starts the embedded local Hub (imports MiniLM and the tweets): about a minute
 def test_train_and_push_from_a_folder_without_tokenizer_is_refused(parts, tmp_path):
