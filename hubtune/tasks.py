@@ -271,3 +271,9 @@ def check_loading_info(source: str, task: str, found: CheckpointTask, info: dict
                if not any(str(k).startswith(p) for p in UNUSED_MISSING.get(task, ()))]
     if missing:
         raise missing_head_error(source, task, found, missing)
+
+
+def reads_one_sequence(task: str) -> bool:
+    """Whether the task's head answers once per sequence (text classification, multi-label, regression), not per
+    token or as a pooled embedding (batch-predict pads such a batch on the side its head needs)."""
+    return task in SEQUENCE_TASKS

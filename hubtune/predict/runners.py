@@ -36,11 +36,10 @@ def padding_side(config: Any, task: str) -> str:
     ``right`` (absolute position ids count from the left; decoders find their last token by the mask or the pad
     id). The tokenizer's ``padding_side`` is not what decides: a left-padding tokenizer beside GPT-2 would shift
     its positions, a right-padding one beside XLNet would have it read a pad."""
-    from hubtune.tasks import TOKEN_CLASSIFICATION
+    from hubtune.tasks import reads_one_sequence
 
-    if task in (FEATURE_EXTRACTION, TOKEN_CLASSIFICATION):
-        return "right"  # per-token outputs and mask-weighted pooling: the mask is honoured
-    return "left" if getattr(config, "summary_type", None) == "last" else "right"
+    # per-token outputs and mask-weighted pooling honour the mask: only a sequence head can read a pad
+    return "left" if reads_one_sequence(task) and getattr(config, "summary_type", None) == "last" else "right"
 
 
 class TorchRunner:
