@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests._bad_input import cli, refused_cleanly, succeeds
+from tests._bad_input import refused_cleanly, succeeds
 from tests._families import FAMILIES, TEXTS, build
 
 # what peft had no default for (issue 24: "LoRA could not be applied ... set lora.target_modules"; issue 35: xlnet
