@@ -387,6 +387,8 @@ def _patch(monkeypatch, ctx, patch):
     if patch is not None:
         target, make = patch
         monkeypatch.setattr(target, make(ctx))
+        # the patched exporter is torch's: the Optimum lane would otherwise export with Optimum's
+        monkeypatch.setattr("hubtune.onnx_tools.optimum_exporter_available", lambda: False)
 
 
 @pytest.mark.parametrize("case", BATTERY, ids=[c[0] for c in BATTERY])
@@ -433,6 +435,7 @@ def test_an_earlier_runs_unchecked_graph_is_not_used(graphs, tmp_path, monkeypat
     info = json.loads((graphs["good_dir"] / "export_info.json").read_text())
     (export_dir / "export_info.json").write_text(json.dumps(info))  # these weights', but no gate recorded
     monkeypatch.setattr(PATCH_EXPORT, _writes(graphs["good"]))
+    monkeypatch.setattr("hubtune.onnx_tools.optimum_exporter_available", lambda: False)
     path, notice = export_missing_onnx(ctx["model"], export_dir)
     assert path.read_bytes() == graphs["good"].read_bytes()
     assert "checked against PyTorch" in notice
