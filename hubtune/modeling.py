@@ -495,6 +495,16 @@ def load_classifier(
     )
 
 
+def batch_padding_side(config: Any, reads_one_sequence: bool = True) -> str:
+    """The side a batch is padded on so that a row answers what it answers alone: ``left`` for a model whose
+    sequence head reads the last position whatever the attention mask says (XLNet: ``summary_type: last``), else
+    ``right`` (absolute position ids count from the left; decoders find their last token by the mask or the pad
+    id). The tokenizer's ``padding_side`` is not what decides: a left-padding tokenizer beside GPT-2 would shift
+    its positions, a right-padding one beside XLNet would have it read a pad. Per-token outputs and mask-weighted
+    pooling honour the mask (``reads_one_sequence`` false): right."""
+    return "left" if reads_one_sequence and getattr(config, "summary_type", None) == "last" else "right"
+
+
 def predict_logits(
     model: Any,
     tokenizer: Any,
@@ -523,6 +533,7 @@ def predict_logits(
                 [texts[i] for i in idx],
                 [text_pairs[i] for i in idx] if text_pairs is not None else None,
                 truncation=True, max_length=max_length, padding=True, return_tensors="pt",
+                padding_side=batch_padding_side(model.config),
             )
             batch = {k: v.to(dev) for k, v in batch.items()}
             logits = model(**batch).logits.float().cpu().numpy()

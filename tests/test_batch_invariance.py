@@ -86,3 +86,15 @@ def test_a_token_classifier_padded_on_the_left_keeps_each_rows_tags_first(tmp_pa
     chunk = Chunk(0, 0, {}, np.arange(3), [], Encoded.from_lists(seqs))
     got = run_chunk(Echo(), chunk, 8, 1 << 20)[..., 0]
     assert got.tolist() == [[5, 6, 7], [8, 0, 0], [9, 10, 0]]
+
+
+@pytest.mark.parametrize("family", ["xlnet", "bert", "gpt2"])
+def test_evaluate_and_the_gates_score_a_row_as_it_scores_alone(family, tmp_path):
+    """modeling.predict_logits (evaluate, train's reload check, the merge and export gates) padded by the
+    tokenizer's side: XLNet with a right-padding tokenizer read pads in a batch."""
+    from hubtune.modeling import load_classifier, predict_logits
+
+    loaded = load_classifier(str(build(family, tmp_path / "model")), device="cpu")
+    alone = np.concatenate([predict_logits(loaded.model, loaded.tokenizer, [t], batch_size=1) for t in TEXTS])
+    batched = predict_logits(loaded.model, loaded.tokenizer, TEXTS, batch_size=len(TEXTS))
+    assert np.abs(batched - alone).max() <= 1e-4, float(np.abs(batched - alone).max())

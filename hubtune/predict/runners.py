@@ -31,15 +31,11 @@ class Runner(Protocol):
 
 
 def padding_side(config: Any, task: str) -> str:
-    """The side a batch is padded on so that a row answers what it answers alone: ``left`` for a model whose
-    sequence head reads the last position whatever the attention mask says (XLNet: ``summary_type: last``), else
-    ``right`` (absolute position ids count from the left; decoders find their last token by the mask or the pad
-    id). The tokenizer's ``padding_side`` is not what decides: a left-padding tokenizer beside GPT-2 would shift
-    its positions, a right-padding one beside XLNet would have it read a pad."""
+    """The side a batch of ``task`` is padded on (:func:`hubtune.modeling.batch_padding_side`)."""
+    from hubtune.modeling import batch_padding_side
     from hubtune.tasks import reads_one_sequence
 
-    # per-token outputs and mask-weighted pooling honour the mask: only a sequence head can read a pad
-    return "left" if reads_one_sequence(task) and getattr(config, "summary_type", None) == "last" else "right"
+    return batch_padding_side(config, reads_one_sequence(task))
 
 
 class TorchRunner:
