@@ -78,6 +78,8 @@ def train_and_push(
     overrides.update(parse_overrides(set_))
     cfg = resolve_pipeline_config(str(config) if config else None, overrides)
 
+    show = resolve_progress(progress, json_out)  # step lines off under CI=true and --json, like every progress line
+
     def say(msg: str) -> None:
         typer.echo(f"[hubtune] {msg}", err=True)
 
@@ -85,8 +87,8 @@ def train_and_push(
         result = run_pipeline(
             PipelineOptions(config=cfg, resume=resume, overwrite=overwrite,
                             local_hub=str(local_hub) if local_hub else None, verify=not no_verify,
-                            progress=resolve_progress(progress, json_out)),
-            say=say,
+                            progress=show),
+            say=say if show else None,
         )
     summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary_path:
