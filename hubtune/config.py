@@ -169,8 +169,10 @@ def resolve(
     return from_dict(cls, data)
 
 
-# what a --resume may change: settings that never change the trained weights
-RESUME_FREE_KEYS = ("output_dir", "eval_batch_size", "logging_steps", "report_to", "dataloader_num_workers", "metrics")
+# what a --resume may change: settings that never change the trained weights, and how long to train (a resume
+# with more epochs or steps continues the same run further)
+RESUME_FREE_KEYS = ("output_dir", "eval_batch_size", "logging_steps", "report_to", "dataloader_num_workers", "metrics",
+                    "num_epochs", "max_steps")
 
 
 def resume_changes(saved: dict[str, Any], current: Any, prefix: str = "") -> list[str]:

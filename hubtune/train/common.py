@@ -180,9 +180,9 @@ def prepare_output_dir(layout: RunLayout, state: Any, *, overwrite: bool, resume
                     "expected the settings it started with: drop the changed flags, or train anew with --overwrite "
                     "or another --output-dir"
                 )
+        for ckpt in sorted(layout.checkpoints.glob("checkpoint-*")):  # every one, before any is taken or dropped
+            check_checkpoint(str(ckpt))
         last_ckpt = last_complete_checkpoint(layout.checkpoints, drop_incomplete=state.is_main_process)
-        if last_ckpt:
-            check_checkpoint(last_ckpt)
     if state.is_main_process:
         if overwrite and not resume and layout.root.exists():
             shutil.rmtree(layout.root)
