@@ -21,7 +21,7 @@ import pytest
 
 from hubtune.predict import shards as shards_mod
 
-from ._bad_input import assert_refused, cli
+from ._bad_input import assert_refused, cli, mount_tmpfs
 from .test_predict import ROOT, TWEETS, _save_tiny
 
 N_ROWS = 50
@@ -220,17 +220,8 @@ def test_disk_full_while_merging_keeps_the_old_output(world, tmp_path, monkeypat
 @pytest.fixture
 def small_tmpfs(tmp_path):
     """A 2 MB tmpfs (root with mount rights only; skipped elsewhere)."""
-    mnt = tmp_path / "tmpfs"
-    mnt.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs root")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode(errors='replace').strip()}")
-    try:
+    with mount_tmpfs(tmp_path / "tmpfs", "2m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
 def test_real_full_disk_then_resume(world, small_tmpfs):
