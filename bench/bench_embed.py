@@ -279,7 +279,7 @@ def main() -> None:
     info = machine()
     print(f"machine: {info}", flush=True)
     report: dict = {"machine": info, "rows": {"tweets": n_tweets, "reviews": n_reviews}}
-    from hubtune.export import ExportOptions, export
+    from hubtune.publish.export import ExportOptions, export
 
     if args.only in (None, "embed"):
         model_onnx = work / "minilm"

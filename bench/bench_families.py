@@ -36,7 +36,7 @@ def cpu() -> str:
 def flow(family: str, mode: str, base: Path, work: Path) -> str:
     """train-and-push of ``base`` (1 epoch on 64 tweets, ONNX + int8) to the embedded local Hub: "verified in N s"
     (the pushed revision loaded by pipeline() and ONNX Runtime in a fresh process answered as measured), or why not."""
-    from hubtune.config import DataConfig, ExportSettings, GateSettings, LoraSettings, PipelineConfig, PublishSettings
+    from hubtune.core.config import DataConfig, ExportSettings, GateSettings, LoraSettings, PipelineConfig, PublishSettings
     from hubtune.pipeline import PipelineOptions, run_pipeline
     from tests.conftest import TWEETS_TEST, TWEETS_TRAIN
 
@@ -67,8 +67,8 @@ def main() -> None:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from hubtune.config import TrainConfig
-    from hubtune.onnx_tools import export_onnx, session
+    from hubtune.core.config import TrainConfig
+    from hubtune.core.onnx_tools import export_onnx, session
     from hubtune.predict import batch_predict
     from hubtune.predict.options import PredictOptions
     from hubtune.train.adapters import adapter_targets, apply_adapter

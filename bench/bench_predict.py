@@ -107,7 +107,7 @@ def export_onnx(model_dir: Path, quant_ops: list[str] | None = None) -> None:
     embedding Gather in fp32)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from hubtune.onnx_tools import export_onnx as write_onnx
+    from hubtune.core.onnx_tools import export_onnx as write_onnx
 
     write_onnx(model_dir, model_dir / "onnx")
     quantize_dynamic(

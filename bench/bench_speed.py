@@ -99,7 +99,7 @@ def matmul_peak(dtype: str, n: int = 2048, tries: int = 5) -> float:
 
 
 def machine() -> dict:
-    from hubtune.envinfo import cpu_info, fast_bf16
+    from hubtune.core.envinfo import cpu_info, fast_bf16
 
     import torch
 
@@ -137,9 +137,9 @@ def tutorial_recipe(cfg: dict, out: Path) -> dict:
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
                               TrainingArguments)
 
-    from hubtune.data import load_train_eval
-    from hubtune.config import DataConfig, from_dict
-    from hubtune.modeling import resolve_model_source
+    from hubtune.data.dataset import load_train_eval
+    from hubtune.core.config import DataConfig, from_dict
+    from hubtune.core.modeling import resolve_model_source
 
     data = load_train_eval(from_dict(DataConfig, cfg["data"]))
     names = list(data.label_names)
@@ -177,7 +177,7 @@ def tutorial_recipe(cfg: dict, out: Path) -> dict:
 
 
 def hubtune_recipe(cfg: dict) -> tuple[dict, Path]:
-    from hubtune.config import TrainConfig, from_dict
+    from hubtune.core.config import TrainConfig, from_dict
     from hubtune.train import train
 
     res = train(from_dict(TrainConfig, cfg), progress=False)
@@ -252,8 +252,8 @@ def main() -> int:
         say(f"  {fig['train']['hubtune_fp32']}")
 
     # 3. merge + export int8 through the default gate
-    from hubtune.export import ExportOptions, export
-    from hubtune.merge import MergeOptions, merge
+    from hubtune.publish.export import ExportOptions, export
+    from hubtune.publish.merge import MergeOptions, merge
 
     say("merge + export --quantize int8 (default gate)")
     merge(MergeOptions(source=str(run)))

@@ -94,7 +94,7 @@ def tutorial_recipe(model_dir: str, train_csv: Path, eval_csv: Path, args: argpa
 
 
 def hubtune_recipe(model_dir: str, train_csv: Path, eval_csv: Path, args: argparse.Namespace, out: Path, gbl: bool) -> dict:
-    from hubtune.config import DataConfig, TrainConfig
+    from hubtune.core.config import DataConfig, TrainConfig
     from hubtune.train import train
 
     cfg = TrainConfig(

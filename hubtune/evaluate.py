@@ -6,10 +6,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from hubtune.data import load_labeled
-from hubtune.errors import LabelError, OptionRangeError
-from hubtune.modeling import evaluate_loaded, load_classifier
-from hubtune.tasks import check_text_input
+from hubtune.data.dataset import load_labeled
+from hubtune.core.errors import LabelError, OptionRangeError
+from hubtune.core.modeling import evaluate_loaded, load_classifier
+from hubtune.tasks.base import check_text_input
 
 
 @dataclass
@@ -51,10 +51,10 @@ def evaluate(opts: EvalOptions) -> EvalReport:
     check_options(opts)
     t0 = time.perf_counter()
     if opts.metrics:  # loaded first: a bad --metric fails before the model and data are read
-        from hubtune.metric_modules import load_metric_modules
+        from hubtune.core.metric_modules import load_metric_modules
 
         load_metric_modules(opts.metrics)
-    from hubtune.taskeval import head_task_of
+    from hubtune.tasks.taskeval import head_task_of
 
     task = head_task_of(opts.model)
     if task is not None:  # a multi-label / regression / token-classification folder: that task's metrics
@@ -92,9 +92,9 @@ def evaluate(opts: EvalOptions) -> EvalReport:
 
 
 def _evaluate_task(opts: EvalOptions, task: str, t0: float) -> EvalReport:
-    from hubtune.config import DataConfig
-    from hubtune.taskdata import load_task_labeled
-    from hubtune.taskeval import evaluate_task_folder, load_task_model
+    from hubtune.core.config import DataConfig
+    from hubtune.tasks.taskdata import load_task_labeled
+    from hubtune.tasks.taskeval import evaluate_task_folder, load_task_model
 
     names = load_task_model(opts.model, task).label_names
     dc = DataConfig(dataset=opts.dataset, text_column=opts.text_column, text_pair_column=opts.text_pair_column,

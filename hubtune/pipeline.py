@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from hubtune.config import PipelineConfig, TrainConfig, dump_yaml, load_yaml, resume_changes
-from hubtune.errors import ConfigError, MetricGateError, PublishRefusedError, VariantRefusedError, VerificationError
-from hubtune.layout import RunLayout
-from hubtune.metrics import SUMMARY_KEYS, TASK_SUMMARY_KEYS
-from hubtune.verify import HEAD_TASKS, LM_TASKS
-from hubtune.modeling import read_json, resolve_model_source, write_json
+from hubtune.core.config import PipelineConfig, TrainConfig, dump_yaml, load_yaml, resume_changes
+from hubtune.core.errors import ConfigError, MetricGateError, PublishRefusedError, VariantRefusedError, VerificationError
+from hubtune.core.layout import RunLayout
+from hubtune.core.metrics import SUMMARY_KEYS, TASK_SUMMARY_KEYS
+from hubtune.publish.verify import HEAD_TASKS, LM_TASKS
+from hubtune.core.modeling import read_json, resolve_model_source, write_json
 
 Say = Callable[[str], None]
 BASE_MODEL_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -128,7 +128,7 @@ def check_metric_gates(metrics: dict[str, Any], minimums: dict[str, float], wher
 
 
 def _validate(cfg: PipelineConfig) -> None:
-    from hubtune.publishable import check_branch, check_repo_id
+    from hubtune.core.publishable import check_branch, check_repo_id
 
     check_repo_id(cfg.publish.repo_id or "", "--repo-id (publish.repo_id)")  # before anything is trained
     if cfg.publish.revision is not None:
@@ -249,10 +249,10 @@ def run_pipeline(opts: PipelineOptions, say: Say | None = None) -> PipelineResul
     say = say or (lambda _m: None)
     cfg = opts.config
     _validate(cfg)
-    from hubtune.endpoint import describe_endpoint, hub_endpoint, is_public_hub, offline
+    from hubtune.core.endpoint import describe_endpoint, hub_endpoint, is_public_hub, offline
 
     if offline() and not opts.local_hub:  # it could train, but never publish: refused before any work
-        from hubtune.errors import HubUnreachableError
+        from hubtune.core.errors import HubUnreachableError
 
         raise HubUnreachableError(
             f"train-and-push publishes to {describe_endpoint()}, but HF_HUB_OFFLINE=1 is set: nothing was trained or "
@@ -278,9 +278,9 @@ def run_pipeline(opts: PipelineOptions, say: Say | None = None) -> PipelineResul
 
 
 def _run(cfg: PipelineConfig, opts: PipelineOptions, say: Say, hub: Any) -> PipelineResult:
-    from hubtune.hub import PushOptions, check_release_tag, promote, stage, tag_release
+    from hubtune.publish.hub import PushOptions, check_release_tag, promote, stage, tag_release
     from hubtune.train import train
-    from hubtune.verify import VerifyOptions, verify
+    from hubtune.publish.verify import VerifyOptions, verify
 
     layout = RunLayout.of(cfg.output_dir)
     tcfg = _train_config(cfg)
@@ -405,10 +405,10 @@ def _run(cfg: PipelineConfig, opts: PipelineOptions, say: Say, hub: Any) -> Pipe
 def _classifier_steps(cfg: PipelineConfig, opts: PipelineOptions, say: Say, layout: RunLayout, steps: dict[str, str],
                       repo_id: str, train_eval: dict[str, Any]) -> tuple[Any, ...]:
     """Steps 2-5 for a text classifier: merge, export, card (+ gate on the published files), golden examples."""
-    from hubtune.card import CardOptions, card
-    from hubtune.merge import MergeOptions, merge
-    from hubtune.rundir import eval_data, load_run, published_dir
-    from hubtune.verify import predict_labels
+    from hubtune.publish.card import CardOptions, card
+    from hubtune.publish.merge import MergeOptions, merge
+    from hubtune.core.rundir import eval_data, load_run, published_dir
+    from hubtune.publish.verify import predict_labels
 
     # 2. merge (LoRA) with its parity gate
     run = load_run(layout.root)
@@ -450,9 +450,9 @@ def _classifier_steps(cfg: PipelineConfig, opts: PipelineOptions, say: Say, layo
 
 def _export_step(cfg: PipelineConfig, opts: PipelineOptions, say: Say, layout: RunLayout, pub: Path,
                  steps: dict[str, str]) -> tuple[str | None, dict[str, str]]:
-    """ONNX export with its parity gates (the task's, :mod:`hubtune.export`): (the graph the verification
+    """ONNX export with its parity gates (the task's, :mod:`hubtune.publish.export`): (the graph the verification
     checks or None, the refused optional variants); a refused required variant fails here, before any push."""
-    from hubtune.export import ExportOptions, export
+    from hubtune.publish.export import ExportOptions, export
 
     if not cfg.export.onnx:
         steps["export"] = "skipped"
@@ -479,10 +479,10 @@ def _task_steps(cfg: PipelineConfig, opts: PipelineOptions, say: Say, layout: Ru
                 repo_id: str) -> tuple[Any, ...]:
     """Steps 2-5 for a multi-label / regression / token-classification run: merge (LoRA, with its parity gate),
     the card from the published files (+ the metric gate on them), golden examples answered by pipeline()."""
-    from hubtune.card import CardOptions, card
-    from hubtune.rundir import load_run, published_dir, task_eval_examples
-    from hubtune.taskeval import merge_task_adapter
-    from hubtune.verify import task_predict
+    from hubtune.publish.card import CardOptions, card
+    from hubtune.core.rundir import load_run, published_dir, task_eval_examples
+    from hubtune.tasks.taskeval import merge_task_adapter
+    from hubtune.publish.verify import task_predict
 
     task = cfg.task
     run = load_run(layout.root)
@@ -521,9 +521,9 @@ def _lm_steps(cfg: PipelineConfig, opts: PipelineOptions, say: Say, layout: RunL
     (perplexity before and after), golden probes answered by ``pipeline()`` (and ONNX Runtime) locally."""
     from transformers import AutoTokenizer
 
-    from hubtune.lm_publish import lm_card, lm_export, probe_texts, run_eval_texts
-    from hubtune.rundir import load_run
-    from hubtune.verify import lm_predict
+    from hubtune.publish.lm_publish import lm_card, lm_export, probe_texts, run_eval_texts
+    from hubtune.core.rundir import load_run
+    from hubtune.publish.verify import lm_predict
 
     pub = layout.model_dir
     task = cfg.task
@@ -571,7 +571,7 @@ def _record(layout: RunLayout, result: PipelineResult) -> None:
 
 
 def resolve_pipeline_config(path: str | None, overrides: dict[str, Any]) -> PipelineConfig:
-    from hubtune.config import resolve
+    from hubtune.core.config import resolve
 
     return resolve(PipelineConfig, path, overrides)
 

@@ -33,7 +33,7 @@ def _isolated_hf_home(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="session")
 def minilm_dir() -> str:
-    from hubtune.modeling import resolve_model_source
+    from hubtune.core.modeling import resolve_model_source
 
     return resolve_model_source("packaged:minilm")
 

@@ -531,7 +531,7 @@ def test_serve_starts_once_the_root_is_a_folder(tmp_path):
 
 
 def test_port_in_use_creates_no_root(tmp_path):
-    from hubtune.errors import ServerStartError
+    from hubtune.core.errors import ServerStartError
     from hubtune.hub_server import start_server
 
     with socket.socket() as sock:
@@ -562,8 +562,8 @@ def test_symlink_inside_the_folder_is_published_as_its_content(tmp_path, hub):
 
 def test_stage_refuses_a_symlink_leaving_the_folder(tmp_path, hub, monkeypatch):
     """train-and-push publishes through ``stage``: the same refusal, before any remote call."""
-    from hubtune.errors import UnsafePathError
-    from hubtune.hub import PushOptions, stage
+    from hubtune.core.errors import UnsafePathError
+    from hubtune.publish.hub import PushOptions, stage
     from hubtune.hub_server.importer import list_repos
 
     for key, value in hub.env.items():
@@ -615,7 +615,7 @@ def test_train_and_push_caches_another_hubs_files_apart(where, tmp_path, monkeyp
     from huggingface_hub import constants
 
     import hubtune.pipeline as pipeline
-    from hubtune.config import PipelineConfig, PublishSettings
+    from hubtune.core.config import PipelineConfig, PublishSettings
 
     seen = {}
 

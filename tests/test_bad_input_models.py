@@ -17,7 +17,7 @@ from typing import Callable
 
 import pytest
 
-from hubtune.compat import transformers_major
+from hubtune.core.compat import transformers_major
 
 from ._bad_input import assert_unchanged, cli, refused_cleanly, snapshot, succeeds
 from ._tiny_runs import LABELS, make_full_run, make_lora_run, make_tiny_base, minilm_dir
@@ -299,7 +299,7 @@ def test_nli_checkpoint_given_single_texts_is_refused(parts, tmp_path, command):
 
 
 def test_nli_label_names_in_any_case_or_the_config_say_pairs():
-    from hubtune.tasks import checkpoint_task
+    from hubtune.tasks.base import checkpoint_task
 
     base = {"architectures": ["BertForSequenceClassification"], "num_labels": 3}
     for names in (["entailment", "neutral", "contradiction"], ["CONTRADICTION", "NEUTRAL", "ENTAILMENT"],
@@ -311,8 +311,8 @@ def test_nli_label_names_in_any_case_or_the_config_say_pairs():
 
 
 def test_single_label_checkpoint_with_one_output_is_refused_as_text_classification():
-    from hubtune.errors import ModelTaskError
-    from hubtune.tasks import resolve_task
+    from hubtune.core.errors import ModelTaskError
+    from hubtune.tasks.base import resolve_task
 
     cfg = {"architectures": ["BertForSequenceClassification"], "num_labels": 1}
     with pytest.raises(ModelTaskError, match="--task regression"):
@@ -349,8 +349,8 @@ def test_tokenizer_fit_rules():
     the usual padding of the matrix to a multiple of 64 or 128 is fine."""
     from types import SimpleNamespace
 
-    from hubtune.errors import TokenizerError
-    from hubtune.modeling import check_tokenizer_fits
+    from hubtune.core.errors import TokenizerError
+    from hubtune.core.modeling import check_tokenizer_fits
 
     class Tok:
         def __init__(self, n):
@@ -373,8 +373,8 @@ def test_tokenizer_fit_counts_the_ids_text_gets():
 
     from transformers import AutoTokenizer
 
-    from hubtune.errors import TokenizerError
-    from hubtune.modeling import check_tokenizer_fits
+    from hubtune.core.errors import TokenizerError
+    from hubtune.core.modeling import check_tokenizer_fits
 
     rows = SimpleNamespace(vocab_size=30522)
     tok = AutoTokenizer.from_pretrained(str(minilm_dir()))

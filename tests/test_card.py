@@ -24,8 +24,8 @@ def _cli(*args, env=None):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """A LoRA run (merged + exported with int8) and a full run (no export)."""
-    from hubtune.export import ExportOptions, export
-    from hubtune.merge import MergeOptions, merge
+    from hubtune.publish.export import ExportOptions, export
+    from hubtune.publish.merge import MergeOptions, merge
 
     root = tmp_path_factory.mktemp("card")
     base = make_tiny_base(root / "base")
@@ -47,7 +47,7 @@ def lora_card(runs):
 
 
 def test_template_copies_are_identical():
-    assert (REPO / "model_cards" / "default.md").read_text() == (REPO / "hubtune" / "templates" / "default.md").read_text()
+    assert (REPO / "model_cards" / "default.md").read_text() == (REPO / "hubtune" / "publish" / "templates" / "default.md").read_text()
 
 
 def test_lora_card_round_trips_through_hub_parsers(runs, lora_card):
@@ -73,8 +73,8 @@ def test_lora_card_round_trips_through_hub_parsers(runs, lora_card):
     for r in results:
         assert r.task_type == "text-classification" and r.dataset_type == "acme/tweets" and r.dataset_split == "test"
     # the values are those of the published files, re-evaluated (not the training log's 0.123)
-    from hubtune.data import load_labeled
-    from hubtune.modeling import evaluate_loaded, load_classifier
+    from hubtune.data.dataset import load_labeled
+    from hubtune.core.modeling import evaluate_loaded, load_classifier
 
     loaded = load_classifier(str(lora / "merged"))
     m = evaluate_loaded(loaded, load_labeled(str(REPO / TEST_CSV), label_names=loaded.label_names, max_samples=200, seed=42))
@@ -100,7 +100,7 @@ def test_card_has_no_absolute_path_and_no_token(runs, lora_card, tmp_path):
 def test_full_run_card_renders(runs):
     from huggingface_hub import ModelCard
 
-    from hubtune.card import CardOptions, card
+    from hubtune.publish.card import CardOptions, card
 
     _, _, _, full = runs
     res = card(CardOptions(run_dir=str(full)))
@@ -114,7 +114,7 @@ def test_full_run_card_renders(runs):
 
 
 def test_base_model_rule(tmp_path):
-    from hubtune.card import hub_base_model
+    from hubtune.publish.card import hub_base_model
 
     assert hub_base_model("bert-base-uncased") == ("bert-base-uncased", "bert-base-uncased")
     assert hub_base_model("sentence-transformers/all-MiniLM-L6-v2")[0] == "sentence-transformers/all-MiniLM-L6-v2"
@@ -129,8 +129,8 @@ def test_base_model_rule(tmp_path):
 
 
 def test_leaky_template_is_refused(runs, tmp_path):
-    from hubtune.card import CardOptions, card
-    from hubtune.errors import VerificationError
+    from hubtune.publish.card import CardOptions, card
+    from hubtune.core.errors import VerificationError
 
     _, _, _, full = runs
     tpl = tmp_path / "leaky.md"

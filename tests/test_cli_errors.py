@@ -233,7 +233,7 @@ def test_every_exit_code_is_in_the_readme_table():
     import inspect
     import re
 
-    import hubtune.errors as errors
+    import hubtune.core.errors as errors
 
     from .conftest import REPO
 

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from hubtune.config import DataConfig, TrainConfig, from_dict, load_yaml, resolve
-from hubtune.errors import ConfigError
+from hubtune.core.config import DataConfig, TrainConfig, from_dict, load_yaml, resolve
+from hubtune.core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_CONFIGS = sorted((REPO / "examples").glob("*.yaml"))
@@ -15,7 +15,7 @@ def test_there_are_example_configs():
 
 @pytest.mark.parametrize("path", EXAMPLE_CONFIGS, ids=lambda p: p.name)
 def test_every_example_config_parses(path):
-    from hubtune.config import PipelineConfig  # train-and-push configs are a superset of TrainConfig
+    from hubtune.core.config import PipelineConfig  # train-and-push configs are a superset of TrainConfig
 
     data = load_yaml(path)
     cfg = from_dict(PipelineConfig, data) if any(k in data for k in ("publish", "gates", "export")) else from_dict(TrainConfig, data)

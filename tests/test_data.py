@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from hubtune.config import DataConfig
-from hubtune.data import load_labeled, load_train_eval, parse_spec, resolve_columns
-from hubtune.errors import (
+from hubtune.core.config import DataConfig
+from hubtune.data.dataset import load_labeled, load_train_eval, parse_spec, resolve_columns
+from hubtune.core.errors import (
     ColumnNotFoundError,
     DataEncodingError,
     DataError,
@@ -190,7 +190,7 @@ def _csv(path, text: str):
 
 
 def test_labels_read_as_missing_are_refused_with_their_rows(tmp_path):
-    from hubtune.data import load_labeled
+    from hubtune.data.dataset import load_labeled
 
     p = _csv(tmp_path / "m.csv", "text,label\na,x\nb,NaN\nc,y\nd,null\ne,x\n")
     with pytest.raises(LabelError, match=r"2 row\(s\) have no label .* data row\(s\) 2, 4 "):
@@ -198,8 +198,8 @@ def test_labels_read_as_missing_are_refused_with_their_rows(tmp_path):
 
 
 def test_bare_ids_against_named_classes(tmp_path):
-    from hubtune.data import load_labeled
-    from hubtune.errors import LabelMismatchError
+    from hubtune.data.dataset import load_labeled
+    from hubtune.core.errors import LabelMismatchError
 
     names = ["negative", "neutral", "positive"]
     p = _csv(tmp_path / "b.csv", "text,label\na,0\nb,1\nc,1\n")

@@ -127,7 +127,7 @@ def test_pooling_mode_from_modules_json(tiny_bert_dir, tmp_path, mode):
 def test_embedding_options_refused(tiny_bert_dir, tmp_path):
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from hubtune.errors import ConfigError, ResumeMismatchError
+    from hubtune.core.errors import ConfigError, ResumeMismatchError
 
     with pytest.raises(ConfigError, match="CSV cannot hold"):
         predict(tiny_bert_dir, tmp_path, name="e.csv")
@@ -155,7 +155,7 @@ def test_int8_choice_is_gated_by_cosine():
 # export: last_hidden_state, the parity gate on embeddings, int8 gated by cosine and neighbours
 # --------------------------------------------------------------------------------------------------
 def test_embedding_gate_cosine_and_neighbours():
-    from hubtune.embed_export import embedding_gate
+    from hubtune.tasks.embed_export import embedding_gate
 
     rng = np.random.default_rng(1)
     ref = rng.normal(size=(40, 32))
@@ -169,8 +169,8 @@ def test_embedding_gate_cosine_and_neighbours():
 
 
 def test_export_feature_extraction_writes_last_hidden_state_and_gates_int8(tiny_bert_dir, tmp_path):
-    from hubtune.export import ExportOptions, export
-    from hubtune.onnx_tools import graph_signature, read_info
+    from hubtune.publish.export import ExportOptions, export
+    from hubtune.core.onnx_tools import graph_signature, read_info
 
     model = tmp_path / "bert"
     shutil.copytree(tiny_bert_dir, model)
@@ -200,7 +200,7 @@ def test_bf16_embeddings_run_under_autocast(minilm_ref, tmp_path):
     cosine with sentence-transformers' fp32 stays >= 0.9999 (bf16 weights give ~0.9999 only on average)."""
     from hubtune.predict.options import PredictOptions
     from hubtune.predict.runners import TorchRunner
-    from hubtune.modeling import resolve_model_source
+    from hubtune.core.modeling import resolve_model_source
 
     import torch
 

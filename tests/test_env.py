@@ -8,7 +8,7 @@ from .conftest import run_cli
 
 
 def test_version_names_the_libraries():
-    from hubtune.compat import versions
+    from hubtune.core.compat import versions
 
     proc = run_cli("--version")
     assert proc.returncode == 0

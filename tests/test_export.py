@@ -90,7 +90,7 @@ OPTIMUM_LAYOUT = {
 
 
 def test_export_layout_matches_optimums(tiny, exported):
-    from hubtune.onnx_tools import graph_opset, graph_signature, read_info
+    from hubtune.core.onnx_tools import graph_opset, graph_signature, read_info
 
     _, _, run = tiny
     onnx_dir = run / "model" / "onnx"
@@ -102,7 +102,7 @@ def test_export_layout_matches_optimums(tiny, exported):
     assert [(o["name"], o["elem_type"], o["dims"]) for o in sig["outputs"]] == OPTIMUM_LAYOUT["outputs"]
     assert graph_opset(onnx_dir / "model.onnx") == OPTIMUM_LAYOUT["opset"]
     info = read_info(onnx_dir)
-    from hubtune.parity import file_sha256
+    from hubtune.core.parity import file_sha256
 
     assert info["source_weights"] == {"model.safetensors": file_sha256(run / "model" / "model.safetensors")}
     assert info["exporter"] == exported["exporter"] and info["exporter_name"] in ("optimum", "torch")
@@ -165,8 +165,8 @@ def test_export_loads_with_optimum_ortmodel(tiny, exported):
 
 @pytest.mark.parametrize("exporter", ["torch", "optimum"])
 def test_both_exporters_write_the_same_layout(tiny, tmp_path, exporter):
-    from hubtune.compat import optimum_exporter_available
-    from hubtune.onnx_tools import export_onnx, graph_signature
+    from hubtune.core.compat import optimum_exporter_available
+    from hubtune.core.onnx_tools import export_onnx, graph_signature
 
     if exporter == "optimum" and not optimum_exporter_available():
         pytest.skip("optimum-onnx is not installed (the Optimum lane runs this)")
@@ -180,8 +180,8 @@ def test_both_exporters_write_the_same_layout(tiny, tmp_path, exporter):
 
 
 def test_corrupted_export_is_refused_and_nothing_written(tiny, monkeypatch, tmp_path):
-    from hubtune import export as ex
-    from hubtune.errors import ExportParityError
+    from hubtune.publish import export as ex
+    from hubtune.core.errors import ExportParityError
 
     _, base, _ = tiny
     real = ex._run_main_export
@@ -200,7 +200,7 @@ def test_corrupted_export_is_refused_and_nothing_written(tiny, monkeypatch, tmp_
 
 
 def test_failed_variant_is_removed_and_reported(tiny, monkeypatch, tmp_path):
-    from hubtune import export as ex
+    from hubtune.publish import export as ex
 
     _, base, _ = tiny
     real = ex._quantize
@@ -229,8 +229,8 @@ def test_failed_variant_is_removed_and_reported(tiny, monkeypatch, tmp_path):
 
 
 def test_export_options_are_validated(tiny, tmp_path):
-    from hubtune.errors import ConfigError
-    from hubtune.export import ExportOptions, export
+    from hubtune.core.errors import ConfigError
+    from hubtune.publish.export import ExportOptions, export
 
     _, base, run = tiny
     with pytest.raises(ConfigError, match="O1, O2, O3"):
@@ -258,7 +258,7 @@ def test_minilm_export_parity_and_int8(tmp_path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from tests._tiny_runs import LABELS
-    from hubtune.export import ExportOptions, export
+    from hubtune.publish.export import ExportOptions, export
 
     torch.manual_seed(0)
     model = AutoModelForSequenceClassification.from_pretrained(

@@ -40,7 +40,7 @@ def rows(tmp_path_factory):
 def test_family_lora_finds_targets_and_the_head(family, tmp_path):
     from transformers import AutoModelForSequenceClassification
 
-    from hubtune.config import TrainConfig
+    from hubtune.core.config import TrainConfig
     from hubtune.train.adapters import adapter_targets, apply_adapter, head_modules
 
     model_dir = build(family, tmp_path / "model")
@@ -108,7 +108,7 @@ def test_a_family_without_a_usable_graph_is_refused_naming_backend_torch(family,
 def test_t5_export_passes_the_gate_scaled_to_its_logits(tmp_path):
     """T5's faithful graph was refused at max |logit diff| 7.3e-4 against a fixed 1e-4 with 100% of the labels the
     same: its logits are ~100, and float32 noise grows with them."""
-    from hubtune.export import ExportOptions, export
+    from hubtune.publish.export import ExportOptions, export
 
     model_dir = build("t5", tmp_path / "model")
     res = export(ExportOptions(source=str(model_dir), bench_rows=8))
@@ -120,7 +120,7 @@ def test_a_scaled_gate_passes_float_noise_and_refuses_a_wrong_graph():
     """The export gate's tolerance follows the logits' scale (parity.SCALED_TOLERANCE_WHY): T5's 2.7e-4 at |logit|
     128 passes (a fixed 1e-4 refused it), a graph off by the logits' own order does not, and logits within +-1 keep
     the absolute tolerance."""
-    from hubtune.parity import compare_logits
+    from hubtune.core.parity import compare_logits
 
     rng = np.random.default_rng(0)
     ref = rng.normal(0, 40, (40, 3))
@@ -162,8 +162,8 @@ def test_an_untraceable_model_is_a_one_line_refusal_naming_the_family(tmp_path, 
     never an internal error."""
     import torch
 
-    from hubtune.errors import ExportUnsupportedError
-    from hubtune.onnx_tools import export_onnx
+    from hubtune.core.errors import ExportUnsupportedError
+    from hubtune.core.onnx_tools import export_onnx
 
     model_dir = build("llama", tmp_path / "model")
 
@@ -179,9 +179,9 @@ def test_an_untraceable_model_is_a_one_line_refusal_naming_the_family(tmp_path, 
 
 def test_a_family_optimum_lacks_is_a_one_line_refusal(tmp_path, monkeypatch):
     """The Optimum lane: Optimum's 'not supported' ValueError is ExportUnsupportedError naming --exporter torch."""
-    from hubtune.compat import optimum_exporter_available
-    from hubtune.errors import ExportUnsupportedError
-    from hubtune.onnx_tools import export_onnx
+    from hubtune.core.compat import optimum_exporter_available
+    from hubtune.core.errors import ExportUnsupportedError
+    from hubtune.core.onnx_tools import export_onnx
 
     if not optimum_exporter_available():
         pytest.skip("optimum-onnx is not installed (the Optimum lane: pip install 'hubtune[optimum]')")
@@ -222,7 +222,7 @@ def test_a_config_pad_other_than_the_tokenizers_trains_and_reloads_equal(tmp_pat
     |logit diff| 2.33) and train refused it; now the model is built with the tokenizer's pad id."""
     import json
 
-    from hubtune.config import DataConfig, TrainConfig
+    from hubtune.core.config import DataConfig, TrainConfig
     from hubtune.train import train
 
     from tests.conftest import TWEETS_TEST, TWEETS_TRAIN
@@ -249,7 +249,7 @@ def graphs(tmp_path_factory):
     import onnx
     from onnx import numpy_helper
 
-    from hubtune.onnx_tools import export_onnx
+    from hubtune.core.onnx_tools import export_onnx
 
     root = tmp_path_factory.mktemp("graphs")
     model = build("bert", root / "bert")
@@ -324,7 +324,7 @@ def _adapter(ctx):
     """The model folder becomes a LoRA adapter on a copy of the base."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from hubtune.config import TrainConfig
+    from hubtune.core.config import TrainConfig
     from hubtune.train.adapters import apply_adapter
 
     base = ctx["tmp"] / "base"
@@ -336,7 +336,7 @@ def _adapter(ctx):
     shutil.copy(base / "config.json", ctx["model"] / "config.json")  # as `hubtune train --mode lora` saves it
 
 
-PATCH_EXPORT = "hubtune.onnx_tools._torch_export"
+PATCH_EXPORT = "hubtune.core.onnx_tools._torch_export"
 PATCH_TORCH_ONNX = "torch.onnx.export"
 ONNX = ["--backend", "onnx", "--dtype", "fp32"]
 TORCH = ["--backend", "torch", "--dtype", "fp32"]
@@ -388,7 +388,7 @@ def _patch(monkeypatch, ctx, patch):
         target, make = patch
         monkeypatch.setattr(target, make(ctx))
         # the patched exporter is torch's: the Optimum lane would otherwise export with Optimum's
-        monkeypatch.setattr("hubtune.onnx_tools.optimum_exporter_available", lambda: False)
+        monkeypatch.setattr("hubtune.core.onnx_tools.optimum_exporter_available", lambda: False)
 
 
 @pytest.mark.parametrize("case", BATTERY, ids=[c[0] for c in BATTERY])
@@ -435,7 +435,7 @@ def test_an_earlier_runs_unchecked_graph_is_not_used(graphs, tmp_path, monkeypat
     info = json.loads((graphs["good_dir"] / "export_info.json").read_text())
     (export_dir / "export_info.json").write_text(json.dumps(info))  # these weights', but no gate recorded
     monkeypatch.setattr(PATCH_EXPORT, _writes(graphs["good"]))
-    monkeypatch.setattr("hubtune.onnx_tools.optimum_exporter_available", lambda: False)
+    monkeypatch.setattr("hubtune.core.onnx_tools.optimum_exporter_available", lambda: False)
     path, notice = export_missing_onnx(ctx["model"], export_dir)
     assert path.read_bytes() == graphs["good"].read_bytes()
     assert "checked against PyTorch" in notice
@@ -448,7 +448,7 @@ def test_an_earlier_runs_unchecked_graph_is_not_used(graphs, tmp_path, monkeypat
 def test_xlnet_trains_with_lora(tmp_path):
     """`train --mode lora` of XLNet was exit 6 ("no classification head found": its head is sequence_summary +
     logits_proj), then its max_position_embeddings of -1 (no limit) made max_length negative."""
-    from hubtune.config import DataConfig, TrainConfig
+    from hubtune.core.config import DataConfig, TrainConfig
     from hubtune.train import train
 
     from tests.conftest import TWEETS_TEST, TWEETS_TRAIN

@@ -368,7 +368,7 @@ def test_xet_capable_client_uploads_big_file_without_xet_disabled(local_hub: Loc
 
 
 def test_server_refuses_non_loopback_bind_without_opt_in(tmp_path: Path) -> None:
-    from hubtune.errors import ConfigError
+    from hubtune.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="loopback"):
         start_server(tmp_path, host="0.0.0.0")

@@ -99,7 +99,7 @@ def _post_with_empty_bearer(url: str, path: str, body: bytes) -> int:
 
 
 def test_empty_token_is_no_token(tmp_path: Path) -> None:
-    from hubtune.errors import ConfigError
+    from hubtune.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="token"):
         start_server(tmp_path / "r1", host="0.0.0.0", token="", allow_remote=True)

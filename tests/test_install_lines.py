@@ -78,7 +78,7 @@ def resolved_distributions(pyproject: dict, extras: set[str]) -> set[str]:
 
 def main_command_base_model_distribution(readme: str) -> str:
     """The distribution the README's main command needs for its base model."""
-    from hubtune.modeling import PACKAGED_MODELS
+    from hubtune.core.modeling import PACKAGED_MODELS
     from hubtune.pipeline import BASE_MODEL_HUB_ID
 
     body = section(readme, "The main command: train → verified publish, in one command")

@@ -9,7 +9,7 @@ import json
 import pytest
 import yaml
 
-from hubtune.compat import optimum_exporter_available
+from hubtune.core.compat import optimum_exporter_available
 
 from .conftest import TWEETS_TEST, TWEETS_TRAIN, run_cli
 from .test_recipes_causal import tiny_gpt2_dir  # noqa: F401 - the fixture
@@ -75,8 +75,8 @@ def test_lm_export_uses_optimum_where_installed_and_gates_on_logit_parity(tiny_m
     """A run directory around an untrained base: export with the exporter this lane has, then the parity gate."""
     import shutil
 
-    from hubtune.errors import ExportParityError
-    from hubtune.lm_publish import lm_export
+    from hubtune.core.errors import ExportParityError
+    from hubtune.publish.lm_publish import lm_export
 
     run = tmp_path / "run"
     shutil.copytree(tiny_mlm_dir if task == "fill-mask" else tiny_gpt2_dir, run / "model")
@@ -89,7 +89,7 @@ def test_lm_export_uses_optimum_where_installed_and_gates_on_logit_parity(tiny_m
     info = json.loads((run / "model" / "onnx" / "export_info.json").read_text())
     assert info["task"] == task and info["source_weights"]
 
-    import hubtune.lm_publish as lmp
+    import hubtune.publish.lm_publish as lmp
 
     real = lmp.compare_logits
     monkeypatch.setattr(lmp, "compare_logits", lambda a, b, **kw: real(a, b + 1.0, **kw))  # a graph that drifts

@@ -82,8 +82,8 @@ def test_merged_logits_equal_adapter_logits_independently(tiny, merged_cli):
 def test_failed_gate_raises_and_leaves_no_output(tiny, monkeypatch, tmp_path):
     import torch
 
-    from hubtune import merge as merge_mod
-    from hubtune.errors import MergeParityError
+    from hubtune.publish import merge as merge_mod
+    from hubtune.core.errors import MergeParityError
 
     _, _, run = tiny
     real = merge_mod._merge_model
@@ -104,8 +104,8 @@ def test_failed_gate_raises_and_leaves_no_output(tiny, monkeypatch, tmp_path):
 
 
 def test_merge_rejects_existing_output_and_full_models(tiny, merged_cli, tmp_path):
-    from hubtune.errors import ConfigError, OutputExistsError
-    from hubtune.merge import MergeOptions, merge
+    from hubtune.core.errors import ConfigError, OutputExistsError
+    from hubtune.publish.merge import MergeOptions, merge
 
     root, base, run = tiny
     with pytest.raises(OutputExistsError):
@@ -118,8 +118,8 @@ def test_merge_rejects_existing_output_and_full_models(tiny, merged_cli, tmp_pat
 
 def test_adapter_dir_with_builtin_texts(tiny, tmp_path):
     """A bare adapter folder (no run, no --eval-dataset) is checked on the built-in real texts."""
-    from hubtune.merge import MergeOptions, merge
-    from hubtune.parity import REFERENCE_TEXTS
+    from hubtune.publish.merge import MergeOptions, merge
+    from hubtune.core.parity import REFERENCE_TEXTS
 
     _, _, run = tiny
     res = merge(MergeOptions(source=str(run / "model"), output=str(tmp_path / "m"), max_examples=8))
@@ -150,7 +150,7 @@ def test_minilm_lora_merge_parity(tmp_path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from tests._tiny_runs import LABELS, _write_run_files
-    from hubtune.merge import MergeOptions, merge
+    from hubtune.publish.merge import MergeOptions, merge
 
     mini = minilm_dir()
     torch.manual_seed(0)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hubtune.errors import MetricModuleError
-from hubtune.metric_modules import parse_metric_spec
+from hubtune.core.errors import MetricModuleError
+from hubtune.core.metric_modules import parse_metric_spec
 
 from .conftest import TWEETS_TEST, TWEETS_TRAIN, run_cli
 
@@ -54,8 +54,8 @@ def test_metric_specs_parse_paths_hub_ids_and_arguments(tmp_path):
 
 
 def test_config_refuses_metrics_on_lm_tasks():
-    from hubtune.config import TrainConfig, from_dict
-    from hubtune.errors import ConfigError
+    from hubtune.core.config import TrainConfig, from_dict
+    from hubtune.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="expected task text-classification, or drop --metric"):
         from_dict(TrainConfig, {"base_model": "m", "data": {"dataset": "d.csv"}, "task": "fill-mask", "metrics": ["org/x"]})
@@ -111,7 +111,7 @@ def test_local_metric_module_through_train_evaluate_batch_predict_and_card(tiny_
 
 @pytest.mark.slow
 def test_hub_metric_module_through_the_local_hub_reaches_the_published_model_index(local_hub, tiny_bert_dir, tmp_path):
-    from hubtune.config import DataConfig, ExportSettings, GateSettings, PipelineConfig, PublishSettings
+    from hubtune.core.config import DataConfig, ExportSettings, GateSettings, PipelineConfig, PublishSettings
     from hubtune.hub_server.importer import import_into_store
     from hubtune.pipeline import PipelineOptions, run_pipeline
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, roc_auc_score
 
-from hubtune.metrics import classification_metrics, format_table, summary
+from hubtune.core.metrics import classification_metrics, format_table, summary
 
 
 def test_binary_metrics_include_roc_auc_and_match_sklearn():

@@ -56,7 +56,7 @@ def _unbatched_logits(model_dir: Path, texts: list[str]) -> np.ndarray:
 
 
 def test_batch_predict_gpt2_without_pad_token_equals_row_by_row(gpt2_cls, tmp_path):
-    from hubtune.metrics import softmax
+    from hubtune.core.metrics import softmax
     from hubtune.predict import PredictOptions, batch_predict
 
     out = tmp_path / "p.jsonl"
@@ -73,7 +73,7 @@ def test_batch_predict_gpt2_without_pad_token_equals_row_by_row(gpt2_cls, tmp_pa
 
 def test_evaluate_gpt2_without_pad_token(gpt2_cls):
     from hubtune.evaluate import EvalOptions, evaluate
-    from hubtune.metrics import softmax
+    from hubtune.core.metrics import softmax
 
     rep = evaluate(EvalOptions(model=str(gpt2_cls), dataset=str(TWEETS_TEST), limit=10, batch_size=4))
     assert rep.num_examples == 10 and 0.0 <= rep.metrics["accuracy"] <= 1.0
@@ -82,8 +82,8 @@ def test_evaluate_gpt2_without_pad_token(gpt2_cls):
 def test_no_pad_and_no_eos_is_a_one_line_refusal(gpt2_cls):
     from transformers import AutoConfig, AutoTokenizer
 
-    from hubtune.errors import ModelLoadError
-    from hubtune.modeling import ensure_pad_token
+    from hubtune.core.errors import ModelLoadError
+    from hubtune.core.modeling import ensure_pad_token
 
     tok = AutoTokenizer.from_pretrained(gpt2_cls)
     cfg = AutoConfig.from_pretrained(gpt2_cls)
@@ -111,8 +111,8 @@ def _same(a, b) -> bool:
 
 
 def test_every_command_reads_a_run_dir_a_folder_and_packaged_minilm_alike(full_run, minilm_dir, tmp_path):
-    from hubtune.export import resolve_model_dir as export_dir
-    from hubtune.modeling import resolve_model_ref, resolve_model_source
+    from hubtune.publish.export import resolve_model_dir as export_dir
+    from hubtune.core.modeling import resolve_model_ref, resolve_model_source
     from hubtune.predict.source import resolve_model_dir as predict_dir
 
     for ref, folder, run in ((str(full_run), full_run / "model", full_run),
@@ -127,7 +127,7 @@ def test_every_command_reads_a_run_dir_a_folder_and_packaged_minilm_alike(full_r
 
 
 def test_a_merged_lora_run_resolves_to_merged(tmp_path):
-    from hubtune.modeling import resolve_model_ref
+    from hubtune.core.modeling import resolve_model_ref
 
     run = tmp_path / "run"
     (run / "model").mkdir(parents=True)
@@ -141,8 +141,8 @@ def test_a_merged_lora_run_resolves_to_merged(tmp_path):
 
 
 def test_hub_ids_stay_hub_ids_and_bad_paths_name_the_flag(monkeypatch, tmp_path):
-    import hubtune.modeling as modeling
-    from hubtune.errors import ModelNotFoundError
+    import hubtune.core.modeling as modeling
+    from hubtune.core.errors import ModelNotFoundError
 
     monkeypatch.setattr(modeling, "check_reachable", lambda what: None)
     assert modeling.resolve_model_ref("org/name").kind == "hub"
@@ -154,16 +154,16 @@ def test_hub_ids_stay_hub_ids_and_bad_paths_name_the_flag(monkeypatch, tmp_path)
 
 
 def test_export_of_packaged_minilm_needs_output():
-    from hubtune.errors import ConfigError
-    from hubtune.export import resolve_model_dir
+    from hubtune.core.errors import ConfigError
+    from hubtune.publish.export import resolve_model_dir
 
     with pytest.raises(ConfigError, match="packaged model.*--output DIR"):
         resolve_model_dir("packaged:minilm")
 
 
 def test_card_refuses_what_is_not_a_run_in_one_line(minilm_dir):
-    from hubtune.card import CardOptions, card
-    from hubtune.errors import ModelLoadError
+    from hubtune.publish.card import CardOptions, card
+    from hubtune.core.errors import ModelLoadError
 
     with pytest.raises(ModelLoadError, match="is a packaged model, not a run directory"):
         card(CardOptions(run_dir="packaged:minilm"))

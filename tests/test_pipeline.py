@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from hubtune.config import DataConfig, ExportSettings, GateSettings, LoraSettings, PipelineConfig, PublishSettings
-from hubtune.errors import MetricGateError, VerificationError
+from hubtune.core.config import DataConfig, ExportSettings, GateSettings, LoraSettings, PipelineConfig, PublishSettings
+from hubtune.core.errors import MetricGateError, VerificationError
 from hubtune.pipeline import PipelineOptions, run_pipeline
 
 from .conftest import REPO, TWEETS_TEST, TWEETS_TRAIN, run_cli
@@ -65,7 +65,7 @@ def test_publish_verify_tag_then_resume_reuses_steps(local_hub, tiny_bert_dir, t
 
 def _seed_release(hub, tmp_path, repo_id, tag="v1"):
     """An earlier release: a small folder on main, tagged; returns main's head."""
-    from hubtune.hub import PushOptions, push
+    from hubtune.publish.hub import PushOptions, push
 
     folder = tmp_path / "earlier"
     folder.mkdir()
@@ -82,7 +82,7 @@ def _state(hub, repo_id):
 
 
 def test_failed_verification_leaves_main_and_tags_untouched(local_hub, tiny_bert_dir, tmp_path, monkeypatch):
-    import hubtune.verify as verify_mod
+    import hubtune.publish.verify as verify_mod
 
     real = verify_mod.predict_labels
 
@@ -139,7 +139,7 @@ def test_two_runs_with_new_data_give_two_verified_releases(local_hub, tiny_bert_
 
 
 def test_fixed_tag_on_another_commit_is_refused_before_push(local_hub, tiny_bert_dir, tmp_path):
-    from hubtune.errors import HubError
+    from hubtune.core.errors import HubError
 
     before = _seed_release(local_hub, tmp_path, "org/fixed")
     cfg = _cfg(tiny_bert_dir, tmp_path / "run", "org/fixed", mode="full", onnx=False, tag="v1")
@@ -148,7 +148,7 @@ def test_fixed_tag_on_another_commit_is_refused_before_push(local_hub, tiny_bert
     assert "nothing was pushed" in str(exc.value)
     assert _state(local_hub, "org/fixed") == (before, [("v1", before)], [])
     # main moved past v1: no run can release as v1 any more, refused before any work
-    from hubtune.hub import PushOptions, push
+    from hubtune.publish.hub import PushOptions, push
 
     (tmp_path / "earlier" / "config.json").write_text('{"changed": true}')
     moved = push(PushOptions(tmp_path / "earlier", "org/fixed")).commit_oid
@@ -163,7 +163,7 @@ def _refuse_variants(monkeypatch):
     """Every optional ONNX variant (int8, O2) fails its label-agreement gate."""
     import dataclasses
 
-    import hubtune.export as export_mod
+    import hubtune.publish.export as export_mod
 
     real = export_mod.compare_logits
 
@@ -179,8 +179,8 @@ def test_refused_variant_is_shown_and_required_variant_fails_before_push(local_h
     from typer.testing import CliRunner
 
     from hubtune.cli.main import app
-    from hubtune.config import dump_yaml
-    from hubtune.errors import ExportParityError
+    from hubtune.core.config import dump_yaml
+    from hubtune.core.errors import ExportParityError
 
     _refuse_variants(monkeypatch)
     cfg = _cfg(tiny_bert_dir, tmp_path / "run", "org/variants", mode="full", tag="v{n}")

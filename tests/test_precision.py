@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import hubtune.train.common as common
-from hubtune import envinfo
-from hubtune.config import DataConfig, TrainConfig
-from hubtune.errors import ConfigError
+from hubtune.core import envinfo
+from hubtune.core.config import DataConfig, TrainConfig
+from hubtune.core.errors import ConfigError
 from hubtune.train import train
 
 from .conftest import TWEETS_TEST, TWEETS_TRAIN

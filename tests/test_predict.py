@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hubtune.errors import OutputNotWritableError
+from hubtune.core.errors import OutputNotWritableError
 
 ROOT = Path(__file__).resolve().parents[1]
 TWEETS = ROOT / "data" / "tweets" / "test.csv"
@@ -130,7 +130,7 @@ def test_labels_match_reference_logits(tiny, tmp_path):
 
 
 def test_metrics_equal_classification_metrics(tiny, tmp_path):
-    from hubtune.metrics import classification_metrics
+    from hubtune.core.metrics import classification_metrics
     from hubtune.predict import batch_predict
 
     out = tmp_path / "p.parquet"
@@ -149,7 +149,7 @@ def test_metrics_equal_classification_metrics(tiny, tmp_path):
 
 
 def test_row_errors_skip_and_fail(tiny, tmp_path):
-    from hubtune.errors import RowError
+    from hubtune.core.errors import RowError
     from hubtune.predict import batch_predict
 
     rows = [{"text": "good day", "label": "positive"}, {"text": "", "label": "neutral"},
@@ -169,7 +169,7 @@ def test_row_errors_skip_and_fail(tiny, tmp_path):
 
 
 def test_existing_output_refused_and_resume_mismatch(tiny, tiny_other, tmp_path):
-    from hubtune.errors import OutputExistsError, ResumeMismatchError
+    from hubtune.core.errors import OutputExistsError, ResumeMismatchError
     from hubtune.predict import batch_predict
 
     out = tmp_path / "p.parquet"
@@ -190,7 +190,7 @@ def test_existing_output_refused_and_resume_mismatch(tiny, tiny_other, tmp_path)
 
 
 def test_shards_merge_equals_single_run(tiny, tmp_path):
-    from hubtune.errors import PredictError
+    from hubtune.core.errors import PredictError
     from hubtune.predict import batch_predict, merge_predictions
 
     # fp32: scores equal to 1e-5 whatever the batches; bf16 rounds differently when a shard's batches pad rows to
@@ -218,7 +218,7 @@ def test_shards_merge_equals_single_run(tiny, tmp_path):
 
 
 def test_merge_refuses_mixed_models(tiny, tiny_other, tmp_path):
-    from hubtune.errors import ResumeMismatchError
+    from hubtune.core.errors import ResumeMismatchError
     from hubtune.predict import batch_predict, merge_predictions
 
     p0, p1 = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
@@ -230,7 +230,7 @@ def test_merge_refuses_mixed_models(tiny, tiny_other, tmp_path):
 
 def test_merge_refuses_parts_predicted_on_different_paths(tiny, tmp_path):
     """auto chooses per machine: shards run on different runners may resolve to different precisions."""
-    from hubtune.errors import ResumeMismatchError
+    from hubtune.core.errors import ResumeMismatchError
     from hubtune.predict import batch_predict, merge_predictions
 
     p0, p1 = tmp_path / "a.jsonl", tmp_path / "b.jsonl"

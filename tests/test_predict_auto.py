@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hubtune.errors import ResumeMismatchError, RowError
+from hubtune.core.errors import ResumeMismatchError, RowError
 
 from .test_predict import LABELS, ROOT, TWEETS, _save_tiny, cli, opts
 
@@ -31,7 +31,7 @@ def tiny(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def tiny_onnx(tmp_path_factory) -> Path:
     """A tiny classifier with onnx/model.onnx exported from its weights."""
-    from hubtune.onnx_tools import export_onnx
+    from hubtune.core.onnx_tools import export_onnx
 
     model = _save_tiny(tmp_path_factory.mktemp("tinyo") / "model", seed=0)
     export_onnx(model, model / "onnx")
@@ -194,7 +194,7 @@ def test_bf16_cpu_measures_three_paths_and_falls_back_to_the_fastest_fp32(near_t
     # a model whose labels bf16 flips: if bf16 measured fastest it is checked, and the fallback is the faster fp32
     tie = tmp_path / "tie"
     shutil.copytree(near_tie, tie)
-    from hubtune.onnx_tools import export_onnx
+    from hubtune.core.onnx_tools import export_onnx
 
     export_onnx(tie, tie / "onnx")
     import hubtune.predict.choose as choose
@@ -239,7 +239,7 @@ def test_cli_prints_the_choice_and_records_it_in_json(tiny, tmp_path):
 
 
 def test_option_checks(tiny, tmp_path):
-    from hubtune.errors import ConfigError
+    from hubtune.core.errors import ConfigError
     from hubtune.predict import batch_predict
 
     base = dict(model=str(tiny), dataset=str(TWEETS), output=str(tmp_path / "p.parquet"))

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hubtune.errors import ConfigError, ResumeMismatchError, RowError
+from hubtune.core.errors import ConfigError, ResumeMismatchError, RowError
 
 from ._tiny_runs import make_tiny_base
 from .conftest import TWEETS_TEST
@@ -119,7 +119,7 @@ def _window_probs(model_dir: Path, text: str) -> np.ndarray:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from hubtune.metrics import softmax
+    from hubtune.core.metrics import softmax
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
@@ -160,7 +160,7 @@ def test_chunk_is_the_mean_of_the_window_probabilities_and_leaves_short_texts(ti
 def test_chunk_on_onnx_equals_torch(tiny, long_csv, tmp_path):
     import shutil
 
-    from hubtune.onnx_tools import export_onnx
+    from hubtune.core.onnx_tools import export_onnx
 
     model = tmp_path / "model"
     shutil.copytree(tiny, model)

@@ -41,7 +41,7 @@ def reviews(n: int, path: Path) -> Path:
 def minilm_classifier(tmp_path_factory) -> Path:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from hubtune.onnx_tools import export_onnx
+    from hubtune.core.onnx_tools import export_onnx
 
     out = tmp_path_factory.mktemp("minilm") / "model"
     m = AutoModelForSequenceClassification.from_pretrained(

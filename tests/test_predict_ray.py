@@ -118,7 +118,7 @@ def test_worker_death_every_row_exactly_once(tiny, rows_parquet, tmp_path, ray_c
 @pytest.mark.slow
 def test_row_error_from_actor_then_resume(tiny, tmp_path, ray_cluster):
     """--on-error fail raises RowError out of the actor; --resume reuses the committed chunks and finishes."""
-    from hubtune.errors import ResumeMismatchError, RowError
+    from hubtune.core.errors import ResumeMismatchError, RowError
     from hubtune.predict import batch_predict
 
     df = pd.read_csv(TWEETS).iloc[:400].copy()
@@ -141,7 +141,7 @@ def test_row_error_from_actor_then_resume(tiny, tmp_path, ray_cluster):
 
 
 def test_ray_option_errors(tiny, tmp_path):
-    from hubtune.errors import ConfigError
+    from hubtune.core.errors import ConfigError
     from hubtune.predict import batch_predict
 
     base = dict(model=str(tiny), dataset=str(TWEETS), output=str(tmp_path / "p.parquet"), engine="ray")
@@ -155,7 +155,7 @@ def test_ray_option_errors(tiny, tmp_path):
 
 
 def test_missing_ray_is_a_clear_error(tiny, tmp_path, monkeypatch):
-    from hubtune.errors import MissingDependencyError
+    from hubtune.core.errors import MissingDependencyError
     from hubtune.predict import batch_predict
 
     monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` does when it is not installed: ImportError

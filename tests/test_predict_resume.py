@@ -9,7 +9,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from hubtune.errors import ResumeMismatchError
+from hubtune.core.errors import ResumeMismatchError
 
 from .test_predict import TWEETS, _save_tiny, cli, opts
 
@@ -17,7 +17,7 @@ from .test_predict import TWEETS, _save_tiny, cli, opts
 @pytest.fixture(scope="module")
 def tiny_exported(tmp_path_factory):
     """A tiny classifier with onnx/model.onnx and onnx/model_quantized.onnx beside its weights."""
-    from hubtune.onnx_tools import FP32_FILE, QUANTIZED_FILE, export_onnx, quantize_int8
+    from hubtune.core.onnx_tools import FP32_FILE, QUANTIZED_FILE, export_onnx, quantize_int8
 
     model = _save_tiny(tmp_path_factory.mktemp("tinyx") / "model", seed=0)
     export_onnx(model, model / "onnx")
@@ -111,8 +111,8 @@ def test_meta_records_everything_that_changes_a_prediction(tiny_exported, tmp_pa
 
 
 def test_verification_refuses_onnx_from_other_weights(tiny_exported, tmp_path):
-    from hubtune.errors import StaleOnnxError
-    from hubtune.verify import predict_labels
+    from hubtune.core.errors import StaleOnnxError
+    from hubtune.publish.verify import predict_labels
 
     model = tmp_path / "model"
     shutil.copytree(tiny_exported, model)

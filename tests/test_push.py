@@ -1,4 +1,4 @@
-"""``hubtune push`` (hubtune.hub.push) against the local Hub, read back through the real clients."""
+"""``hubtune push`` (hubtune.publish.hub.push) against the local Hub, read back through the real clients."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from huggingface_hub.errors import RepositoryNotFoundError
 
-from hubtune.errors import ConfigError, HubAuthError, HubUnreachableError, RepoIdError
-from hubtune.hub import PushOptions, download_snapshot, push, verify_published
+from hubtune.core.errors import ConfigError, HubAuthError, HubUnreachableError, RepoIdError
+from hubtune.publish.hub import PushOptions, download_snapshot, push, verify_published
 from hubtune.hub_server import start_server
 from tests.hub_fixtures import HUB_TOKEN, LocalHub
 
@@ -363,7 +363,7 @@ def test_cli_push_lists_deleted_files_and_keeps_remote_paths(local_hub: LocalHub
 
 # --- release tags from a template: never collide ---------------------------------------------------------
 def test_tag_template_placeholders() -> None:
-    from hubtune.hub import resolve_tag
+    from hubtune.publish.hub import resolve_tag
 
     sha = "0123456789abcdef0123456789abcdef01234567"
     assert resolve_tag("v{n}", {}, sha) == ("v1", False)
@@ -394,8 +394,8 @@ def test_push_tag_template_counts_up_and_reuses_a_release(local_hub: LocalHub, s
 
 # --- staged publishing: a pull request from the branch's head, merged as a fast-forward -------------------
 def test_stage_then_promote_fast_forwards_and_refuses_a_moved_branch(local_hub: LocalHub, small_folder: Path) -> None:
-    from hubtune.errors import HubError
-    from hubtune.hub import promote, stage
+    from hubtune.core.errors import HubError
+    from hubtune.publish.hub import promote, stage
 
     first = push(PushOptions(small_folder, "org/staged", tag="v{n}"))
     (small_folder / "config.json").write_text('{"retrained": true}')

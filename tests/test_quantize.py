@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from hubtune.onnx_tools import const_matmuls, matmul_sensitivity, quantize_int8, sensitive_nodes
+from hubtune.core.onnx_tools import const_matmuls, matmul_sensitivity, quantize_int8, sensitive_nodes
 
 
 def _four_matmuls(path):
@@ -46,7 +46,7 @@ def _run(path, feed):
 
 def _int8_dot_products() -> bool:
     """A CPU whose int8 matmuls onnxruntime runs without u8s8 saturation: VNNI (or AMX)."""
-    from hubtune.envinfo import cpu_info
+    from hubtune.core.envinfo import cpu_info
 
     flags = cpu_info()["flags"]
     return bool(flags.get("avx512_vnni") or flags.get("amx_int8"))
@@ -115,10 +115,10 @@ def test_int8_of_trained_minilm_classifier_passes_the_default_gate(tmp_path):
     is kept by the default export gate, agrees with PyTorch on >= 99% of the held-out tweets and loses <= 0.5 pt
     accuracy. (Measured on this model: dynamic int8 of every MatMul, the old method, agrees on 97.7% of the
     1,000 test tweets and loses 0.6 pt; with the most sensitive sixth kept fp32 the gate saw 98.2% and -1.0 pt.)"""
-    from hubtune.config import DataConfig, LoraSettings, TrainConfig
-    from hubtune.export import ExportOptions, export
-    from hubtune.merge import MergeOptions, merge
-    from hubtune.onnx_tools import read_info
+    from hubtune.core.config import DataConfig, LoraSettings, TrainConfig
+    from hubtune.publish.export import ExportOptions, export
+    from hubtune.publish.merge import MergeOptions, merge
+    from hubtune.core.onnx_tools import read_info
     from hubtune.train import train
 
     from tests._tiny_runs import REPO, TEST_CSV, TRAIN_CSV, minilm_dir

@@ -199,7 +199,7 @@ def test_hub_import_canonical_id_then_batch_predict_imdb_test(tmp_path, minilm_d
 
 
 def test_canonical_dataset_id_is_resolved_by_the_hub(local_hub, tmp_path):
-    from hubtune.data import canonical_dataset_id
+    from hubtune.data.dataset import canonical_dataset_id
     from hubtune.hub_server.importer import import_into_store
 
     import_into_store(local_hub.root, _imdb_folder(tmp_path), "imdb", repo_type="dataset")
@@ -223,7 +223,7 @@ def test_hub_import_over_http_takes_a_canonical_id_and_the_repo_type_flag(local_
     res = run_cli("hub", "import", str(_imdb_folder(tmp_path)), "imdb", "--repo-type", "dataset", "--json",
                   env=local_hub.env)
     assert res.returncode == 0, res.stderr
-    from hubtune.data import canonical_dataset_id
+    from hubtune.data.dataset import canonical_dataset_id
 
     assert canonical_dataset_id("imdb") == "canonical/imdb"
     files = local_hub.api().list_repo_files("canonical/imdb", repo_type="dataset")

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from hubtune.config import DataConfig, TrainConfig
+from hubtune.core.config import DataConfig, TrainConfig
 from hubtune.train import train
 
 from .conftest import TWEETS_TEST, TWEETS_TRAIN
@@ -56,7 +56,7 @@ def test_text_generation_lowers_perplexity_and_generates(tiny_gpt2_dir, tmp_path
 def test_generative_classification_trains_on_the_label_token(tiny_gpt2_dir, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from hubtune.data import load_labeled
+    from hubtune.data.dataset import load_labeled
     from hubtune.train.lm import LABELS_FILE, gen_cls_features, label_token_ids
 
     tok = AutoTokenizer.from_pretrained(tiny_gpt2_dir)
@@ -114,8 +114,8 @@ def test_generative_classification_lora_trains_and_saves_the_label_token_rows(ti
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
-    from hubtune.config import LoraSettings
-    from hubtune.data import load_labeled
+    from hubtune.core.config import LoraSettings
+    from hubtune.data.dataset import load_labeled
     from hubtune.train.lm import LABELS_FILE, label_token_ids
 
     names = ["negative", "neutral", "positive"]

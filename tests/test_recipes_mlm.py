@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from hubtune.config import DataConfig, TrainConfig
+from hubtune.core.config import DataConfig, TrainConfig
 from hubtune.train import train
 
 from .conftest import TWEETS_TEST, TWEETS_TRAIN

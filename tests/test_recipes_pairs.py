@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from hubtune.config import DataConfig, TrainConfig
+from hubtune.core.config import DataConfig, TrainConfig
 from hubtune.train import train
 
 from .conftest import REPO
@@ -38,8 +38,8 @@ def test_build_pairs_is_deterministic_and_balanced(tmp_path):
 
 
 def test_pair_classifier_trains_reloads_and_predicts_pairs(tiny_bert_dir, pair_files, tmp_path):
-    from hubtune.data import load_labeled
-    from hubtune.modeling import evaluate_loaded, load_classifier, predict_logits
+    from hubtune.data.dataset import load_labeled
+    from hubtune.core.modeling import evaluate_loaded, load_classifier, predict_logits
 
     train_csv, test_csv = pair_files
     cfg = TrainConfig(

@@ -7,8 +7,8 @@ import json
 import pytest
 from safetensors.torch import load_file
 
-from hubtune.config import DataConfig, TrainConfig, from_dict
-from hubtune.errors import ConfigError
+from hubtune.core.config import DataConfig, TrainConfig, from_dict
+from hubtune.core.errors import ConfigError
 from hubtune.train import train
 
 from .conftest import TWEETS_TEST, TWEETS_TRAIN
@@ -18,8 +18,8 @@ ADAPTER_KEY = {"ia3": "ia3_l", "prefix": "prompt_embeddings"}
 
 @pytest.mark.parametrize("mode", ["ia3", "prefix"])
 def test_peft_method_trains_saves_reloads(mode, tiny_bert_dir, tmp_path):
-    from hubtune.data import load_labeled
-    from hubtune.modeling import evaluate_loaded, load_classifier, predict_logits
+    from hubtune.data.dataset import load_labeled
+    from hubtune.core.modeling import evaluate_loaded, load_classifier, predict_logits
 
     cfg = TrainConfig(
         base_model=tiny_bert_dir, output_dir=str(tmp_path / mode), mode=mode,
@@ -46,7 +46,7 @@ def test_peft_method_trains_saves_reloads(mode, tiny_bert_dir, tmp_path):
     assert evaluate_loaded(loaded, data)["accuracy"] == pytest.approx(metrics["accuracy"])
     assert predict_logits(loaded.model, loaded.tokenizer, ["good day", "bad day"]).shape == (2, 3)
 
-    from hubtune.merge import MergeOptions, merge
+    from hubtune.publish.merge import MergeOptions, merge
 
     if mode == "prefix":  # virtual tokens have no weights to fold in: refused, nothing written
         with pytest.raises(ConfigError, match="no weights to merge"):

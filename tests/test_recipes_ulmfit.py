@@ -11,8 +11,8 @@ import torch
 from safetensors.torch import load_file
 
 from hubtune.train import ulmfit
-from hubtune.config import DataConfig, TrainConfig, UlmfitSettings, from_dict
-from hubtune.errors import ConfigError
+from hubtune.core.config import DataConfig, TrainConfig, UlmfitSettings, from_dict
+from hubtune.core.errors import ConfigError
 from hubtune.train import train
 
 from .conftest import TWEETS_TEST, TWEETS_TRAIN
@@ -88,7 +88,7 @@ def test_ulmfit_training_freezes_lower_layers_and_follows_the_schedule(tiny_cls_
     (warning,) = res.extra["warnings"]
     assert "embeddings, layer.0 never train" in warning and "--epochs 4" in warning
     assert summary["warnings"] == [warning]
-    from hubtune.card import CardOptions, card
+    from hubtune.publish.card import CardOptions, card
 
     md = Path(card(CardOptions(run_dir=str(res.output_dir), bench_rows=8)).path).read_text()
     assert "Warnings from training" in md and "embeddings, layer.0 never train" in md  # the card says so too
@@ -133,7 +133,7 @@ def test_the_ulmfit_example_unfreezes_every_group(minilm_dir):
     0-2 never unfroze."""
     from transformers import AutoModelForSequenceClassification
 
-    from hubtune.config import resolve
+    from hubtune.core.config import resolve
 
     from .conftest import REPO
 

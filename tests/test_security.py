@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from hubtune import security
-from hubtune.errors import UnsafeCheckpointError, UnsafeModelError
+from hubtune.core import security
+from hubtune.core.errors import UnsafeCheckpointError, UnsafeModelError
 
 from .conftest import TWEETS_TEST, run_cli
 
@@ -66,7 +66,7 @@ def test_hub_code_fields_found_in_nested_configs():
 
 
 def test_crafted_config_is_refused_on_a_vulnerable_transformers(crafted_model, monkeypatch, no_fetch_no_load):
-    from hubtune.modeling import load_classifier
+    from hubtune.core.modeling import load_classifier
 
     monkeypatch.setattr(security, "transformers_version", lambda: VULNERABLE)
     with pytest.raises(UnsafeModelError) as err:
@@ -126,7 +126,7 @@ def test_rng_state_with_code_is_refused_and_never_run(tmp_path):
 
 
 def test_resume_from_a_crafted_checkpoint_is_refused_before_training(tiny_bert_dir, tmp_path):
-    from hubtune.config import DataConfig, TrainConfig
+    from hubtune.core.config import DataConfig, TrainConfig
     from hubtune.train import train
 
     out = tmp_path / "run"

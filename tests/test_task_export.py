@@ -52,7 +52,7 @@ def test_export_of_a_token_classifier_is_its_tags_per_token(ner_dir, tmp_path): 
 
 @pytest.mark.parametrize("which,task", [("multilabel_dir", "multi-label-classification"), ("regression_dir", "regression")])
 def test_export_gates_a_sequence_task_by_its_answers(which, task, request, tmp_path):
-    from hubtune.export import ExportOptions, export
+    from hubtune.publish.export import ExportOptions, export
 
     model_dir = request.getfixturevalue(which)
     res = export(ExportOptions(source=model_dir, output=str(tmp_path / "onnx")))
@@ -64,7 +64,7 @@ def test_export_gates_a_sequence_task_by_its_answers(which, task, request, tmp_p
 def test_agreement_reads_the_task():
     """The same argmax is not the same answer: a multi-label row agrees when its label set does, a regression row
     when its value is within 1%."""
-    from hubtune.parity import compare_logits
+    from hubtune.core.parity import compare_logits
 
     ref = np.array([[2.0, 1.0, -3.0], [0.5, -1.0, -2.0]])
     cand = np.array([[2.0, -1.0, -3.0], [0.5, -1.0, -2.0]])  # row 0 loses label 1; argmax unchanged
@@ -86,7 +86,7 @@ def test_agreement_reads_the_task():
 def test_train_and_push_of_a_task_publishes_a_verified_onnx(task, mode, tiny_bert_dir, local_hub, tmp_path):
     """train -> merge -> ONNX + int8 (the task's gates) -> card -> push -> a fresh process answers the same with
     pipeline() and with ONNX Runtime over the pushed onnx/."""
-    from hubtune.config import PipelineConfig, resolve
+    from hubtune.core.config import PipelineConfig, resolve
     from hubtune.pipeline import PipelineOptions, run_pipeline
 
     cfg = resolve(PipelineConfig, EXAMPLES[task], {

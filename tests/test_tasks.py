@@ -143,7 +143,7 @@ def test_packaged_minilm_refused_by_batch_predict_cli(tmp_path):
 @pytest.mark.parametrize("which,task", [("masked_lm_dir", None), ("gpt2_dir", None), ("minilm_dir", "text-classification")])
 @pytest.mark.parametrize("backend", ["torch", "onnx"])
 def test_headless_checkpoints_refused(which, task, backend, request, tmp_path):
-    from hubtune.errors import ModelTaskError
+    from hubtune.core.errors import ModelTaskError
 
     model = request.getfixturevalue(which)
     with pytest.raises(ModelTaskError) as info:
@@ -203,7 +203,7 @@ def test_token_classification_matches_pipeline(ner_dir, tmp_path, backend):
 
 
 def test_resume_refuses_changed_threshold_and_task(multilabel_dir, tmp_path):
-    from hubtune.errors import ResumeMismatchError
+    from hubtune.core.errors import ResumeMismatchError
 
     predict(multilabel_dir, tmp_path, keep_parts=True)
     with pytest.raises(ResumeMismatchError, match="threshold"):
@@ -215,8 +215,8 @@ def test_resume_refuses_changed_threshold_and_task(multilabel_dir, tmp_path):
 def test_adapter_of_a_bare_encoder_is_read_as_its_peft_head():
     """A LoRA adapter saved with its base's config (architectures: BertModel) carries its head itself
     (peft task_type SEQ_CLS, modules_to_save): it is a sequence classifier, not a headless encoder."""
-    from hubtune.errors import ModelTaskError
-    from hubtune.tasks import TEXT_CLASSIFICATION, TOKEN_CLASSIFICATION, resolve_task
+    from hubtune.core.errors import ModelTaskError
+    from hubtune.tasks.base import TEXT_CLASSIFICATION, TOKEN_CLASSIFICATION, resolve_task
 
     cfg = {"architectures": ["BertModel"], "model_type": "bert", "num_labels": 3}
     assert resolve_task(cfg, None, source="x", peft_task_type="SEQ_CLS")[0] == TEXT_CLASSIFICATION

@@ -8,8 +8,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from hubtune.config import DataConfig, LoraSettings, TrainConfig
-from hubtune.errors import OutputExistsError
+from hubtune.core.config import DataConfig, LoraSettings, TrainConfig
+from hubtune.core.errors import OutputExistsError
 from hubtune.train import train
 
 from .conftest import TWEETS_TEST, TWEETS_TRAIN
@@ -65,7 +65,7 @@ def test_lora_keeps_base_identical_and_saves_only_adapter_and_head(tiny_bert_dir
     for k, v in base.items():
         assert torch.equal(v, fresh[f"bert.{k}"])
     # the adapter reloads directly, with label names
-    from hubtune.modeling import load_classifier
+    from hubtune.core.modeling import load_classifier
 
     loaded = load_classifier(str(res.model_dir))
     assert loaded.is_adapter and loaded.label_names == ["negative", "neutral", "positive"]

@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 
-from hubtune.config import DataConfig, LoraSettings, TrainConfig
+from hubtune.core.config import DataConfig, LoraSettings, TrainConfig
 from hubtune.train import train
 
 from .conftest import TWEETS_TEST, TWEETS_TRAIN, run_cli
@@ -46,8 +46,8 @@ def _cfg(base, out, mode, test=False):
 def _reload_logits(model_dir, seed):
     import torch
 
-    from hubtune.data import load_labeled
-    from hubtune.modeling import load_classifier, predict_logits
+    from hubtune.data.dataset import load_labeled
+    from hubtune.core.modeling import load_classifier, predict_logits
 
     torch.manual_seed(seed)  # a random, unsaved weight would come out different under another seed
     loaded = load_classifier(str(model_dir))
@@ -75,7 +75,7 @@ def test_metrics_come_from_the_reloaded_files(mlm_base, tmp_path):
 
 
 def test_reload_disagreement_fails_the_run(mlm_base, tmp_path, monkeypatch):
-    from hubtune.errors import TrainingError
+    from hubtune.core.errors import TrainingError
     from hubtune.train import common
 
     real = common.save_classifier

@@ -27,7 +27,7 @@ CASES = [("multi-label-classification", "full"), ("regression", "full"), ("token
 
 
 def _train(tiny_bert_dir: str, tmp_path: Path, task: str, mode: str):
-    from hubtune.config import TrainConfig, resolve
+    from hubtune.core.config import TrainConfig, resolve
     from hubtune.train import train
 
     # the recipe of docs/recipes.md (examples/*.yaml), on the tiny model for one epoch
@@ -61,7 +61,7 @@ def _recompute(cfg, model_dir: Path, task: str, mode: str) -> dict:
     import torch
     from transformers import pipeline
 
-    from hubtune.taskdata import load_task_train_eval
+    from hubtune.tasks.taskdata import load_task_train_eval
 
     ev = load_task_train_eval(cfg.data, task).eval.dataset  # the same split, from the same seed
     model, tok = _load(model_dir, task, mode)
@@ -133,8 +133,8 @@ def test_train_task(tiny_bert_dir, tmp_path, task, mode):
     for k, v in _recompute(cfg, model_dir, task, mode).items():
         assert metrics[k] == pytest.approx(v, abs=1e-4), k  # batched, padded vs one by one: float noise
     if mode == "full":  # the card and its model-index: the same figures, measured on the published files
-        from hubtune.card import CardOptions, card
-        from hubtune.metrics import TASK_SUMMARY_KEYS
+        from hubtune.publish.card import CardOptions, card
+        from hubtune.core.metrics import TASK_SUMMARY_KEYS
 
         res_card = card(CardOptions(run_dir=str(res.output_dir), repo_id="org/m"))
         index = {r["metric_name"]: r["metric_value"] for r in res_card.eval_results}
@@ -152,8 +152,8 @@ def test_train_task(tiny_bert_dir, tmp_path, task, mode):
 
 
 def test_list_labels_with_the_default_task_name_the_multilabel_task(tmp_path):
-    from hubtune.data import load_labeled
-    from hubtune.errors import LabelError
+    from hubtune.data.dataset import load_labeled
+    from hubtune.core.errors import LabelError
 
     f = tmp_path / "ml.jsonl"
     f.write_text("\n".join(json.dumps({"text": f"t{i}", "label": ["a", "b"][: 1 + i % 2]}) for i in range(6)) + "\n")
@@ -162,8 +162,8 @@ def test_list_labels_with_the_default_task_name_the_multilabel_task(tmp_path):
 
 
 def test_fractional_labels_with_the_default_task_name_regression(tmp_path):
-    from hubtune.data import load_labeled
-    from hubtune.errors import LabelError
+    from hubtune.data.dataset import load_labeled
+    from hubtune.core.errors import LabelError
 
     f = tmp_path / "reg.csv"
     f.write_text("text,label\n" + "".join(f"row {i},{i / 4}\n" for i in range(6)))
@@ -172,9 +172,9 @@ def test_fractional_labels_with_the_default_task_name_regression(tmp_path):
 
 
 def test_multilabel_delimited_and_regression_data(tmp_path):
-    from hubtune.config import DataConfig
-    from hubtune.errors import LabelError
-    from hubtune.taskdata import load_task_train_eval
+    from hubtune.core.config import DataConfig
+    from hubtune.core.errors import LabelError
+    from hubtune.tasks.taskdata import load_task_train_eval
 
     f = tmp_path / "ml.csv"
     f.write_text("text,labels\n" + "".join(f"row {i},{'x|y' if i % 2 else 'y'}\n" for i in range(10)))
@@ -189,7 +189,7 @@ def test_multilabel_delimited_and_regression_data(tmp_path):
 
 
 def test_verify_compares_labels_exactly_and_scores_within_tolerance():
-    from hubtune.verify import SCORE_TOLERANCE, same_output
+    from hubtune.publish.verify import SCORE_TOLERANCE, same_output
 
     assert same_output("PER:0-9 LOC:20-24", "PER:0-9 LOC:20-24") and not same_output("PER:0-9", "PER:0-8")
     assert same_output([0.5, 0.25], [0.5 + SCORE_TOLERANCE / 2, 0.25])
@@ -225,8 +225,8 @@ def test_conll_style_int_tags_with_classlabel_names(tmp_path):
     """conll2003's layout: integer tags whose names are the feature's ClassLabel (kept by a parquet file)."""
     from datasets import ClassLabel, Dataset, Features, Sequence, Value
 
-    from hubtune.config import DataConfig
-    from hubtune.taskdata import load_task_train_eval
+    from hubtune.core.config import DataConfig
+    from hubtune.tasks.taskdata import load_task_train_eval
 
     names = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
     feats = Features({"tokens": Sequence(Value("string")), "ner_tags": Sequence(ClassLabel(names=names))})
@@ -238,8 +238,8 @@ def test_conll_style_int_tags_with_classlabel_names(tmp_path):
 
 
 def test_task_options_checked_before_any_work():
-    from hubtune.config import TrainConfig, resolve
-    from hubtune.errors import ConfigError
+    from hubtune.core.config import TrainConfig, resolve
+    from hubtune.core.errors import ConfigError
     from hubtune.train.taskrun import best_metric
 
     def cfg(**kw):

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from hubtune.config import DataConfig, TrainConfig, resolve
-from hubtune.errors import ConfigError, LabelError, MissingDependencyError
+from hubtune.core.config import DataConfig, TrainConfig, resolve
+from hubtune.core.errors import ConfigError, LabelError, MissingDependencyError
 
 from .conftest import TWEETS_TRAIN, run_cli
 

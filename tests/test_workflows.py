@@ -398,7 +398,7 @@ def test_batch_predict_summaries(tmp_path):
 
 def test_verification_subprocess_keeps_proxy_and_ca_settings(monkeypatch):
     """Runners behind a proxy or a private CA: the fresh verifying process reaches the Hub the same way."""
-    from hubtune import verify as verify_mod
+    from hubtune.publish import verify as verify_mod
 
     network = {"HTTPS_PROXY": "http://proxy:3128", "HTTP_PROXY": "http://proxy:3128", "NO_PROXY": "127.0.0.1,.corp",
                "https_proxy": "http://proxy:3128", "no_proxy": "localhost", "REQUESTS_CA_BUNDLE": "/etc/ca.pem",

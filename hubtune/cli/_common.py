@@ -1,6 +1,6 @@
 """Shared pieces of the CLI: the one error boundary and output helpers.
 
-Only the CLI prints or exits. Library code raises :class:`hubtune.errors.HubtuneError`.
+Only the CLI prints or exits. Library code raises :class:`hubtune.core.errors.HubtuneError`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any, Callable
 
 import typer
 
-from hubtune.compat import quiet_warnings
-from hubtune.errors import HubtuneError, MetricGateSpecError, OverrideSyntaxError, disk_full
+from hubtune.core.compat import quiet_warnings
+from hubtune.core.errors import HubtuneError, MetricGateSpecError, OverrideSyntaxError, disk_full
 
 INTERNAL_ERROR_EXIT = 70
 INTERRUPTED_EXIT = 130

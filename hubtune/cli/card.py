@@ -25,12 +25,12 @@ def card(
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Write README.md (metadata, model-index, evaluation of the published files) into the folder to publish."""
-    from hubtune.card import CardOptions, card as run_card
+    from hubtune.publish.card import CardOptions, card as run_card
     from hubtune.cli._common import apply_token, print_json, resolve_progress, stderr
 
     show = resolve_progress(progress, json_out)
     apply_token(token)
-    from hubtune.lm_publish import LM_TASKS, lm_card, run_task
+    from hubtune.publish.lm_publish import LM_TASKS, lm_card, run_task
 
     task = run_task(run_dir)
     if task in LM_TASKS:  # a fill-mask / text-generation run: its own card (perplexity before and after)

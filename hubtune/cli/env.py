@@ -8,7 +8,7 @@ import typer
 def env(json_out: bool = typer.Option(False, "--json", help="Print the result as JSON.")) -> None:
     """Print libraries, torch and its CUDA, GPUs, ONNX Runtime providers, CPU flags and the fast path."""
     from hubtune.cli._common import print_json
-    from hubtune.envinfo import describe
+    from hubtune.core.envinfo import describe
 
     info = describe()
     if json_out:

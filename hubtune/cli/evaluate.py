@@ -30,7 +30,7 @@ def evaluate(
     """Evaluate a classifier on a labeled dataset: accuracy, F1, precision, recall, per-class, confusion."""
     from hubtune.evaluate import EvalOptions
     from hubtune.evaluate import evaluate as run_evaluate
-    from hubtune.metrics import format_table
+    from hubtune.core.metrics import format_table
 
     resolve_progress(progress, json_out)
     apply_token(token)

@@ -40,7 +40,7 @@ def export(
 ) -> None:
     """Export to ONNX (+ optional O1-O3 / int8 variants) in MODEL_DIR/onnx, each checked against PyTorch."""
     from hubtune.cli._common import apply_token, print_json, resolve_progress, stderr
-    from hubtune.export import ExportOptions, export as run_export
+    from hubtune.publish.export import ExportOptions, export as run_export
 
     show = resolve_progress(progress, json_out)
     apply_token(token)

@@ -116,7 +116,7 @@ def import_(
         result: Any = import_into_store(root, folder, stored_id, repo_type=repo_type, private=private)
         summary = f"imported {result['files']} files into {root} as {repo_type} {stored_id}{also} ({result['commit']})"
     else:
-        from hubtune.hub import PushOptions, push
+        from hubtune.publish.hub import PushOptions, push
 
         result = push(PushOptions(
             folder=folder, repo_id=stored_id, repo_type=repo_type, private=private, endpoint=endpoint, token=token,

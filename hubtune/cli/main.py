@@ -39,7 +39,7 @@ GROUPS = [
 
 def _version(value: bool) -> None:
     if value:
-        from hubtune.compat import versions
+        from hubtune.core.compat import versions
 
         libs = ", ".join(f"{name} {ver or 'not installed'}" for name, ver in versions().items())
         typer.echo(f"hubtune {__version__} ({libs})")

@@ -24,7 +24,7 @@ def merge(
 ) -> None:
     """Merge a LoRA adapter into a standalone model; written only if merged logits match the adapter's."""
     from hubtune.cli._common import apply_token, print_json, resolve_progress, stderr
-    from hubtune.merge import MergeOptions, merge as run_merge
+    from hubtune.publish.merge import MergeOptions, merge as run_merge
 
     show = resolve_progress(progress, json_out)
     apply_token(token)

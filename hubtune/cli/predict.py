@@ -125,7 +125,7 @@ def batch_predict(
             f"accuracy {result.metrics['accuracy']:.4f}  f1_macro {result.metrics['f1_macro']:.4f}  -> {result.metrics_path}"
         )
         if result.metrics.get("metric_modules"):
-            from hubtune.metric_modules import flat
+            from hubtune.core.metric_modules import flat
 
             typer.echo("evaluate modules: " + "  ".join(f"{k} {v:.4f}" for k, v in flat(result.metrics["metric_modules"]).items()))
 

@@ -38,8 +38,8 @@ def push(
     .cache/, __pycache__/ and trainer checkpoints (checkpoint-*/, checkpoints/) are excluded and listed
     in the --json output.
     """
-    from hubtune.hub import PushOptions
-    from hubtune.hub import push as push_folder
+    from hubtune.publish.hub import PushOptions
+    from hubtune.publish.hub import push as push_folder
 
     resolve_progress(progress, as_json)
     result = push_folder(PushOptions(token=token, 

@@ -69,8 +69,8 @@ def train(
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Fine-tune a model (classifier, masked or causal LM; full or adapters) and write a run directory."""
-    from hubtune.config import TrainConfig, resolve
-    from hubtune.metrics import TASK_SUMMARY_KEYS
+    from hubtune.core.config import TrainConfig, resolve
+    from hubtune.core.metrics import TASK_SUMMARY_KEYS
     from hubtune.train import train as run_train
 
     overrides = {
@@ -174,7 +174,7 @@ def train(
         f"{majority(m)}  f1_macro {m['f1_macro']:.4f}"
     )
     if m.get("metric_modules"):
-        from hubtune.metric_modules import flat
+        from hubtune.core.metric_modules import flat
 
         typer.echo("eval, evaluate modules: " + "  ".join(f"{k} {v:.4f}" for k, v in flat(m["metric_modules"]).items()))
     if result.test_metrics:

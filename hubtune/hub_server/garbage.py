@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hubtune.errors import ConfigError
+from hubtune.core.errors import ConfigError
 from hubtune.hub_server.store import REPO_TYPES, HubStore
 
 DEFAULT_MIN_AGE_S = 3600.0

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from hubtune.errors import ConfigError, DataError, ImportRepoIdError, UnsafePathError
+from hubtune.core.errors import ConfigError, DataError, ImportRepoIdError, UnsafePathError
 from hubtune.hub_server.store import (
     CANONICAL_ORG,
     Commit,
@@ -21,7 +21,7 @@ from hubtune.hub_server.store import (
     open_store,
     upload_mode,
 )
-from hubtune.parity import file_sha256
+from hubtune.core.parity import file_sha256
 
 
 def import_repo_id(repo_id: str) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import uvicorn
 
-from hubtune.errors import ConfigError, OptionRangeError, ServerStartError
+from hubtune.core.errors import ConfigError, OptionRangeError, ServerStartError
 from hubtune.hub_server.app import ServerConfig, make_app
 from hubtune.hub_server.garbage import collect_garbage
 from hubtune.hub_server.store import open_store

@@ -557,8 +557,8 @@ class HubStore(BlobStore):
 
 def open_store(root: str | os.PathLike[str], flag: str = "--root") -> HubStore:
     """The store at ``root``, created when missing; a root that is a file, or cannot be created or written, is
-    :class:`~hubtune.errors.ServerStartError` with nothing left behind (the folders this call made are removed)."""
-    from hubtune.errors import ServerStartError
+    :class:`~hubtune.core.errors.ServerStartError` with nothing left behind (the folders this call made are removed)."""
+    from hubtune.core.errors import ServerStartError
 
     path = Path(root).absolute()
     if path.exists() and not path.is_dir():

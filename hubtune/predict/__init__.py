@@ -50,7 +50,7 @@ def batch_predict(opts: PredictOptions) -> PredictResult:
     """Predict every row of ``opts.dataset`` into ``opts.output`` (resumable; see :mod:`hubtune.predict.output`
     for the files). ``opts.engine == "ray"`` runs the same runners and shard files on a pool of Ray actors."""
     if opts.metric_modules:  # loaded before any row is read: a bad --metric fails first
-        from hubtune.metric_modules import load_metric_modules
+        from hubtune.core.metric_modules import load_metric_modules
 
         load_metric_modules(opts.metric_modules)
     if opts.engine == "ray":

@@ -99,7 +99,7 @@ def _bad_text(value: Any, column: str) -> str | None:
 def resolve_stride(tokenizer: Any, max_length: int, long_text: str, stride: int | None, pair_col: str | None) -> int | None:
     """The stride of ``--long-text chunk`` (default: a quarter of a window's text tokens), checked against the
     window (the tokenizer refuses a stride that is not smaller than it); None for ``truncate``."""
-    from hubtune.errors import ConfigError
+    from hubtune.core.errors import ConfigError
 
     if long_text != "chunk":
         return None
@@ -195,7 +195,7 @@ def prepare_chunk(
 def mean_over_windows(logits: np.ndarray, windows: np.ndarray, rows: int) -> np.ndarray:
     """Per row, the log of the mean of its windows' probabilities: what ``softmax`` turns back into that mean,
     so the shard files, metrics and checks take chunked rows like any other."""
-    from hubtune.metrics import softmax
+    from hubtune.core.metrics import softmax
 
     probs = softmax(logits)
     total = np.zeros((rows, probs.shape[-1]), dtype=np.float64)

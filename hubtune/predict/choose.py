@@ -31,9 +31,9 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from hubtune.errors import ResumeMismatchError
-from hubtune.onnx_tools import QUANTIZED_FILE
-from hubtune.parity import output_agreement
+from hubtune.core.errors import ResumeMismatchError
+from hubtune.core.onnx_tools import QUANTIZED_FILE
+from hubtune.core.parity import output_agreement
 from hubtune.predict.batching import Chunk, prepare_chunk, run_chunk
 from hubtune.predict.options import REDUCED_DTYPES, PredictOptions
 from hubtune.predict.runners import Runner, find_onnx, make_runner
@@ -44,7 +44,7 @@ WARMUP_BATCHES = 3  # timed batches per candidate (after one untimed batch)
 
 def detect_hardware(device: str | None = None) -> dict[str, Any]:
     """What decides the path: CUDA (and whether its GPU runs bf16), AMX, the CPU model and flags."""
-    from hubtune.envinfo import cpu_fast_bf16, cpu_info, torch_info
+    from hubtune.core.envinfo import cpu_fast_bf16, cpu_info, torch_info
 
     cinfo, tinfo = cpu_info(), torch_info()
     gpus = tinfo.get("gpus") or []
@@ -63,15 +63,15 @@ def detect_hardware(device: str | None = None) -> dict[str, Any]:
 
 def ort_providers() -> list[str]:
     """onnxruntime's execution providers ([] when it is not installed)."""
-    from hubtune.envinfo import ort_info
+    from hubtune.core.envinfo import ort_info
 
     return list(ort_info().get("providers") or [])
 
 
 def onnx_state(model_dir: Path, onnx_file: str | None) -> tuple[Path | None, str]:
     """(the ONNX file auto may run, or None; why not). Auto runs only a graph exported from these weights."""
-    from hubtune.errors import StaleOnnxError
-    from hubtune.onnx_tools import check_matches_weights
+    from hubtune.core.errors import StaleOnnxError
+    from hubtune.core.onnx_tools import check_matches_weights
 
     if (model_dir / "adapter_config.json").is_file():
         return None, "a LoRA adapter has no ONNX graph (run `hubtune merge` and `hubtune export` for one)"
@@ -143,7 +143,7 @@ def cache_path() -> Path:
 
 def cache_key(weights_sha256: str, hw: dict[str, Any], pairs: list[tuple[str, str]], opts: PredictOptions,
               onnx_path: Path | None, length: str = "") -> str:
-    from hubtune.compat import versions
+    from hubtune.core.compat import versions
 
     facts = {
         "v": CACHE_VERSION, "weights": weights_sha256, "cpu": hw["cpu"], "flags": hw["flags"], "gpu": hw["gpu"],
@@ -220,7 +220,7 @@ def agreement(reduced: np.ndarray, reference: np.ndarray, task: str = "", logit_
     if not len(reference):
         return 1.0
     if task == "feature-extraction":
-        from hubtune.embeddings import cosine_rows
+        from hubtune.tasks.embeddings import cosine_rows
 
         return float((cosine_rows(reduced, reference) >= EMBEDDING_ROW_COSINE).mean())
     return output_agreement(reduced, reference, task, logit_threshold)

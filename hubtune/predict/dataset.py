@@ -1,4 +1,4 @@
-"""Where the rows come from: the input dataset opened streaming (:mod:`hubtune.data` specs), its columns
+"""Where the rows come from: the input dataset opened streaming (:mod:`hubtune.data.dataset` specs), its columns
 resolved and checked (``--keep-columns``), its rows counted (for ``--num-shards``) and fingerprinted (what a
 resume and ``merge-predictions`` compare)."""
 
@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from hubtune.errors import ColumnNotFoundError, ConfigError, EmptyDatasetError
+from hubtune.core.errors import ColumnNotFoundError, ConfigError, EmptyDatasetError
 from hubtune.predict.options import PredictOptions
 
 
@@ -34,7 +34,7 @@ def _first_columns(ds: Any) -> list[str]:
 
 def open_input(opts: PredictOptions) -> tuple[Any, Any, Any, list[str]]:
     """(spec, streamed dataset, resolved columns, kept columns) of ``opts.dataset``; validates --keep-columns."""
-    from hubtune.data import open_dataset, parse_spec, resolve_columns
+    from hubtune.data.dataset import open_dataset, parse_spec, resolve_columns
 
     spec = parse_spec(opts.dataset)
     ds = open_dataset(spec, streaming=True, encoding=opts.encoding, default_split="test", revision=opts.revision if spec.kind == "hub" else None)
@@ -69,7 +69,7 @@ def count_rows(ds: Any, spec: Any, text_col: str) -> int:
         if split in splits and splits[split].num_examples:
             return int(splits[split].num_examples)
     if spec.kind == "local":
-        from hubtune.data import local_files
+        from hubtune.data.dataset import local_files
 
         builder, files, _ = local_files(Path(spec.path))
         if builder == "parquet":
@@ -98,7 +98,7 @@ def dataset_fingerprint(spec: Any, ds: Any, revision: str | None) -> str:
     h = hashlib.sha256()
     h.update(json.dumps({"kind": spec.kind, "path": spec.path, "config": spec.config, "split": spec.split, "rev": revision}).encode())
     if spec.kind == "local":
-        from hubtune.data import local_files
+        from hubtune.data.dataset import local_files
 
         _, files, _ = local_files(Path(spec.path))
         for f in files:

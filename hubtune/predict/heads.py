@@ -8,7 +8,7 @@
                                 character offsets into the text, grouped as ``pipeline("token-classification",
                                 aggregation_strategy="simple")`` groups them (its own code does the grouping)
 ``feature-extraction``          ``embedding``: the text's vector, a fixed-size list of float32 (the pooling and
-                                normalisation of :mod:`hubtune.embeddings`, which the runner applies)
+                                normalisation of :mod:`hubtune.tasks.embeddings`, which the runner applies)
 
 The scores are those ``pipeline()`` gives: ``function_to_apply="sigmoid"`` for multi-label, ``"none"`` for
 regression.
@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from hubtune.embeddings import EMBEDDING_COLUMN
-from hubtune.errors import ConfigError
-from hubtune.tasks import (FEATURE_EXTRACTION, MULTI_LABEL, REGRESSION, TEXT_CLASSIFICATION, TOKEN_CLASSIFICATION,
+from hubtune.tasks.embeddings import EMBEDDING_COLUMN
+from hubtune.core.errors import ConfigError
+from hubtune.tasks.base import (FEATURE_EXTRACTION, MULTI_LABEL, REGRESSION, TEXT_CLASSIFICATION, TOKEN_CLASSIFICATION,
                            check_text_input)
 
 PREDICT_TASKS = (TEXT_CLASSIFICATION, MULTI_LABEL, REGRESSION, TOKEN_CLASSIFICATION, FEATURE_EXTRACTION)
@@ -61,7 +61,7 @@ def run_head(runner: Any, opts: Any, cols: Any, max_length: int | None) -> Head:
     :class:`~hubtune.predict.options.PredictOptions`; ``cols``: the input's columns)."""
     task = getattr(runner, "task", TEXT_CLASSIFICATION)
     check_task_options(task, opts.long_text, cols.text_pair, opts.threshold)
-    # an NLI checkpoint given single texts: what its files say (else its label names) decides, in hubtune.tasks
+    # an NLI checkpoint given single texts: what its files say (else its label names) decides, in hubtune.tasks.base
     found = getattr(runner, "checkpoint", None) or getattr(getattr(runner, "loaded", None), "checkpoint", None)
     check_text_input(task, cols.text_pair is not None, opts.model, found=found, label_names=runner.label_names)
     if str(opts.output).lower().endswith(".csv") and task in LIST_COLUMNS:

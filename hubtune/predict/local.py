@@ -27,7 +27,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from hubtune.errors import EmptyDatasetError, OptionRangeError, RowError
+from hubtune.core.errors import EmptyDatasetError, OptionRangeError, RowError
 from hubtune.predict.batching import Chunk, prefetch, prepare_chunk, resolve_stride, run_chunk
 from hubtune.predict.choose import choose_runner
 from hubtune.predict.dataset import count_rows, label_feature, open_input

@@ -13,7 +13,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from hubtune.errors import ConfigError, OutputExistsError, PartError, PredictError, ResumeMismatchError
+from hubtune.core.errors import ConfigError, OutputExistsError, PartError, PredictError, ResumeMismatchError
 from hubtune.predict.options import MergeResult, output_format
 from hubtune.predict.output import (
     PREDICTION_DEFAULTS,

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from hubtune.errors import ConfigError
-from hubtune.tasks import check_task_name
+from hubtune.core.errors import ConfigError
+from hubtune.tasks.base import check_task_name
 
 OUTPUT_FORMATS = (".parquet", ".jsonl", ".csv")
 BACKENDS = ("auto", "torch", "onnx")
@@ -67,7 +67,7 @@ class PredictOptions:
     # evaluate modules (--metric) computed beside the built-in metrics when the rows have labels; they read the
     # predictions only, so they are not part of the resume identity
     metric_modules: list[str] = field(default_factory=list)
-    # the model's task (hubtune.tasks.TASKS): None reads it from the checkpoint; a checkpoint without its head
+    # the model's task (hubtune.tasks.base.TASKS): None reads it from the checkpoint; a checkpoint without its head
     # is refused (ModelTaskError)
     task: str | None = None
     threshold: float | None = None  # multi-label: a label is predicted when its sigmoid is over it (None: 0.5)
@@ -101,7 +101,7 @@ class PredictResult:
     truncated_rows: int = 0
     # {"mode": truncate|chunk, "max_length", "stride", "chunked_rows": rows scored over 2+ windows, "windows"}
     long_text: dict[str, Any] = field(default_factory=dict)
-    task: str = "text-classification"  # the task predicted (hubtune.tasks)
+    task: str = "text-classification"  # the task predicted (hubtune.tasks.base)
 
 
 @dataclass

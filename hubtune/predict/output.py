@@ -27,7 +27,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from hubtune.errors import ConfigError, OutputExistsError, OutputNotWritableError, PartError, ResumeMismatchError
+from hubtune.core.errors import ConfigError, OutputExistsError, OutputNotWritableError, PartError, ResumeMismatchError
 from hubtune.predict.dataset import dataset_fingerprint
 from hubtune.predict.options import PredictOptions
 from hubtune.predict.shards import Writer, iter_tables, kill_point, write_errors, write_json
@@ -285,8 +285,8 @@ def prediction_settings(
 ) -> dict[str, Any]:
     """Everything besides the model and the data that changes a prediction (see PREDICTION_FIELDS); ``stride``:
     the resolved ``--stride`` of ``--long-text chunk``; ``task`` and the multi-label ``threshold`` as resolved;
-    ``pooling``: a feature-extraction run's :class:`~hubtune.embeddings.Pooling` (mode, normalisation)."""
-    from hubtune.parity import file_sha256
+    ``pooling``: a feature-extraction run's :class:`~hubtune.tasks.embeddings.Pooling` (mode, normalisation)."""
+    from hubtune.core.parity import file_sha256
 
     onnx = opts.backend == "onnx" and onnx_path is not None
     return {
@@ -414,7 +414,7 @@ def assemble(
     metrics_path = sidecar(output, ".metrics.json")
     eval_files = [parts / s["eval_file"] for s in shards if s.get("eval_file")]
     if metrics_enabled and eval_files and len(eval_files) == len([s for s in shards if s["rows"]]):
-        from hubtune.metrics import classification_metrics
+        from hubtune.core.metrics import classification_metrics
 
         loaded = [np.load(f) for f in eval_files]
         y_true = np.concatenate([z["y_true"] for z in loaded])
@@ -423,7 +423,7 @@ def assemble(
         if len(y_true):
             metrics = classification_metrics(y_true, y_pred, label_names, probs_all)
             if opts.metric_modules:
-                from hubtune.metric_modules import module_metrics
+                from hubtune.core.metric_modules import module_metrics
 
                 metrics["metric_modules"] = module_metrics(opts.metric_modules, y_true, y_pred, probs_all)
             write_json(metrics_path, {"model": opts.model, "dataset": opts.dataset, "metrics": metrics})

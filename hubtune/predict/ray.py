@@ -31,7 +31,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Iterator
 
-from hubtune.errors import ConfigError, EmptyDatasetError, HubtuneError, MissingDependencyError, PredictError, RowError
+from hubtune.core.errors import ConfigError, EmptyDatasetError, HubtuneError, MissingDependencyError, PredictError, RowError
 from hubtune.predict.batching import Chunk, prepare_chunk, resolve_stride, run_chunk
 from hubtune.predict.dataset import label_feature, open_input
 from hubtune.predict.heads import run_head
@@ -269,7 +269,7 @@ def _run(ray: Any, opts: PredictOptions, t0: float, fmt: str, workers: int, outp
             for raw in table.column("entry").to_pylist():
                 entry = json.loads(raw)
                 if "fatal" in entry:  # raise it here, with its own type (exit code); stops the job
-                    import hubtune.errors as errors_module
+                    import hubtune.core.errors as errors_module
 
                     cls = getattr(errors_module, entry["fatal"]["type"], PredictError)
                     raise (cls if isinstance(cls, type) and issubclass(cls, HubtuneError) else PredictError)(entry["fatal"]["message"])

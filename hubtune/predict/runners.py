@@ -9,10 +9,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from hubtune.errors import ConfigError, MissingDependencyError, ModelLoadError
+from hubtune.core.errors import ConfigError, MissingDependencyError, ModelLoadError
 from hubtune.predict.heads import PREDICT_TASKS
 from hubtune.predict.options import PredictOptions
-from hubtune.tasks import FEATURE_EXTRACTION, TEXT_CLASSIFICATION
+from hubtune.tasks.base import FEATURE_EXTRACTION, TEXT_CLASSIFICATION
 
 
 class Runner(Protocol):
@@ -23,7 +23,7 @@ class Runner(Protocol):
     label_names: list[str]
     max_length: int
     device: str
-    task: str  # hubtune.tasks: what the logits mean (a row's classes or value, a logit per token, an embedding)
+    task: str  # hubtune.tasks.base: what the logits mean (a row's classes or value, a logit per token, an embedding)
     notices: list[str]  # what the user should know (e.g. an ONNX file exported on the fly)
     padding_side: str  # where a batch's padding goes (:func:`padding_side`): a row answers what it answers alone
 
@@ -31,9 +31,9 @@ class Runner(Protocol):
 
 
 def padding_side(config: Any, task: str) -> str:
-    """The side a batch of ``task`` is padded on (:func:`hubtune.modeling.batch_padding_side`)."""
-    from hubtune.modeling import batch_padding_side
-    from hubtune.tasks import reads_one_sequence
+    """The side a batch of ``task`` is padded on (:func:`hubtune.core.modeling.batch_padding_side`)."""
+    from hubtune.core.modeling import batch_padding_side
+    from hubtune.tasks.base import reads_one_sequence
 
     return batch_padding_side(config, reads_one_sequence(task))
 
@@ -42,8 +42,8 @@ class TorchRunner:
     def __init__(self, model_dir: Path, opts: PredictOptions) -> None:
         import torch
 
-        from hubtune.modeling import load_classifier, pick_device
-        from hubtune.onnx_tools import encoder_of
+        from hubtune.core.modeling import load_classifier, pick_device
+        from hubtune.core.onnx_tools import encoder_of
 
         self.device = pick_device(opts.device)
         if opts.num_threads:
@@ -86,7 +86,7 @@ class TorchRunner:
                                 enabled=self.autocast is not None):
                 out = self.model(**batch)
             if self.pooling is not None:  # feature-extraction: the pooled last_hidden_state
-                from hubtune.embeddings import pool
+                from hubtune.tasks.embeddings import pool
 
                 return pool(out.last_hidden_state, batch["attention_mask"], self.pooling).cpu().numpy()
             return out.logits.float().cpu().numpy()
@@ -108,7 +108,7 @@ def checkpoint_is_encoder(model_dir: Path, opts: PredictOptions) -> bool:
         return opts.task == FEATURE_EXTRACTION
     import json
 
-    from hubtune.tasks import checkpoint_task
+    from hubtune.tasks.base import checkpoint_task
 
     try:
         cfg = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
@@ -118,7 +118,7 @@ def checkpoint_is_encoder(model_dir: Path, opts: PredictOptions) -> bool:
 
 
 def embedding_setup(runner: Any, model_dir: Path, opts: PredictOptions, config: Any) -> Any:
-    """For a feature-extraction runner: its :class:`~hubtune.embeddings.Pooling` (the model's sentence-transformers
+    """For a feature-extraction runner: its :class:`~hubtune.tasks.embeddings.Pooling` (the model's sentence-transformers
     config, ``--normalize``), the vector size and sentence-transformers' ``max_seq_length``; None otherwise (a
     ``--normalize`` for another task is refused)."""
     if runner.task != FEATURE_EXTRACTION:
@@ -128,7 +128,7 @@ def embedding_setup(runner: Any, model_dir: Path, opts: PredictOptions, config: 
                 f"{runner.task}: drop it, or pass --task feature-extraction"
             )
         return None
-    from hubtune.embeddings import model_pooling
+    from hubtune.tasks.embeddings import model_pooling
 
     pooling = model_pooling(model_dir, opts.normalize)
     if pooling.max_length:
@@ -166,9 +166,9 @@ def export_missing_onnx(model_dir: Path, export_dir: Path, task: str = TEXT_CLAS
     A graph an earlier run exported there is used only when its ``export_info.json`` says it passed that gate
     and it comes from these weights. A graph that fails the gate is not used: ExportParityError (exit 13) with
     the gate's figures and ``--backend torch``; a family the exporter cannot trace: ExportUnsupportedError."""
-    from hubtune.errors import ExportParityError, ExportUnsupportedError, HubtuneError, StaleOnnxError
-    from hubtune.export import ExportOptions, export, gated
-    from hubtune.onnx_tools import FP32_FILE, check_matches_weights, read_info
+    from hubtune.core.errors import ExportParityError, ExportUnsupportedError, HubtuneError, StaleOnnxError
+    from hubtune.publish.export import ExportOptions, export, gated
+    from hubtune.core.onnx_tools import FP32_FILE, check_matches_weights, read_info
 
     target = export_dir / FP32_FILE
     if target.is_file() and gated(read_info(export_dir)):
@@ -192,7 +192,7 @@ def export_missing_onnx(model_dir: Path, export_dir: Path, task: str = TEXT_CLAS
             "--backend onnx runs its onnx/)"
         ) from None
     except Exception as exc:  # noqa: BLE001 - an exporter's own failure: this model is not for --backend onnx
-        from hubtune.onnx_tools import plain
+        from hubtune.core.onnx_tools import plain
 
         raise ExportUnsupportedError(
             f"exporting {model_dir} to ONNX on the fly failed ({type(exc).__name__}: {plain(exc)[:200]}); expected "
@@ -214,9 +214,9 @@ class OnnxRunner:
             raise MissingDependencyError("--backend onnx needs onnxruntime; pip install onnxruntime") from exc
         from transformers import AutoConfig, AutoTokenizer
 
-        from hubtune.modeling import check_tokenizer_fits, effective_max_length, ensure_pad_token, label_names_from_config
-        from hubtune.onnx_tools import session as ort_session
-        from hubtune.tasks import resolve_task
+        from hubtune.core.modeling import check_tokenizer_fits, effective_max_length, ensure_pad_token, label_names_from_config
+        from hubtune.core.onnx_tools import session as ort_session
+        from hubtune.tasks.base import resolve_task
 
         if opts.dtype not in ("fp32", "int8"):
             raise ConfigError(
@@ -228,7 +228,7 @@ class OnnxRunner:
                 f"model {model_dir} is a LoRA adapter; the onnx backend needs a full model: run `hubtune merge` "
                 "first or use --backend torch"
             )
-        from hubtune.onnx_tools import QUANTIZED_FILE
+        from hubtune.core.onnx_tools import QUANTIZED_FILE
 
         cfg = AutoConfig.from_pretrained(model_dir, trust_remote_code=opts.trust_remote_code)
         # the graph answers the head the weights have: a checkpoint without it is refused before any export
@@ -247,7 +247,7 @@ class OnnxRunner:
             onnx_path, notice = export_missing_onnx(model_dir, export_dir, self.task)
             self.notices.append(notice)
         else:
-            from hubtune.onnx_tools import check_matches_weights
+            from hubtune.core.onnx_tools import check_matches_weights
 
             note = check_matches_weights(onnx_path, model_dir)
             if note:
@@ -262,7 +262,7 @@ class OnnxRunner:
                 "--device cuda was asked for but onnxruntime has no CUDAExecutionProvider "
                 "(install onnxruntime-gpu); use --device cpu"
             )
-        from hubtune.onnx_tools import check_dynamic, family_of, run_graph
+        from hubtune.core.onnx_tools import check_dynamic, family_of, run_graph
 
         self.run_graph = run_graph
         self.session = ort_session(onnx_path, threads=opts.num_threads, providers=providers, arena=arena)
@@ -277,7 +277,7 @@ class OnnxRunner:
         self.pooling = embedding_setup(self, model_dir, opts, cfg)
         self.padding_side = padding_side(cfg, self.task)
         if self.pooling is not None:
-            from hubtune.onnx_tools import HIDDEN_OUTPUT
+            from hubtune.core.onnx_tools import HIDDEN_OUTPUT
 
             if HIDDEN_OUTPUT not in outputs:
                 raise ModelLoadError(
@@ -293,7 +293,7 @@ class OnnxRunner:
             inputs["token_type_ids"] = np.zeros_like(feeds["input_ids"])
         out = np.asarray(self.run_graph(self.session, [self.output_name], inputs)[0], dtype=np.float32)
         if self.pooling is not None:
-            from hubtune.embeddings import pool_numpy
+            from hubtune.tasks.embeddings import pool_numpy
 
             return pool_numpy(out, feeds["attention_mask"], self.pooling)
         return out

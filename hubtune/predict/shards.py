@@ -4,7 +4,7 @@ that could not be processed) and NAME.eval.npz (labels and predictions, for the 
 engine then records the shard (local: the manifest; Ray: a commit marker). :class:`Writer` streams tables into
 OUTPUT, :func:`write_json` and :func:`write_errors` its sidecars.
 
-A full disk (ENOSPC, EDQUOT) while writing becomes :class:`~hubtune.errors.DiskFullError` naming the path
+A full disk (ENOSPC, EDQUOT) while writing becomes :class:`~hubtune.core.errors.DiskFullError` naming the path
 (:func:`disk_guard`); :func:`kill_point` is a test hook that SIGKILLs the process at a named phase
 (``HUBTUNE_PREDICT_KILL_AT=PHASE``), so the kill-point tests stop a real run exactly there.
 """
@@ -22,7 +22,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from hubtune.errors import DiskFullError, LabelError
+from hubtune.core.errors import DiskFullError, LabelError
 from hubtune.predict.batching import Chunk
 from hubtune.predict.heads import Head, task_columns
 from hubtune.predict.options import output_format
@@ -32,7 +32,7 @@ def _shard_table(chunk: Chunk, logits: np.ndarray, keep: list[str], label_names:
                  head: Head | None = None) -> Any:
     import pyarrow as pa
 
-    from hubtune.metrics import softmax
+    from hubtune.core.metrics import softmax
 
     if head is not None and not head.scores_metrics:  # multi-label, regression, token classification
         cols = {"row_id": pa.array(chunk.start + chunk.valid, type=pa.int64())}
@@ -141,7 +141,7 @@ def _atomic_bytes(data: bytes, path: Path, hint: str | None = None) -> None:
 
 def _label_ids(values: list[Any], feature: Any, label_names: list[str], source: str) -> tuple[np.ndarray, np.ndarray]:
     """(positions with a label, their ids in the model's label order). Raises LabelError for unknown labels."""
-    from hubtune.labels import is_missing, to_ids
+    from hubtune.data.labels import is_missing, to_ids
 
     pos = [i for i, v in enumerate(values) if not is_missing(v)]
     ids = to_ids([values[i] for i in pos], feature, label_names, source, "pass --label-column or a model trained on these labels")

@@ -9,15 +9,15 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from hubtune.errors import ModelLoadError
+from hubtune.core.errors import ModelLoadError
 
 WEIGHT_GLOBS = ("*.safetensors", "*.bin", "adapter_model.*", "bottleneck/*.safetensors")  # bottleneck/: mode adapter
 
 
 def resolve_model_dir(source: str, *, revision: str | None, backend: str) -> tuple[Path, str | None]:
     """A local directory for ``source`` (a model folder, a run directory, a Hub id or ``packaged:minilm``: the
-    references every command reads, :func:`hubtune.modeling.resolve_model_ref`) and its Hub commit."""
-    from hubtune.modeling import download_model, resolve_model_ref
+    references every command reads, :func:`hubtune.core.modeling.resolve_model_ref`) and its Hub commit."""
+    from hubtune.core.modeling import download_model, resolve_model_ref
 
     ref = resolve_model_ref(source)
     if ref.is_local:

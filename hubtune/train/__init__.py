@@ -1,5 +1,5 @@
 """The train step: :func:`train` picks the recipe from ``cfg.task`` / ``cfg.engine``; every recipe writes the
-same run directory (:mod:`hubtune.layout`).
+same run directory (:mod:`hubtune.core.layout`).
 
 Modules, lowest first (a module imports only modules above it in this list; no recipe imports another):
 
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from hubtune.config import HEAD_TASKS, TrainConfig
+from hubtune.core.config import HEAD_TASKS, TrainConfig
 from hubtune.train.accel import train_accelerate
 from hubtune.train.classifier import train_classifier
 from hubtune.train.common import (
@@ -76,7 +76,7 @@ def train(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False, pr
     if cfg.engine == "trainer":  # report_to integrations installed, before any work (the Trainer builds them late)
         check_report_to(cfg.report_to)
     if cfg.metrics:  # load the evaluate modules (--metric) before any work: a bad one fails first
-        from hubtune.metric_modules import load_metric_modules
+        from hubtune.core.metric_modules import load_metric_modules
 
         load_metric_modules(cfg.metrics)
     if cfg.task == "fill-mask" and cfg.engine == "accelerate":

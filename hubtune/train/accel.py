@@ -1,6 +1,6 @@
 """Recipe ``engine: accelerate``: the classification train step as a plain Accelerate loop (no Trainer).
 
-Same inputs (TrainConfig), same outputs (the run directory of :mod:`hubtune.layout`), so the later
+Same inputs (TrainConfig), same outputs (the run directory of :mod:`hubtune.core.layout`), so the later
 steps do not know which engine trained. Launched with ``accelerate launch -m hubtune train ...`` (or
 ``torchrun -m hubtune train ...``) it trains data-parallel: ``Accelerator.prepare`` shards the batches
 and wraps the model, ``gather_for_metrics`` collects the eval predictions of every process (dropping
@@ -19,8 +19,8 @@ import math
 import time
 from typing import Any, Callable
 
-from hubtune.config import TrainConfig
-from hubtune.metrics import classification_metrics, softmax, summary
+from hubtune.core.config import TrainConfig
+from hubtune.core.metrics import classification_metrics, softmax, summary
 from hubtune.train.common import (
     TrainResult,
     announce_start,

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from hubtune.config import TrainConfig
-from hubtune.errors import ConfigError, TrainingError
+from hubtune.core.config import TrainConfig
+from hubtune.core.errors import ConfigError, TrainingError
 
 
 # the head's module names across families: BERT-likes' classifier, decoders' score, BART/T5's classification_head,

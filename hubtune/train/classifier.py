@@ -12,9 +12,9 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from hubtune.config import TrainConfig
-from hubtune.layout import RunLayout
-from hubtune.metrics import classification_metrics, softmax, summary
+from hubtune.core.config import TrainConfig
+from hubtune.core.layout import RunLayout
+from hubtune.core.metrics import classification_metrics, softmax, summary
 from hubtune.train import ulmfit
 from hubtune.train.settings import class_weight_vector, weighted_loss
 from hubtune.train.common import (

@@ -3,7 +3,7 @@ running the Trainer, swapping in ``model/``, the run summary and :class:`TrainRe
 a text-classifier run (load and tokenize; save, evaluate and write the run files), which the classifier
 recipe (:mod:`hubtune.train.classifier`) and the Accelerate recipe (:mod:`hubtune.train.accel`) share.
 
-The run directory is described in :mod:`hubtune.layout`. All input is validated (data loaded, model and
+The run directory is described in :mod:`hubtune.core.layout`. All input is validated (data loaded, model and
 tokenizer loaded) before anything is written, so bad input leaves no partial output.
 
 Under ``torchrun`` / ``accelerate launch`` every process trains; only the main process writes the run
@@ -24,16 +24,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hubtune import __version__
-from hubtune.compat import installed_version, quiet_libraries, trainer_loss_over_resumed_steps, training_arguments
-from hubtune.config import ADAPTER_MODES, TrainConfig, dump_yaml, load_yaml, resume_changes
-from hubtune.data import TrainEvalData, load_train_eval
-from hubtune.errors import (
+from hubtune.core.compat import installed_version, quiet_libraries, trainer_loss_over_resumed_steps, training_arguments
+from hubtune.core.config import ADAPTER_MODES, TrainConfig, dump_yaml, load_yaml, resume_changes
+from hubtune.data.dataset import TrainEvalData, load_train_eval
+from hubtune.core.errors import (
     ConfigError, DiskFullError, ModelLoadError, OutputExistsError, OutputNotWritableError, TrainingError, disk_full,
 )
-from hubtune.layout import RunLayout, last_complete_checkpoint
-from hubtune.metrics import summary
-from hubtune.security import check_checkpoint, check_model_config
-from hubtune.modeling import (
+from hubtune.core.layout import RunLayout, last_complete_checkpoint
+from hubtune.core.metrics import summary
+from hubtune.core.security import check_checkpoint, check_model_config
+from hubtune.core.modeling import (
     DEFAULT_MAX_LENGTH,
     check_tokenizer_fits,
     load_classifier,
@@ -98,7 +98,7 @@ def resolve_precision(precision: str) -> PrecisionChoice:
     elsewhere. An explicit ``fp32``/``bf16`` is honoured anywhere; ``fp16`` needs a CUDA GPU."""
     import torch
 
-    from hubtune.envinfo import fast_bf16
+    from hubtune.core.envinfo import fast_bf16
 
     if precision == "auto":
         fast, why = fast_bf16()
@@ -456,7 +456,7 @@ def prepare_classifier(cfg: TrainConfig, progress: bool) -> tuple[TrainEvalData,
     if cfg.mode in ADAPTER_MODES:
         model = apply_adapter(model, cfg, extra_modules=missing)
     elif cfg.mode == "adapter":  # a bottleneck adapter (AdapterHub's adapters library)
-        from hubtune.adapterhub import apply_bottleneck
+        from hubtune.core.adapterhub import apply_bottleneck
 
         model = apply_bottleneck(model, config=cfg.bottleneck.config, reduction_factor=cfg.bottleneck.reduction_factor,
                                  extra_modules=missing)
@@ -466,8 +466,8 @@ def prepare_classifier(cfg: TrainConfig, progress: bool) -> tuple[TrainEvalData,
 
 def save_classifier(layout: RunLayout, model: Any, tokenizer: Any, cfg: TrainConfig, max_length: int) -> None:
     def save(staging: Path) -> None:
-        if cfg.mode == "adapter":  # bottleneck/ + marker, no model.safetensors (see hubtune.adapterhub)
-            from hubtune.adapterhub import save_bottleneck
+        if cfg.mode == "adapter":  # bottleneck/ + marker, no model.safetensors (see hubtune.core.adapterhub)
+            from hubtune.core.adapterhub import save_bottleneck
 
             save_bottleneck(model, staging, base_model=public_model_ref(cfg.base_model), local_base=cfg.base_model)
         else:
@@ -489,9 +489,9 @@ def evaluate_saved(cfg: TrainConfig, layout: RunLayout, model: Any, data: TrainE
                    max_length: int) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Metrics of the files in ``model/``, reloaded into a fresh model object, on the eval split (and the test
     split when the config names one). Fails when the reloaded model predicts differently from the trained one."""
-    from hubtune.data import load_labeled
-    from hubtune.metrics import classification_metrics, softmax
-    from hubtune.parity import compare_logits
+    from hubtune.data.dataset import load_labeled
+    from hubtune.core.metrics import classification_metrics, softmax
+    from hubtune.core.parity import compare_logits
 
     limit = min(max_length, DEFAULT_MAX_LENGTH)
     reloaded = load_classifier(str(layout.model_dir), device=str(next(model.parameters()).device))
@@ -505,7 +505,7 @@ def evaluate_saved(cfg: TrainConfig, layout: RunLayout, model: Any, data: TrainE
         probs = softmax(logits)
         out = classification_metrics(ds["label"], probs.argmax(-1), reloaded.label_names, probs)
         if cfg.metrics:  # evaluate modules (--metric) on the same predictions
-            from hubtune.metric_modules import module_metrics
+            from hubtune.core.metric_modules import module_metrics
 
             out["metric_modules"] = module_metrics(cfg.metrics, ds["label"], probs.argmax(-1), probs)
         out["source"] = "reloaded"

@@ -12,7 +12,7 @@
 ``task: generative-classification``
     Classification by generation with a causal LM: each example is ``text + EOS + label token`` and the
     loss falls on the label token only (every other label is -100). The prediction is the most likely
-    of the label tokens after EOS; metrics come from :func:`hubtune.metrics.classification_metrics`.
+    of the label tokens after EOS; metrics come from :func:`hubtune.core.metrics.classification_metrics`.
 
 Metrics (``metrics.json`` ``eval``): ``perplexity_before``, ``perplexity_after``, ``eval_loss`` (and
 ``eval_loss_before``) for the LM tasks, the classification metrics for generative classification.
@@ -29,13 +29,13 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from hubtune.compat import quiet_libraries
-from hubtune.config import TrainConfig, dump_yaml
-from hubtune.data import LoadedData, load_train_eval
-from hubtune.errors import ConfigError
-from hubtune.layout import RunLayout
-from hubtune.metrics import classification_metrics, softmax, summary
-from hubtune.modeling import public_model_ref, write_json
+from hubtune.core.compat import quiet_libraries
+from hubtune.core.config import TrainConfig, dump_yaml
+from hubtune.data.dataset import LoadedData, load_train_eval
+from hubtune.core.errors import ConfigError
+from hubtune.core.layout import RunLayout
+from hubtune.core.metrics import classification_metrics, softmax, summary
+from hubtune.core.modeling import public_model_ref, write_json
 from hubtune.train.adapters import apply_causal_lora
 from hubtune.train.lmdata import (
     joined_texts,

@@ -9,11 +9,11 @@ import itertools
 import math
 from typing import Any
 
-from hubtune.config import TrainConfig
-from hubtune.data import LoadedData, load_labeled
-from hubtune.errors import DataError, ModelLoadError
-from hubtune.modeling import check_tokenizer_fits, resolve_model_source
-from hubtune.security import check_model_config
+from hubtune.core.config import TrainConfig
+from hubtune.data.dataset import LoadedData, load_labeled
+from hubtune.core.errors import DataError, ModelLoadError
+from hubtune.core.modeling import check_tokenizer_fits, resolve_model_source
+from hubtune.core.security import check_model_config
 
 
 def perplexity(loss: float) -> float:

@@ -24,10 +24,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from hubtune.compat import quiet_libraries
-from hubtune.config import TrainConfig, dump_yaml
-from hubtune.errors import ConfigError, TrainingError
-from hubtune.modeling import public_model_ref, write_json
+from hubtune.core.compat import quiet_libraries
+from hubtune.core.config import TrainConfig, dump_yaml
+from hubtune.core.errors import ConfigError, TrainingError
+from hubtune.core.modeling import public_model_ref, write_json
 from hubtune.train.common import (
     TrainResult,
     announce_start,

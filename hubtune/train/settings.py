@@ -2,7 +2,7 @@
 and class weights for classification (``class_weights: balanced | {label: weight}``: weighted cross-entropy handed
 to the Trainer as its ``compute_loss_func``).
 
-Pieces module of the train package: imports :mod:`hubtune.errors` only.
+Pieces module of the train package: imports :mod:`hubtune.core.errors` only.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 from typing import Any, Callable, Mapping, Sequence
 
-from hubtune.errors import ConfigError, MissingDependencyError
+from hubtune.core.errors import ConfigError, MissingDependencyError
 
 # report_to name -> (the availability check in transformers.integrations, the pip line that installs it)
 _INTEGRATIONS = {

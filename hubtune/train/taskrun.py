@@ -7,8 +7,8 @@ trainable and saved beside the adapter: peft's ``modules_to_save``).
 - token classification: ``*ForTokenClassification`` with the tag names as id2label, tags aligned to each word's
   first sub-token (the rest -100) through the fast tokenizer's word_ids, ``DataCollatorForTokenClassification``.
 
-The metrics (:mod:`hubtune.metrics`: scikit-learn, scipy, seqeval) choose the checkpoint and are measured again on
-the saved files, reloaded (:mod:`hubtune.taskeval`), as the classifier recipe does. Imports :mod:`hubtune.train.common`
+The metrics (:mod:`hubtune.core.metrics`: scikit-learn, scipy, seqeval) choose the checkpoint and are measured again on
+the saved files, reloaded (:mod:`hubtune.tasks.taskeval`), as the classifier recipe does. Imports :mod:`hubtune.train.common`
 and :mod:`hubtune.train.adapters`; no other recipe.
 """
 
@@ -20,15 +20,15 @@ from typing import Any, Callable
 
 import numpy as np
 
-from hubtune.compat import quiet_libraries
-from hubtune.config import TrainConfig, dump_yaml
-from hubtune.errors import ConfigError, ModelLoadError, TrainingError
-from hubtune.layout import RunLayout
-from hubtune.metrics import TASK_BEST_METRIC, TASK_SUMMARY_KEYS, summary
-from hubtune.modeling import DEFAULT_MAX_LENGTH, check_tokenizer_fits, model_load_error, resolve_model_source, tokenizer_pad_kwargs, write_json
-from hubtune.security import check_model_config
-from hubtune.taskdata import load_task_labeled, load_task_train_eval
-from hubtune.taskeval import (
+from hubtune.core.compat import quiet_libraries
+from hubtune.core.config import TrainConfig, dump_yaml
+from hubtune.core.errors import ConfigError, ModelLoadError, TrainingError
+from hubtune.core.layout import RunLayout
+from hubtune.core.metrics import TASK_BEST_METRIC, TASK_SUMMARY_KEYS, summary
+from hubtune.core.modeling import DEFAULT_MAX_LENGTH, check_tokenizer_fits, model_load_error, resolve_model_source, tokenizer_pad_kwargs, write_json
+from hubtune.core.security import check_model_config
+from hubtune.tasks.taskdata import load_task_labeled, load_task_train_eval
+from hubtune.tasks.taskeval import (
     align_tags,
     auto_class,
     check_fast,
@@ -116,17 +116,17 @@ def _compute_metrics(cfg: TrainConfig, label_names: list[str]) -> Callable[[Any]
         logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
         labels = pred.label_ids
         if cfg.task == "token-classification":
-            from hubtune.metrics import token_metrics
+            from hubtune.core.metrics import token_metrics
 
             mask = labels != -100
             true = [[label_names[t] for t in row[m]] for row, m in zip(labels, mask)]
             pred_tags = [[label_names[int(j)] for j in lg[m].argmax(-1)] for lg, m in zip(logits, mask)]
             return summary(token_metrics(true, pred_tags), cfg.task)
         if cfg.task == "regression":
-            from hubtune.metrics import regression_metrics
+            from hubtune.core.metrics import regression_metrics
 
             return summary(regression_metrics(labels, np.asarray(logits).reshape(-1)), cfg.task)
-        from hubtune.metrics import multilabel_metrics, sigmoid
+        from hubtune.core.metrics import multilabel_metrics, sigmoid
 
         return summary(multilabel_metrics(labels, sigmoid(logits), label_names), cfg.task)
 
@@ -212,7 +212,7 @@ def evaluate_saved_task(cfg: TrainConfig, layout: RunLayout, model: Any, data: A
     the test split when the config names one); fails when the reloaded model answers differently."""
     from accelerate.utils import extract_model_from_parallel
 
-    from hubtune.parity import compare_logits
+    from hubtune.core.parity import compare_logits
 
     limit = min(max_length, DEFAULT_MAX_LENGTH)
     reloaded = load_task_model(str(layout.model_dir), cfg.task, device=str(next(model.parameters()).device))

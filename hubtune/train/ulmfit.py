@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hubtune.errors import TrainingError
+from hubtune.core.errors import TrainingError
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Shared foundations: errors, library facts, config, layout, metrics, model loading, ONNX sessions."""

@@ -1,0 +1,1 @@
+"""Datasets: one spec for every command, columns, labels, splits."""
