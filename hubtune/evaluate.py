@@ -8,7 +8,8 @@ from typing import Any
 
 from hubtune.data.dataset import load_labeled
 from hubtune.core.errors import LabelError, OptionRangeError
-from hubtune.core.modeling import evaluate_loaded, load_classifier
+from hubtune.tasks.loading import load_classifier
+from hubtune.core.modeling import evaluate_loaded
 from hubtune.tasks.base import check_text_input
 
 
@@ -54,7 +55,7 @@ def evaluate(opts: EvalOptions) -> EvalReport:
         from hubtune.core.metric_modules import load_metric_modules
 
         load_metric_modules(opts.metrics)
-    from hubtune.tasks.taskeval import head_task_of
+    from hubtune.tasks.loading import head_task_of
 
     task = head_task_of(opts.model)
     if task is not None:  # a multi-label / regression / token-classification folder: that task's metrics
@@ -93,13 +94,14 @@ def evaluate(opts: EvalOptions) -> EvalReport:
 
 def _evaluate_task(opts: EvalOptions, task: str, t0: float) -> EvalReport:
     from hubtune.core.config import DataConfig
-    from hubtune.tasks.taskdata import load_task_labeled
-    from hubtune.tasks.taskeval import evaluate_task_folder, load_task_model
+    from hubtune.data.examples import load_task_labeled
+    from hubtune.tasks.loading import evaluate_task_folder, load_task_model
+    from hubtune.tasks.registry import get_task
 
     names = load_task_model(opts.model, task).label_names
     dc = DataConfig(dataset=opts.dataset, text_column=opts.text_column, text_pair_column=opts.text_pair_column,
                     label_column=opts.label_column, encoding=opts.encoding, seed=opts.seed)
-    data = load_task_labeled(opts.dataset, dc, task, None if task == "regression" else names, max_samples=opts.limit)
+    data = load_task_labeled(opts.dataset, dc, get_task(task), names, max_samples=opts.limit)
     metrics = evaluate_task_folder(opts.model, task, data.dataset)
     return EvalReport(model=opts.model, dataset=opts.dataset, metrics=metrics, num_examples=len(data),
                       seconds=round(time.perf_counter() - t0, 3), label_names=names)

@@ -25,8 +25,8 @@ from typing import Any, Callable
 from hubtune.core.config import PipelineConfig, TrainConfig, dump_yaml, load_yaml, resume_changes
 from hubtune.core.errors import ConfigError, MetricGateError, PublishRefusedError, VariantRefusedError, VerificationError
 from hubtune.core.layout import RunLayout
-from hubtune.core.metrics import SUMMARY_KEYS, TASK_SUMMARY_KEYS
-from hubtune.publish.verify import HEAD_TASKS, LM_TASKS
+from hubtune.core.metrics import SUMMARY_KEYS
+from hubtune.tasks.registry import get_task
 from hubtune.core.modeling import read_json, resolve_model_source, write_json
 
 Say = Callable[[str], None]
@@ -141,13 +141,14 @@ def _validate(cfg: PipelineConfig) -> None:
             "`hubtune card RUN --repo-id ORG/NAME` (its usage section loads it with the adapters library), then "
             "`hubtune push RUN/model --repo-id ORG/NAME`"
         )
-    if cfg.task in LM_TASKS and (cfg.gates.min_metrics or cfg.export.quantize or cfg.export.optimize):
+    spec = get_task(cfg.task)
+    if spec.language_model and (cfg.gates.min_metrics or cfg.export.quantize or cfg.export.optimize):
         raise ConfigError(
             f"train-and-push of a {cfg.task} model: --min-metric, export.quantize and export.optimize apply to "
             "classifiers (its gates are the ONNX logit parity and the fresh-process pipeline() check); drop them"
         )
-    if cfg.task in HEAD_TASKS:
-        allowed = [k for k in TASK_SUMMARY_KEYS[cfg.task] if k not in ("mse", "mae", "rmse")]
+    if spec.recipe == "head":  # a task that normalises its own data: its metrics, its gates
+        allowed = list(spec.gate_metrics)
         bad = [m for m in cfg.gates.min_metrics if m not in allowed]
         if cfg.mode not in ("full", "lora") or bad:
             raise ConfigError(
@@ -158,7 +159,7 @@ def _validate(cfg: PipelineConfig) -> None:
         cfg.publish.validate()
         cfg.export.validate()
         return
-    if cfg.task not in ("text-classification", *LM_TASKS) or cfg.mode == "prefix":
+    if not (spec.recipe == "classifier" or spec.language_model) or cfg.mode == "prefix":
         raise ConfigError(
             f"train-and-push publishes text classifiers (task text-classification, mode full/lora/ia3) and language "
             f"models (task fill-mask or text-generation, mode full); found task "
@@ -308,10 +309,11 @@ def _run(cfg: PipelineConfig, opts: PipelineOptions, say: Say, hub: Any) -> Pipe
     train_eval = read_json(layout.metrics)["eval"]
     check_metric_gates(train_eval, cfg.gates.min_metrics, "the training evaluation")
 
-    if tcfg.task in HEAD_TASKS:  # multi-label, regression, token classification
+    spec = get_task(tcfg.task)
+    if spec.recipe == "head":  # multi-label, regression, token classification
         pub, onnx_file, refused, published_metrics, summary, texts, expected = _task_steps(cfg, opts, say, layout, steps,
                                                                                           repo_id)
-    elif tcfg.task in LM_TASKS:  # fill-mask / text-generation: nothing to merge; lm_publish's export and card
+    elif spec.language_model:  # fill-mask / text-generation: nothing to merge; lm_publish's export and card
         pub, onnx_file, refused, published_metrics, summary, texts, expected = _lm_steps(cfg, opts, say, layout, steps, repo_id)
     else:
         pub, onnx_file, refused, published_metrics, summary, texts, expected = _classifier_steps(
@@ -481,12 +483,13 @@ def _task_steps(cfg: PipelineConfig, opts: PipelineOptions, say: Say, layout: Ru
     the card from the published files (+ the metric gate on them), golden examples answered by pipeline()."""
     from hubtune.publish.card import CardOptions, card
     from hubtune.core.rundir import load_run, published_dir, task_eval_examples
-    from hubtune.tasks.taskeval import merge_task_adapter
+    from hubtune.publish.merge import merge_task_adapter
     from hubtune.publish.verify import task_predict
 
     task = cfg.task
+    spec = get_task(task)
     run = load_run(layout.root)
-    data, _, _ = task_eval_examples(run, task, None if task == "regression" else list(run.summary.get("label_names") or []))
+    data, _, _ = task_eval_examples(run, task, list(run.summary.get("label_names") or []))
     if run.mode == "lora":
         if opts.resume and (layout.merged_dir / "config.json").is_file():
             steps["merge"] = "reused"
@@ -507,7 +510,7 @@ def _task_steps(cfg: PipelineConfig, opts: PipelineOptions, say: Say, layout: Ru
     summary = read_json(layout.summary)
     write_json(pub / "run_summary.json", _portable({k: v for k, v in summary.items() if k != "pipeline"}))
     ds = data.dataset.select(range(min(cfg.gates.golden_examples, len(data.dataset))))
-    texts = [" ".join(t) for t in ds["tokens"]] if task == "token-classification" else list(ds["text"])
+    texts = spec.texts(ds)
     if not texts:
         raise ConfigError("no golden examples: the run has no evaluation data; set data.eval_dataset")
     expected = task_predict(str(pub), task, texts, onnx_file=onnx_file)
@@ -542,7 +545,7 @@ def _lm_steps(cfg: PipelineConfig, opts: PipelineOptions, say: Say, layout: RunL
     steps["card"] = "done"
     summary = read_json(layout.summary)
     write_json(pub / "run_summary.json", _portable({k: v for k, v in summary.items() if k != "pipeline"}))
-    mask = AutoTokenizer.from_pretrained(str(pub)).mask_token if task == "fill-mask" else None
+    mask = AutoTokenizer.from_pretrained(str(pub)).mask_token if get_task(task).masked else None
     texts = probe_texts(task, run_eval_texts(load_run(layout.root)), mask, n=cfg.gates.golden_examples)
     if not texts:
         raise ConfigError("no golden examples: the run's eval texts have fewer than 3 words each; set data.eval_dataset")

@@ -312,7 +312,7 @@ def test_nli_label_names_in_any_case_or_the_config_say_pairs():
 
 def test_single_label_checkpoint_with_one_output_is_refused_as_text_classification():
     from hubtune.core.errors import ModelTaskError
-    from hubtune.tasks.base import resolve_task
+    from hubtune.tasks.loading import resolve_task
 
     cfg = {"architectures": ["BertForSequenceClassification"], "num_labels": 1}
     with pytest.raises(ModelTaskError, match="--task regression"):

@@ -92,7 +92,8 @@ def test_a_token_classifier_padded_on_the_left_keeps_each_rows_tags_first(tmp_pa
 def test_evaluate_and_the_gates_score_a_row_as_it_scores_alone(family, tmp_path):
     """modeling.predict_logits (evaluate, train's reload check, the merge and export gates) padded by the
     tokenizer's side: XLNet with a right-padding tokenizer read pads in a batch."""
-    from hubtune.core.modeling import load_classifier, predict_logits
+    from hubtune.core.modeling import predict_logits
+    from hubtune.tasks.loading import load_classifier
 
     loaded = load_classifier(str(build(family, tmp_path / "model")), device="cpu")
     alone = np.concatenate([predict_logits(loaded.model, loaded.tokenizer, [t], batch_size=1) for t in TEXTS])

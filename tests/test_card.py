@@ -74,7 +74,8 @@ def test_lora_card_round_trips_through_hub_parsers(runs, lora_card):
         assert r.task_type == "text-classification" and r.dataset_type == "acme/tweets" and r.dataset_split == "test"
     # the values are those of the published files, re-evaluated (not the training log's 0.123)
     from hubtune.data.dataset import load_labeled
-    from hubtune.core.modeling import evaluate_loaded, load_classifier
+    from hubtune.core.modeling import evaluate_loaded
+    from hubtune.tasks.loading import load_classifier
 
     loaded = load_classifier(str(lora / "merged"))
     m = evaluate_loaded(loaded, load_labeled(str(REPO / TEST_CSV), label_names=loaded.label_names, max_samples=200, seed=42))

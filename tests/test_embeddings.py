@@ -155,7 +155,7 @@ def test_int8_choice_is_gated_by_cosine():
 # export: last_hidden_state, the parity gate on embeddings, int8 gated by cosine and neighbours
 # --------------------------------------------------------------------------------------------------
 def test_embedding_gate_cosine_and_neighbours():
-    from hubtune.tasks.embed_export import embedding_gate
+    from hubtune.publish.embed_export import embedding_gate
 
     rng = np.random.default_rng(1)
     ref = rng.normal(size=(40, 32))

@@ -74,7 +74,9 @@ def test_bottleneck_adapter_trains_reloads_and_publishes_a_card_that_loads_it(lo
     assert res.returncode == 0, res.stderr
     import csv
 
-    from hubtune.core.modeling import load_classifier, predict_logits
+    from hubtune.core.modeling import predict_logits
+
+    from hubtune.tasks.loading import load_classifier
 
     loaded = load_classifier(str(model))
     with open(TWEETS_TEST, encoding="utf-8", newline="") as fh:

@@ -19,7 +19,7 @@ from .conftest import REPO, TWEETS_TEST, TWEETS_TRAIN
 
 
 def test_accelerate_engine_writes_the_same_run_dir(tiny_bert_dir, tmp_path):
-    from hubtune.core.modeling import load_classifier
+    from hubtune.tasks.loading import load_classifier
 
     cfg = TrainConfig(
         base_model=tiny_bert_dir, output_dir=str(tmp_path / "acc"), engine="accelerate",

@@ -39,7 +39,8 @@ def test_build_pairs_is_deterministic_and_balanced(tmp_path):
 
 def test_pair_classifier_trains_reloads_and_predicts_pairs(tiny_bert_dir, pair_files, tmp_path):
     from hubtune.data.dataset import load_labeled
-    from hubtune.core.modeling import evaluate_loaded, load_classifier, predict_logits
+    from hubtune.core.modeling import evaluate_loaded, predict_logits
+    from hubtune.tasks.loading import load_classifier
 
     train_csv, test_csv = pair_files
     cfg = TrainConfig(

@@ -19,7 +19,8 @@ ADAPTER_KEY = {"ia3": "ia3_l", "prefix": "prompt_embeddings"}
 @pytest.mark.parametrize("mode", ["ia3", "prefix"])
 def test_peft_method_trains_saves_reloads(mode, tiny_bert_dir, tmp_path):
     from hubtune.data.dataset import load_labeled
-    from hubtune.core.modeling import evaluate_loaded, load_classifier, predict_logits
+    from hubtune.core.modeling import evaluate_loaded, predict_logits
+    from hubtune.tasks.loading import load_classifier
 
     cfg = TrainConfig(
         base_model=tiny_bert_dir, output_dir=str(tmp_path / mode), mode=mode,

@@ -66,7 +66,7 @@ def test_hub_code_fields_found_in_nested_configs():
 
 
 def test_crafted_config_is_refused_on_a_vulnerable_transformers(crafted_model, monkeypatch, no_fetch_no_load):
-    from hubtune.core.modeling import load_classifier
+    from hubtune.tasks.loading import load_classifier
 
     monkeypatch.setattr(security, "transformers_version", lambda: VULNERABLE)
     with pytest.raises(UnsafeModelError) as err:

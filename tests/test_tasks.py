@@ -216,7 +216,8 @@ def test_adapter_of_a_bare_encoder_is_read_as_its_peft_head():
     """A LoRA adapter saved with its base's config (architectures: BertModel) carries its head itself
     (peft task_type SEQ_CLS, modules_to_save): it is a sequence classifier, not a headless encoder."""
     from hubtune.core.errors import ModelTaskError
-    from hubtune.tasks.base import TEXT_CLASSIFICATION, TOKEN_CLASSIFICATION, resolve_task
+    from hubtune.tasks.base import TEXT_CLASSIFICATION, TOKEN_CLASSIFICATION
+    from hubtune.tasks.loading import resolve_task
 
     cfg = {"architectures": ["BertModel"], "model_type": "bert", "num_labels": 3}
     assert resolve_task(cfg, None, source="x", peft_task_type="SEQ_CLS")[0] == TEXT_CLASSIFICATION

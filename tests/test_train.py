@@ -65,7 +65,7 @@ def test_lora_keeps_base_identical_and_saves_only_adapter_and_head(tiny_bert_dir
     for k, v in base.items():
         assert torch.equal(v, fresh[f"bert.{k}"])
     # the adapter reloads directly, with label names
-    from hubtune.core.modeling import load_classifier
+    from hubtune.tasks.loading import load_classifier
 
     loaded = load_classifier(str(res.model_dir))
     assert loaded.is_adapter and loaded.label_names == ["negative", "neutral", "positive"]

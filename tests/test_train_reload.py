@@ -47,7 +47,8 @@ def _reload_logits(model_dir, seed):
     import torch
 
     from hubtune.data.dataset import load_labeled
-    from hubtune.core.modeling import load_classifier, predict_logits
+    from hubtune.core.modeling import predict_logits
+    from hubtune.tasks.loading import load_classifier
 
     torch.manual_seed(seed)  # a random, unsaved weight would come out different under another seed
     loaded = load_classifier(str(model_dir))

@@ -61,9 +61,10 @@ def _recompute(cfg, model_dir: Path, task: str, mode: str) -> dict:
     import torch
     from transformers import pipeline
 
-    from hubtune.tasks.taskdata import load_task_train_eval
+    from hubtune.data.examples import load_task_train_eval
+    from hubtune.tasks.registry import get_task
 
-    ev = load_task_train_eval(cfg.data, task).eval.dataset  # the same split, from the same seed
+    ev = load_task_train_eval(cfg.data, get_task(task)).eval.dataset  # the same split, from the same seed
     model, tok = _load(model_dir, task, mode)
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     if task == "token-classification":
@@ -174,18 +175,19 @@ def test_fractional_labels_with_the_default_task_name_regression(tmp_path):
 def test_multilabel_delimited_and_regression_data(tmp_path):
     from hubtune.core.config import DataConfig
     from hubtune.core.errors import LabelError
-    from hubtune.tasks.taskdata import load_task_train_eval
+    from hubtune.data.examples import load_task_train_eval
+    from hubtune.tasks.registry import get_task
 
     f = tmp_path / "ml.csv"
     f.write_text("text,labels\n" + "".join(f"row {i},{'x|y' if i % 2 else 'y'}\n" for i in range(10)))
-    data = load_task_train_eval(DataConfig(dataset=str(f), label_delimiter="|"), "multi-label-classification")
+    data = load_task_train_eval(DataConfig(dataset=str(f), label_delimiter="|"), get_task("multi-label-classification"))
     assert data.label_names == ["x", "y"]
     rows = {r["text"]: r["labels"] for part in (data.train.dataset, data.eval.dataset) for r in part}
     assert rows["row 1"] == [1.0, 1.0] and rows["row 2"] == [0.0, 1.0]
     g = tmp_path / "reg.csv"
     g.write_text("text,label\n" + "".join(f"row {i},{'high' if i == 3 else i / 2}\n" for i in range(8)))
     with pytest.raises(LabelError, match="row 4.*'high'.*task regression"):
-        load_task_train_eval(DataConfig(dataset=str(g)), "regression")
+        load_task_train_eval(DataConfig(dataset=str(g)), get_task("regression"))
 
 
 def test_verify_compares_labels_exactly_and_scores_within_tolerance():
@@ -226,13 +228,14 @@ def test_conll_style_int_tags_with_classlabel_names(tmp_path):
     from datasets import ClassLabel, Dataset, Features, Sequence, Value
 
     from hubtune.core.config import DataConfig
-    from hubtune.tasks.taskdata import load_task_train_eval
+    from hubtune.data.examples import load_task_train_eval
+    from hubtune.tasks.registry import get_task
 
     names = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
     feats = Features({"tokens": Sequence(Value("string")), "ner_tags": Sequence(ClassLabel(names=names))})
     rows = {"tokens": [["Anna", "Berg", "in", "Oslo"]] * 6, "ner_tags": [[1, 2, 0, 3]] * 6}
     Dataset.from_dict(rows, features=feats).to_parquet(str(tmp_path / "conll.parquet"))
-    data = load_task_train_eval(DataConfig(dataset=str(tmp_path / "conll.parquet")), "token-classification")
+    data = load_task_train_eval(DataConfig(dataset=str(tmp_path / "conll.parquet")), get_task("token-classification"))
     assert data.label_names == names  # the dataset's order, not re-sorted
     assert data.train.dataset[0]["tags"] == [1, 2, 0, 3]
 

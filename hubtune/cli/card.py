@@ -30,10 +30,10 @@ def card(
 
     show = resolve_progress(progress, json_out)
     apply_token(token)
-    from hubtune.publish.lm_publish import LM_TASKS, lm_card, run_task
+    from hubtune.publish.lm_publish import is_lm_run, lm_card, run_task
 
-    task = run_task(run_dir)
-    if task in LM_TASKS:  # a fill-mask / text-generation run: its own card (perplexity before and after)
+    if is_lm_run(run_dir):
+        task = run_task(run_dir)  # a fill-mask / text-generation run: its own card (perplexity before and after)
         from pathlib import Path
 
         metrics = lm_card(run_dir, repo_id=repo_id or f"YOUR_ORG/{Path(run_dir).resolve().name}", license=license,

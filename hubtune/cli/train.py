@@ -70,7 +70,7 @@ def train(
 ) -> None:
     """Fine-tune a model (classifier, masked or causal LM; full or adapters) and write a run directory."""
     from hubtune.core.config import TrainConfig, resolve
-    from hubtune.core.metrics import TASK_SUMMARY_KEYS
+    from hubtune.tasks.registry import find_task
     from hubtune.train import train as run_train
 
     overrides = {
@@ -154,9 +154,10 @@ def train(
             f"-> {result.model_dir}\neval ({result.sizes['eval']} blocks): perplexity {before}{m['perplexity_after']:.2f}"
         )
         return
-    if result.extra.get("task") in TASK_SUMMARY_KEYS:  # multi-label, regression, token classification
+    spec = find_task(result.extra.get("task"))
+    if spec is not None and spec.recipe == "head":  # multi-label, regression, token classification: its own metrics
         def line(x: dict) -> str:
-            return "  ".join(f"{k} {x[k]:.4f}" for k in TASK_SUMMARY_KEYS[result.extra["task"]] if k in x)
+            return "  ".join(f"{k} {x[k]:.4f}" for k in spec.summary_keys if k in x)
 
         typer.echo(f"trained {result.mode} {result.extra['task']} model on {result.sizes['train']} rows in "
                    f"{result.seconds:.1f}s -> {result.model_dir}\neval ({result.sizes['eval']} rows, chose the "

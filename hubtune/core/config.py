@@ -307,10 +307,6 @@ class BottleneckSettings:
             raise ConfigError(f"bottleneck.reduction_factor is {self.reduction_factor}, expected an integer >= 1 (e.g. 16)")
 
 
-TASKS = ("text-classification", "fill-mask", "text-generation", "generative-classification",
-         "multi-label-classification", "regression", "token-classification")
-# the tasks trained by hubtune.train.taskrun (a head per task; full or LoRA, Trainer engine)
-HEAD_TASKS = ("multi-label-classification", "regression", "token-classification")
 ADAPTER_MODES = ("lora", "ia3", "prefix")
 
 
@@ -321,8 +317,7 @@ class TrainConfig:
     base_model: str = ""
     output_dir: str = "runs/hubtune"
     data: DataConfig = field(default_factory=DataConfig)
-    task: typing.Literal["text-classification", "fill-mask", "text-generation", "generative-classification",
-                         "multi-label-classification", "regression", "token-classification"] = "text-classification"
+    task: str = "text-classification"  # a trained task of hubtune.tasks.registry
     mode: typing.Literal["full", "lora", "ia3", "prefix", "adapter"] = "full"
     engine: typing.Literal["trainer", "accelerate"] = "trainer"
     lora: LoraSettings = field(default_factory=LoraSettings)
@@ -377,28 +372,16 @@ class TrainConfig:
             raise ConfigError(
                 f"mlm_probability is {self.mlm_probability}, expected a fraction between 0 and 1 (0.15 in BERT)"
             )
-        if self.task in ("fill-mask", "text-generation") and self.mode != "full":
-            raise ConfigError(
-                f"task {self.task} with mode {self.mode}: language-model adaptation trains the full model; "
-                "use --mode full (adapters apply to text-classification)"
-            )
-        if self.task == "generative-classification" and self.mode not in ("full", "lora"):
-            raise ConfigError(
-                f"task generative-classification with mode {self.mode}; expected --mode full or lora"
-            )
-        if self.task in HEAD_TASKS and (self.mode not in ("full", "lora") or self.engine != "trainer"
-                                         or self.ulmfit.enabled):
-            raise ConfigError(
-                f"task {self.task} with mode {self.mode}, engine {self.engine}"
-                f"{', ulmfit on' if self.ulmfit.enabled else ''}; expected --mode full or lora on --engine trainer "
-                "without ulmfit options"
-            )
-        if self.engine == "accelerate" and (self.task not in ("text-classification", "fill-mask") or self.ulmfit.enabled):
-            raise ConfigError(
-                f"engine accelerate supports tasks text-classification and fill-mask without ulmfit options (found "
-                f"task {self.task}{', ulmfit on' if self.ulmfit.enabled else ''}); use --engine trainer"
-            )
-        if self.metrics and self.task != "text-classification":
+        from hubtune.tasks.registry import get_task, task_names
+
+        trained = task_names(trained=True)
+        self.task = next((n for n in trained if n.lower() == str(self.task).lower()), self.task)
+        if self.task not in trained:
+            raise ConfigError(f"task: found {self.task!r}, expected one of {', '.join(map(repr, trained))}; fix the "
+                              "value in the YAML or flag")
+        task = get_task(self.task)
+        task.check_config(self)  # the modes, engines and options the task's recipe takes
+        if self.metrics and not task.metric_modules:
             raise ConfigError(
                 f"metrics (--metric) with task {self.task}: evaluate modules are computed on class predictions; "
                 "expected task text-classification, or drop --metric"
@@ -407,7 +390,7 @@ class TrainConfig:
             from hubtune.core.metric_modules import check_metric_specs
 
             check_metric_specs(self.metrics)
-        if self.mode == "adapter" and (self.task != "text-classification" or self.engine != "trainer"):
+        if self.mode == "adapter" and ("adapter" not in task.train_modes or self.engine != "trainer"):
             raise ConfigError(
                 f"mode adapter (bottleneck adapters) with task {self.task}, engine {self.engine}; expected task "
                 "text-classification on --engine trainer, or another --mode"
@@ -434,7 +417,9 @@ class TrainConfig:
             raise ConfigError(f"ulmfit.slanted_triangular is the schedule, and trainer.{sorted(stlr)[0]} sets another; "
                               "expected one of them")
         if self.class_weights is not None:
-            if self.task != "text-classification" or self.engine != "trainer":
+            from hubtune.tasks.registry import get_task
+
+            if not get_task(self.task).class_weights or self.engine != "trainer":
                 raise ConfigError(f"class_weights with task {self.task}, engine {self.engine}; expected task "
                                   "text-classification on --engine trainer, or drop class_weights")
             if isinstance(self.class_weights, str) and self.class_weights != "balanced":

@@ -11,11 +11,11 @@ import numpy as np
 
 SUMMARY_KEYS = ("accuracy", "f1_macro", "f1_micro", "precision_macro", "recall_macro", "roc_auc")
 # the scalar metrics of the tasks beside single-label classification (hubtune.train.taskrun)
-TASK_SUMMARY_KEYS = {
-    "multi-label-classification": ("f1_micro", "f1_macro", "subset_accuracy", "precision_micro", "recall_micro"),
-    "regression": ("mse", "mae", "rmse", "pearson", "spearman", "r2"),
-    "token-classification": ("precision", "recall", "f1", "accuracy"),
-}
+MULTI_LABEL_KEYS = ("f1_micro", "f1_macro", "subset_accuracy", "precision_micro", "recall_micro")
+REGRESSION_KEYS = ("mse", "mae", "rmse", "pearson", "spearman", "r2")
+TOKEN_KEYS = ("precision", "recall", "f1", "accuracy")  # entity-level (seqeval), then token accuracy
+TASK_SUMMARY_KEYS = {"multi-label-classification": MULTI_LABEL_KEYS, "regression": REGRESSION_KEYS,
+                     "token-classification": TOKEN_KEYS}
 # the metric that chooses the checkpoint, and whether larger is better
 TASK_BEST_METRIC = {"multi-label-classification": ("f1_micro", True), "regression": ("mse", False),
                     "token-classification": ("f1", True)}
@@ -132,11 +132,11 @@ def token_metrics(true_tags: list[list[str]], pred_tags: list[list[str]]) -> dic
     }
 
 
-def summary(metrics: dict[str, Any], task: str | None = None) -> dict[str, float]:
-    """The scalar metrics only (for tables, gates and model-index); ``task``: that task's, else a classifier's
-    (or, for a metrics dict that names its task, that task's)."""
+def summary(metrics: dict[str, Any], task: Any = None) -> dict[str, float]:
+    """The scalar metrics only (for tables, gates and model-index); ``task``: that task's (its object's
+    ``summary_keys``, or its name), else a classifier's (or, for a metrics dict that names its task, that task's)."""
     task = task or metrics.get("task")
-    keys = TASK_SUMMARY_KEYS.get(task or "", SUMMARY_KEYS)
+    keys = getattr(task, "summary_keys", None) or TASK_SUMMARY_KEYS.get(str(task or ""), SUMMARY_KEYS)
     return {k: metrics[k] for k in keys if k in metrics}
 
 

@@ -20,23 +20,8 @@ from hubtune.core.endpoint import check_reachable, describe_endpoint, whole_sent
 from hubtune.core.errors import MissingDependencyError, ModelLoadError, ModelNotFoundError, RunFileError, TokenizerError
 from hubtune.core.layout import RunLayout
 from hubtune.core.security import check_model_config
-from hubtune.tasks.base import AUTO_CLASSES, FEATURE_EXTRACTION, TASKS, CheckpointTask, check_loading_info, resolve_task
 
 DEFAULT_MAX_LENGTH = 512
-CLASSIFIER_TASKS = tuple(t for t in TASKS if t != FEATURE_EXTRACTION)  # what load_classifier serves unless asked
-
-
-@dataclass
-class LoadedModel:
-    model: Any
-    tokenizer: Any
-    label_names: list[str]
-    is_adapter: bool
-    base_model: str | None
-    source: str
-    max_length: int
-    task: str = "text-classification"  # one of hubtune.tasks.base.TASKS
-    checkpoint: CheckpointTask | None = None  # what the checkpoint's files say (architecture, pooling)
 
 
 # alias -> (package, folder inside it, the Hub id of the same weights)
@@ -380,121 +365,6 @@ def effective_max_length(tokenizer: Any, config: Any) -> int:
     return min(limits)
 
 
-def load_classifier(
-    source: str,
-    *,
-    revision: str | None = None,
-    trust_remote_code: bool = False,
-    device: str | None = "cpu",
-    torch_dtype: Any = None,
-    task: str | None = None,
-    served: Sequence[str] = CLASSIFIER_TASKS,
-    display: str | None = None,
-) -> LoadedModel:
-    """Load a classifier (full model or LoRA adapter) and its tokenizer, in eval mode, for ``task`` (``--task``;
-    None: the task the checkpoint has, among ``served``): a sequence classifier (single-label, multi-label,
-    regression), a token classifier, or with ``task="feature-extraction"`` the encoder alone. A checkpoint whose
-    head for that task is missing (its config names no such head, or loading it leaves weights newly
-    initialised) is a :class:`~hubtune.core.errors.ModelTaskError`, before anything is predicted with it; ``display``:
-    the model's name in that message (default ``source``)."""
-    import transformers
-    from transformers import AutoConfig, AutoTokenizer
-
-    quiet_libraries(progress=True)
-    dev = pick_device(device)
-    given = display or source
-    source = resolve_model_source(source)
-    local = Path(source)
-    is_adapter = local.is_dir() and is_adapter_dir(local)
-    if not is_adapter and not local.is_dir():
-        try:
-            from huggingface_hub import file_exists
-
-            is_adapter = file_exists(source, "adapter_config.json", revision=revision) and not file_exists(
-                source, "model.safetensors", revision=revision
-            )
-        except Exception:  # noqa: BLE001 - not reachable / not a repo: the normal load below says so
-            is_adapter = False
-    base_model = None
-    check_model_config(source, revision=revision)
-    try:
-        cfg = AutoConfig.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
-    except Exception as exc:  # noqa: BLE001 - transformers raises OSError/ValueError/HF errors
-        raise model_load_error(source, exc) from exc
-    peft_cfg = None
-    if is_adapter:
-        from peft import PeftConfig
-
-        try:
-            peft_cfg = PeftConfig.from_pretrained(source, revision=revision)
-        except Exception as exc:  # noqa: BLE001 - peft raises ValueError/OSError/HF errors
-            raise model_load_error(source, exc) from exc
-    task, found = resolve_task(cfg, task, source=given, model_dir=local if local.is_dir() else None, served=served,
-                               peft_task_type=getattr(peft_cfg, "task_type", None) if peft_cfg else None)
-    auto = getattr(transformers, AUTO_CLASSES[task])
-    info: dict[str, Any] | None = None
-    try:
-        if local.is_dir() and is_bottleneck_dir(local):  # a bottleneck adapter (hubtune.core.adapterhub) on its base
-            from hubtune.core.adapterhub import attach_bottleneck, bottleneck_base
-
-            base_model = bottleneck_base(local)
-            base_source = resolve_model_source(base_model)
-            check_model_config(base_source)
-            base = auto.from_pretrained(
-                base_source, config=cfg, trust_remote_code=trust_remote_code, use_safetensors=True,
-                **dtype_kwargs(torch_dtype),
-            )
-            model = attach_bottleneck(base, local)
-        elif is_adapter:
-            from peft import PeftModel
-
-            base_model = peft_cfg.base_model_name_or_path
-            check_model_config(base_model)
-            base = auto.from_pretrained(
-                base_model,
-                config=cfg,
-                trust_remote_code=trust_remote_code,
-                use_safetensors=True,
-                **dtype_kwargs(torch_dtype),
-            )
-            model = PeftModel.from_pretrained(base, source, revision=revision)
-        else:
-            model, info = auto.from_pretrained(
-                source,
-                config=cfg,
-                revision=revision,
-                trust_remote_code=trust_remote_code,
-                use_safetensors=True,
-                output_loading_info=True,
-                **dtype_kwargs(torch_dtype),
-            )
-            cfg = model.config
-        tokenizer = AutoTokenizer.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
-    except (ModelLoadError, MissingDependencyError):
-        raise
-    except Exception as exc:  # noqa: BLE001 - transformers raises OSError/ValueError/HF errors
-        raise model_load_error(source, exc) from exc
-    check_loading_info(given, task, found, info)  # an adapter brings its head (modules_to_save) itself
-    check_tokenizer_fits(tokenizer, model, given)
-    ensure_pad_token(tokenizer, model.config, source)
-    if cfg is not model.config:
-        cfg.pad_token_id = model.config.pad_token_id
-    model.to(dev)
-    model.eval()
-    names = label_names_from_config(cfg) if task != FEATURE_EXTRACTION else []
-    return LoadedModel(
-        model=model,
-        tokenizer=tokenizer,
-        label_names=names,
-        is_adapter=is_adapter,
-        base_model=base_model,
-        source=source,
-        max_length=effective_max_length(tokenizer, cfg),
-        task=task,
-        checkpoint=found,
-    )
-
-
 def batch_padding_side(config: Any, reads_one_sequence: bool = True) -> str:
     """The side a batch is padded on so that a row answers what it answers alone: ``left`` for a model whose
     sequence head reads the last position whatever the attention mask says (XLNet: ``summary_type: last``), else
@@ -544,7 +414,7 @@ def predict_logits(
     return out
 
 
-def evaluate_loaded(loaded: LoadedModel, data: Any, *, batch_size: int = 64, metric_modules: Sequence[str] = ()) -> dict[str, Any]:
+def evaluate_loaded(loaded: Any, data: Any, *, batch_size: int = 64, metric_modules: Sequence[str] = ()) -> dict[str, Any]:
     """Metrics of a loaded model on :class:`hubtune.data.dataset.LoadedData` (``train`` and ``evaluate`` share it);
     ``metric_modules``: ``evaluate`` modules computed on the same predictions (``metrics["metric_modules"]``)."""
     from hubtune.core.metrics import classification_metrics, softmax

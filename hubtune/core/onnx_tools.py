@@ -198,10 +198,6 @@ def _torch_export(model: Any, tokenizer: Any, out_file: Path, opset: int, output
     program.save(str(out_file), external_data=False)
 
 
-# hubtune's task -> Optimum's exporter task (the sequence classifier's three readings share one graph)
-OPTIMUM_TASKS = {"feature-extraction": "feature-extraction", "token-classification": "token-classification"}
-
-
 def _optimum_export(model_dir: Path, out: Path, opset: int | None, task: str = "text-classification") -> None:
     from optimum.exporters.onnx import main_export
 
@@ -262,18 +258,21 @@ def export_onnx(model_dir: Path, out: Path, *, model: Any = None, tokenizer: Any
     ``task`` ``feature-extraction``: the encoder alone, its graph answering ``last_hidden_state``."""
     from hubtune.core.parity import file_sha256, weight_files
 
+    from hubtune.tasks.registry import get_task, task_names
+
     name = choose_exporter(exporter)
-    embed = task == "feature-extraction"
+    spec = get_task(task) if task else None
+    embed = bool(spec and spec.embeds)
     out.mkdir(parents=True, exist_ok=True)
     with _quiet():
         if name == "optimum":
-            _optimum_export(model_dir, out, opset, task=OPTIMUM_TASKS.get(task or "", "text-classification"))
+            _optimum_export(model_dir, out, opset, task=spec.optimum_task if spec else "text-classification")
         else:
             if model is None or tokenizer is None:
-                from hubtune.core.modeling import load_classifier
-                from hubtune.tasks.base import TASKS
+                from hubtune.tasks.loading import load_classifier
 
-                loaded = load_classifier(str(model_dir), device="cpu", **({"task": task, "served": TASKS} if task else {}))
+                loaded = load_classifier(str(model_dir), device="cpu",
+                                         **({"task": task, "served": task_names(predicts=True)} if task else {}))
                 model, tokenizer = loaded.model, loaded.tokenizer
             _torch_export(model, tokenizer, out / FP32_FILE, opset or DEFAULT_OPSET,
                           output=HIDDEN_OUTPUT if embed else OUTPUT_NAME)

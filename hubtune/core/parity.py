@@ -101,24 +101,20 @@ SCALED_TOLERANCE_WHY = (
     "(a missing op, a wrong input, a fixed mask) is off by the logits' own order, 1e3-1e4 times the scaled "
     "tolerance; and 100% label agreement stays required. Logits within +-1 keep the absolute tolerance."
 )
-REGRESSION_ROW_TOLERANCE = 1e-2  # regression: a row agrees when its value is within 1% (of max(1, |value|))
 
 
-def output_agreement(candidate: np.ndarray, reference: np.ndarray, task: str = "", logit_threshold: float = 0.0) -> float:
-    """The fraction of rows that answer the same: the label (argmax); token classification ([rows, tokens,
-    labels], padded alike): the same tag on every token of the row, so the same entities; multi-label: the same
-    labels over the threshold (``logit_threshold``: the threshold as a logit); regression: the same value to
-    REGRESSION_ROW_TOLERANCE of its size."""
+def output_agreement(candidate: np.ndarray, reference: np.ndarray, task: Any = None, logit_threshold: float = 0.0) -> float:
+    """The fraction of rows that answer the same: ``task``'s own reading (a :class:`hubtune.tasks.base.Task`:
+    multi-label, the same labels over the threshold, ``logit_threshold`` the threshold as a logit; regression, the
+    same value to 1%), else the label (argmax); per-token outputs ([rows, tokens, labels], padded alike): the same
+    tag on every token of the row, so the same entities."""
     candidate, reference = np.asarray(candidate), np.asarray(reference)
     if not len(reference):
         return 1.0
+    if callable(getattr(task, "agreement", None)):
+        return float(task.agreement(candidate, reference, logit_threshold))
     if reference.ndim == 3:
         return float((candidate.argmax(-1) == reference.argmax(-1)).all(-1).mean())
-    if task == "multi-label-classification":
-        return float(((candidate > logit_threshold) == (reference > logit_threshold)).all(-1).mean())
-    if task == "regression":
-        r, f = candidate.reshape(len(candidate), -1)[:, 0], reference.reshape(len(reference), -1)[:, 0]
-        return float((np.abs(r - f) <= REGRESSION_ROW_TOLERANCE * np.maximum(1.0, np.abs(f))).mean())
     return float((candidate.argmax(-1) == reference.argmax(-1)).mean())
 
 
@@ -129,7 +125,7 @@ def compare_logits(
     tolerance: float | None,
     min_label_agreement: float = 1.0,
     texts_source: str = "",
-    task: str = "",
+    task: Any = None,
     scaled: bool = False,
 ) -> ParityReport:
     """Compare two ``(n, num_labels)`` logit arrays. ``tolerance=None`` skips the logit check; ``task``: how a

@@ -154,7 +154,10 @@ def task_eval_examples(run: RunInfo, task: str, label_names: list[str], override
     """The run's held-out examples for ``task``: ``override``, the test split, else the validation examples that
     chose the checkpoint (the same split as training carved, from the same seed). (data, role, spec)."""
     from hubtune.core.config import DataConfig, from_dict
-    from hubtune.tasks.taskdata import load_task_labeled, load_task_train_eval
+    from hubtune.data.examples import load_task_labeled, load_task_train_eval
+    from hubtune.tasks.registry import get_task
+
+    task = get_task(task)  # its own normalisation of the data (label names ignored where it has none)
 
     dc = dict(run.data_config)
     dc["dataset"] = resolve_local_spec(str(dc["dataset"]), run.root)

@@ -34,6 +34,7 @@ import numpy as np
 from hubtune.core.errors import ResumeMismatchError
 from hubtune.core.onnx_tools import QUANTIZED_FILE
 from hubtune.core.parity import output_agreement
+from hubtune.tasks.registry import get_task
 from hubtune.predict.batching import Chunk, prepare_chunk, run_chunk
 from hubtune.predict.options import REDUCED_DTYPES, PredictOptions
 from hubtune.predict.runners import Runner, find_onnx, make_runner
@@ -204,7 +205,6 @@ def rows_per_second(runner: Runner, chunk: Chunk, opts: PredictOptions) -> float
     return len(timed.valid) / max(time.perf_counter() - t, 1e-9)
 
 
-EMBEDDING_ROW_COSINE = 0.999  # feature-extraction: a row agrees when its embedding's cosine with fp32's is over this
 
 
 def logit_of(threshold: float | None) -> float:
@@ -219,11 +219,7 @@ def agreement(reduced: np.ndarray, reference: np.ndarray, task: str = "", logit_
     over the threshold (``logit_threshold``: the threshold as a logit); regression: the same value to 1%."""
     if not len(reference):
         return 1.0
-    if task == "feature-extraction":
-        from hubtune.tasks.embeddings import cosine_rows
-
-        return float((cosine_rows(reduced, reference) >= EMBEDDING_ROW_COSINE).mean())
-    return output_agreement(reduced, reference, task, logit_threshold)
+    return output_agreement(reduced, reference, get_task(task) if task else None, logit_threshold)
 
 
 def choose_runner(
@@ -351,8 +347,8 @@ def choose_runner(
             "rows": int(len(s.valid)), "against": "/".join(ref_pair), "min": opts.min_agreement,
         }
         pct = f"{100 * agree['value']:.2f}% of {agree['rows']} rows"
-        if getattr(runner, "task", "") == "feature-extraction":
-            pct += f" (embedding cosine >= {EMBEDDING_ROW_COSINE})"
+        if getattr(runner, "task", "") and get_task(runner.task).embeds:
+            pct += f" ({get_task(runner.task).agrees})"
         if auto_dtype and agree["value"] < opts.min_agreement:
             reason += (f"; but {dtype} agreed with fp32 on only {pct} (below --min-agreement "
                        f"{100 * opts.min_agreement:g}%): {'/'.join(fallback)} instead")

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from hubtune.core.errors import ConfigError
 from hubtune.tasks.base import check_task_name
+from hubtune.tasks.registry import task_names
 
 OUTPUT_FORMATS = (".parquet", ".jsonl", ".csv")
 BACKENDS = ("auto", "torch", "onnx")
@@ -165,7 +166,7 @@ def check_options(opts: PredictOptions) -> str:
         )
     if opts.limit is not None and opts.limit < 0:
         raise ConfigError(f"--limit must be >= 0, found {opts.limit}")
-    check_task_name(opts.task)
+    check_task_name(opts.task, known=task_names(predicts=True))
     if opts.threshold is not None and not 0.0 <= opts.threshold <= 1.0:
         raise ConfigError(f"--threshold must be between 0 and 1 (a sigmoid score), found {opts.threshold}")
     if opts.resume and opts.overwrite:

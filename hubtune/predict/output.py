@@ -285,7 +285,7 @@ def prediction_settings(
 ) -> dict[str, Any]:
     """Everything besides the model and the data that changes a prediction (see PREDICTION_FIELDS); ``stride``:
     the resolved ``--stride`` of ``--long-text chunk``; ``task`` and the multi-label ``threshold`` as resolved;
-    ``pooling``: a feature-extraction run's :class:`~hubtune.tasks.embeddings.Pooling` (mode, normalisation)."""
+    ``pooling``: a feature-extraction run's :class:`~hubtune.tasks.feature_extraction.Pooling` (mode, normalisation)."""
     from hubtune.core.parity import file_sha256
 
     onnx = opts.backend == "onnx" and onnx_path is not None

@@ -10,9 +10,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from hubtune.core.errors import ConfigError, MissingDependencyError, ModelLoadError
-from hubtune.predict.heads import PREDICT_TASKS
+from hubtune.predict.heads import predict_tasks
 from hubtune.predict.options import PredictOptions
-from hubtune.tasks.base import FEATURE_EXTRACTION, TEXT_CLASSIFICATION
+from hubtune.tasks.base import TEXT_CLASSIFICATION
+from hubtune.tasks.registry import get_task
 
 
 class Runner(Protocol):
@@ -33,16 +34,16 @@ class Runner(Protocol):
 def padding_side(config: Any, task: str) -> str:
     """The side a batch of ``task`` is padded on (:func:`hubtune.core.modeling.batch_padding_side`)."""
     from hubtune.core.modeling import batch_padding_side
-    from hubtune.tasks.base import reads_one_sequence
 
-    return batch_padding_side(config, reads_one_sequence(task))
+    return batch_padding_side(config, get_task(task).one_sequence)
 
 
 class TorchRunner:
     def __init__(self, model_dir: Path, opts: PredictOptions) -> None:
         import torch
 
-        from hubtune.core.modeling import load_classifier, pick_device
+        from hubtune.core.modeling import pick_device
+        from hubtune.tasks.loading import load_classifier
         from hubtune.core.onnx_tools import encoder_of
 
         self.device = pick_device(opts.device)
@@ -58,7 +59,7 @@ class TorchRunner:
             dtype = None
         loaded = load_classifier(
             str(model_dir), device=self.device, torch_dtype=dtype, trust_remote_code=opts.trust_remote_code,
-            task=opts.task, served=PREDICT_TASKS, display=opts.model,
+            task=opts.task, served=predict_tasks(), display=opts.model,
         )
         self.loaded = loaded
         self.task = loaded.task
@@ -86,7 +87,7 @@ class TorchRunner:
                                 enabled=self.autocast is not None):
                 out = self.model(**batch)
             if self.pooling is not None:  # feature-extraction: the pooled last_hidden_state
-                from hubtune.tasks.embeddings import pool
+                from hubtune.tasks.feature_extraction import pool
 
                 return pool(out.last_hidden_state, batch["attention_mask"], self.pooling).cpu().numpy()
             return out.logits.float().cpu().numpy()
@@ -105,7 +106,7 @@ def forward_inputs(model: Any) -> set[str]:
 def checkpoint_is_encoder(model_dir: Path, opts: PredictOptions) -> bool:
     """Whether the run is feature-extraction (``--task``, else the checkpoint's files), read before the load."""
     if opts.task:
-        return opts.task == FEATURE_EXTRACTION
+        return get_task(opts.task).embeds
     import json
 
     from hubtune.tasks.base import checkpoint_task
@@ -114,21 +115,22 @@ def checkpoint_is_encoder(model_dir: Path, opts: PredictOptions) -> bool:
         cfg = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return checkpoint_task(cfg, model_dir).task == FEATURE_EXTRACTION
+    found = checkpoint_task(cfg, model_dir).task
+    return found in predict_tasks() and get_task(found).embeds
 
 
 def embedding_setup(runner: Any, model_dir: Path, opts: PredictOptions, config: Any) -> Any:
-    """For a feature-extraction runner: its :class:`~hubtune.tasks.embeddings.Pooling` (the model's sentence-transformers
+    """For a feature-extraction runner: its :class:`~hubtune.tasks.feature_extraction.Pooling` (the model's sentence-transformers
     config, ``--normalize``), the vector size and sentence-transformers' ``max_seq_length``; None otherwise (a
     ``--normalize`` for another task is refused)."""
-    if runner.task != FEATURE_EXTRACTION:
+    if not get_task(runner.task).embeds:
         if opts.normalize is not None:
             raise ConfigError(
                 f"--normalize/--no-normalize is for feature-extraction (embeddings), and this model's task is "
                 f"{runner.task}: drop it, or pass --task feature-extraction"
             )
         return None
-    from hubtune.tasks.embeddings import model_pooling
+    from hubtune.tasks.feature_extraction import model_pooling
 
     pooling = model_pooling(model_dir, opts.normalize)
     if pooling.max_length:
@@ -216,7 +218,7 @@ class OnnxRunner:
 
         from hubtune.core.modeling import check_tokenizer_fits, effective_max_length, ensure_pad_token, label_names_from_config
         from hubtune.core.onnx_tools import session as ort_session
-        from hubtune.tasks.base import resolve_task
+        from hubtune.tasks.loading import resolve_task
 
         if opts.dtype not in ("fp32", "int8"):
             raise ConfigError(
@@ -232,7 +234,7 @@ class OnnxRunner:
 
         cfg = AutoConfig.from_pretrained(model_dir, trust_remote_code=opts.trust_remote_code)
         # the graph answers the head the weights have: a checkpoint without it is refused before any export
-        self.task, self.checkpoint = resolve_task(cfg, opts.task, source=opts.model, model_dir=model_dir, served=PREDICT_TASKS)
+        self.task, self.checkpoint = resolve_task(cfg, opts.task, source=opts.model, model_dir=model_dir, served=predict_tasks())
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=opts.trust_remote_code)
         check_tokenizer_fits(self.tokenizer, cfg, opts.model)  # before any export: ids past the embeddings are wrong
         self.notices: list[str] = []
@@ -272,7 +274,7 @@ class OnnxRunner:
         outputs = [o.name for o in self.session.get_outputs()]
         self.output_name = outputs[0]
         ensure_pad_token(self.tokenizer, cfg, str(model_dir))
-        self.label_names = label_names_from_config(cfg) if self.task != FEATURE_EXTRACTION else []
+        self.label_names = [] if get_task(self.task).embeds else label_names_from_config(cfg)
         self.max_length = effective_max_length(self.tokenizer, cfg)
         self.pooling = embedding_setup(self, model_dir, opts, cfg)
         self.padding_side = padding_side(cfg, self.task)
@@ -293,7 +295,7 @@ class OnnxRunner:
             inputs["token_type_ids"] = np.zeros_like(feeds["input_ids"])
         out = np.asarray(self.run_graph(self.session, [self.output_name], inputs)[0], dtype=np.float32)
         if self.pooling is not None:
-            from hubtune.tasks.embeddings import pool_numpy
+            from hubtune.tasks.feature_extraction import pool_numpy
 
             return pool_numpy(out, feeds["attention_mask"], self.pooling)
         return out

@@ -28,10 +28,10 @@ from hubtune.core.adapterhub import MARKER as BOTTLENECK_MARKER
 from hubtune.core.adapterhub import SUBDIR, is_bottleneck_dir
 from hubtune.core.modeling import is_adapter_dir, read_json
 from hubtune.core.parity import bench_model, bench_texts, file_sha256, size_mb, weight_files
-from hubtune.core.metrics import TASK_SUMMARY_KEYS
+from hubtune.tasks.registry import find_task, get_task
 from hubtune.core.rundir import RunInfo, eval_data, load_run, published_dir, update_summary
-from hubtune.tasks.taskcard import TASK_NAMES, task_card_parts
-from hubtune.tasks.taskcard import TEMPLATE as TASK_TEMPLATE
+from hubtune.publish.head_card import task_card_parts
+from hubtune.publish.head_card import TEMPLATE as TASK_TEMPLATE
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
 TOKEN_RE = re.compile(r"\bhf_[A-Za-z0-9]{20,}\b")
@@ -192,7 +192,8 @@ def card(opts: CardOptions, progress: Callable[[str], None] | None = None) -> Ca
     from huggingface_hub import EvalResult, ModelCardData
 
     from hubtune import __version__
-    from hubtune.core.modeling import evaluate_loaded, load_classifier, resolve_model_ref
+    from hubtune.core.modeling import evaluate_loaded, resolve_model_ref
+    from hubtune.tasks.loading import load_classifier
 
     say = progress or (lambda _m: None)
     ref = resolve_model_ref(opts.run_dir, flag="RUN_DIR of hubtune card")  # the references every command reads
@@ -207,7 +208,8 @@ def card(opts: CardOptions, progress: Callable[[str], None] | None = None) -> Ca
     tpl = template_path(opts.template)
     run: RunInfo = load_run(root)
     pub = published_dir(root)
-    if run.config.get("task") in TASK_NAMES:  # multi-label, regression, token classification
+    spec = find_task(run.config.get("task"))
+    if spec is not None and spec.recipe == "head":  # multi-label, regression, token classification
         return _task_card(opts, run, root, pub)
     adapter = is_adapter_dir(pub)
     bottleneck = is_bottleneck_dir(pub)  # mode adapter: AdapterHub's adapters library, loaded on the base model
@@ -403,7 +405,7 @@ def card(opts: CardOptions, progress: Callable[[str], None] | None = None) -> Ca
 
 
 def _task_card(opts: CardOptions, run: RunInfo, root: Path, pub: Path) -> CardResult:
-    """The card of a multi-label / regression / token-classification run (:mod:`hubtune.tasks.taskcard`)."""
+    """The card of a multi-label / regression / token-classification run (:mod:`hubtune.publish.head_card`)."""
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     from hubtune import __version__
@@ -419,7 +421,7 @@ def _task_card(opts: CardOptions, run: RunInfo, root: Path, pub: Path) -> CardRe
                                dataset_split=ident.get("split"), **r) for r in results] if ident else []
     base_id, base_display = hub_base_model(run.base_model, opts.base_model_id)
     adapter = variables.pop("is_adapter")
-    pipeline_tag = TASK_NAMES[task][0]
+    pipeline_tag = get_task(task).pipeline_tag
     data = ModelCardData(
         language=opts.language or None, license=opts.license, library_name="peft" if adapter else "transformers",
         pipeline_tag=pipeline_tag, base_model=base_id, model_name=model_name, eval_results=eval_results or None,
@@ -434,7 +436,7 @@ def _task_card(opts: CardOptions, run: RunInfo, root: Path, pub: Path) -> CardRe
     out = Path(opts.output) if opts.output else pub / "README.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
-    scalar = {r_key: metrics[r_key] for r_key in TASK_SUMMARY_KEYS[task] if r_key in metrics}
+    scalar = {r_key: metrics[r_key] for r_key in get_task(task).summary_keys if r_key in metrics}
     update_summary(root, "card", {"path": _rel(out, root), "published_dir": _rel(pub, root), "eval_source": eval_spec,
                                   "metrics": scalar, "variants": ["PyTorch"]})
     return CardResult(path=str(out), published_dir=str(pub), metadata=data.to_dict(),

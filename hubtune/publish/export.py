@@ -15,11 +15,11 @@ Gates, on real held-out texts (not dummy inputs), each against the PyTorch model
   label agreement >= ``min_variant_agreement``); a variant that fails is removed and reported, the rest stay.
 
 Multi-label, regression and token-classification models are gated by what their task answers (labels over the
-threshold, values, tags per word; :mod:`hubtune.tasks.task_export`), on the run's held-out examples of that task.
+threshold, values, tags per word; :mod:`hubtune.publish.head_export`), on the run's held-out examples of that task.
 
 An embedding model (feature-extraction: a bare encoder, or a sentence-transformers folder) is exported as its
 encoder, the graph answering ``last_hidden_state``, and gated by its pooled sentence embeddings instead of labels
-(cosine per row and top-10 neighbour overlap, :mod:`hubtune.tasks.embed_export`).
+(cosine per row and top-10 neighbour overlap, :mod:`hubtune.publish.embed_export`).
 
 Size and CPU throughput of every variant (pytorch, onnx, onnx-O2, onnx-int8) go to
 ``run_summary.json["variants"]`` when the model belongs to a run; ``hubtune card`` reads them.
@@ -36,7 +36,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from hubtune.tasks.embed_export import (
+from hubtune.publish.embed_export import (
     DEFAULT_MIN_OVERLAP,
     DEFAULT_VARIANT_COSINE,
     OrtEncoder,
@@ -45,7 +45,7 @@ from hubtune.tasks.embed_export import (
     encode,
     gate_texts,
 )
-from hubtune.tasks.embeddings import model_pooling
+from hubtune.tasks.feature_extraction import model_pooling
 from hubtune.core.errors import (
     ConfigError,
     ExportParityError,
@@ -53,7 +53,8 @@ from hubtune.core.errors import (
     OutputExistsError,
     OutputNotWritableError,
 )
-from hubtune.core.modeling import download_model, follow_umask, is_adapter_dir, load_classifier, predict_logits, resolve_model_ref
+from hubtune.tasks.loading import load_classifier
+from hubtune.core.modeling import download_model, follow_umask, is_adapter_dir, predict_logits, resolve_model_ref
 from hubtune.core.parity import (
     REFERENCE_TEXTS,
     ParityReport,
@@ -77,8 +78,9 @@ from hubtune.core.onnx_tools import (
     write_info,
 )
 from hubtune.core.rundir import eval_data, load_run, update_summary
-from hubtune.tasks.task_export import GATED_TASKS, flat, metric_drop, task_examples, task_gate_metrics, task_outputs_of
-from hubtune.tasks.base import AGREES, FEATURE_EXTRACTION, MULTI_LABEL, REGRESSION, TASKS, TEXT_CLASSIFICATION, checkpoint_task
+from hubtune.publish.head_export import flat, metric_drop, task_examples, task_gate_metrics, task_outputs_of
+from hubtune.tasks.base import TEXT_CLASSIFICATION, checkpoint_task
+from hubtune.tasks.registry import get_task, task_names
 
 QUANTIZE_MODES = ("int8",)
 CALIBRATION_ROWS = 256  # real texts on which int8 sensitivity is measured
@@ -242,7 +244,7 @@ def model_task(model_dir: Path) -> str:
     except (OSError, ValueError):
         return TEXT_CLASSIFICATION
     task = checkpoint_task(cfg, model_dir).task
-    return task if task in TASKS else TEXT_CLASSIFICATION
+    return task if task in task_names(predicts=True) else TEXT_CLASSIFICATION
 
 
 def export(opts: ExportOptions, progress: Callable[[str], None] | None = None) -> ExportResult:
@@ -263,9 +265,10 @@ def export(opts: ExportOptions, progress: Callable[[str], None] | None = None) -
 
     say(f"loading PyTorch model {model_dir}")
     task = opts.task or model_task(model_dir)
-    embed = task == FEATURE_EXTRACTION
-    other = task in GATED_TASKS  # multi-label, regression, token classification: their own gates
-    loaded = load_classifier(str(model_dir), device="cpu", task=task, served=TASKS)
+    spec = get_task(task, served=task_names(predicts=True))
+    embed = spec.embeds
+    other = spec.recipe == "head"  # multi-label, regression, token classification: their own gates
+    loaded = load_classifier(str(model_dir), device="cpu", task=task, served=task_names(predicts=True))
     if embed:  # an encoder-decoder's (T5's) embeddings are its encoder's
         loaded.model = encoder_of(loaded.model)
     names = loaded.label_names
@@ -354,10 +357,10 @@ def export(opts: ExportOptions, progress: Callable[[str], None] | None = None) -
                                                      min_overlap=opts.min_neighbour_overlap, texts_source=source)
             elif is_base:
                 parity = compare_logits(ref, logits, tolerance=opts.tolerance, min_label_agreement=1.0,
-                                        texts_source=source, task=task, scaled=True)
+                                        texts_source=source, task=spec, scaled=True)
             else:
                 parity = compare_logits(ref, logits, tolerance=None, min_label_agreement=opts.min_variant_agreement,
-                                        texts_source=source, task=task)
+                                        texts_source=source, task=spec)
             if not embed:
                 m = scores(raw, ort_tokenizer)
             drop = None
@@ -379,7 +382,7 @@ def export(opts: ExportOptions, progress: Callable[[str], None] | None = None) -
             if not parity.passed:
                 reasons.append(gate_why or parity.describe())
             if not is_base and drop is not None and drop > opts.max_accuracy_drop_pt:
-                what = {MULTI_LABEL: "micro F1", "token-classification": "entity F1"}.get(task, "accuracy")
+                what = spec.main_metric_name
                 reasons.append(f"{what} drop {drop:.2f} pt > {opts.max_accuracy_drop_pt:g} pt allowed")
             if reasons:
                 rep.passed, rep.reason = False, "; ".join(reasons)
@@ -396,7 +399,7 @@ def export(opts: ExportOptions, progress: Callable[[str], None] | None = None) -
         if not base.passed:
             allowed = opts.tolerance if embed or base.parity is None else base.parity.allowed
             expected = (f"max diff <= {opts.tolerance:g} and every cosine >= 0.9999" if embed else
-                        f"max diff <= {allowed:.3g} and 100% agreement ({AGREES.get(task, 'the same label')})")
+                        f"max diff <= {allowed:.3g} and 100% agreement ({spec.agrees})")
             err = ExportParityError(
                 f"ONNX export does not match PyTorch: {base.reason}; expected {expected}. Nothing was written; try "
                 "another --opset, or loosen --tolerance if it is float noise"
@@ -420,7 +423,7 @@ def export(opts: ExportOptions, progress: Callable[[str], None] | None = None) -
                 feeds = calibration_feeds(tmp / FP32_FILE, ort_tokenizer, c_texts, c_pairs, max_length=max_len)
                 # embeddings, multi-label, regression: dynamic int8 is judged by the task's agreement (the check
                 # below), not by argmax labels
-                argmax_free = embed or task in (MULTI_LABEL, REGRESSION)
+                argmax_free = not spec.argmax_labels
                 produced, q = _quantize(tmp, w, feeds, c_source, **({"min_agreement": 0.0} if argmax_free else {}))
                 quant_info.update(q)
                 return produced, q["description"]

@@ -17,7 +17,6 @@ Imports ``card`` (public helpers), ``compat``, ``data``, ``errors``, ``onnx_tool
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -26,26 +25,21 @@ from hubtune.core.errors import ConfigError, ExportParityError
 from hubtune.core.onnx_tools import FP32_FILE, copy_model_files, exporter_label, feeds_for, graph_opset, session, write_info
 from hubtune.core.parity import compare_logits, file_sha256, size_mb, weight_files
 from hubtune.core.rundir import RunInfo, load_run, resolve_local_spec, update_summary
+from hubtune.tasks.registry import find_task, get_task
 
-LM_TASKS = ("fill-mask", "text-generation")
 Say = Callable[[str], None]
 
 
 def probe_texts(task: str, texts: list[str], mask_token: str | None, n: int = 16) -> list[str]:
     """Up to ``n`` probes: the first words of each text with its middle word masked (fill-mask), or its first
     words as a prompt (text-generation). Deterministic: no sampling."""
+    spec = get_task(task)
     out = []
     for t in texts:
-        words = re.sub(r"\s+", " ", str(t)).strip().split(" ")[:12]
-        if len(words) < 3:
+        probe = spec.probe(t, mask_token)
+        if probe is None:
             continue
-        if task == "fill-mask":
-            if not mask_token:
-                raise ConfigError("the tokenizer has no mask token; expected a masked-LM tokenizer for fill-mask")
-            words[len(words) // 2] = mask_token
-            out.append(" ".join(words))
-        else:
-            out.append(" ".join(words[: max(2, len(words) // 2)]))
+        out.append(probe)
         if len(out) >= n:
             break
     return out
@@ -74,6 +68,12 @@ def run_task(run_dir: str | Path) -> str | None:
     return str(load_run(root).config.get("task") or "") or None if root is not None else None
 
 
+def is_lm_run(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` is a run of a language-model task (fill-mask, text-generation): its own card."""
+    spec = find_task(run_task(run_dir))
+    return spec is not None and spec.language_model
+
+
 @dataclass
 class LmExportResult:
     onnx_path: str
@@ -82,9 +82,9 @@ class LmExportResult:
 
 
 def _auto_cls(task: str) -> Any:
-    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
+    import transformers
 
-    return AutoModelForMaskedLM if task == "fill-mask" else AutoModelForCausalLM
+    return getattr(transformers, get_task(task).auto_class)
 
 
 def _torch_export(model: Any, tokenizer: Any, out_file: Path, opset: int = 18) -> None:
@@ -183,7 +183,8 @@ def lm_card(run_dir: str | Path, *, repo_id: str, license: str = "apache-2.0", l
 
     run = load_run(run_dir)
     task = str(run.config.get("task"))
-    if task not in LM_TASKS:
+    spec = find_task(task)
+    if spec is None or not spec.language_model:
         raise ConfigError(f"lm_card needs a fill-mask or text-generation run; {run.root.name} is {task}")
     pub = run.layout.model_dir
     ev = dict(run.metrics.get("eval") or {})
@@ -203,13 +204,12 @@ def lm_card(run_dir: str | Path, *, repo_id: str, license: str = "apache-2.0", l
                          tags=tag_list, base_model=base_id, datasets=[dataset_id] if dataset_id else None,
                          metrics=["perplexity"] if results else None, model_name=repo_id.split("/")[-1],
                          eval_results=results or None)
-    example = "The weather today is [MASK]." if task == "fill-mask" else "The weather today is"
     mask = None
-    if task == "fill-mask":
+    if spec.masked:
         from transformers import AutoTokenizer
 
         mask = AutoTokenizer.from_pretrained(str(pub)).mask_token
-        example = example.replace("[MASK]", mask or "[MASK]")
+    example = spec.card_example(mask)
     mc = ModelCard.from_template(
         data, template_path=str(Path(__file__).parent / "templates" / "lm.md"), task=task, repo_id=repo_id,
         model_name=repo_id.split("/")[-1], base_model_id=base_id, base_model_display=base_display,

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hubtune.core.errors import VerificationError
+from hubtune.tasks.registry import find_task, get_task
 
 
 @dataclass
@@ -94,8 +95,6 @@ def predict_labels(model_ref: str, texts: list[str], *, revision: str | None = N
     return out
 
 
-LM_TASKS = ("fill-mask", "text-generation")
-HEAD_TASKS = ("multi-label-classification", "regression", "token-classification")
 SCORE_TOLERANCE = 1e-4  # scores of the pulled model against the local folder's
 
 
@@ -106,28 +105,10 @@ def task_predict(model_ref: str, task: str, texts: list[str], *, revision: str |
     classification: each entity as ``GROUP:start-end``, aggregation_strategy="simple"), ``pytorch_scores``
     the scores (every label's sigmoid; the value; each entity's score), compared within SCORE_TOLERANCE; with
     ``onnx_file`` also ONNX Runtime's over ``onnx/`` (:func:`onnx_task_answers`)."""
-    from transformers import pipeline
-
     from hubtune.core.security import check_model_config
 
     check_model_config(model_ref, revision=revision)
-    if task == "token-classification":
-        pipe = pipeline("token-classification", model=model_ref, revision=revision, device=-1,
-                        aggregation_strategy="simple")
-        ents = [pipe(t) for t in texts]
-        out = {"pytorch": [" ".join(f"{e['entity_group']}:{e['start']}-{e['end']}" for e in row) for row in ents],
-               "pytorch_scores": [[float(e["score"]) for e in row] for row in ents]}
-    else:
-        pipe = pipeline("text-classification", model=model_ref, revision=revision, device=-1, truncation=True)
-        if task == "regression":
-            rows = pipe(texts, function_to_apply="none", batch_size=16)
-            out = {"pytorch": ["" for _ in rows], "pytorch_scores": [[float(r["score"])] for r in rows]}
-        else:
-            rows = pipe(texts, function_to_apply="sigmoid", top_k=None, batch_size=16)
-            names = list(pipe.model.config.id2label.values())
-            scores = [{r["label"]: float(r["score"]) for r in row} for row in rows]
-            out = {"pytorch": [",".join(n for n in names if sc[n] >= threshold) for sc in scores],
-                   "pytorch_scores": [[sc[n] for n in names] for sc in scores]}
+    out = get_task(task).pipeline_answers(model_ref, texts, revision, threshold)
     if onnx_file:
         out.update(onnx_task_answers(model_ref, task, texts, onnx_file, revision=revision, threshold=threshold))
     return out
@@ -143,6 +124,7 @@ def onnx_task_answers(model_ref: str, task: str, texts: list[str], onnx_file: st
 
     from hubtune.core.onnx_tools import OrtClassifier
 
+    spec = get_task(task)
     path = onnx_beside_weights(model_ref, onnx_file, revision)
     config = AutoConfig.from_pretrained(model_ref, revision=revision)
     model = OrtClassifier(path, config)
@@ -154,16 +136,10 @@ def onnx_task_answers(model_ref: str, task: str, texts: list[str], onnx_file: st
         enc = tok(texts[i : i + 16], padding=True, truncation=True, return_tensors="pt", return_special_tokens_mask=True)
         special = enc.pop("special_tokens_mask").numpy()
         logits = np.asarray(model(**enc).logits, dtype=np.float64)
-        if task == "token-classification":
-            mask = enc["attention_mask"].numpy().astype(bool) & ~special.astype(bool)
-            labels += [" ".join(names[int(j)] for j in row[m].argmax(-1)) for row, m in zip(logits, mask)]
-        elif task == "regression":
-            labels += ["" for _ in logits]
-            scores += [[float(r[0])] for r in logits]
-        else:
-            sig = 1.0 / (1.0 + np.exp(-logits))
-            labels += [",".join(n for n, p in zip(names, row) if p >= threshold) for row in sig]
-            scores += [[float(p) for p in row] for row in sig]
+        mask = enc["attention_mask"].numpy().astype(bool) & ~special.astype(bool)  # the tokens that are words
+        got, got_scores = spec.logits_answer(logits, mask, names, threshold)
+        labels += got
+        scores += got_scores
     out: dict[str, list[Any]] = {"onnx": labels}
     if scores:
         out["onnx_scores"] = scores
@@ -189,13 +165,9 @@ def lm_predict(model_ref: str, task: str, texts: list[str], *, revision: str | N
     from hubtune.core.security import check_model_config
 
     check_model_config(model_ref, revision=revision)
+    spec = get_task(task)
     pipe = pipeline(task, model=model_ref, revision=revision, device=-1)
-    if task == "fill-mask":
-        out = {"pytorch": [pipe(t, top_k=1)[0]["token_str"].strip() for t in texts]}
-    else:
-        pad = pipe.tokenizer.pad_token_id if pipe.tokenizer.pad_token_id is not None else pipe.tokenizer.eos_token_id
-        out = {"pytorch": [r[0]["generated_text"] for r in (pipe(t, do_sample=False, max_new_tokens=GEN_TOKENS,
-                                                                  pad_token_id=pad) for t in texts)]}
+    out = {"pytorch": spec.pipeline_texts(pipe, texts, GEN_TOKENS)}
     if onnx_file:
         from hubtune.core.onnx_tools import feeds_for, session
 
@@ -210,7 +182,7 @@ def lm_predict(model_ref: str, task: str, texts: list[str], *, revision: str | N
                 feeds["position_ids"] = np.arange(enc["input_ids"].shape[1], dtype=np.int64)[None, :]
             logits = sess.run(None, feeds)[0][0]
             ids = enc["input_ids"][0]
-            pos = int(np.where(ids == tok.mask_token_id)[0][0]) if task == "fill-mask" else len(ids) - 1
+            pos = spec.answer_position(ids, tok)
             tokens.append(tok.decode([int(logits[pos].argmax())]).strip())
         out["onnx"] = tokens
     return out
@@ -274,9 +246,10 @@ def _main() -> int:
     import transformers
 
     transformers.logging.set_verbosity_error()
-    if req.get("task") in HEAD_TASKS:
+    spec = find_task(req.get("task"))
+    if spec is not None and spec.recipe == "head":  # a task that normalises its own data: its pipeline() reading
         out = task_predict(req["repo_id"], req["task"], req["texts"], revision=req["revision"], onnx_file=req.get("onnx_file"))
-    elif req.get("task") in LM_TASKS:
+    elif spec is not None and spec.language_model:
         out = lm_predict(req["repo_id"], req["task"], req["texts"], revision=req["revision"], onnx_file=req.get("onnx_file"))
     else:
         out = predict_labels(req["repo_id"], req["texts"], revision=req["revision"], onnx_file=req.get("onnx_file"))

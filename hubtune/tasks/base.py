@@ -103,12 +103,14 @@ def check_text_input(task: str, has_pairs: bool, source: str, *, found: Checkpoi
     )
 
 
-def check_task_name(task: str | None, flag: str = "--task") -> str | None:
-    """``task`` as given (None: read from the checkpoint), refused unless it is one of TASKS."""
+def check_task_name(task: str | None, flag: str = "--task", known: Iterable[str] = TASKS) -> str | None:
+    """``task`` as given (None: read from the checkpoint), refused unless it is one of ``known`` (the registry's
+    names the command serves)."""
     if task is None or task in ("", "auto"):
         return None
-    if task not in TASKS:
-        raise ConfigError(f"{flag} {task!r} is unknown; expected one of {', '.join(TASKS)} (or leave it out to use the "
+    known = tuple(known)
+    if task not in known:
+        raise ConfigError(f"{flag} {task!r} is unknown; expected one of {', '.join(known)} (or leave it out to use the "
                           "task the checkpoint has)")
     return task
 
@@ -242,28 +244,6 @@ def missing_head_error(source: str, task: str, found: CheckpointTask, missing: I
     )
 
 
-def resolve_task(config: Any, requested: str | None, *, source: str, model_dir: str | Path | None = None,
-                 served: Iterable[str] = TASKS, peft_task_type: str | None = None) -> tuple[str, CheckpointTask]:
-    """(the task to run, what the checkpoint says): ``requested`` (``--task``) or the checkpoint's own task; a
-    checkpoint without the head that task needs is a :class:`ModelTaskError`. ``served``: the tasks the calling
-    command runs (evaluate, export, card: the sequence-classification ones); ``peft_task_type``: a peft adapter's
-    ``task_type``, whose head the adapter carries."""
-    if peft_task_type is not None:
-        config = adapter_config_task(config, peft_task_type)
-    found = checkpoint_task(config, model_dir)
-    served = tuple(served)
-    task = check_task_name(requested)
-    if task is None:
-        task = found.task if found.task in TASKS else TEXT_CLASSIFICATION
-        if task not in served:  # e.g. an embedding model handed to evaluate: it has no classifier to evaluate
-            task = served[0]
-    if task not in served:
-        raise ConfigError(f"--task {task} is not served here; expected one of {', '.join(served)}")
-    if not has_head(found, task):
-        raise missing_head_error(source, task, found, served=served)
-    return task, found
-
-
 def check_loading_info(source: str, task: str, found: CheckpointTask, info: dict[str, Any] | None) -> None:
     """Refuse a model whose load left weights newly initialised (transformers' ``output_loading_info``:
     ``missing_keys``), but the ones the task never uses."""
@@ -277,3 +257,217 @@ def reads_one_sequence(task: str) -> bool:
     """Whether the task's head answers once per sequence (text classification, multi-label, regression), not per
     token or as a pooled embedding (batch-predict pads such a batch on the side its head needs)."""
     return task in SEQUENCE_TASKS
+
+
+# --------------------------------------------------------------------------------------------------
+# The interface every task module implements (one object per task, in hubtune.tasks.registry)
+# --------------------------------------------------------------------------------------------------
+class Task:
+    """What differs by task, asked by every step (train, evaluate, card, merge, export, verify, batch-predict),
+    which never compares a task's name. A task module subclasses it (or a task near it) and registers one
+    instance; the defaults are those of a task nothing serves (each step refuses it naming what it lacks).
+
+    Facts (class attributes) first, then the behaviour (methods) a step calls."""
+
+    name: str = ""
+    description: str = ""  # one line: what it answers (``--task`` help)
+    auto_class: str | None = "AutoModelForSequenceClassification"  # the transformers class of its model
+    problem_type: str | None = None  # config.json's problem_type that tells it (sequence-classification heads)
+    # --- training (hubtune train: which recipe, with what) ---
+    recipe: str | None = None  # "classifier" | "head" | "language-model" | "generative" | None (not trained)
+    train_modes: tuple[str, ...] = ("full", "lora")
+    engines: tuple[str, ...] = ("trainer",)
+    ulmfit: bool = False  # the ULMFiT options apply
+    metric_modules: bool = False  # --metric (evaluate modules on class predictions) applies
+    class_weights: bool = False
+    summary_keys: tuple[str, ...] = ()  # its scalar metrics, in the order they are shown
+    best_metric: tuple[str, bool] | None = None  # the metric that chooses the checkpoint, larger is better
+    main_metric: str | None = None  # a variant's drop (export gates) is measured on it, in points
+    main_metric_name: str = "accuracy"  # ... and named so
+    gate_metrics: tuple[str, ...] = ()  # the --min-metric names train-and-push may gate on
+    # --- its labels and outputs ---
+    has_labels: bool = True  # label names (a regression value has none)
+    one_sequence: bool = False  # a head answering once per sequence (batch padding side, NLI check)
+    predicts: bool = False  # batch-predict and evaluate serve it (--task)
+    reads_pairs: bool = True  # it may read text pairs (--text-pair-column)
+    one_text: str = "reads one text"  # what it does with one text (the refusal of a pair column says it)
+    list_column: str | None = None  # the output column holding a list per row (CSV cannot hold it)
+    single_label: bool = False  # batch-predict writes label/score and the classification metrics (shards' own)
+    embeds: bool = False  # an embedding: the encoder alone, pooled (feature-extraction)
+    threshold: float | None = None  # a sigmoid threshold it reads labels with (--threshold)
+    language_model: bool = False  # fill-mask / text-generation: texts in blocks, perplexity, generated text
+    argmax_labels: bool = True  # its rows' answer is the argmax of the logits (int8 sensitivity by label flips)
+    masked: bool = False  # a masked LM (fill-mask): its tokenizer has a mask token, its probes mask a word
+    agrees: str = "the same label"  # when two models (PyTorch and ONNX, fp32 and int8) answer a row the same
+    unused_missing: tuple[str, ...] = ()  # weight prefixes its model may lack with no effect on its outputs
+    onnx_outputs: tuple[str, ...] = ("logits",)
+    optimum_task: str = "text-classification"  # Optimum's name of its ONNX export
+    # --- its card ---
+    pipeline_tag: str = "text-classification"
+    card_name: str = "Text Classification"  # the model-index task name
+    example: str = "I love this movie!"  # the widget / usage example
+    usage: str = ""  # the card's usage lines (``{repo}``, ``{example}`` filled in)
+
+    def __repr__(self) -> str:
+        return f"<task {self.name}>"
+
+    # --- checkpoints -----------------------------------------------------------------------------
+    def head_kwargs(self, label_names: list[str]) -> dict[str, Any]:
+        """The config keywords that make a checkpoint tell this task (problem_type, num_labels, id2label)."""
+        out: dict[str, Any] = {"num_labels": len(label_names), "id2label": dict(enumerate(label_names)),
+                               "label2id": {n: i for i, n in enumerate(label_names)}}
+        if self.problem_type:
+            out["problem_type"] = self.problem_type
+        return out
+
+    def label_names(self, config: Any) -> list[str]:
+        """The label names a loaded model's config holds, in id order."""
+        cfg = _config_dict(config)
+        id2label = cfg.get("id2label") or {}
+        return [str(id2label[k]) for k in sorted(id2label, key=lambda k: int(k))]
+
+    def missing_weights(self) -> str:
+        """The weights its head adds, in words (what is missing when a checkpoint lacks it)."""
+        return "the sequence-classification head (classifier.weight, classifier.bias)"
+
+    def declares(self, config: dict[str, Any]) -> bool:
+        """Whether a checkpoint's config.json tells this task beyond what :func:`checkpoint_task` reads (a
+        registered task's own marker); the built-in tasks are read there."""
+        return False
+
+    def served_by(self, found: CheckpointTask) -> bool:
+        """Whether a checkpoint of ``found`` holds the trained weights this task needs (unknown: True, the
+        loading info decides)."""
+        return found.task is None or found.task == self.name
+
+    # --- training data, outputs, metrics -----------------------------------------------------------
+    def normalise(self, ds: Any, dc: Any, source: str, names: list[str] | None) -> Any:
+        """A dataset of this task as its training/evaluation reads it (a :class:`hubtune.data.dataset.LoadedData`)."""
+        raise ConfigError(f"task {self.name} reads no labeled data; expected a task with labels")
+
+    def check_raw(self, ds: Any, dc: Any, source: str) -> None:
+        """Checks of the raw rows before any shuffle (a bad row is named by its place in the file)."""
+
+    def unlabeled(self, texts: list[str]) -> Any:
+        """Examples of ``texts`` without labels, normalised as ``normalise`` makes them (an export gate's texts)."""
+        from datasets import Dataset
+
+        return Dataset.from_dict({"text": list(texts)})
+
+    def padded(self, outputs: Any) -> Any:
+        """The outputs as one array, a row per example, for the export gates (per-token tasks pad the words)."""
+        import numpy as np
+
+        return np.asarray(outputs)
+
+    def texts(self, ds: Any) -> list[str]:
+        """The text of each normalised example (golden examples, calibration)."""
+        return list(ds["text"])
+
+    def outputs(self, model: Any, tokenizer: Any, ds: Any, max_length: int, *, batch_size: int = 64,
+                device: str | None = None) -> Any:
+        """What ``model`` answers on normalised data (an ONNX graph behind its call shape with ``device="cpu"``)."""
+        from hubtune.core.modeling import predict_logits
+
+        pairs = ds["text_pair"] if "text_pair" in ds.column_names else None
+        return predict_logits(model, tokenizer, ds["text"], pairs, batch_size=batch_size, max_length=max_length,
+                              device=device)
+
+    def flat(self, outputs: Any) -> Any:
+        """The outputs as one array, a row per example (what the parity gates compare)."""
+        import numpy as np
+
+        return np.asarray(outputs)
+
+    def metrics(self, outputs: Any, ds: Any, label_names: list[str], *, tokenizer: Any = None,
+                max_length: int = 512, threshold: float = 0.5) -> dict[str, Any]:
+        raise ConfigError(f"task {self.name} has no metrics here; expected a task with labels")
+
+    def agreement(self, candidate: Any, reference: Any, logit_threshold: float = 0.0) -> float:
+        """The fraction of rows two runs answer the same (see ``agrees``)."""
+        import numpy as np
+
+        if not len(reference):
+            return 1.0
+        if reference.ndim == 3:
+            return float((candidate.argmax(-1) == reference.argmax(-1)).all(-1).mean())
+        return float((np.asarray(candidate).argmax(-1) == np.asarray(reference).argmax(-1)).mean())
+
+    # --- training (the head recipe) -----------------------------------------------------------------
+    def tokenize(self, ds: Any, tokenizer: Any, max_length: int) -> Any:
+        def fn(batch: dict[str, list[Any]]) -> Any:
+            return tokenizer(batch["text"], batch.get("text_pair"), truncation=True, max_length=max_length)
+
+        cols = [c for c in ds.column_names if c not in ("label", "labels")]
+        return ds.map(fn, batched=True, remove_columns=cols, desc="tokenize")
+
+    def collator(self, tokenizer: Any) -> Any:
+        from transformers import DataCollatorWithPadding
+
+        return DataCollatorWithPadding(tokenizer)
+
+    def check_tokenizer(self, tokenizer: Any, source: str) -> None:
+        """Refuse a tokenizer the task cannot use (token classification: a slow one)."""
+
+    def eval_metrics(self, logits: Any, labels: Any, label_names: list[str]) -> dict[str, Any]:
+        """The metrics of the Trainer's evaluation (logits and label ids of the eval split)."""
+        raise ConfigError(f"task {self.name} has no training metrics; expected a task with labels")
+
+    def check_config(self, cfg: Any) -> None:
+        """Refuse training settings the task's recipe cannot take (``cfg``: a TrainConfig); the default is the
+        head recipe's: its modes, on its engines, without the ULMFiT options unless it takes them."""
+        check_trained(self)
+        if cfg.mode not in self.train_modes or cfg.engine not in self.engines or (cfg.ulmfit.enabled and not self.ulmfit):
+            raise ConfigError(
+                f"task {self.name} with mode {cfg.mode}, engine {cfg.engine}{', ulmfit on' if cfg.ulmfit.enabled else ''}"
+                f"; expected --mode {' or '.join(self.train_modes)} on --engine {' or '.join(self.engines)} without "
+                "ulmfit options"
+            )
+
+    # --- batch-predict --------------------------------------------------------------------------------
+    def check_predict_options(self, long_text: str, pair_column: str | None, threshold: float | None) -> None:
+        """Refuse batch-predict options the task cannot take."""
+        if long_text == "chunk":
+            raise ConfigError(
+                f"--long-text chunk averages the class probabilities of a text's windows, and this model's task is "
+                f"{self.name}; expected a text-classification model: use --long-text truncate (the rows cut are counted)"
+            )
+        if pair_column and not self.reads_pairs:
+            raise ConfigError(
+                f"--text-pair-column {pair_column} with a {self.name} model, which {self.one_text}; expected single "
+                "texts: drop --text-pair-column"
+            )
+        if threshold is not None:
+            raise ConfigError(
+                f"--threshold {threshold} is for multi-label-classification (the labels whose sigmoid is over it), and "
+                f"this model's task is {self.name}: drop --threshold, or pass --task multi-label-classification"
+            )
+
+    def columns(self, head: Any, logits: Any, texts: list[str]) -> dict[str, Any]:
+        """Its output columns (pyarrow arrays) for the valid rows of a chunk."""
+        raise ConfigError(f"task {self.name} has no output columns in batch-predict; expected a task batch-predict "
+                          "serves (hubtune batch-predict --help lists them)")
+
+    # --- verification after push (a fresh process, the published files) ----------------------------------
+    def pipeline_answers(self, model_ref: str, texts: list[str], revision: str | None, threshold: float) -> dict[str, Any]:
+        """What ``pipeline()`` answers on ``texts``: ``pytorch`` the labels, ``pytorch_scores`` the scores."""
+        raise ConfigError(f"task {self.name} has no pipeline() check; expected a published classifier")
+
+    def logits_answer(self, logits: Any, mask: Any, names: list[str], threshold: float) -> tuple[list[str], list[Any]]:
+        """Labels and scores of a batch of an ONNX graph's logits (``mask``: the tokens that are words)."""
+        raise ConfigError(f"task {self.name} has no ONNX check; expected a published classifier")
+
+
+def check_trained(task: Task) -> None:
+    if task.recipe is None:
+        raise ConfigError(f"task {task.name} is not trained by hubtune; expected a task with a training recipe "
+                          "(hubtune train --help lists them)")
+
+
+def check_engine(task: Task, cfg: Any) -> None:
+    """The Accelerate loops train text classification and fill-mask, without the ULMFiT options."""
+    if cfg.engine not in task.engines or (cfg.engine == "accelerate" and cfg.ulmfit.enabled):
+        raise ConfigError(
+            f"engine accelerate supports tasks text-classification and fill-mask without ulmfit options (found "
+            f"task {task.name}{', ulmfit on' if cfg.ulmfit.enabled else ''}); use --engine trainer"
+        )

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from hubtune.core.config import HEAD_TASKS, TrainConfig
+from hubtune.core.config import TrainConfig
+from hubtune.tasks.registry import get_task
 from hubtune.train.accel import train_accelerate
 from hubtune.train.classifier import train_classifier
 from hubtune.train.common import (
@@ -79,11 +80,12 @@ def train(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False, pr
         from hubtune.core.metric_modules import load_metric_modules
 
         load_metric_modules(cfg.metrics)
-    if cfg.task == "fill-mask" and cfg.engine == "accelerate":
-        return train_mlm_accelerate(cfg, overwrite=overwrite, resume=resume, progress=progress, on_start=on_start)
-    if cfg.task in HEAD_TASKS:
+    recipe = get_task(cfg.task).recipe  # the task says which recipe trains it
+    if recipe == "head":
         return train_task(cfg, overwrite=overwrite, resume=resume, progress=progress, on_start=on_start)
-    if cfg.task != "text-classification":
+    if recipe in ("language-model", "generative"):
+        if cfg.engine == "accelerate":  # the HF course's masked-LM loop (the only LM task it takes)
+            return train_mlm_accelerate(cfg, overwrite=overwrite, resume=resume, progress=progress, on_start=on_start)
         return train_lm(cfg, overwrite=overwrite, resume=resume, progress=progress, on_start=on_start)
     if cfg.engine == "accelerate":
         return train_accelerate(cfg, overwrite=overwrite, resume=resume, progress=progress, on_start=on_start)

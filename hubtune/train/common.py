@@ -32,11 +32,11 @@ from hubtune.core.errors import (
 )
 from hubtune.core.layout import RunLayout, last_complete_checkpoint
 from hubtune.core.metrics import summary
+from hubtune.tasks.loading import load_classifier
 from hubtune.core.security import check_checkpoint, check_model_config
 from hubtune.core.modeling import (
     DEFAULT_MAX_LENGTH,
     check_tokenizer_fits,
-    load_classifier,
     tokenizer_pad_kwargs,
     model_load_error,
     predict_logits,

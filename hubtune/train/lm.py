@@ -36,6 +36,7 @@ from hubtune.core.errors import ConfigError
 from hubtune.core.layout import RunLayout
 from hubtune.core.metrics import classification_metrics, softmax, summary
 from hubtune.core.modeling import public_model_ref, write_json
+from hubtune.tasks.registry import get_task
 from hubtune.train.adapters import apply_causal_lora
 from hubtune.train.lmdata import (
     joined_texts,
@@ -157,7 +158,7 @@ def train_lm(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False,
             if cfg.mode == "lora":  # the rows of added label tokens train beside LoRA (and are saved with it)
                 model = apply_causal_lora(model, cfg, trainable_token_ids=new_label_ids)
         else:
-            causal = cfg.task == "text-generation"
+            causal = not get_task(cfg.task).masked
             train_txt, eval_txt, eval_source = load_texts(cfg)
             model, tokenizer = _load(cfg, AutoModelForCausalLM if causal else AutoModelForMaskedLM)
             limit = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
@@ -223,7 +224,7 @@ def train_lm(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False,
     new_head = [] if gen_cls else list(getattr(model, "hubtune_new_head", []))
     warnings: list[str] = []
     if new_head:
-        head_kind = "masked-LM" if cfg.task == "fill-mask" else "causal-LM"
+        head_kind = get_task(cfg.task).head_kind
         warnings.append(
             f"{public_model_ref(cfg.base_model)} has no {head_kind} head (newly initialised: {', '.join(new_head[:4])}"
             f"{', ...' if len(new_head) > 4 else ''}): training starts from a random head, so a loss before training "
@@ -295,9 +296,7 @@ def train_lm(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False,
                     # trainable token indices, saved with the adapter)
                     "trainable_label_tokens": new_label_ids})
     else:
-        doc.update({"block_size": max_length, "mlm_probability": cfg.mlm_probability if cfg.task == "fill-mask" else None,
-                    "whole_word_mask": cfg.whole_word_mask if cfg.task == "fill-mask" else None,
-                    "new_head_modules": new_head})
+        doc.update({"block_size": max_length, **get_task(cfg.task).summary_fields(cfg), "new_head_modules": new_head})
     doc["warnings"] = warnings
     write_json(layout.summary, doc)
     state.wait_for_everyone()

@@ -14,6 +14,7 @@ from hubtune.data.dataset import LoadedData, load_labeled
 from hubtune.core.errors import DataError, ModelLoadError
 from hubtune.core.modeling import check_tokenizer_fits, resolve_model_source
 from hubtune.core.security import check_model_config
+from hubtune.tasks.registry import get_task
 
 
 def perplexity(loss: float) -> float:
@@ -121,13 +122,7 @@ def load_lm(cfg: TrainConfig, auto_cls: Any) -> tuple[Any, Any]:
             f"pass a {cfg.task} model (Hub id or directory with safetensors weights) to --base-model"
         ) from exc
     check_tokenizer_fits(tokenizer, model, cfg.base_model, "--base-model")
-    if cfg.task != "fill-mask" and tokenizer.pad_token is None:
-        if tokenizer.eos_token is None:
-            raise ModelLoadError(f"tokenizer of {cfg.base_model} has no eos token; expected a causal-LM tokenizer with one")
-        tokenizer.pad_token = tokenizer.eos_token
-        model.config.pad_token_id = tokenizer.pad_token_id
-    if cfg.task == "fill-mask" and tokenizer.mask_token is None:
-        raise ModelLoadError(f"tokenizer of {cfg.base_model} has no mask token; expected a masked-LM (BERT-like) model")
+    get_task(cfg.task).prepare_tokenizer(tokenizer, model, cfg.base_model)  # pad = eos (causal), a mask token (masked)
     # weights of the LM head the checkpoint lacks (a bare encoder, e.g. a sentence-embedding model): freshly
     # initialised, so the model before training is not the base model's LM
     prefix = getattr(model, "base_model_prefix", "") or ""

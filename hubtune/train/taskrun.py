@@ -8,7 +8,7 @@ trainable and saved beside the adapter: peft's ``modules_to_save``).
   first sub-token (the rest -100) through the fast tokenizer's word_ids, ``DataCollatorForTokenClassification``.
 
 The metrics (:mod:`hubtune.core.metrics`: scikit-learn, scipy, seqeval) choose the checkpoint and are measured again on
-the saved files, reloaded (:mod:`hubtune.tasks.taskeval`), as the classifier recipe does. Imports :mod:`hubtune.train.common`
+the saved files, reloaded (:mod:`hubtune.tasks.loading`), as the classifier recipe does. Imports :mod:`hubtune.train.common`
 and :mod:`hubtune.train.adapters`; no other recipe.
 """
 
@@ -24,20 +24,12 @@ from hubtune.core.compat import quiet_libraries
 from hubtune.core.config import TrainConfig, dump_yaml
 from hubtune.core.errors import ConfigError, ModelLoadError, TrainingError
 from hubtune.core.layout import RunLayout
-from hubtune.core.metrics import TASK_BEST_METRIC, TASK_SUMMARY_KEYS, summary
+from hubtune.core.metrics import summary
 from hubtune.core.modeling import DEFAULT_MAX_LENGTH, check_tokenizer_fits, model_load_error, resolve_model_source, tokenizer_pad_kwargs, write_json
 from hubtune.core.security import check_model_config
-from hubtune.tasks.taskdata import load_task_labeled, load_task_train_eval
-from hubtune.tasks.taskeval import (
-    align_tags,
-    auto_class,
-    check_fast,
-    flat_outputs,
-    head_kwargs,
-    load_task_model,
-    task_metrics,
-    task_outputs,
-)
+from hubtune.data.examples import load_task_labeled, load_task_train_eval
+from hubtune.tasks.loading import load_task_model
+from hubtune.tasks.registry import get_task
 from hubtune.train.adapters import apply_adapter, head_modules
 from hubtune.train.common import (
     TrainResult,
@@ -61,9 +53,10 @@ def best_metric(cfg: TrainConfig) -> tuple[str, bool]:
     """The metric that chooses the checkpoint and whether larger is better: the config's when it names one of the
     task's metrics; the task's default (MSE, entity F1) when it is left at the classifier default f1_macro, which
     multi-label classification measures too."""
-    keys = TASK_SUMMARY_KEYS[cfg.task]
-    if cfg.metric_for_best_model == "f1_macro" and "f1_macro" not in keys:
-        return TASK_BEST_METRIC[cfg.task]
+    spec = get_task(cfg.task)
+    keys = spec.summary_keys
+    if cfg.metric_for_best_model == "f1_macro" and "f1_macro" not in keys and spec.best_metric:
+        return spec.best_metric
     if cfg.metric_for_best_model not in keys:
         raise ConfigError(f"metric_for_best_model is {cfg.metric_for_best_model!r}; task {cfg.task} measures "
                           f"{', '.join(keys)}: pick one of them (--set metric_for_best_model=...)")
@@ -71,23 +64,24 @@ def best_metric(cfg: TrainConfig) -> tuple[str, bool]:
 
 
 def _load_base(cfg: TrainConfig, label_names: list[str]) -> tuple[Any, Any]:
+    import transformers
     from transformers import AutoTokenizer, set_seed
 
+    spec = get_task(cfg.task)
     set_seed(cfg.seed)  # the new head's initialisation is reproducible from the seed
     source = resolve_model_source(cfg.base_model)
     check_model_config(source, revision=cfg.revision)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
-        model, info = auto_class(cfg.task).from_pretrained(
+        model, info = getattr(transformers, spec.auto_class).from_pretrained(
             source, revision=cfg.revision, ignore_mismatched_sizes=True, trust_remote_code=cfg.trust_remote_code,
-            use_safetensors=True, output_loading_info=True, **head_kwargs(cfg.task, label_names),
+            use_safetensors=True, output_loading_info=True, **spec.head_kwargs(label_names),
             **tokenizer_pad_kwargs(tokenizer),  # built with the tokenizer's pad id: trained == reloaded
         )
     except Exception as exc:  # noqa: BLE001
         raise model_load_error(cfg.base_model, exc, what="base model", flag="--base-model") from exc
     check_tokenizer_fits(tokenizer, model, cfg.base_model, "--base-model")
-    if cfg.task == "token-classification":
-        check_fast(tokenizer, cfg.base_model)
+    spec.check_tokenizer(tokenizer, cfg.base_model)
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
             raise ModelLoadError(f"tokenizer of {cfg.base_model} has no pad or eos token; expected a pad token")
@@ -99,36 +93,12 @@ def _load_base(cfg: TrainConfig, label_names: list[str]) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def _tokenize(cfg: TrainConfig, ds: Any, tokenizer: Any, max_length: int) -> Any:
-    if cfg.task == "token-classification":
-        return ds.map(lambda b: align_tags(tokenizer, b, max_length), batched=True, remove_columns=ds.column_names,
-                      desc="tokenize")
-
-    def fn(batch: dict[str, list[Any]]) -> Any:
-        return tokenizer(batch["text"], batch.get("text_pair"), truncation=True, max_length=max_length)
-
-    cols = [c for c in ds.column_names if c not in ("label", "labels")]
-    return ds.map(fn, batched=True, remove_columns=cols, desc="tokenize")
-
-
 def _compute_metrics(cfg: TrainConfig, label_names: list[str]) -> Callable[[Any], dict[str, float]]:
+    spec = get_task(cfg.task)
+
     def fn(pred: Any) -> dict[str, float]:
         logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
-        labels = pred.label_ids
-        if cfg.task == "token-classification":
-            from hubtune.core.metrics import token_metrics
-
-            mask = labels != -100
-            true = [[label_names[t] for t in row[m]] for row, m in zip(labels, mask)]
-            pred_tags = [[label_names[int(j)] for j in lg[m].argmax(-1)] for lg, m in zip(logits, mask)]
-            return summary(token_metrics(true, pred_tags), cfg.task)
-        if cfg.task == "regression":
-            from hubtune.core.metrics import regression_metrics
-
-            return summary(regression_metrics(labels, np.asarray(logits).reshape(-1)), cfg.task)
-        from hubtune.core.metrics import multilabel_metrics, sigmoid
-
-        return summary(multilabel_metrics(labels, sigmoid(logits), label_names), cfg.task)
+        return summary(spec.eval_metrics(logits, pred.label_ids, label_names), spec)
 
     return fn
 
@@ -136,8 +106,9 @@ def _compute_metrics(cfg: TrainConfig, label_names: list[str]) -> Callable[[Any]
 def train_task(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False, progress: bool = True,
                on_start: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
     """Fine-tune ``cfg.base_model`` for ``cfg.task`` with the Trainer; write the run directory."""
-    from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding, EarlyStoppingCallback, Trainer
+    from transformers import EarlyStoppingCallback, Trainer
 
+    spec = get_task(cfg.task)
     t_start = time.perf_counter()
     layout = RunLayout.of(cfg.output_dir)
     check_output_dir(layout.root, overwrite, resume)
@@ -149,11 +120,11 @@ def train_task(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = Fals
     t0 = time.perf_counter()
     quiet_libraries(progress)
     with state.main_process_first():
-        data = load_task_train_eval(cfg.data, cfg.task)
+        data = load_task_train_eval(cfg.data, spec)
         model, tokenizer = _load_base(cfg, data.label_names)
         max_length = min(cfg.max_length, max(getattr(model.config, "max_position_embeddings", 0) or 0, 0) or cfg.max_length)  # XLNet: -1, no limit
-        train_ds = _tokenize(cfg, data.train.dataset, tokenizer, max_length)
-        eval_ds = _tokenize(cfg, data.eval.dataset, tokenizer, max_length)
+        train_ds = spec.tokenize(data.train.dataset, tokenizer, max_length)
+        eval_ds = spec.tokenize(data.eval.dataset, tokenizer, max_length)
     missing = list(getattr(model, "hubtune_missing_modules", []))
     if cfg.mode == "lora":
         model = apply_adapter(model, cfg, extra_modules=missing)
@@ -165,8 +136,7 @@ def train_task(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = Fals
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
     args = training_args(cfg, layout, precision, progress, metric_for_best_model=metric, greater_is_better=greater)
     last_ckpt = prepare_output_dir(layout, state, overwrite=overwrite, resume=resume, cfg=cfg)
-    collator = (DataCollatorForTokenClassification(tokenizer) if cfg.task == "token-classification"
-                else DataCollatorWithPadding(tokenizer))
+    collator = spec.collator(tokenizer)
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
                       data_collator=collator, compute_metrics=_compute_metrics(cfg, data.label_names),
                       callbacks=callbacks)
@@ -194,8 +164,8 @@ def train_task(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = Fals
         "resumed_from": Path(last_ckpt).name if last_ckpt else None,
         "timings": {"data_seconds": round(t_data, 3), "train_seconds": round(t_train, 3), "eval_seconds": round(t_eval, 3),
                     "total_seconds": round(total, 3), "train_samples_per_second": train_metrics.get("train_samples_per_second")},
-        "eval": summary(eval_metrics, cfg.task),
-        **({"test": summary(test_metrics, cfg.task), "test_source": cfg.data.test_dataset} if test_metrics else {}),
+        "eval": summary(eval_metrics, spec),
+        **({"test": summary(test_metrics, spec), "test_source": cfg.data.test_dataset} if test_metrics else {}),
         "trained_missing_weights": missing, "warnings": [],
     })
     write_json(layout.summary, doc)
@@ -214,14 +184,15 @@ def evaluate_saved_task(cfg: TrainConfig, layout: RunLayout, model: Any, data: A
 
     from hubtune.core.parity import compare_logits
 
+    spec = get_task(cfg.task)
     limit = min(max_length, DEFAULT_MAX_LENGTH)
     reloaded = load_task_model(str(layout.model_dir), cfg.task, device=str(next(model.parameters()).device))
     ds = data.eval.dataset
-    saved = task_outputs(cfg.task, reloaded.model, reloaded.tokenizer, ds, limit)
+    saved = spec.outputs(reloaded.model, reloaded.tokenizer, ds, limit)
     trained_model = extract_model_from_parallel(model, keep_fp32_wrapper=False).eval()
-    trained = task_outputs(cfg.task, trained_model, reloaded.tokenizer, ds, limit)
-    parity = compare_logits(flat_outputs(cfg.task, trained), flat_outputs(cfg.task, saved), tolerance=RELOAD_TOLERANCE,
-                            min_label_agreement=1.0 if cfg.task != "regression" else 0.0, texts_source="the eval split")
+    trained = spec.outputs(trained_model, reloaded.tokenizer, ds, limit)
+    parity = compare_logits(spec.flat(trained), spec.flat(saved), tolerance=RELOAD_TOLERANCE,
+                            min_label_agreement=1.0 if spec.has_labels else 0.0, texts_source="the eval split")
     if not parity.passed:
         raise TrainingError(
             f"the model reloaded from {layout.model_dir.name}/ disagrees with the trained one ({parity.describe()}); "
@@ -230,15 +201,15 @@ def evaluate_saved_task(cfg: TrainConfig, layout: RunLayout, model: Any, data: A
         )
 
     def metrics_of(outputs: Any, d: Any) -> dict[str, Any]:
-        out = task_metrics(cfg.task, outputs, d, reloaded.label_names, tokenizer=reloaded.tokenizer, max_length=limit)
+        out = spec.metrics(outputs, d, reloaded.label_names, tokenizer=reloaded.tokenizer, max_length=limit)
         out["source"] = "reloaded"
         return out
 
     eval_metrics = metrics_of(saved, ds)
     test_metrics = None
     if cfg.data.test_dataset:
-        test = load_task_labeled(cfg.data.test_dataset, cfg.data, cfg.task, reloaded.label_names,
+        test = load_task_labeled(cfg.data.test_dataset, cfg.data, spec, reloaded.label_names,
                                  max_samples=cfg.data.test_max_samples)
-        test_metrics = metrics_of(task_outputs(cfg.task, reloaded.model, reloaded.tokenizer, test.dataset, limit),
+        test_metrics = metrics_of(spec.outputs(reloaded.model, reloaded.tokenizer, test.dataset, limit),
                                   test.dataset)
     return eval_metrics, test_metrics

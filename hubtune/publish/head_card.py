@@ -12,15 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hubtune.core.metrics import TASK_SUMMARY_KEYS
 from hubtune.core.modeling import is_adapter_dir
 from hubtune.core.rundir import RunInfo, task_eval_examples
-from hubtune.tasks.taskeval import evaluate_task_folder
-from hubtune.tasks.base import AGREES
+from hubtune.tasks.loading import evaluate_task_folder
+from hubtune.tasks.registry import get_task
 
-TASK_NAMES = {"multi-label-classification": ("text-classification", "Multi-label Text Classification"),
-              "regression": ("text-classification", "Text Regression"),
-              "token-classification": ("token-classification", "Token Classification")}
 # key -> metric type, display name, args (the model-index's fields)
 METRIC_INFO = {
     "f1_micro": ("f1", "F1 (micro)", {"average": "micro"}), "f1_macro": ("f1", "F1 (macro)", {"average": "macro"}),
@@ -32,15 +28,6 @@ METRIC_INFO = {
     "precision": ("precision", "Precision (entities, seqeval)", {"average": "micro", "level": "entity"}),
     "recall": ("recall", "Recall (entities, seqeval)", {"average": "micro", "level": "entity"}),
     "f1": ("f1", "F1 (entities, seqeval)", {"average": "micro", "level": "entity"}), "accuracy": ("accuracy", "Token accuracy", None),
-}
-USAGE = {
-    "multi-label-classification": 'pipe = pipeline("text-classification", model="{repo}")\n'
-                                  'pipe("{example}", function_to_apply="sigmoid", top_k=None)  # a score per label; '
-                                  'labels >= 0.5 apply',
-    "regression": 'pipe = pipeline("text-classification", model="{repo}")\n'
-                  'pipe("{example}", function_to_apply="none")[0]["score"]  # the predicted value',
-    "token-classification": 'pipe = pipeline("token-classification", model="{repo}", aggregation_strategy="simple")\n'
-                            'pipe("Anna Berg works for Acme Corp in Oslo.")  # entities with start/end offsets',
 }
 TEMPLATE = """---
 {{ card_data }}
@@ -89,22 +76,23 @@ Trained with hubtune {{ hubtune_version }}.
 def task_card_parts(run: RunInfo, pub: Path, task: str, *, repo_id: str | None, model_name: str,
                     eval_override: str | None = None) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
     """The card's metrics (of the published files), its EvalResult fields and its template variables."""
-    names = [n for n in (run.summary.get("label_names") or [])]
-    data, role, spec = task_eval_examples(run, task, None if task == "regression" else names, eval_override)
+    t = get_task(task)
+    names = [n for n in (run.summary.get("label_names") or [])] if t.has_labels else []
+    data, role, spec = task_eval_examples(run, task, names, eval_override)
     metrics = evaluate_task_folder(str(pub), task, data.dataset, max_length=int(run.config.get("max_length") or 256))
-    task_type, task_name = TASK_NAMES[task]
+    task_type, task_name = t.pipeline_tag, t.card_name
     results = [{"task_type": task_type, "task_name": task_name, "metric_type": METRIC_INFO[k][0],
                 "metric_name": METRIC_INFO[k][1], "metric_args": METRIC_INFO[k][2], "metric_value": float(metrics[k])}
-               for k in TASK_SUMMARY_KEYS[task] if k in metrics]
+               for k in t.summary_keys if k in metrics]
     example = "The service was quick and the staff were friendly."
     variables = {
         "model_name": model_name, "task": task.replace("-", " "), "mode": run.mode or "full",
-        "labels": names if task != "regression" else [],
-        "usage": USAGE[task].format(repo=repo_id or f"YOUR_ORG/{model_name}", example=example),
+        "labels": names,
+        "usage": t.usage.format(repo=repo_id or f"YOUR_ORG/{model_name}", example=example),
         "eval_role": role, "eval_examples": metrics.get("num_examples"), "eval_dataset": spec,
-        "rows": [(METRIC_INFO[k][1], f"{metrics[k]:.4f}") for k in TASK_SUMMARY_KEYS[task] if k in metrics],
+        "rows": [(METRIC_INFO[k][1], f"{metrics[k]:.4f}") for k in t.summary_keys if k in metrics],
         "is_adapter": is_adapter_dir(pub),
-        "onnx": onnx_rows(run, pub), "onnx_agrees": AGREES[task],
+        "onnx": onnx_rows(run, pub), "onnx_agrees": t.agrees,
         "onnx_examples": (run.summary.get("export") or {}).get("num_examples"),
     }
     return metrics, results, variables

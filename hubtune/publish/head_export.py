@@ -23,10 +23,7 @@ import numpy as np
 from hubtune.core.errors import EmptyDatasetError
 from hubtune.core.metrics import summary
 from hubtune.core.parity import REFERENCE_TEXTS
-from hubtune.tasks.base import MULTI_LABEL, REGRESSION, TOKEN_CLASSIFICATION
-
-GATED_TASKS = (MULTI_LABEL, REGRESSION, TOKEN_CLASSIFICATION)
-MAIN_METRIC = {MULTI_LABEL: "f1_micro", TOKEN_CLASSIFICATION: "f1"}  # a variant's drop, in points, is of this
+from hubtune.tasks.registry import get_task
 CALIBRATION_ROWS = 256
 
 
@@ -51,13 +48,7 @@ def _texts_of(ds: Any) -> list[str]:
 
 
 def _unlabeled(task: str, texts: list[str], source: str) -> TaskExamples:
-    from datasets import Dataset
-
-    if task == TOKEN_CLASSIFICATION:  # the words of each text; the tags are placeholders, never scored
-        words = [t.split() for t in texts if t.split()]
-        ds = Dataset.from_dict({"tokens": words, "tags": [[0] * len(w) for w in words]})
-    else:
-        ds = Dataset.from_dict({"text": list(texts)})
+    ds = get_task(task).unlabeled(texts)
     k = min(CALIBRATION_ROWS, len(texts))
     return TaskExamples(ds, False, source, _texts_of(ds), _texts_of(ds)[:k], f"{k} texts of {source}")
 
@@ -67,13 +58,14 @@ def task_examples(task: str, run: Any, label_names: list[str], *, override: str 
     """The examples to judge ``task``'s graph on (see the module docstring)."""
     from hubtune.core.config import DataConfig, from_dict
     from hubtune.core.rundir import resolve_local_spec, task_eval_examples
-    from hubtune.tasks.taskdata import load_task_labeled, load_task_train_eval
+    from hubtune.data.examples import load_task_labeled, load_task_train_eval
 
-    names = None if task == REGRESSION else label_names
+    spec = get_task(task)
+    names = label_names if spec.has_labels else None
     if run is None or not run.data_config.get("dataset"):
         if not override:
             return _unlabeled(task, list(REFERENCE_TEXTS), "built-in reference texts")
-        data = load_task_labeled(override, DataConfig(dataset=override), task, names, max_samples=max_examples)
+        data = load_task_labeled(override, DataConfig(dataset=override), spec, names, max_samples=max_examples)
         return _labeled(data.dataset, override)
     data, role, spec = task_eval_examples(run, task, names, override)
     ds = data.dataset
@@ -85,7 +77,7 @@ def task_examples(task: str, run: Any, label_names: list[str], *, override: str 
         for key in ("dataset", "eval_dataset"):
             if dc.get(key):
                 dc[key] = resolve_local_spec(str(dc[key]), run.root)
-        train = load_task_train_eval(from_dict(DataConfig, dc), task).train.dataset
+        train = load_task_train_eval(from_dict(DataConfig, dc), spec).train.dataset
         train = train.select(range(min(CALIBRATION_ROWS, len(train))))
         ex.calibration = _texts_of(train)
         ex.calibration_source = f"{len(train)} training texts of {run.data_config['dataset']}"
@@ -106,23 +98,13 @@ def _labeled(ds: Any, source: str) -> TaskExamples:
 def task_outputs_of(task: str, model: Any, tokenizer: Any, ex: TaskExamples, max_length: int, batch_size: int,
                     device: str | None = None) -> Any:
     """What ``model`` (PyTorch, or an ONNX graph with ``device="cpu"``) answers on the examples."""
-    from hubtune.tasks.taskeval import task_outputs
-
-    return task_outputs(task, model, tokenizer, ex.ds, max_length, batch_size=batch_size, device=device)
+    return get_task(task).outputs(model, tokenizer, ex.ds, max_length, batch_size=batch_size, device=device)
 
 
 def flat(task: str, outputs: Any) -> np.ndarray:
     """The outputs as one array, a row per example: [examples, labels]; token classification [examples, words,
     labels], zeros after each example's words, so an example agrees when every word's tag does (its entities)."""
-    if task != TOKEN_CLASSIFICATION:
-        return np.asarray(outputs)
-    if not outputs:
-        return np.zeros((0, 1, 1), np.float32)
-    width, labels = max(len(o) for o in outputs), outputs[0].shape[-1]
-    out = np.zeros((len(outputs), max(width, 1), labels), np.float32)
-    for i, o in enumerate(outputs):
-        out[i, : len(o)] = o
-    return out
+    return get_task(task).padded(outputs)
 
 
 def task_gate_metrics(task: str, outputs: Any, ex: TaskExamples, label_names: list[str], tokenizer: Any,
@@ -130,17 +112,16 @@ def task_gate_metrics(task: str, outputs: Any, ex: TaskExamples, label_names: li
     """The task's scalar metrics on labeled examples (None on unlabeled ones)."""
     if not ex.labeled:
         return None
-    from hubtune.tasks.taskeval import task_metrics
-
-    m = task_metrics(task, outputs, ex.ds, label_names, tokenizer=tokenizer, max_length=max_length)
-    out: dict[str, Any] = dict(summary(m, task))
+    spec = get_task(task)
+    m = spec.metrics(outputs, ex.ds, label_names, tokenizer=tokenizer, max_length=max_length)
+    out: dict[str, Any] = dict(summary(m, spec))
     out["num_examples"] = m.get("num_examples", len(ex.ds))
     return out
 
 
 def metric_drop(task: str, reference: dict[str, Any] | None, candidate: dict[str, Any] | None) -> float | None:
     """Points of the task's main metric lost by a variant (None where it has none: regression, unlabeled)."""
-    key = MAIN_METRIC.get(task)
+    key = get_task(task).main_metric
     if key is None or not reference or not candidate or key not in reference or key not in candidate:
         return None
     return round(100.0 * (reference[key] - candidate[key]), 3)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from hubtune.core.errors import ConfigError
-from hubtune.tasks.base import sentence_pooling
+from hubtune.tasks.base import FEATURE_EXTRACTION, CheckpointTask, Task, sentence_pooling
 
 # sentence-transformers' Pooling concatenates the modes in this order
 POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len", "lasttoken")
@@ -154,3 +154,56 @@ def agreement(reference: np.ndarray, other: np.ndarray, k: int = DEFAULT_NEIGHBO
         "neighbour_overlap": round(neighbour_overlap(reference, other, k), 6),
         "neighbours": int(min(k, max(len(reference) - 1, 0))),
     }
+
+
+EMBEDDING_ROW_COSINE = 0.999  # a reduced precision's embedding agrees with fp32's when their cosine is at least this
+
+
+def embedding_array(vectors: np.ndarray) -> Any:
+    """[rows, dim] float32 as a pyarrow fixed-size list column (parquet and ``datasets`` read back a
+    list<float32> of fixed length ``dim``)."""
+    import pyarrow as pa
+
+    dim = int(vectors.shape[1]) if vectors.ndim == 2 else 0
+    flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1), type=pa.float32())
+    return pa.FixedSizeListArray.from_arrays(flat, dim)
+
+
+class FeatureExtraction(Task):
+    """feature-extraction: one vector per text, the encoder's token vectors pooled as the model's
+    sentence-transformers files say (:func:`model_pooling`); batch-predict writes ``embedding`` (a fixed-size
+    list of float32); two runs agree on a row when their cosine is at least EMBEDDING_ROW_COSINE."""
+
+    name = FEATURE_EXTRACTION
+    description = "embeddings (the encoder's pooled vectors)"
+    auto_class = "AutoModel"
+    predicts = True
+    embeds = True
+    reads_pairs = False
+    one_text = "embeds one text"
+    has_labels = False
+    list_column = EMBEDDING_COLUMN
+    agrees = f"embedding cosine >= {EMBEDDING_ROW_COSINE}"
+    argmax_labels = False
+    unused_missing = ("pooler.",)  # never uses the pooler
+    onnx_outputs = ("last_hidden_state",)
+    optimum_task = "feature-extraction"
+    pipeline_tag = "feature-extraction"
+    card_name = "Feature Extraction"
+
+    def served_by(self, found: CheckpointTask) -> bool:
+        return True  # every checkpoint holds an encoder to extract features from
+
+    def label_names(self, config: Any) -> list[str]:
+        return []
+
+    def agreement(self, candidate: Any, reference: Any, logit_threshold: float = 0.0) -> float:
+        if not len(reference):
+            return 1.0
+        return float((cosine_rows(candidate, reference) >= EMBEDDING_ROW_COSINE).mean())
+
+    def columns(self, head: Any, logits: Any, texts: list[str]) -> dict[str, Any]:
+        vectors = np.asarray(logits, dtype=np.float32)
+        if not len(vectors):
+            vectors = np.zeros((0, head.embedding_dim or 0), np.float32)
+        return {EMBEDDING_COLUMN: embedding_array(vectors)}

@@ -1,6 +1,6 @@
 """The export gates of an embedding model (feature-extraction), beside the classifiers' in :mod:`hubtune.publish.export`:
 its ONNX graph answers ``last_hidden_state`` (Optimum's layout for feature-extraction), and the graph is judged
-by the sentence embeddings pooled from it (the model's sentence-transformers pooling, :mod:`hubtune.tasks.embeddings`)
+by the sentence embeddings pooled from it (the model's sentence-transformers pooling, :mod:`hubtune.tasks.feature_extraction`)
 against the PyTorch model's, on real texts (``--eval-dataset``'s text column, else the reference texts):
 
 * fp32 ``model.onnx``: max |embedding diff| <= ``tolerance`` and every row's cosine >= 0.9999;
@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from hubtune.tasks.embeddings import DEFAULT_MIN_COSINE, DEFAULT_NEIGHBOURS, Pooling, agreement, pool
+from hubtune.tasks.feature_extraction import DEFAULT_MIN_COSINE, DEFAULT_NEIGHBOURS, Pooling, agreement, pool
 from hubtune.core.errors import DataError, EmptyDatasetError
 from hubtune.core.onnx_tools import HIDDEN_OUTPUT, feeds_for, run_graph, session
 from hubtune.core.parity import REFERENCE_TEXTS, ParityReport, measure_throughput
