@@ -140,3 +140,42 @@ def test_architecture_map_names_every_module():
     missing = [m for m, p in _modules().items()
                if p.name != "__init__.py" and p.name != "__main__.py" and f"{p.stem}" not in doc]
     assert not missing, f"modules missing from docs/architecture.md: {missing}"
+
+
+def test_no_step_branches_on_a_task_name():
+    """Everything that differs by task lives in hubtune/tasks/: ../shared/tools/task_branches.py's count (==, !=,
+    in, match on a task's name or a TASK constant) is 0 everywhere else. The same walk, here, so CI needs no tool."""
+    names = {"text-classification", "multi-label-classification", "regression", "token-classification",
+             "feature-extraction", "fill-mask", "text-generation", "text2text-generation", "question-answering",
+             "zero-shot-classification", "sentence-similarity", "summarization", "translation", "causal-lm",
+             "masked-lm", "mlm", "clm", "single_label_classification", "multi_label_classification"}
+    words = ("TASK", "CLASSIFICATION", "REGRESSION", "EXTRACTION", "MULTI_LABEL", "GENERATION")
+
+    def names_task(node: ast.AST) -> bool:
+        for n in ast.walk(node):
+            if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value in names:
+                return True
+            ident = n.id if isinstance(n, ast.Name) else n.attr if isinstance(n, ast.Attribute) else None
+            if ident and ident.isupper() and any(w in ident for w in words):
+                return True
+        return False
+
+    hits = []
+    for path in sorted(PKG.rglob("*.py")):
+        rel = path.relative_to(PKG).as_posix()
+        if rel.startswith("tasks/"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Compare) and any(isinstance(o, (ast.Eq, ast.NotEq, ast.In, ast.NotIn)) for o in node.ops):
+                if names_task(node):
+                    hits.append(f"hubtune/{rel}:{node.lineno}")
+            elif isinstance(node, ast.match_case) and names_task(node.pattern):
+                hits.append(f"hubtune/{rel}:{node.pattern.lineno}")
+    assert not hits, "steps branching on a task's name (ask the task object, hubtune.tasks.registry): " + ", ".join(hits)
+
+
+def test_the_top_level_shows_the_flow():
+    """``ls hubtune`` reads as the pipeline: at most 12 entries (packages and the few top-level steps)."""
+    entries = sorted(p.name for p in PKG.iterdir() if p.name != "__pycache__" and not p.name.endswith((".pyc", ".typed")))
+    assert len(entries) <= 12, entries
+    assert {"cli", "core", "data", "tasks", "train", "publish", "predict", "hub_server"} <= set(entries), entries

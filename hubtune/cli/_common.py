@@ -16,6 +16,13 @@ import typer
 
 from hubtune.core.compat import quiet_warnings
 from hubtune.core.errors import HubtuneError, MetricGateSpecError, OverrideSyntaxError, disk_full
+from hubtune.tasks.registry import task_names
+
+
+def task_choices(**facts: Any) -> str:
+    """The ``--task`` choices a command's help lists: the registry's tasks with these facts
+    (:func:`hubtune.tasks.registry.task_names`)."""
+    return ", ".join(task_names(**facts))
 
 INTERNAL_ERROR_EXIT = 70
 INTERRUPTED_EXIT = 130

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from hubtune.cli._common import apply_token, print_json, progress_option, resolve_progress, stderr, token_option
+from hubtune.cli._common import apply_token, print_json, progress_option, resolve_progress, stderr, task_choices, token_option
 
 
 def batch_predict(
@@ -47,7 +47,7 @@ def batch_predict(
     token: Optional[str] = token_option(),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
     metric: Optional[List[str]] = typer.Option(None, "--metric", help="With labels: an evaluate metric module beside the built-in metrics: Hub id (org/name) or local folder; args after ':'. Repeatable."),
-    task: Optional[str] = typer.Option(None, "--task", help="text-classification, multi-label-classification, regression, token-classification or feature-extraction (embeddings; default: the task the checkpoint has; one without that head is refused, exit 59)."),
+    task: Optional[str] = typer.Option(None, "--task", help=f"One of {task_choices(predicts=True)} (default: the task the checkpoint has; one without that head is refused, exit 59)."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="multi-label: a label is predicted when its sigmoid is over it (default 0.5)."),
     normalize: Optional[bool] = typer.Option(None, "--normalize/--no-normalize", help="feature-extraction: unit-length embeddings (default: what the model's sentence-transformers config says; a bare encoder: not normalised)."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),

@@ -15,6 +15,7 @@ from hubtune.cli._common import (
     print_json,
     progress_option,
     resolve_progress,
+    task_choices,
     token_option,
 )
 
@@ -31,8 +32,7 @@ def train(
     ),
     output_dir: Optional[str] = typer.Option(None, "--output-dir", "-o", help="Run directory to write."),
     task: Optional[str] = typer.Option(
-        None, "--task", help="text-classification (default), multi-label-classification, regression, token-classification, "
-        "fill-mask, text-generation or generative-classification."
+        None, "--task", help=f"One of {task_choices(trained=True)} (default text-classification)."
     ),
     mode: Optional[str] = typer.Option(
         None, "--mode", help="full, lora, ia3, prefix or adapter (bottleneck, hubtune[adapters]); adapters: text-classification."

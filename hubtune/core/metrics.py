@@ -5,9 +5,11 @@ One function serves ``train`` (per-epoch eval), ``evaluate`` and ``batch-predict
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where it runs: listing the tasks stays light
+    import numpy as np
+
 
 SUMMARY_KEYS = ("accuracy", "f1_macro", "f1_micro", "precision_macro", "recall_macro", "roc_auc")
 # the scalar metrics of the tasks beside single-label classification (hubtune.train.taskrun)
@@ -16,13 +18,12 @@ REGRESSION_KEYS = ("mse", "mae", "rmse", "pearson", "spearman", "r2")
 TOKEN_KEYS = ("precision", "recall", "f1", "accuracy")  # entity-level (seqeval), then token accuracy
 TASK_SUMMARY_KEYS = {"multi-label-classification": MULTI_LABEL_KEYS, "regression": REGRESSION_KEYS,
                      "token-classification": TOKEN_KEYS}
-# the metric that chooses the checkpoint, and whether larger is better
-TASK_BEST_METRIC = {"multi-label-classification": ("f1_micro", True), "regression": ("mse", False),
-                    "token-classification": ("f1", True)}
 ALL_SUMMARY_KEYS = tuple(dict.fromkeys(SUMMARY_KEYS + tuple(k for ks in TASK_SUMMARY_KEYS.values() for k in ks)))
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
+    import numpy as np
+
     z = logits - logits.max(axis=-1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=-1, keepdims=True)
@@ -35,6 +36,8 @@ def classification_metrics(
     probs: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """accuracy, macro/micro F1, macro precision/recall, per-class report, confusion matrix; ROC-AUC if binary."""
+    import numpy as np
+
     from sklearn.metrics import (
         accuracy_score,
         confusion_matrix,
@@ -70,6 +73,8 @@ def classification_metrics(
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
+    import numpy as np
+
     return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
 
 
@@ -77,6 +82,8 @@ def multilabel_metrics(y_true: np.ndarray, probs: np.ndarray, label_names: Seque
                        threshold: float = 0.5) -> dict[str, Any]:
     """Multi-label classification (scikit-learn): micro/macro F1, micro precision/recall, subset accuracy (every label
     of a row right), per label; a label is predicted where its sigmoid probability is >= ``threshold``."""
+    import numpy as np
+
     from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
     y_true = np.asarray(y_true).astype(np.int64)
@@ -96,6 +103,8 @@ def multilabel_metrics(y_true: np.ndarray, probs: np.ndarray, label_names: Seque
 def regression_metrics(y_true: Sequence[float], y_pred: Sequence[float]) -> dict[str, Any]:
     """Regression: MSE, MAE, RMSE, R2 (scikit-learn), Pearson and Spearman correlation (scipy); a correlation
     of constant predictions is undefined and reported as 0.0."""
+    import numpy as np
+
     from scipy.stats import pearsonr, spearmanr
     from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 

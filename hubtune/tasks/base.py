@@ -330,6 +330,10 @@ class Task:
         """The weights its head adds, in words (what is missing when a checkpoint lacks it)."""
         return "the sequence-classification head (classifier.weight, classifier.bias)"
 
+    def configure(self, config: Any) -> None:
+        """Set what a new checkpoint of this task saves in config.json beyond ``head_kwargs`` (a registered task's
+        own marker, read back by ``declares``)."""
+
     def declares(self, config: dict[str, Any]) -> bool:
         """Whether a checkpoint's config.json tells this task beyond what :func:`checkpoint_task` reads (a
         registered task's own marker); the built-in tasks are read there."""

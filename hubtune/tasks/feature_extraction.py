@@ -19,9 +19,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where it runs: listing the tasks stays light
+    import numpy as np
+
 
 from hubtune.core.errors import ConfigError
 from hubtune.tasks.base import FEATURE_EXTRACTION, CheckpointTask, Task, sentence_pooling
@@ -112,6 +114,8 @@ def pool(hidden: Any, mask: Any, pooling: Pooling) -> Any:
 
 def pool_numpy(hidden: np.ndarray, mask: np.ndarray, pooling: Pooling) -> np.ndarray:
     """:func:`pool` on numpy arrays (an ONNX Runtime output)."""
+    import numpy as np
+
     import torch
 
     return pool(torch.from_numpy(np.asarray(hidden)), torch.from_numpy(np.asarray(mask)), pooling).numpy()
@@ -119,6 +123,8 @@ def pool_numpy(hidden: np.ndarray, mask: np.ndarray, pooling: Pooling) -> np.nda
 
 def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The cosine of each row of ``a`` with the same row of ``b``."""
+    import numpy as np
+
     a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
     den = np.linalg.norm(a64, axis=1) * np.linalg.norm(b64, axis=1)
     return (a64 * b64).sum(axis=1) / np.maximum(den, 1e-12)
@@ -127,6 +133,8 @@ def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def neighbour_overlap(a: np.ndarray, b: np.ndarray, k: int = DEFAULT_NEIGHBOURS) -> float:
     """The mean overlap (0..1) of each row's ``k`` nearest rows by cosine (itself excluded) under ``a`` and
     under ``b``: whether a search over these embeddings answers the same."""
+    import numpy as np
+
     n = len(a)
     k = min(k, n - 1)
     if k < 1:
@@ -146,6 +154,8 @@ def neighbour_overlap(a: np.ndarray, b: np.ndarray, k: int = DEFAULT_NEIGHBOURS)
 def agreement(reference: np.ndarray, other: np.ndarray, k: int = DEFAULT_NEIGHBOURS) -> dict[str, Any]:
     """How far ``other`` is from ``reference`` (rows of embeddings of the same texts): the lowest and the mean
     cosine of a row with its reference, and the top-``k`` neighbour overlap."""
+    import numpy as np
+
     cos = cosine_rows(reference, other) if len(reference) else np.ones(0)
     return {
         "rows": int(len(reference)),
@@ -162,6 +172,8 @@ EMBEDDING_ROW_COSINE = 0.999  # a reduced precision's embedding agrees with fp32
 def embedding_array(vectors: np.ndarray) -> Any:
     """[rows, dim] float32 as a pyarrow fixed-size list column (parquet and ``datasets`` read back a
     list<float32> of fixed length ``dim``)."""
+    import numpy as np
+
     import pyarrow as pa
 
     dim = int(vectors.shape[1]) if vectors.ndim == 2 else 0
@@ -203,6 +215,8 @@ class FeatureExtraction(Task):
         return float((cosine_rows(candidate, reference) >= EMBEDDING_ROW_COSINE).mean())
 
     def columns(self, head: Any, logits: Any, texts: list[str]) -> dict[str, Any]:
+        import numpy as np
+
         vectors = np.asarray(logits, dtype=np.float32)
         if not len(vectors):
             vectors = np.zeros((0, head.embedding_dim or 0), np.float32)

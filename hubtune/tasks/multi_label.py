@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import numpy as np
 
 from hubtune.core.errors import ConfigError, LabelError
 from hubtune.core.metrics import MULTI_LABEL_KEYS, multilabel_metrics, sigmoid
@@ -94,11 +93,15 @@ class MultiLabelClassification(SequenceTask):
 
     def metrics(self, outputs: Any, ds: Any, label_names: list[str], *, tokenizer: Any = None,
                 max_length: int = 512, threshold: float = DEFAULT_THRESHOLD) -> dict[str, Any]:
+        import numpy as np
+
         out = multilabel_metrics(np.asarray(ds["labels"]), sigmoid(outputs), label_names, threshold)
         out["task"] = self.name
         return out
 
     def eval_metrics(self, logits: Any, labels: Any, label_names: list[str]) -> dict[str, Any]:
+        import numpy as np
+
         return multilabel_metrics(np.asarray(labels), sigmoid(np.asarray(logits)), label_names)
 
     def agreement(self, candidate: Any, reference: Any, logit_threshold: float = 0.0) -> float:
@@ -110,6 +113,8 @@ class MultiLabelClassification(SequenceTask):
             raise ConfigError(f"--threshold must be between 0 and 1 (a sigmoid score), found {threshold}")
 
     def columns(self, head: Any, logits: Any, texts: list[str]) -> dict[str, Any]:
+        import numpy as np
+
         import pyarrow as pa
 
         names = head.label_names or [str(i) for i in range(logits.shape[-1] if len(logits) else 0)]
@@ -132,6 +137,8 @@ class MultiLabelClassification(SequenceTask):
                 "pytorch_scores": scores}
 
     def logits_answer(self, logits: Any, mask: Any, names: list[str], threshold: float) -> tuple[list[str], list[Any]]:
+        import numpy as np
+
         sig = 1.0 / (1.0 + np.exp(-logits))
         return ([",".join(n for n, p in zip(names, row) if p >= threshold) for row in sig],
                 [[float(p) for p in row] for row in sig])

@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
-import numpy as np
 
 from hubtune.core.errors import LabelError
 from hubtune.core.metrics import REGRESSION_KEYS, regression_metrics
@@ -81,18 +80,26 @@ class Regression(SequenceTask):
 
     def metrics(self, outputs: Any, ds: Any, label_names: list[str], *, tokenizer: Any = None,
                 max_length: int = 512, threshold: float = 0.5) -> dict[str, Any]:
+        import numpy as np
+
         out = regression_metrics(ds["label"], np.asarray(outputs)[:, 0])
         out["task"] = self.name
         return out
 
     def eval_metrics(self, logits: Any, labels: Any, label_names: list[str]) -> dict[str, Any]:
+        import numpy as np
+
         return regression_metrics(labels, np.asarray(logits).reshape(-1))
 
     def agreement(self, candidate: Any, reference: Any, logit_threshold: float = 0.0) -> float:
+        import numpy as np
+
         r, f = candidate.reshape(len(candidate), -1)[:, 0], reference.reshape(len(reference), -1)[:, 0]
         return float((np.abs(r - f) <= ROW_TOLERANCE * np.maximum(1.0, np.abs(f))).mean())
 
     def columns(self, head: Any, logits: Any, texts: list[str]) -> dict[str, Any]:
+        import numpy as np
+
         import pyarrow as pa
 
         values = np.asarray(logits, dtype=np.float32)[:, 0] if len(logits) else np.zeros(0, np.float32)

@@ -9,9 +9,11 @@ entity-level precision/recall/F1 (seqeval, conlleval's rules) and token accuracy
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where it runs: listing the tasks stays light
+    import numpy as np
+
 
 from hubtune.core.metrics import TOKEN_KEYS
 from hubtune.core.errors import ColumnNotFoundError, ConfigError, DataError, LabelError, ModelLoadError
@@ -52,6 +54,8 @@ def encode_tokens(tokenizer: Any, ds: Any, max_length: int) -> Any:
 def token_logits(model: Any, tokenizer: Any, encoded: Any, batch_size: int = 32, device: str | None = None) -> list[np.ndarray]:
     """Per example, the logits at its labelled positions (each word's first sub-token), in input order
     (``device``: where the inputs go, default the model's; "cpu" for an ONNX graph)."""
+    import numpy as np
+
     import torch
     from transformers import DataCollatorForTokenClassification
 
@@ -138,6 +142,8 @@ def token_entities(head: Any, logits: np.ndarray, texts: list[str]) -> list[list
     """Entities per text from per-token logits ([rows, tokens, labels], padded): the texts are tokenized again
     with offsets (the same truncation as the model's input), the tokens scored by softmax and grouped by
     transformers' own pipeline code."""
+    import numpy as np
+
     from transformers.pipelines.token_classification import AggregationStrategy
 
     if not texts:
@@ -250,11 +256,15 @@ class TokenClassification(Task):
         return token_logits(model, tokenizer, encode_tokens(tokenizer, ds, max_length), batch_size, device=device)
 
     def flat(self, outputs: Any) -> np.ndarray:
+        import numpy as np
+
         return np.concatenate(outputs) if outputs else np.zeros((0, 1), dtype=np.float32)
 
     def padded(self, outputs: Any) -> np.ndarray:
         """[examples, words, labels], zeros after each example's words: an example agrees when every word's tag
         does (its entities)."""
+        import numpy as np
+
         if not outputs:
             return np.zeros((0, 1, 1), np.float32)
         width, labels = max(len(o) for o in outputs), outputs[0].shape[-1]

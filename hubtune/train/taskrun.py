@@ -82,6 +82,7 @@ def _load_base(cfg: TrainConfig, label_names: list[str]) -> tuple[Any, Any]:
         raise model_load_error(cfg.base_model, exc, what="base model", flag="--base-model") from exc
     check_tokenizer_fits(tokenizer, model, cfg.base_model, "--base-model")
     spec.check_tokenizer(tokenizer, cfg.base_model)
+    spec.configure(model.config)
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
             raise ModelLoadError(f"tokenizer of {cfg.base_model} has no pad or eos token; expected a pad token")
