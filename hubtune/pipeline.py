@@ -279,7 +279,8 @@ def run_pipeline(opts: PipelineOptions, say: Say | None = None) -> PipelineResul
 
 
 def _run(cfg: PipelineConfig, opts: PipelineOptions, say: Say, hub: Any) -> PipelineResult:
-    from hubtune.publish.hub import PushOptions, check_release_tag, promote, stage, tag_release
+    from hubtune.publish.hub import PushOptions, tag_release
+    from hubtune.publish.staging import check_release_tag, promote, stage
     from hubtune.train import train
     from hubtune.publish.verify import VerifyOptions, verify
 

@@ -563,7 +563,8 @@ def test_symlink_inside_the_folder_is_published_as_its_content(tmp_path, hub):
 def test_stage_refuses_a_symlink_leaving_the_folder(tmp_path, hub, monkeypatch):
     """train-and-push publishes through ``stage``: the same refusal, before any remote call."""
     from hubtune.core.errors import UnsafePathError
-    from hubtune.publish.hub import PushOptions, stage
+    from hubtune.publish.hub import PushOptions
+    from hubtune.publish.staging import stage
     from hubtune.hub_server.importer import list_repos
 
     for key, value in hub.env.items():

@@ -395,7 +395,7 @@ def test_push_tag_template_counts_up_and_reuses_a_release(local_hub: LocalHub, s
 # --- staged publishing: a pull request from the branch's head, merged as a fast-forward -------------------
 def test_stage_then_promote_fast_forwards_and_refuses_a_moved_branch(local_hub: LocalHub, small_folder: Path) -> None:
     from hubtune.core.errors import HubError
-    from hubtune.publish.hub import promote, stage
+    from hubtune.publish.staging import promote, stage
 
     first = push(PushOptions(small_folder, "org/staged", tag="v{n}"))
     (small_folder / "config.json").write_text('{"retrained": true}')

@@ -6,8 +6,8 @@ branch mirror the folder in ONE commit through ``HfApi.create_commit`` (README.m
 folder lacks are deleted (but ``.gitattributes`` and ``keep_remote`` paths), and no commit at all is made
 when the remote already equals the folder (sha1 git-blob oids for regular files, sha256 for LFS).
 
-``stage`` / ``promote`` publish in two steps for ``train-and-push``: the commit goes on a pull request opened
-from the target branch's head; once verified, merging it moves the branch there (a fast-forward).
+The two-step ``stage`` / ``promote`` of ``train-and-push`` live in ``hubtune.publish.staging`` and use the
+session and commit steps here (``open_session``, ``open_repo``, ``plan_mirror``, ``commit_plan``).
 
 Excluded, and listed in ``PushResult.excluded`` (never silently): ``.git/``, ``.cache/``,
 ``__pycache__/``, ``*.pyc``, trainer checkpoints ``checkpoint-*/`` and ``checkpoints/``.
@@ -192,7 +192,7 @@ def _constant(name: str, value: Any, when: bool = True) -> Iterator[None]:
         setattr(constants, name, saved)
 
 
-def _client_endpoint(endpoint: str) -> contextlib.AbstractContextManager[None]:
+def client_endpoint(endpoint: str) -> contextlib.AbstractContextManager[None]:
     """huggingface_hub 0.36 parses commit URLs against ``constants.ENDPOINT`` (read from HF_ENDPOINT at
     import; the name is the same in 1.x and 2.x): point it at ``endpoint`` meanwhile when the two differ."""
     from huggingface_hub import constants
@@ -313,7 +313,7 @@ def _call(retries: int, backoff_s: float, endpoint: str, what: str, fn: Callable
     raise AssertionError("unreachable")
 
 
-class _Session:
+class HubSession:
     """One authenticated client of one Hub, with retries and mapped errors on every call."""
 
     def __init__(self, endpoint: str, token: str | bool | None, retries: int, backoff_s: float) -> None:
@@ -355,7 +355,7 @@ class _Plan:
         return not self.changed and not self.deleted
 
 
-def _check_folder(opts: PushOptions) -> tuple[Path, list[str], list[str]]:
+def check_folder(opts: PushOptions) -> tuple[Path, list[str], list[str]]:
     folder = Path(opts.folder)
     if not folder.is_dir():
         raise ConfigError(f"folder to push {str(folder)!r} does not exist or is not a directory; "
@@ -378,7 +378,7 @@ def _check_folder(opts: PushOptions) -> tuple[Path, list[str], list[str]]:
     return folder, files, excluded
 
 
-def _open_repo(hub: _Session, opts: PushOptions, revision: str) -> tuple[str, bool]:
+def open_repo(hub: HubSession, opts: PushOptions, revision: str) -> tuple[str, bool]:
     """Create the repo (and the branch, from main) when missing; (repo url, created)."""
     hub.call("checking the token", lambda: hub.api.whoami())
     created = True
@@ -395,7 +395,7 @@ def _open_repo(hub: _Session, opts: PushOptions, revision: str) -> tuple[str, bo
     return str(repo_url), created
 
 
-def _plan(hub: _Session, opts: PushOptions, folder: Path, files: list[str], revision: str) -> _Plan:
+def plan_mirror(hub: HubSession, opts: PushOptions, folder: Path, files: list[str], revision: str) -> _Plan:
     """Compare the folder with the head of ``revision`` (read once, then listed at that exact commit)."""
     branches, _ = hub.refs(opts.repo_id, opts.repo_type)
     if revision not in branches:
@@ -411,8 +411,8 @@ def _plan(hub: _Session, opts: PushOptions, folder: Path, files: list[str], revi
                  deleted=[p for p in gone if p not in kept], kept=kept)
 
 
-def _commit(hub: _Session, opts: PushOptions, folder: Path, files: list[str], plan: _Plan, revision: str,
-            create_pr: bool) -> Any:
+def commit_plan(hub: HubSession, opts: PushOptions, folder: Path, files: list[str], plan: _Plan, revision: str,
+                create_pr: bool) -> Any:
     """ONE commit adding/updating ``plan.changed`` and deleting ``plan.deleted``, on top of ``plan.base``."""
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
@@ -432,7 +432,7 @@ def _commit(hub: _Session, opts: PushOptions, folder: Path, files: list[str], pl
         ))
 
 
-def _session(opts: PushOptions) -> _Session:
+def open_session(opts: PushOptions) -> HubSession:
     from hubtune.core.endpoint import check_reachable, describe_endpoint, offline
 
     endpoint = resolve_endpoint(opts.endpoint)
@@ -441,7 +441,7 @@ def _session(opts: PushOptions) -> _Session:
                                   "set: nothing was pushed; expected online mode: unset HF_HUB_OFFLINE")
     check_reachable(f"publishing {opts.repo_id}", endpoint, fix="fix HF_ENDPOINT or --endpoint, or start a local "
                     "Hub with `hubtune hub serve --root DIR`; nothing was pushed")  # at once, not after retries
-    return _Session(endpoint, resolve_token(opts.token), opts.retries, opts.backoff_s)
+    return HubSession(endpoint, resolve_token(opts.token), opts.retries, opts.backoff_s)
 
 
 def push(opts: PushOptions) -> PushResult:
@@ -450,19 +450,19 @@ def push(opts: PushOptions) -> PushResult:
     The commit adds and updates what changed and deletes the remote files the folder lacks, except
     ``.gitattributes`` and the paths ``opts.keep_remote`` names (fnmatch), so the new revision equals the folder.
     """
-    folder, files, excluded = _check_folder(opts)
-    hub = _session(opts)
+    folder, files, excluded = check_folder(opts)
+    hub = open_session(opts)
     revision = opts.revision or "main"
-    with _client_endpoint(hub.endpoint):
-        repo_url, created = _open_repo(hub, opts, revision)
-        plan = _plan(hub, opts, folder, files, revision)
+    with client_endpoint(hub.endpoint):
+        repo_url, created = open_repo(hub, opts, revision)
+        plan = plan_mirror(hub, opts, folder, files, revision)
         pr_url: str | None = None
         if plan.empty:
             commit_oid, committed = plan.base, False
             commit_url = hub.commit_url(opts.repo_id, opts.repo_type, commit_oid)
             log.info("%s: remote already has identical files at %s, no commit", opts.repo_id, commit_oid)
         else:
-            info_c = _commit(hub, opts, folder, files, plan, revision, opts.create_pr)
+            info_c = commit_plan(hub, opts, folder, files, plan, revision, opts.create_pr)
             commit_oid, commit_url, committed = str(info_c.oid), str(info_c.commit_url), True
             pr_url = str(info_c.pr_url) if info_c.pr_url else None
         tag = _tag(hub, opts.repo_id, opts.repo_type, opts.tag, commit_oid) if opts.tag else None
@@ -478,108 +478,8 @@ def push(opts: PushOptions) -> PushResult:
     )
 
 
-# --- staged publishing: propose, verify, then move the branch ---------------------------------------------
-@dataclass
-class StagedPush:
-    """A folder committed on a pull request opened from the target branch's head, not yet on the branch."""
-
-    push: PushResult  # commit_oid: the staged commit (the target's head when nothing changed)
-    target: str  # the branch that moves once the staged commit is verified
-    base: str  # the target's head the staged commit sits on (its parent)
-    staging_ref: str | None  # "refs/pr/N"; None when the target already equals the folder
-    pr_num: int | None = None
-    release: str | None = None  # nothing changed: the tag matching the template already on the target's head
-
-
-def stage(opts: PushOptions) -> StagedPush:
-    """Commit the folder (mirrored, as ``push``) on a pull request opened from the head of ``opts.revision``.
-
-    Nothing on the target branch or the tags changes. With ``opts.tag`` (a name or a template, see
-    ``resolve_tag``), a tag that would collide is refused here, before anything is pushed.
-    """
-    folder, files, excluded = _check_folder(opts)
-    hub = _session(opts)
-    target = opts.revision or "main"
-    with _client_endpoint(hub.endpoint):
-        repo_url, created = _open_repo(hub, opts, target)
-        plan = _plan(hub, opts, folder, files, target)
-        release = _precheck_tag(hub, opts.repo_id, opts.repo_type, opts.tag, plan.base if plan.empty else "") \
-            if opts.tag else None
-        ref = num = pr_url = None
-        commit_oid, commit_url = plan.base, hub.commit_url(opts.repo_id, opts.repo_type, plan.base)
-        if not plan.empty:
-            info_c = _commit(hub, opts, folder, files, plan, target, create_pr=True)
-            commit_oid, commit_url, pr_url = str(info_c.oid), str(info_c.commit_url), str(info_c.pr_url)
-            num = int(pr_url.rstrip("/").rsplit("/", 1)[-1])
-            ref = f"refs/pr/{num}"
-        private = bool(hub.call("reading the repo", lambda: hub.api.repo_info(
-            opts.repo_id, repo_type=opts.repo_type)).private)
-    pushed = PushResult(
-        repo_id=opts.repo_id, repo_type=opts.repo_type, url=repo_url, endpoint=hub.endpoint,
-        revision=ref or target, commit_oid=commit_oid, commit_url=commit_url, committed=ref is not None,
-        created=created, private=private, pr_url=pr_url,
-        message=commit_text(folder, files, opts.commit_message, plan.deleted)[0], files=files, excluded=excluded,
-        changed=plan.changed, deleted=plan.deleted, kept=plan.kept,
-    )
-    return StagedPush(push=pushed, target=target, base=plan.base, staging_ref=ref, pr_num=num, release=release)
-
-
-def _precheck_tag(hub: _Session, repo_id: str, repo_type: str, template: str, commit: str) -> str | None:
-    """Refuse, before anything is pushed, a tag name taken by a commit other than ``commit`` (the one this run
-    will release; "" when it is not known yet); returns the tag matching the template already on ``commit``."""
-    _, tags = hub.refs(repo_id, repo_type)
-    name, exists = resolve_tag(template, tags, commit)
-    if exists:
-        return name
-    if name in tags and "{short_sha}" not in template:
-        raise HubError(
-            f"tag {name!r} already exists on {repo_id} at {tags[name][:12]}, not at the commit this run would "
-            "release; nothing was pushed; expected an unused tag: set publish.tag (or --tag) to a template such "
-            "as 'v{n}' or '{date}-{short_sha}'"
-        )
-    return None
-
-
-def check_release_tag(repo_id: str, tag: str, revision: str | None = None, *, repo_type: str = "model",
-                      endpoint: str | None = None, token: str | None = None) -> None:
-    """Before any work: refuse a ``tag`` (name or template) that the release of ``repo_id@revision`` cannot get."""
-    hub = _Session(resolve_endpoint(endpoint), resolve_token(token), 4, 0.5)
-    with _client_endpoint(hub.endpoint), contextlib.suppress(HubRepoNotFoundError):  # a new repo has no tags
-        _precheck_tag(hub, repo_id, repo_type, tag, hub.refs(repo_id, repo_type)[0].get(revision or "main", ""))
-
-
-def promote(staged: StagedPush, *, endpoint: str | None = None, token: str | None = None,
-            comment: str | None = None, retries: int = 4) -> str:
-    """Move the target branch to the staged (verified) commit by merging its pull request; the new head. Only a
-    fast-forward: if the target moved since staging, HubError and nothing changes. A Hub that squashes the merge
-    into a new commit is accepted when that commit's files equal the staged commit's, file for file."""
-    p = staged.push
-    if staged.pr_num is None:
-        return p.commit_oid
-    hub = _Session(resolve_endpoint(endpoint or p.endpoint), resolve_token(token), retries, 0.5)
-    where = f"the verified commit stays at {staged.staging_ref} ({p.commit_oid})"
-    with _client_endpoint(hub.endpoint):
-        head = hub.refs(p.repo_id, p.repo_type)[0].get(staged.target)
-        if head != staged.base:
-            raise HubError(
-                f"{p.repo_id}@{staged.target} moved while the run verified (now at {(head or 'nothing')[:12]}, "
-                f"staged on {staged.base[:12]}): not a fast-forward, {staged.target} and the tags are unchanged; "
-                f"{where}; expected no other writer: re-run to stage on the new head"
-            )
-        hub.call(f"merging {staged.staging_ref} into {staged.target}", lambda: hub.api.merge_pull_request(
-            p.repo_id, staged.pr_num, comment=comment, repo_type=p.repo_type))
-        head = hub.refs(p.repo_id, p.repo_type)[0].get(staged.target) or ""
-        if head != p.commit_oid and hub.tree(p.repo_id, p.repo_type, head) != hub.tree(
-                p.repo_id, p.repo_type, p.commit_oid):
-            raise HubError(
-                f"merging {staged.staging_ref} left {p.repo_id}@{staged.target} at {head[:12]}, whose files differ "
-                f"from the verified commit; {where}; expected a fast-forward: check the repo's history"
-            )
-    return head
-
-
 # --- release tags ---------------------------------------------------------------------------------------
-def _tag(hub: _Session, repo_id: str, repo_type: str, template: str, commit_oid: str) -> str:
+def _tag(hub: HubSession, repo_id: str, repo_type: str, template: str, commit_oid: str) -> str:
     """Tag ``commit_oid`` with the name ``template`` gives (none when it is already released); the name."""
     _, tags = hub.refs(repo_id, repo_type)
     name, exists = resolve_tag(template, tags, commit_oid)
@@ -602,7 +502,7 @@ def download_snapshot(repo_id: str, revision: str | None = None, cache_dir: str 
     from huggingface_hub import snapshot_download
 
     ep = resolve_endpoint(endpoint)
-    with _client_endpoint(ep):
+    with client_endpoint(ep):
         path = _call(retries, 0.5, ep, f"downloading {repo_id}@{revision or 'main'}", lambda: snapshot_download(
             repo_id, revision=revision, cache_dir=cache_dir, repo_type=repo_type, endpoint=ep, token=token,
         ))
@@ -619,9 +519,9 @@ def verify_published(
     token: str | bool | None = None,
 ) -> list[str]:
     """Local files of ``folder`` missing or different at ``repo_id@revision`` (empty: all published)."""
-    hub = _Session(resolve_endpoint(endpoint), token, 3, 0.5)
+    hub = HubSession(resolve_endpoint(endpoint), token, 3, 0.5)
     files, _ = list_local_files(Path(folder))
-    with _client_endpoint(hub.endpoint):
+    with client_endpoint(hub.endpoint):
         return changed_files(Path(folder), files, hub.tree(repo_id, repo_type, revision or "main"))
 
 
@@ -629,6 +529,6 @@ def tag_release(repo_id: str, commit_oid: str, tag: str, *, repo_type: str = "mo
                 token: str | None = None, retries: int = 4) -> str:
     """Tag ``commit_oid`` (after it was verified) with ``tag``, a name or a template (see ``resolve_tag``);
     returns the tag's name. A name already on another commit is an error."""
-    hub = _Session(resolve_endpoint(endpoint), resolve_token(token), retries, 0.5)
-    with _client_endpoint(hub.endpoint):
+    hub = HubSession(resolve_endpoint(endpoint), resolve_token(token), retries, 0.5)
+    with client_endpoint(hub.endpoint):
         return _tag(hub, repo_id, repo_type, tag, commit_oid)
