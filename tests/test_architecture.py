@@ -1,6 +1,6 @@
 """The layout docs/architecture.md describes, checked from the source (nothing imported): no import cycle
 between hubtune's modules (imports inside functions count), no private name taken across a module boundary,
-no module far above 600 lines, and every module named in the map."""
+no module above 600 lines, and every module named in the map."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import ast
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "hubtune"
-MAX_LINES = 650
+MAX_LINES = 600
 
 
 def _modules() -> dict[str, Path]:
