@@ -65,19 +65,20 @@ def test_agreement_reads_the_task():
     """The same argmax is not the same answer: a multi-label row agrees when its label set does, a regression row
     when its value is within 1%."""
     from hubtune.core.parity import compare_logits
+    from hubtune.tasks.registry import get_task
 
     ref = np.array([[2.0, 1.0, -3.0], [0.5, -1.0, -2.0]])
     cand = np.array([[2.0, -1.0, -3.0], [0.5, -1.0, -2.0]])  # row 0 loses label 1; argmax unchanged
     assert compare_logits(ref, cand, tolerance=None).label_agreement == 1.0
-    rep = compare_logits(ref, cand, tolerance=None, min_label_agreement=1.0, task="multi-label-classification")
+    rep = compare_logits(ref, cand, tolerance=None, min_label_agreement=1.0, task=get_task("multi-label-classification"))
     assert rep.label_agreement == 0.5 and not rep.passed
     tags = np.zeros((2, 10, 3))
     tags[:, :, 1] = 1.0  # every token tagged 1
     flipped = tags.copy()
     flipped[0, 4, 2] = 2.0  # one token of row 0 re-tagged: 95% of the tokens agree, half the rows' entities do
-    assert compare_logits(tags, flipped, tolerance=None, task="token-classification").label_agreement == 0.5
+    assert compare_logits(tags, flipped, tolerance=None, task=get_task("token-classification")).label_agreement == 0.5
     values = np.array([[10.0], [3.0]])
-    rep = compare_logits(values, values * np.array([[1.005], [1.2]]), tolerance=None, min_label_agreement=0.5, task="regression")
+    rep = compare_logits(values, values * np.array([[1.005], [1.2]]), tolerance=None, min_label_agreement=0.5, task=get_task("regression"))
     assert rep.label_agreement == 0.5 and rep.passed
 
 
