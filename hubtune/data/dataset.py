@@ -366,6 +366,16 @@ def resolve_columns(
     return ColumnMap(text=text, label=label, text_pair=pair)
 
 
+def check_texts(texts: Sequence[Any], column: str, source: str) -> None:
+    """Refuse rows whose text is empty or not a string (named by the first such row)."""
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
+    if bad:
+        raise DataError(
+            f"{source}: {len(bad)} rows have an empty or non-string '{column}' (first at row {bad[0]}); "
+            "expected text in every row: clean the data or pick another --text-column"
+        )
+
+
 def normalise(
     ds: "datasets.Dataset",
     *,
@@ -387,12 +397,7 @@ def normalise(
         require_label=require_label,
     )
     texts = ds[cols.text]
-    bad_text = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
-    if bad_text:
-        raise DataError(
-            f"{source}: {len(bad_text)} rows have an empty or non-string '{cols.text}' (first at row {bad_text[0]}); "
-            "expected text in every row: clean the data or pick another --text-column"
-        )
+    check_texts(texts, cols.text, source)
     keep = {cols.text: "text"}
     if cols.text_pair:
         keep[cols.text_pair] = "text_pair"

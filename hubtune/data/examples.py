@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from hubtune.core.errors import DataError, EmptyDatasetError
-from hubtune.data.dataset import LoadedData, TrainEvalData, open_dataset, parse_spec, resolve_columns
+from hubtune.core.errors import EmptyDatasetError
+from hubtune.data.dataset import LoadedData, TrainEvalData, check_texts, open_dataset, parse_spec, resolve_columns
 
 
 def check_rows(ds: Any, source: str) -> None:
@@ -33,13 +33,7 @@ def sequence_examples(ds: Any, dc: Any, source: str,
     cols = resolve_columns(ds.column_names, text_column=dc.text_column, text_pair_column=dc.text_pair_column,
                            label_column=dc.label_column)
     assert cols.label is not None
-    texts = ds[cols.text]
-    bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
-    if bad:
-        raise DataError(
-            f"{source}: {len(bad)} rows have an empty or non-string '{cols.text}' (first at row {bad[0]}); "
-            "expected text in every row: clean the data or pick another --text-column"
-        )
+    check_texts(ds[cols.text], cols.text, source)
     keep = {cols.text: "text", **({cols.text_pair: "text_pair"} if cols.text_pair else {})}
     raw = ds[cols.label]
     out = ds.select_columns(list(keep)).rename_columns(keep)

@@ -15,6 +15,12 @@ from hubtune.core.errors import ConfigError, ModelLoadError
 from hubtune.tasks.base import Task, check_engine, check_trained
 
 
+def probe_words(text: str, most: int = 12) -> list[str]:
+    """The first ``most`` words of a text a probe is made of; none when it has fewer than 3."""
+    words = re.sub(r"\s+", " ", str(text)).strip().split(" ")[:most]
+    return words if len(words) >= 3 else []
+
+
 class LanguageModelTask(Task):
     recipe = "language-model"
     train_modes = ("full",)
@@ -44,10 +50,8 @@ class LanguageModelTask(Task):
 
     def probe(self, text: str, mask_token: str | None) -> str | None:
         """A deterministic probe of a text: its first words as a prompt (None: too short)."""
-        words = re.sub(r"\s+", " ", str(text)).strip().split(" ")[:12]
-        if len(words) < 3:
-            return None
-        return " ".join(words[: max(2, len(words) // 2)])
+        words = probe_words(text)
+        return " ".join(words[: max(2, len(words) // 2)]) if words else None
 
     def answer_position(self, ids: Any, tokenizer: Any) -> int:
         """Where the graph's logits answer the probe: the next token after the prompt."""
@@ -82,8 +86,8 @@ class FillMask(LanguageModelTask):
             raise ModelLoadError(f"tokenizer of {source} has no mask token; expected a masked-LM (BERT-like) model")
 
     def probe(self, text: str, mask_token: str | None) -> str | None:
-        words = re.sub(r"\s+", " ", str(text)).strip().split(" ")[:12]
-        if len(words) < 3:
+        words = probe_words(text)
+        if not words:
             return None
         if not mask_token:
             raise ConfigError("the tokenizer has no mask token; expected a masked-LM tokenizer for fill-mask")
