@@ -6,11 +6,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from hubtune.data.dataset import load_labeled
+from hubtune.core.config import DataConfig
 from hubtune.core.errors import LabelError, OptionRangeError
 from hubtune.tasks.loading import load_classifier
-from hubtune.core.modeling import evaluate_loaded
 from hubtune.tasks.base import check_text_input
+from hubtune.tasks.registry import get_task
 
 
 @dataclass
@@ -55,53 +55,27 @@ def evaluate(opts: EvalOptions) -> EvalReport:
         from hubtune.core.metric_modules import load_metric_modules
 
         load_metric_modules(opts.metrics)
-    from hubtune.tasks.loading import head_task_of
-
-    task = head_task_of(opts.model)
-    if task is not None:  # a multi-label / regression / token-classification folder: that task's metrics
-        return _evaluate_task(opts, task, t0)
+    # one path for every task: the checkpoint's task (its head checked) reads the data and measures the model
     loaded = load_classifier(
         opts.model, revision=opts.revision, trust_remote_code=opts.trust_remote_code, device=opts.device
     )
-    if not loaded.label_names:
+    spec = get_task(loaded.task)
+    names = loaded.label_names if spec.has_labels else spec.label_names(loaded.model.config)
+    if spec.has_labels and not names:
         raise LabelError(
             f"model {opts.model!r} has no id2label in its config; expected a classifier saved with label names"
         )
-    data = load_labeled(
-        opts.dataset,
-        text_column=opts.text_column,
-        text_pair_column=opts.text_pair_column,
-        label_column=opts.label_column,
-        label_names=loaded.label_names,
-        max_samples=opts.limit,
-        seed=opts.seed,
-        encoding=opts.encoding,
-    )
+    dc = DataConfig(dataset=opts.dataset, text_column=opts.text_column, text_pair_column=opts.text_pair_column,
+                    label_column=opts.label_column, encoding=opts.encoding, seed=opts.seed)
+    data = spec.load_labeled(opts.dataset, dc, names, max_samples=opts.limit)
     # an NLI checkpoint given single texts would score every row much the same
     check_text_input(loaded.task, "text_pair" in data.dataset.column_names, opts.model, found=loaded.checkpoint)
-    metrics = evaluate_loaded(loaded, data, batch_size=opts.batch_size, metric_modules=opts.metrics)
+    metrics = spec.evaluate(loaded, data, batch_size=opts.batch_size, metric_modules=opts.metrics)
     return EvalReport(
         model=opts.model,
         dataset=opts.dataset,
         metrics=metrics,
         num_examples=len(data),
         seconds=round(time.perf_counter() - t0, 3),
-        label_names=loaded.label_names,
+        label_names=names,
     )
-
-
-
-
-def _evaluate_task(opts: EvalOptions, task: str, t0: float) -> EvalReport:
-    from hubtune.core.config import DataConfig
-    from hubtune.data.examples import load_task_labeled
-    from hubtune.tasks.loading import evaluate_task_folder, load_task_model
-    from hubtune.tasks.registry import get_task
-
-    names = load_task_model(opts.model, task).label_names
-    dc = DataConfig(dataset=opts.dataset, text_column=opts.text_column, text_pair_column=opts.text_pair_column,
-                    label_column=opts.label_column, encoding=opts.encoding, seed=opts.seed)
-    data = load_task_labeled(opts.dataset, dc, get_task(task), names, max_samples=opts.limit)
-    metrics = evaluate_task_folder(opts.model, task, data.dataset)
-    return EvalReport(model=opts.model, dataset=opts.dataset, metrics=metrics, num_examples=len(data),
-                      seconds=round(time.perf_counter() - t0, 3), label_names=names)

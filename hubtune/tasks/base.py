@@ -387,6 +387,25 @@ class Task:
                 max_length: int = 512, threshold: float = 0.5) -> dict[str, Any]:
         raise ConfigError(f"task {self.name} has no metrics here; expected a task with labels")
 
+    def load_labeled(self, spec: str, dc: Any, label_names: list[str] | None, *,
+                     max_samples: int | None = None) -> Any:
+        """One labeled dataset (``spec``, read with a DataConfig ``dc``'s columns, encoding and seed) normalised onto a
+        model's ``label_names`` (what ``hubtune evaluate`` measures on)."""
+        from hubtune.data.examples import load_task_labeled
+
+        return load_task_labeled(spec, dc, self, label_names, max_samples=max_samples)
+
+    def evaluate(self, loaded: Any, data: Any, *, batch_size: int = 64, metric_modules: Any = ()) -> dict[str, Any]:
+        """Its metrics of a loaded model (:class:`hubtune.tasks.loading.LoadedModel`) on ``load_labeled``'s data,
+        measured on the files as loaded."""
+        from hubtune.core.modeling import DEFAULT_MAX_LENGTH
+
+        limit = min(loaded.max_length, DEFAULT_MAX_LENGTH)
+        outputs = self.outputs(loaded.model, loaded.tokenizer, data.dataset, limit, batch_size=batch_size)
+        out = self.metrics(outputs, data.dataset, loaded.label_names, tokenizer=loaded.tokenizer, max_length=limit)
+        out["source"] = "reloaded"
+        return out
+
     def agreement(self, candidate: Any, reference: Any, logit_threshold: float = 0.0) -> float:
         """The fraction of rows two runs answer the same (see ``agrees``)."""
         import numpy as np

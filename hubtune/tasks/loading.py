@@ -14,7 +14,6 @@ from hubtune.core.adapterhub import is_bottleneck_dir
 from hubtune.core.compat import dtype_kwargs, quiet_libraries
 from hubtune.core.errors import ConfigError, MissingDependencyError, ModelLoadError
 from hubtune.core.modeling import (
-    DEFAULT_MAX_LENGTH,
     check_tokenizer_fits,
     effective_max_length,
     ensure_pad_token,
@@ -199,72 +198,20 @@ def load_classifier(
     )
 
 
-@dataclass
-class TaskModel:
-    model: Any
-    tokenizer: Any
-    label_names: list[str]
-    max_length: int
-    is_adapter: bool
-
-
-def load_task_model(source: str, task: str, *, device: str | None = "cpu") -> TaskModel:
-    """A saved folder of ``task`` (a full model, or a LoRA adapter beside its base's config), in eval mode."""
-    from transformers import AutoConfig, AutoTokenizer
-
-    quiet_libraries(progress=True)
-    source = resolve_model_source(source)
-    local = Path(source)
-    adapter = local.is_dir() and is_adapter_dir(local)
-    check_model_config(source)
-    import transformers
-
-    cls = getattr(transformers, get_task(task).auto_class)
-    try:
-        if adapter:
-            from peft import PeftConfig, PeftModel
-
-            base_ref = PeftConfig.from_pretrained(source).base_model_name_or_path
-            check_model_config(base_ref)
-            cfg = AutoConfig.from_pretrained(source)
-            base = cls.from_pretrained(base_ref, config=cfg, use_safetensors=True)
-            model = PeftModel.from_pretrained(base, source)
-        else:
-            model = cls.from_pretrained(source, use_safetensors=True)
-            cfg = model.config
-        tokenizer = AutoTokenizer.from_pretrained(source)
-    except Exception as exc:  # noqa: BLE001 - transformers raises OSError/ValueError/HF errors
-        raise model_load_error(source, exc) from exc
-    check_tokenizer_fits(tokenizer, model, source)
-    ensure_pad_token(tokenizer, model.config, source)
-    model.to(pick_device(device)).eval()
-    names = get_task(task).label_names(cfg)
-    return TaskModel(model, tokenizer, names, effective_max_length(tokenizer, cfg), adapter)
-
-
-
-def head_task_of(source: str) -> str | None:
-    """The task a local folder's config.json tells (a task that normalises its own data: multi-label-classification,
-    regression, token-classification), None for anything else (a single-label classifier, a Hub id)."""
-    import json
-
-    folder = Path(resolve_model_source(source))
-    try:
-        cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    task = declared_task(cfg, folder).task
-    return task if task in task_names(recipe="head") else None
+def load_task_model(source: str, task: str, *, device: str | None = "cpu") -> LoadedModel:
+    """A saved folder of ``task`` (a full model, or a LoRA adapter on its base), in eval mode: the one loader
+    (:func:`load_classifier`) with that task asked, its label names as the task reads them."""
+    loaded = load_classifier(source, device=device, task=task, served=task_names(predicts=True))
+    spec = get_task(task)
+    if not spec.has_labels:  # a regression value: named as the task names it
+        loaded.label_names = spec.label_names(loaded.model.config)
+    return loaded
 
 
 def evaluate_task_folder(source: str, task: str, ds: Any, *, max_length: int | None = None) -> dict[str, Any]:
     """Load a saved folder of ``task`` and measure it on normalised data ``ds`` (the card's figures)."""
-    tm = load_task_model(source, task)
-    limit = min(max_length or tm.max_length, tm.max_length, DEFAULT_MAX_LENGTH)
-    t = get_task(task)
-    outputs = t.outputs(tm.model, tm.tokenizer, ds, limit)
-    out = t.metrics(outputs, ds, tm.label_names, tokenizer=tm.tokenizer, max_length=limit)
-    out["source"] = "reloaded"
-    return out
+    from types import SimpleNamespace
 
-
+    loaded = load_task_model(source, task)
+    loaded.max_length = min(max_length or loaded.max_length, loaded.max_length)
+    return get_task(task).evaluate(loaded, SimpleNamespace(dataset=ds))

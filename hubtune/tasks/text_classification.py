@@ -55,6 +55,19 @@ class TextClassification(SequenceTask):
         check_trained(self)
         check_engine(self, cfg)
 
+    def load_labeled(self, spec: str, dc: Any, label_names: list[str] | None, *,
+                     max_samples: int | None = None) -> Any:
+        from hubtune.data.dataset import load_labeled
+
+        return load_labeled(spec, text_column=dc.text_column, text_pair_column=dc.text_pair_column,
+                            label_column=dc.label_column, label_names=label_names, max_samples=max_samples,
+                            seed=dc.seed, encoding=dc.encoding)
+
+    def evaluate(self, loaded: Any, data: Any, *, batch_size: int = 64, metric_modules: Any = ()) -> dict[str, Any]:
+        from hubtune.core.modeling import evaluate_loaded
+
+        return evaluate_loaded(loaded, data, batch_size=batch_size, metric_modules=metric_modules)
+
     def check_predict_options(self, long_text: str, pair_column: str | None, threshold: float | None) -> None:
         super().check_predict_options("truncate", pair_column, threshold)  # --long-text chunk is this task's
 
