@@ -265,3 +265,21 @@ def test_train_and_push_refuses_a_lower_is_better_gate(tmp_path):
                   "--repo-id", "org/m", "--min-metric", "mse=0.5", "-o", str(tmp_path / "run"))
     assert res.returncode == 2, res.stderr[-2000:]
     assert "--min-metric mse" in res.stderr and "pearson" in res.stderr
+
+
+@pytest.mark.parametrize("task", ["token-classification", "multi-label-classification"])
+def test_hubtune_merge_of_a_task_lora_run_gates_on_the_task_outputs(tiny_bert_dir, tmp_path, task):
+    """`hubtune merge RUN` on a LoRA run of a task with its own data: the gate runs the task's held-out examples
+    (tokens and tags, multi-hot labels) through the task's outputs; before, it read them as single-label data and
+    refused the run (no text column among tokens, ner_tags)."""
+    from .conftest import run_cli
+
+    cfg, _ = _train(tiny_bert_dir, tmp_path, task, "lora")
+    res = run_cli("merge", str(tmp_path / "run"), "--json")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["parity"]["passed"] and out["parity"]["max_abs_diff"] <= 1e-4
+    assert out["parity"]["texts_source"] == "the validation examples that chose the checkpoint"
+    merged = tmp_path / "run" / "merged"
+    model, _tok = _load(merged, task, "full")
+    assert model.config.num_labels == len(out["label_names"]) >= 3

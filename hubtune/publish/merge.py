@@ -19,9 +19,10 @@ from hubtune.core.errors import (
     ConfigError, DiskFullError, MergeParityError, ModelLoadError, OutputExistsError, OutputNotWritableError, disk_full,
 )
 from hubtune.tasks.loading import load_classifier
-from hubtune.core.modeling import check_model_files, follow_umask, is_adapter_dir, predict_logits
+from hubtune.core.modeling import check_model_files, follow_umask, is_adapter_dir
 from hubtune.core.parity import REFERENCE_TEXTS, ParityReport, compare_logits, size_mb, weight_files
-from hubtune.core.rundir import RunInfo, eval_data, find_run_dir, load_run, update_summary
+from hubtune.core.rundir import RunInfo, eval_data, find_run_dir, load_run, task_eval_examples, update_summary
+from hubtune.tasks.registry import get_task
 
 
 @dataclass
@@ -49,14 +50,28 @@ class MergeResult:
     files: list[str] = field(default_factory=list)
 
 
-def _parity_texts(run: RunInfo | None, label_names: list[str], opts: MergeOptions) -> tuple[list[str], list[str] | None, str]:
+def _parity_examples(run: RunInfo | None, spec: Any, label_names: list[str], opts: MergeOptions) -> tuple[Any, str]:
+    """The examples the merge gate runs (normalised as the task reads them): ``--eval-dataset``, else the run's
+    held-out examples, else the built-in reference texts."""
+    if spec.recipe == "head":  # a task that normalises its own data (multi-label, regression, token classification)
+        if run is not None and run.data_config.get("dataset"):
+            data, role, source = task_eval_examples(run, spec.name, label_names, opts.eval_dataset)
+            ds = data.dataset
+            return ds.select(range(min(len(ds), opts.max_examples))), str(source or role)
+        if opts.eval_dataset:
+            from hubtune.core.config import DataConfig
+            from hubtune.data.examples import load_task_labeled
+
+            data = load_task_labeled(opts.eval_dataset, DataConfig(dataset=opts.eval_dataset), spec, label_names,
+                                     max_samples=opts.max_examples)
+            return data.dataset, opts.eval_dataset
+        return spec.unlabeled(list(REFERENCE_TEXTS)), "built-in reference texts"
     ev = eval_data(run, label_names, override=opts.eval_dataset, max_samples=opts.max_examples)
     if ev is not None and len(ev.data):
         ds = ev.data.dataset
         n = min(len(ds), opts.max_examples)
-        pairs = ds["text_pair"][:n] if "text_pair" in ds.column_names else None
-        return list(ds["text"][:n]), pairs, ev.spec
-    return list(REFERENCE_TEXTS), None, "built-in reference texts"
+        return ds.select_columns([c for c in ("text", "text_pair") if c in ds.column_names]).select(range(n)), ev.spec
+    return spec.unlabeled(list(REFERENCE_TEXTS)), "built-in reference texts"
 
 
 def _merge_model(peft_model: Any) -> Any:
@@ -105,10 +120,15 @@ def merge(opts: MergeOptions, progress: Callable[[str], None] | None = None) -> 
 
     say(f"loading adapter {adapter_dir}")
     loaded = load_classifier(str(adapter_dir), device=opts.device)
-    texts, pairs, texts_source = _parity_texts(run, loaded.label_names, opts)
+    spec = get_task(loaded.task)  # the gate compares the outputs as the task reads them
+    examples, texts_source = _parity_examples(run, spec, loaded.label_names, opts)
     max_len = loaded.max_length
-    say(f"adapter logits on {len(texts)} examples from {texts_source}")
-    ref = predict_logits(loaded.model, loaded.tokenizer, texts, pairs, batch_size=opts.batch_size, max_length=max_len)
+
+    def outputs(model: Any, tokenizer: Any) -> Any:
+        return spec.flat(spec.outputs(model, tokenizer, examples, max_len, batch_size=opts.batch_size))
+
+    say(f"adapter logits on {len(examples)} examples from {texts_source}")
+    ref = outputs(loaded.model, loaded.tokenizer)
 
     say("merging LoRA weights into the base model")
     merged = _merge_model(loaded.model)
@@ -135,7 +155,7 @@ def merge(opts: MergeOptions, progress: Callable[[str], None] | None = None) -> 
                 f"merged config has labels {reloaded.label_names}, the adapter has {loaded.label_names}; "
                 "the adapter's config.json must carry id2label (re-run hubtune train)"
             )
-        new = predict_logits(reloaded.model, reloaded.tokenizer, texts, pairs, batch_size=opts.batch_size, max_length=max_len)
+        new = outputs(reloaded.model, reloaded.tokenizer)
         report = compare_logits(ref, new, tolerance=opts.tolerance, min_label_agreement=1.0, texts_source=texts_source)
         if not report.passed:
             raise MergeParityError(
