@@ -484,7 +484,7 @@ def _task_steps(cfg: PipelineConfig, opts: PipelineOptions, say: Say, layout: Ru
     the card from the published files (+ the metric gate on them), golden examples answered by pipeline()."""
     from hubtune.publish.card import CardOptions, card
     from hubtune.core.rundir import load_run, published_dir, task_eval_examples
-    from hubtune.publish.merge import merge_task_adapter
+    from hubtune.publish.merge import MergeOptions, merge
     from hubtune.publish.verify import task_predict
 
     task = cfg.task
@@ -496,8 +496,7 @@ def _task_steps(cfg: PipelineConfig, opts: PipelineOptions, say: Say, layout: Ru
             steps["merge"] = "reused"
         else:
             say("merge: merging the LoRA adapter (parity gate)")
-            merge_task_adapter(str(layout.model_dir), str(layout.merged_dir), task, data.dataset,
-                               tolerance=cfg.gates.merge_tolerance)
+            merge(MergeOptions(source=str(layout.root), tolerance=cfg.gates.merge_tolerance, overwrite=True), progress=say)
             steps["merge"] = "done"
     pub = published_dir(layout.root)
     onnx_file, refused = _export_step(cfg, opts, say, layout, pub, steps)

@@ -198,34 +198,3 @@ def merge(opts: MergeOptions, progress: Callable[[str], None] | None = None) -> 
             },
         )
     return result
-
-
-def merge_task_adapter(source: str, out_dir: str, task: str, ds: Any, *, tolerance: float = 1e-4) -> Path:
-    """Merge a LoRA folder of ``task`` into its base (peft's merge_and_unload) and save it to ``out_dir`` with the
-    tokenizer; the merged model must answer as the adapter does on ``ds`` (max |logit diff| <= ``tolerance``)."""
-    import shutil
-
-    from hubtune.core.errors import TrainingError
-    from hubtune.core.parity import compare_logits
-
-    from hubtune.core.modeling import DEFAULT_MAX_LENGTH
-    from hubtune.tasks.loading import load_task_model
-    from hubtune.tasks.registry import get_task
-
-    t = get_task(task)
-    tm = load_task_model(source, task)
-    limit = min(tm.max_length, DEFAULT_MAX_LENGTH)
-    before = t.flat(t.outputs(tm.model, tm.tokenizer, ds, limit))
-    merged = tm.model.merge_and_unload()
-    after = t.flat(t.outputs(merged.eval(), tm.tokenizer, ds, limit))
-    report = compare_logits(before, after, tolerance=tolerance, min_label_agreement=1.0, texts_source="the eval split")
-    if not report.passed:
-        raise TrainingError(f"the merged {task} model disagrees with its LoRA adapter ({report.describe()}); expected "
-                            "equal outputs: publish the adapter with `hubtune push RUN/model`, or raise gates.merge_tolerance")
-    out = Path(out_dir)
-    if out.exists():
-        shutil.rmtree(out)
-    merged.config.architectures = [type(merged).__name__]
-    merged.save_pretrained(str(out), safe_serialization=True)
-    tm.tokenizer.save_pretrained(str(out))
-    return out
