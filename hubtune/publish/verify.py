@@ -67,32 +67,8 @@ def onnx_beside_weights(model_ref: str, onnx_file: str, revision: str | None) ->
 
 
 def predict_labels(model_ref: str, texts: list[str], *, revision: str | None = None, onnx_file: str | None = None) -> dict[str, list[str]]:
-    """Labels from ``pipeline()`` (and from ONNX Runtime over ``onnx/``) for a folder or Hub id."""
-    import numpy as np
-    from transformers import AutoTokenizer, pipeline
-
-    from hubtune.core.security import check_model_config
-
-    check_model_config(model_ref, revision=revision)
-    pipe = pipeline("text-classification", model=model_ref, revision=revision, device=-1, truncation=True)
-    out = {"pytorch": [r["label"] for r in pipe(texts, batch_size=16)]}
-    if onnx_file:
-        from transformers import AutoConfig
-
-        from hubtune.core.onnx_tools import OrtClassifier
-
-        path = onnx_beside_weights(model_ref, onnx_file, revision)
-        config = AutoConfig.from_pretrained(model_ref, revision=revision)
-        model = OrtClassifier(path, config)
-        tok = AutoTokenizer.from_pretrained(model_ref, revision=revision)
-        id2label = config.id2label
-        labels: list[str] = []
-        for i in range(0, len(texts), 16):
-            enc = tok(texts[i : i + 16], padding=True, truncation=True, return_tensors="pt")
-            logits = model(**enc).logits
-            labels += [id2label[int(j)] for j in np.asarray(logits).argmax(-1)]
-        out["onnx"] = labels
-    return out
+    """Labels from ``pipeline()`` (and from ONNX Runtime over ``onnx/``) of a single-label classifier."""
+    return task_predict(model_ref, "text-classification", texts, revision=revision, onnx_file=onnx_file)
 
 
 SCORE_TOLERANCE = 1e-4  # scores of the pulled model against the local folder's
@@ -100,8 +76,8 @@ SCORE_TOLERANCE = 1e-4  # scores of the pulled model against the local folder's
 
 def task_predict(model_ref: str, task: str, texts: list[str], *, revision: str | None = None,
                  threshold: float = 0.5, onnx_file: str | None = None) -> dict[str, list[Any]]:
-    """What ``pipeline()`` answers for a multi-label / regression / token-classification model: ``pytorch`` the
-    labels (multi-label: those with a sigmoid score >= ``threshold``, joined by ","; regression: none; token
+    """What ``pipeline()`` answers for a classifier of ``task`` (the task reads it): ``pytorch`` the labels
+    (single-label: the top label; multi-label: those with a sigmoid score >= ``threshold``, joined by ","; regression: none; token
     classification: each entity as ``GROUP:start-end``, aggregation_strategy="simple"), ``pytorch_scores``
     the scores (every label's sigmoid; the value; each entity's score), compared within SCORE_TOLERANCE; with
     ``onnx_file`` also ONNX Runtime's over ``onnx/`` (:func:`onnx_task_answers`)."""
@@ -246,13 +222,9 @@ def _main() -> int:
     import transformers
 
     transformers.logging.set_verbosity_error()
-    spec = find_task(req.get("task"))
-    if spec is not None and spec.recipe == "head":  # a task that normalises its own data: its pipeline() reading
-        out = task_predict(req["repo_id"], req["task"], req["texts"], revision=req["revision"], onnx_file=req.get("onnx_file"))
-    elif spec is not None and spec.language_model:
-        out = lm_predict(req["repo_id"], req["task"], req["texts"], revision=req["revision"], onnx_file=req.get("onnx_file"))
-    else:
-        out = predict_labels(req["repo_id"], req["texts"], revision=req["revision"], onnx_file=req.get("onnx_file"))
+    spec = find_task(req.get("task")) or get_task("text-classification")
+    answer = lm_predict if spec.language_model else task_predict  # a language model: its probes' next tokens
+    out = answer(req["repo_id"], spec.name, req["texts"], revision=req["revision"], onnx_file=req.get("onnx_file"))
     sys.stdout.write(json.dumps(out) + "\n")
     return 0
 

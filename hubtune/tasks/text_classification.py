@@ -72,7 +72,10 @@ class TextClassification(SequenceTask):
         super().check_predict_options("truncate", pair_column, threshold)  # --long-text chunk is this task's
 
     def pipeline_answers(self, model_ref: str, texts: list[str], revision: str | None, threshold: float) -> dict[str, Any]:
-        raise ConfigError(f"task {self.name} is verified by its labels (hubtune.publish.verify.predict_labels)")
+        return {"pytorch": [r["label"] for r in sequence_pipeline(model_ref, revision)(texts, batch_size=16)]}
+
+    def logits_answer(self, logits: Any, mask: Any, names: list[str], threshold: float) -> tuple[list[str], list[Any]]:
+        return [names[int(j)] for j in logits.argmax(-1)], []
 
 
 def sequence_pipeline(model_ref: str, revision: str | None) -> Any:
