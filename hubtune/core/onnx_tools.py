@@ -275,7 +275,7 @@ def export_onnx(model_dir: Path, out: Path, *, model: Any = None, tokenizer: Any
                                          **({"task": task, "served": task_names(predicts=True)} if task else {}))
                 model, tokenizer = loaded.model, loaded.tokenizer
             _torch_export(model, tokenizer, out / FP32_FILE, opset or DEFAULT_OPSET,
-                          output=HIDDEN_OUTPUT if embed else OUTPUT_NAME)
+                          output=spec.onnx_outputs[0] if spec else OUTPUT_NAME)
             copy_model_files(model_dir, out)
     if not (out / FP32_FILE).is_file():
         raise ExportParityError(f"the exporter wrote no {FP32_FILE} in {out}; expected one ONNX graph for {task or 'text-classification'}")

@@ -469,7 +469,8 @@ def _check_source_labels(ds: "datasets.Dataset", source: str, text_column: str |
     check_labels_present(ds, cols.label, source)
 
 
-def _limit(ds: "datasets.Dataset", n: int | None, seed: int) -> "datasets.Dataset":
+def limit_rows(ds: "datasets.Dataset", n: int | None, seed: int) -> "datasets.Dataset":
+    """``ds`` shuffled by ``seed``, at most ``n`` rows of it (all when ``n`` is None)."""
     ds = ds.shuffle(seed=seed)
     if n is not None and n < len(ds):
         ds = ds.select(range(n))
@@ -495,7 +496,7 @@ def load_labeled(
     ds = open_dataset(parsed, encoding=encoding, default_split=default_split, revision=revision)
     _check_source_labels(ds, spec, text_column, text_pair_column, label_column, require_label)
     if max_samples is not None:
-        ds = _limit(ds, max_samples, seed)
+        ds = limit_rows(ds, max_samples, seed)
     return normalise(
         ds,
         source=spec,
@@ -517,7 +518,7 @@ def load_train_eval(cfg: Any) -> TrainEvalData:
     if len(ds) == 0:
         raise EmptyDatasetError(f"dataset {cfg.dataset} has no rows; expected at least one example")
     _check_source_labels(ds, cfg.dataset, cfg.text_column, cfg.text_pair_column, cfg.label_column)
-    ds = _limit(ds, cfg.max_samples, cfg.seed)
+    ds = limit_rows(ds, cfg.max_samples, cfg.seed)
     train = normalise(
         ds,
         source=cfg.dataset,
@@ -533,7 +534,7 @@ def load_train_eval(cfg: Any) -> TrainEvalData:
     if cfg.eval_dataset:
         ev_raw = open_dataset(parse_spec(cfg.eval_dataset), encoding=cfg.encoding, default_split="validation")
         _check_source_labels(ev_raw, cfg.eval_dataset, cfg.text_column, cfg.text_pair_column, cfg.label_column)
-        ev_raw = _limit(ev_raw, cfg.eval_max_samples, cfg.seed)
+        ev_raw = limit_rows(ev_raw, cfg.eval_max_samples, cfg.seed)
         ev = normalise(
             ev_raw,
             source=cfg.eval_dataset,

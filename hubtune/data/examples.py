@@ -12,17 +12,13 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from hubtune.core.errors import EmptyDatasetError
-from hubtune.data.dataset import LoadedData, TrainEvalData, check_texts, open_dataset, parse_spec, resolve_columns
+from hubtune.data.dataset import (LoadedData, TrainEvalData, check_texts, limit_rows, open_dataset, parse_spec,
+                                  resolve_columns)
 
 
 def check_rows(ds: Any, source: str) -> None:
     if len(ds) == 0:
         raise EmptyDatasetError(f"dataset {source} has no rows; expected at least one example (check the spec or --limit)")
-
-
-def limit_rows(ds: Any, n: int | None, seed: int) -> Any:
-    ds = ds.shuffle(seed=seed)
-    return ds.select(range(n)) if n is not None and n < len(ds) else ds
 
 
 def sequence_examples(ds: Any, dc: Any, source: str,

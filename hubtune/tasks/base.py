@@ -50,7 +50,6 @@ AUTO_CLASSES = {  # the transformers Auto class that loads each task's model
 AGREES = {TEXT_CLASSIFICATION: "the same label", MULTI_LABEL: "the same labels over 0.5",
           REGRESSION: "the same value to 1%", TOKEN_CLASSIFICATION: "the same tag on every word of a text"}
 # weights a task's model may lack with no effect on its outputs (feature-extraction never uses the pooler)
-UNUSED_MISSING = {FEATURE_EXTRACTION: ("pooler.",)}
 
 
 @dataclass(frozen=True)
@@ -244,11 +243,13 @@ def missing_head_error(source: str, task: str, found: CheckpointTask, missing: I
     )
 
 
-def check_loading_info(source: str, task: str, found: CheckpointTask, info: dict[str, Any] | None) -> None:
+def check_loading_info(source: str, task: str, found: CheckpointTask, info: dict[str, Any] | None,
+                       unused: Iterable[str] = ()) -> None:
     """Refuse a model whose load left weights newly initialised (transformers' ``output_loading_info``:
-    ``missing_keys``), but the ones the task never uses."""
+    ``missing_keys``), but the ones the task never uses (``unused``: its ``unused_missing`` prefixes)."""
+    unused = tuple(unused)
     missing = [k for k in (info or {}).get("missing_keys", ()) or ()
-               if not any(str(k).startswith(p) for p in UNUSED_MISSING.get(task, ()))]
+               if not any(str(k).startswith(p) for p in unused)]
     if missing:
         raise missing_head_error(source, task, found, missing)
 
@@ -305,7 +306,6 @@ class Task:
     # --- its card ---
     pipeline_tag: str = "text-classification"
     card_name: str = "Text Classification"  # the model-index task name
-    example: str = "I love this movie!"  # the widget / usage example
     usage: str = ""  # the card's usage lines (``{repo}``, ``{example}`` filled in)
 
     def __repr__(self) -> str:
@@ -322,13 +322,10 @@ class Task:
 
     def label_names(self, config: Any) -> list[str]:
         """The label names a loaded model's config holds, in id order."""
-        cfg = _config_dict(config)
-        id2label = cfg.get("id2label") or {}
-        return [str(id2label[k]) for k in sorted(id2label, key=lambda k: int(k))]
+        from hubtune.core.modeling import label_names_from_config
 
-    def missing_weights(self) -> str:
-        """The weights its head adds, in words (what is missing when a checkpoint lacks it)."""
-        return "the sequence-classification head (classifier.weight, classifier.bias)"
+        return label_names_from_config(config)
+
 
     def configure(self, config: Any) -> None:
         """Set what a new checkpoint of this task saves in config.json beyond ``head_kwargs`` (a registered task's

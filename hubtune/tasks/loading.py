@@ -177,7 +177,7 @@ def load_classifier(
         raise
     except Exception as exc:  # noqa: BLE001 - transformers raises OSError/ValueError/HF errors
         raise model_load_error(source, exc) from exc
-    check_loading_info(given, task, found, info)  # an adapter brings its head (modules_to_save) itself
+    check_loading_info(given, task, found, info, get_task(task).unused_missing)  # an adapter brings its head (modules_to_save) itself
     check_tokenizer_fits(tokenizer, model, given)
     ensure_pad_token(tokenizer, model.config, source)
     if cfg is not model.config:

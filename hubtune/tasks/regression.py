@@ -60,8 +60,6 @@ class Regression(SequenceTask):
     def label_names(self, config: Any) -> list[str]:
         return ["value"]
 
-    def missing_weights(self) -> str:
-        return "a regression head with one output (classifier.weight, classifier.bias)"
 
     def check_raw(self, ds: Any, dc: Any, source: str) -> None:
         from hubtune.data.dataset import resolve_columns

@@ -194,12 +194,9 @@ class TokenClassification(Task):
     optimum_task = "token-classification"
     pipeline_tag = "token-classification"
     card_name = "Token Classification"
-    example = "Anna Berg works for Acme Corp in Oslo."
     usage = ('pipe = pipeline("token-classification", model="{repo}", aggregation_strategy="simple")\n'
              'pipe("Anna Berg works for Acme Corp in Oslo.")  # entities with start/end offsets')
 
-    def missing_weights(self) -> str:
-        return "the token-classification head (classifier.weight, classifier.bias)"
 
     # --- data ---
     def normalise(self, ds: Any, dc: Any, source: str, names: list[str] | None) -> Any:
