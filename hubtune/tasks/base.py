@@ -290,6 +290,7 @@ class Task:
     has_labels: bool = True  # label names (a regression value has none)
     one_sequence: bool = False  # a head answering once per sequence (batch padding side, NLI check)
     predicts: bool = False  # batch-predict and evaluate serve it (--task)
+    generates: bool = False  # batch-predict generates text with it (hubtune.predict.generate; tasks.generation)
     reads_pairs: bool = True  # it may read text pairs (--text-pair-column)
     one_text: str = "reads one text"  # what it does with one text (the refusal of a pair column says it)
     list_column: str | None = None  # the output column holding a list per row (CSV cannot hold it)

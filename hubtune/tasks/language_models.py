@@ -13,6 +13,7 @@ from typing import Any
 
 from hubtune.core.errors import ConfigError, ModelLoadError
 from hubtune.tasks.base import Task, check_engine, check_trained
+from hubtune.tasks.generation import Generates
 
 
 def probe_words(text: str, most: int = 12) -> list[str]:
@@ -109,9 +110,11 @@ class FillMask(LanguageModelTask):
         return {"mlm_probability": cfg.mlm_probability, "whole_word_mask": cfg.whole_word_mask}
 
 
-class TextGeneration(LanguageModelTask):
+class TextGeneration(Generates, LanguageModelTask):
+    """A causal LM: adapted on texts (perplexity), and run by batch-predict over prompts or chat messages."""
+
     name = "text-generation"
-    description = "a causal language model (adapted on texts)"
+    description = "a causal language model (adapted on texts; generates over prompts or chat messages)"
     optimum_task = "text-generation"
     pipeline_tag = "text-generation"
     card_name = "Text Generation"

@@ -11,6 +11,7 @@ from typing import Any
 from hubtune.core.errors import ConfigError
 from hubtune.tasks.base import Task
 from hubtune.tasks.feature_extraction import FeatureExtraction
+from hubtune.tasks.generation import Text2TextGeneration
 from hubtune.tasks.language_models import FillMask, GenerativeClassification, TextGeneration
 from hubtune.tasks.multi_label import MultiLabelClassification
 from hubtune.tasks.regression import Regression
@@ -35,7 +36,7 @@ def unregister(name: str) -> None:
 
 
 for _task in (TextClassification(), MultiLabelClassification(), Regression(), TokenClassification(),
-              FeatureExtraction(), FillMask(), TextGeneration(), GenerativeClassification()):
+              FeatureExtraction(), FillMask(), TextGeneration(), GenerativeClassification(), Text2TextGeneration()):
     register(_task)
 
 
