@@ -50,9 +50,21 @@ def batch_predict(
     task: Optional[str] = typer.Option(None, "--task", help=f"One of {task_choices(predicts=True)} (default: the task the checkpoint has; one without that head is refused, exit 59)."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="multi-label: a label is predicted when its sigmoid is over it (default 0.5)."),
     normalize: Optional[bool] = typer.Option(None, "--normalize/--no-normalize", help="feature-extraction: unit-length embeddings (default: what the model's sentence-transformers config says; a bare encoder: not normalised)."),
+    prompt_column: Optional[str] = typer.Option(None, "--prompt-column", help="generation: the prompt (or seq2seq source) column (default: detected: prompt, text, source, ...)."),
+    messages_column: Optional[str] = typer.Option(None, "--messages-column", help="text-generation: a chat-messages column (a list of {role, content}) rendered with the model's chat template."),
+    system_prompt: Optional[str] = typer.Option(None, "--system-prompt", help="text-generation: a system message put before each row's chat (needs a chat template)."),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="generation: new tokens per row at most (default 64)."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", help="generation: > 0 samples (seeded per row: --seed), 0 or unset: greedy."),
+    top_p: Optional[float] = typer.Option(None, "--top-p", help="generation: nucleus sampling."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", help="generation: top-k sampling."),
+    seed: int = typer.Option(0, "--seed", help="generation: the run's seed; a row's sample depends only on it and the row id."),
+    stop: Optional[List[str]] = typer.Option(None, "--stop", help="generation: stop a row at this string (not written). Repeatable."),
+    num_return_sequences: Optional[int] = typer.Option(None, "--num-return-sequences", help="generation: texts per row (sampling; generated_text becomes a list)."),
+    batching: str = typer.Option("auto", "--batching", help="generation: padded (length-sorted batches), continuous (transformers' continuous batching) or auto (measured)."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """Batch-predict a dataset with a classifier into parquet/jsonl/csv (streamed, resumable, shardable)."""
+    """Batch-predict a dataset with a classifier, an embedding model or a generative LM into parquet/jsonl/csv
+    (streamed, resumable, shardable)."""
     from hubtune.predict import PredictOptions
     from hubtune.predict import batch_predict as run
 
@@ -98,6 +110,17 @@ def batch_predict(
             task=task,
             threshold=threshold,
             normalize=normalize,
+            prompt_column=prompt_column,
+            messages_column=messages_column,
+            system_prompt=system_prompt,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            seed=seed,
+            stop=list(stop or []),
+            num_return_sequences=num_return_sequences,
+            batching=batching.lower(),
         )
     )
     if result.choice:
@@ -113,6 +136,10 @@ def batch_predict(
         f"({result.rows_per_s:.1f} rows/s) with {result.backend} {result.dtype} on {result.device}"
         f"{f' (ray, {result.workers} workers)' if result.engine == 'ray' else ''} -> {result.output}"
     )
+    if result.generation:
+        g = result.generation
+        typer.echo(f"generated {g['completion_tokens']} tokens from {g['prompt_tokens']} prompt tokens "
+                   f"({g['tokens_per_s']:.1f} tokens/s)")
     if result.errors_path:
         typer.echo(f"errors: {result.errors_path}")
     if result.truncated_rows:

@@ -23,7 +23,7 @@ def label_feature(ds: Any, label_column: str | None) -> Any:
         return None
 
 
-def _first_columns(ds: Any) -> list[str]:
+def first_columns(ds: Any) -> list[str]:
     cols = getattr(ds, "column_names", None)
     if cols:
         return list(cols)
@@ -38,7 +38,7 @@ def open_input(opts: PredictOptions) -> tuple[Any, Any, Any, list[str]]:
 
     spec = parse_spec(opts.dataset)
     ds = open_dataset(spec, streaming=True, encoding=opts.encoding, default_split="test", revision=opts.revision if spec.kind == "hub" else None)
-    available = _first_columns(ds)
+    available = first_columns(ds)
     if not available:
         raise EmptyDatasetError(f"dataset {opts.dataset} has no rows; expected at least one row to predict")
     cols = resolve_columns(

@@ -23,7 +23,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -58,16 +58,20 @@ def warm_import(module: str) -> threading.Thread:
 
 
 def batch_predict_local(opts: PredictOptions) -> PredictResult:
-    """Predict every row of ``opts.dataset`` into ``opts.output`` in this process (see the module docstring).
-    A run that fails before it finished a shard removes the OUTPUT.parts/ it made, so the corrected command
-    is not refused as an existing output; a full disk is a DiskFullError (the shards recorded so far are kept
-    for --resume)."""
+    """Predict every row of ``opts.dataset`` into ``opts.output`` in this process (see the module docstring)."""
     t0 = time.perf_counter()
     fmt = check_options(opts)
+    return guarded(opts, lambda output, parts, previous: _run(opts, t0, fmt, output, parts, previous))
+
+
+def guarded(opts: PredictOptions, run: Callable[[Path, Path, dict[str, Any] | None], PredictResult]) -> PredictResult:
+    """``run(OUTPUT, OUTPUT.parts/, the manifest to resume)`` once the output is prepared; a run that fails before
+    it finished a shard removes the OUTPUT.parts/ it made, so the corrected command is not refused as an existing
+    output; a full disk is a DiskFullError (the shards recorded so far are kept for --resume)."""
     made = _first_missing(Path(opts.output).parent)  # a folder this run creates, removed again if it fails early
     output, parts, previous = prepare_output(opts, keep_old_parts=True)
     try:
-        return _run(opts, t0, fmt, output, parts, previous)
+        return run(output, parts, previous)
     except BaseException as exc:
         if previous is None and discard_unfinished(parts) and made is not None:
             _remove_empty_tree(made)

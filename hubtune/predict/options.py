@@ -14,6 +14,11 @@ from hubtune.tasks.registry import task_names
 
 OUTPUT_FORMATS = (".parquet", ".jsonl", ".csv")
 BACKENDS = ("auto", "torch", "onnx")
+GENERATION_FLAGS = {  # option -> flag: what only a generation run reads
+    "prompt_column": "--prompt-column", "messages_column": "--messages-column", "system_prompt": "--system-prompt",
+    "max_new_tokens": "--max-new-tokens", "temperature": "--temperature", "top_p": "--top-p", "top_k": "--top-k",
+    "stop": "--stop", "num_return_sequences": "--num-return-sequences",
+}
 ENGINES = ("local", "ray")
 DTYPES = ("auto", "fp32", "fp16", "bf16", "int8")
 REDUCED_DTYPES = ("fp16", "bf16", "int8")  # checked against fp32 on a sample of the input (--min-agreement)
@@ -74,6 +79,18 @@ class PredictOptions:
     threshold: float | None = None  # multi-label: a label is predicted when its sigmoid is over it (None: 0.5)
     # feature-extraction: unit-length embeddings (None: what the model's sentence-transformers config says)
     normalize: bool | None = None
+    # --- generation (text-generation, text2text-generation; hubtune.predict.generate) ---
+    prompt_column: str | None = None  # None: detected (prompt, text, source, ...)
+    messages_column: str | None = None  # chat messages (a list of {role, content}) rendered with the chat template
+    system_prompt: str | None = None
+    max_new_tokens: int | None = None  # None: 64
+    temperature: float | None = None  # > 0 (or --top-p / --top-k): sampling, seeded per row; None or 0: greedy
+    top_p: float | None = None
+    top_k: int | None = None
+    seed: int = 0  # sampling: a row's seed is derived from it and the row id
+    stop: list[str] = field(default_factory=list)
+    num_return_sequences: int | None = None  # None: 1
+    batching: str = "auto"  # padded | continuous | auto (measured)
 
 
 @dataclass
@@ -103,6 +120,8 @@ class PredictResult:
     # {"mode": truncate|chunk, "max_length", "stride", "chunked_rows": rows scored over 2+ windows, "windows"}
     long_text: dict[str, Any] = field(default_factory=dict)
     task: str = "text-classification"  # the task predicted (hubtune.tasks.base)
+    # generation runs: prompt_tokens, completion_tokens (over every shard), tokens_per_s (this run's)
+    generation: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -129,7 +148,7 @@ def output_format(output: str | Path) -> str:
 def check_options(opts: PredictOptions) -> str:
     """Refuse contradictory or unknown options (both engines); returns the output format."""
     fmt = output_format(opts.output)
-    if opts.backend not in BACKENDS:
+    if opts.backend not in (*BACKENDS, "vllm"):
         raise ConfigError(f"--backend {opts.backend!r} is unknown; expected one of {', '.join(BACKENDS)}")
     if opts.engine not in ENGINES:
         raise ConfigError(f"--engine {opts.engine!r} is unknown; expected one of {', '.join(ENGINES)}")
@@ -166,12 +185,20 @@ def check_options(opts: PredictOptions) -> str:
         )
     if opts.limit is not None and opts.limit < 0:
         raise ConfigError(f"--limit must be >= 0, found {opts.limit}")
-    check_task_name(opts.task, known=task_names(predicts=True))
+    check_task_name(opts.task, known=task_names(predicts=True) + task_names(generates=True))
     if opts.threshold is not None and not 0.0 <= opts.threshold <= 1.0:
         raise ConfigError(f"--threshold must be between 0 and 1 (a sigmoid score), found {opts.threshold}")
     if opts.resume and opts.overwrite:
         raise ConfigError("--resume and --overwrite contradict each other; pass one of them")
     return fmt
+
+
+def generation_flags(opts: PredictOptions) -> list[str]:
+    """The generation-only flags these options set (refused for a classifier)."""
+    flags = [flag for key, flag in GENERATION_FLAGS.items() if getattr(opts, key) not in (None, [])]
+    if opts.batching != "auto":
+        flags.append("--batching")
+    return flags
 
 
 def make_result(

@@ -39,6 +39,11 @@ PREDICTION_FIELDS = {  # in the order a --resume compares them: the task first (
     "max_length": "--max-length", "text_column": "--text-column", "text_pair_column": "--text-pair-column",
     "label_names": "--model", "long_text": "--long-text", "stride": "--stride",
     "threshold": "--threshold", "normalize": "--normalize", "pooling": "--model",
+    # generation (hubtune.predict.generate)
+    "prompt_column": "--prompt-column", "messages_column": "--messages-column", "system_prompt": "--system-prompt",
+    "max_new_tokens": "--max-new-tokens", "do_sample": "--temperature", "temperature": "--temperature",
+    "top_p": "--top-p", "top_k": "--top-k", "seed": "--seed", "stop": "--stop",
+    "num_return_sequences": "--num-return-sequences",
 }
 # what a manifest written before a field existed meant by it
 PREDICTION_DEFAULTS = {"long_text": "truncate", "stride": None, "task": "text-classification", "threshold": None,

@@ -97,6 +97,26 @@ def write_shard(
     return entry, notice
 
 
+def write_table_shard(parts: Path, name: str, start: int, size: int, table: Any, errors: Sequence[tuple[int, str]],
+                      **counts: int) -> dict[str, Any]:
+    """Write a chunk's table and row errors (NAME.parquet, NAME.errors.jsonl; atomically, the parquet last) and
+    return its manifest entry (``counts``: figures recorded with it, e.g. a generation's token counts): the shard
+    files of a run whose task builds its own table (generation)."""
+    entry: dict[str, Any] = {"file": f"{name}.parquet", "start": start, "end": start + size, "rows": int(table.num_rows),
+                             "errors": len(errors), "truncated": 0, **counts}
+    try:
+        if errors:
+            lines = "".join(json.dumps({"row_id": start + p, "reason": r}) + "\n" for p, r in errors)
+            entry["errors_file"] = f"{name}.errors.jsonl"
+            _atomic_bytes(lines.encode("utf-8"), parts / entry["errors_file"])
+        _atomic_parquet(table, parts / entry["file"])
+    except BaseException:
+        if entry.get("errors_file"):
+            (parts / entry["errors_file"]).unlink(missing_ok=True)
+        raise
+    return entry
+
+
 def _write_files(parts: Path, name: str, chunk: Chunk, entry: dict[str, Any], table: Any, probs: Any, pred: Any,
                  label_column: str | None, feature: Any, label_names: list[str], source: str) -> str | None:
     notice = None

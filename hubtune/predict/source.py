@@ -28,7 +28,7 @@ def resolve_model_dir(source: str, *, revision: str | None, backend: str) -> tup
                 "(a `hubtune train` run directory, its model/ folder, or a Hub id)"
             )
         return local, None
-    patterns = ["*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*"]
+    patterns = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja", "tokenizer*"]
     if backend == "onnx":
         patterns.append("onnx/*")
     path = download_model(source, revision=revision, patterns=patterns)

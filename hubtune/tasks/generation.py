@@ -4,9 +4,9 @@ gemma, ...; its object lives in :mod:`hubtune.tasks.language_models`, which also
 
 What differs between them, asked by :mod:`hubtune.predict.generate`: the transformers Auto class, the side a
 batch of prompts is padded on (a decoder continues the prompt: left; an encoder reads it whole: right), how a
-row's prompt becomes token ids (a prompt text as ``pipeline("text-generation")`` tokenizes it, without special
-tokens; chat messages through the tokenizer's chat template with the generation prompt; a seq2seq source with
-the tokenizer's special tokens, as ``model.generate`` users pass it), and where the new tokens start in what
+row's prompt becomes token ids (a prompt text as ``pipeline("text-generation")`` and ``model.generate`` users
+tokenize it, with the tokenizer's special tokens: llama's BOS, t5's closing </s>; chat messages through the
+tokenizer's chat template with the generation prompt, a final assistant message continued as the pipeline does), and where the new tokens start in what
 ``generate`` returns (after the prompt, or after the decoder's start token)."""
 
 from __future__ import annotations
@@ -69,9 +69,11 @@ class Generates:
             chat = check_messages(prompt) if messages else [{"role": "user", "content": _text(prompt)}]
             if system_prompt and chat[0]["role"] != "system":
                 chat = [{"role": "system", "content": system_prompt}, *chat]
-            rendered = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+            cont = chat[-1]["role"] == "assistant"  # a final assistant message is continued (pipeline's prefill)
+            rendered = tokenizer.apply_chat_template(chat, add_generation_prompt=not cont, continue_final_message=cont,
+                                                     tokenize=False)
             return list(tokenizer(rendered, add_special_tokens=False)["input_ids"])
-        return list(tokenizer(_text(prompt), add_special_tokens=False)["input_ids"])
+        return list(tokenizer(_text(prompt))["input_ids"])
 
     def new_tokens(self, sequence: Any, prompt_length: int) -> Any:
         """The generated part of one row of ``generate``'s output (prompt-padded to ``prompt_length``)."""
@@ -110,10 +112,9 @@ class Text2TextGeneration(Generates, Task):
     pipeline_tag = "text2text-generation"
     card_name = "Text2Text Generation"
     head_kind = "seq2seq-LM"
-
-    def prompt_ids(self, tokenizer: Any, prompt: Any, *, messages: bool, system_prompt: str | None) -> list[int]:
-        """A source text with the tokenizer's special tokens (t5's closing </s>), as ``model.generate`` reads it."""
-        return list(tokenizer(_text(prompt))["input_ids"])
+    recipe = "sft"  # hubtune.train.sft: source -> target, full or LoRA
+    train_modes = ("full", "lora")
+    summary_keys = ("eval_loss", "perplexity", "exact_match", "rouge_l")
 
     def new_tokens(self, sequence: Any, prompt_length: int) -> Any:
         """Everything after the decoder's start token."""
