@@ -144,6 +144,14 @@ def train(
         )
         return
     m = result.eval_metrics
+    if "rouge_l" in m:  # SFT: the held-out metrics of the reloaded files
+        before = f"{m['perplexity_before']:.2f} -> " if "perplexity_before" in m else ""
+        typer.echo(
+            f"trained {result.mode} {result.extra.get('task')} model (SFT) on {result.sizes['train']} examples in "
+            f"{result.seconds:.1f}s -> {result.model_dir}\neval ({result.sizes['eval']} examples, reloaded files): "
+            f"perplexity {before}{m['perplexity']:.2f}  exact_match {m['exact_match']:.4f}  rouge_l {m['rouge_l']:.4f}"
+        )
+        return
     if "perplexity_after" in m:
         for h in result.train_metrics.get("eval_history") or []:  # the Accelerate loop: perplexity after each epoch
             if "perplexity" in h:

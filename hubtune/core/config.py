@@ -221,6 +221,11 @@ class DataConfig:
     encoding: str = "utf-8"
     seed: int = 42
     label_delimiter: str = ","  # task multi-label-classification: a string label column holds labels joined by it
+    # SFT (text-generation, text2text-generation); None: detected (prompt/completion, source/target,
+    # instruction/output, messages)
+    prompt_column: str | None = None
+    completion_column: str | None = None
+    messages_column: str | None = None  # chat messages (a list of {role, content}) with the tokenizer's chat template
 
     def validate(self) -> None:
         if not self.label_delimiter:
@@ -328,6 +333,7 @@ class TrainConfig:
     block_size: int = 128
     mlm_probability: float = 0.15
     whole_word_mask: bool = False
+    max_new_tokens: int = 64  # SFT: greedy tokens generated per held-out prompt (exact_match, rouge_l)
     num_epochs: float = 3.0
     max_steps: int = -1
     learning_rate: float = 5e-5
@@ -366,6 +372,9 @@ class TrainConfig:
             raise ConfigError(f"learning_rate is {self.learning_rate}, expected a positive number")
         if self.num_epochs <= 0 and self.max_steps <= 0:
             raise ConfigError("num_epochs and max_steps are both <= 0; set --epochs or max_steps")
+        if self.max_new_tokens <= 0:
+            raise ConfigError(f"max_new_tokens is {self.max_new_tokens}, expected a positive integer "
+                              "(--set max_new_tokens=64)")
         if self.block_size <= 1:
             raise ConfigError(f"block_size is {self.block_size}, expected an integer > 1 (tokens per LM block)")
         if not 0.0 < self.mlm_probability < 1.0:

@@ -1,5 +1,6 @@
 """The language-model tasks the recipes publish: ``fill-mask`` (a masked LM), ``text-generation`` (a causal LM),
-both adapted on texts cut into blocks (perplexity before and after, the full model), and
+both adapted on texts cut into blocks (perplexity before and after, the full model; text-generation also
+learns completions of prompts or chat messages, full or LoRA: the SFT recipe), and
 ``generative-classification`` (a causal LM answering a label as text; full or LoRA).
 
 What differs between them: the transformers Auto class, the token the tokenizer must have (mask / pad = eos),
@@ -118,6 +119,14 @@ class TextGeneration(Generates, LanguageModelTask):
     optimum_task = "text-generation"
     pipeline_tag = "text-generation"
     card_name = "Text Generation"
+    train_modes = ("full", "lora")  # lora: SFT on prompt/completion or messages columns (hubtune.train.sft)
+
+    def check_config(self, cfg: Any) -> None:
+        if cfg.mode not in self.train_modes:
+            raise ConfigError(f"task text-generation with mode {cfg.mode}; expected --mode full, or lora (SFT on "
+                              "prompt/completion or messages columns)")
+        check_trained(self)
+        check_engine(self, cfg)
 
 
 class GenerativeClassification(LanguageModelTask):

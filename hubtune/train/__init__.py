@@ -15,10 +15,13 @@ Modules, lowest first (a module imports only modules above it in this list; no r
 ``lm``          recipes ``task: fill-mask``, ``text-generation``, ``generative-classification`` (Trainer)
 ``mlm_accel``   recipe ``task: fill-mask``, ``engine: accelerate`` (the course's Accelerate loop)
 ``taskrun``     recipe ``task: multi-label-classification``, ``regression``, ``token-classification`` (Trainer)
+``sftdata``     pieces: SFT columns, rows, features (loss on the completion), generations, exact_match/ROUGE-L
+``sft``         recipe SFT: ``task: text2text-generation``, and ``text-generation`` on prompt/completion or
+                chat-messages columns (Trainer)
 
 (``common`` uses ``adapters``; ``classifier`` uses ``common`` and ``ulmfit``; ``accel`` uses ``common``;
-``lm`` uses ``common`` and ``adapters``.) This module is the dispatcher; it also re-exports the public
-names of ``common`` that used to live in ``hubtune.train``.
+``lm`` uses ``common`` and ``adapters``; ``sft`` uses ``common``, ``adapters`` and ``sftdata``.) This module is
+the dispatcher; it also re-exports the public names of ``common`` that used to live in ``hubtune.train``.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from hubtune.train.common import (
 )
 from hubtune.train.lm import train_lm
 from hubtune.train.settings import check_report_to
+from hubtune.train.sft import sft_columns_of, train_sft
 from hubtune.train.taskrun import train_task
 from hubtune.train.mlm_accel import train_mlm_accelerate
 
@@ -83,6 +87,10 @@ def train(cfg: TrainConfig, *, overwrite: bool = False, resume: bool = False, pr
     recipe = get_task(cfg.task).recipe  # the task says which recipe trains it
     if recipe == "head":
         return train_task(cfg, overwrite=overwrite, resume=resume, progress=progress, on_start=on_start)
+    if recipe == "sft" or recipe == "language-model" and cfg.engine == "trainer":
+        cols = sft_columns_of(cfg)  # text-generation: SFT on prompt/completion or messages columns, else blocks
+        if cols is not None:
+            return train_sft(cfg, cols, overwrite=overwrite, resume=resume, progress=progress, on_start=on_start)
     if recipe in ("language-model", "generative"):
         if cfg.engine == "accelerate":  # the HF course's masked-LM loop (the only LM task it takes)
             return train_mlm_accelerate(cfg, overwrite=overwrite, resume=resume, progress=progress, on_start=on_start)

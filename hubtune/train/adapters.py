@@ -1,9 +1,10 @@
 """PEFT adapters for the train recipes (a pieces module, not a recipe): LoRA, IA3 and prefix tuning on a
 sequence classifier (``mode: lora | ia3 | prefix``), and LoRA on a causal LM (generative classification), where the
-rows of label tokens added to the vocabulary train beside it (peft's trainable token indices).
+rows of label tokens added to the vocabulary train beside it (peft's trainable token indices), and LoRA on an
+encoder-decoder (SFT of t5/bart).
 
 The classification head stays trainable (``modules_to_save``). Used by :mod:`hubtune.train.common`
-(preparing a classifier run) and :mod:`hubtune.train.lm`; imports no other train module.
+(preparing a classifier run), :mod:`hubtune.train.lm` and :mod:`hubtune.train.sft`; imports no other train module.
 """
 
 from __future__ import annotations
@@ -168,3 +169,25 @@ def apply_causal_lora(model: Any, cfg: TrainConfig, trainable_token_ids: list[in
             "set lora.target_modules (e.g. c_attn for GPT-2)"
         ) from exc
 
+
+
+def apply_seq2seq_lora(model: Any, cfg: TrainConfig) -> Any:
+    """LoRA on an encoder-decoder (t5, bart; SFT): peft's default targets for the family, else the attention
+    projections found in the model."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    targets: Any = cfg.lora.target_modules or None
+    if targets is None and not peft_has_default(model, "lora"):
+        have = linear_names(model)
+        targets = next((list(g) for g in ATTENTION_TARGETS if all(n in have for n in g)), "all-linear")
+    lcfg = LoraConfig(
+        task_type=TaskType.SEQ_2_SEQ_LM, r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+        bias=cfg.lora.bias, target_modules=targets,
+    )
+    try:
+        return get_peft_model(model, lcfg)
+    except ValueError as exc:
+        raise ConfigError(
+            f"LoRA could not be applied to {cfg.base_model} ({' '.join(str(exc).split())[:200]}); "
+            "set lora.target_modules (e.g. q,v for T5, q_proj,v_proj for BART)"
+        ) from exc
