@@ -246,8 +246,9 @@ def seq2seq_features(ds: Any, tokenizer: Any, max_length: int, what: str) -> Any
 
     def fn(batch: dict[str, list[Any]]) -> dict[str, Any]:
         enc = tokenizer(batch["prompt"], truncation=True, max_length=max_length)
-        enc["labels"] = tokenizer(text_target=batch["completion"], truncation=True, max_length=max_length)["input_ids"]
-        return enc
+        labels = tokenizer(text_target=batch["completion"], truncation=True, max_length=max_length)["input_ids"]
+        # what an encoder-decoder's forward takes (a BERT vocabulary's token_type_ids left out)
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels}
 
     return ds.map(fn, batched=True, remove_columns=ds.column_names, desc=f"tokenize {what}")
 
