@@ -58,16 +58,24 @@ def test_greedy_equals_model_generate_row_by_row(family, tmp_path):
 
 
 def test_greedy_equals_the_text_generation_pipeline(tmp_path):
+    """40 new tokens: the batch drops its finished rows every 16 tokens and continues the rest on its KV cache."""
     from transformers import pipeline
 
+    from transformers import GenerationConfig
+
     model = build_generator("llama", tmp_path / "llama")
-    _run(model, _prompts_file(tmp_path), tmp_path / "out.parquet", max_new_tokens=NEW, batch_size=3)
+    # an end-of-sequence token that row 0 reaches at its 6th new token: rows finish at different rounds
+    first = reference_texts(model, PROMPTS[:1], 40, seq2seq=False)[0]
+    GenerationConfig(eos_token_id=[102, first[5]], pad_token_id=0, bos_token_id=101).save_pretrained(model)
+    _run(model, _prompts_file(tmp_path), tmp_path / "out.parquet", max_new_tokens=40, batch_size=3)
     import pyarrow.parquet as pq
 
     got = pq.read_table(tmp_path / "out.parquet").column("generated_text").to_pylist()
     pipe = pipeline("text-generation", model=str(model), device="cpu")
-    want = [pipe(p, max_new_tokens=NEW, do_sample=False, return_full_text=False)[0]["generated_text"] for p in PROMPTS]
+    want = [pipe(p, max_new_tokens=40, do_sample=False, return_full_text=False)[0]["generated_text"] for p in PROMPTS]
     assert got == want
+    reasons = pq.read_table(tmp_path / "out.parquet").column("finish_reason").to_pylist()
+    assert reasons[0] == "stop" and "length" in reasons, reasons
 
 
 @pytest.fixture(scope="module")

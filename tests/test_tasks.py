@@ -140,7 +140,9 @@ def test_packaged_minilm_refused_by_batch_predict_cli(tmp_path):
     assert not out.exists() and not (tmp_path / "p.parquet.parts").exists()
 
 
-@pytest.mark.parametrize("which,task", [("masked_lm_dir", None), ("gpt2_dir", None), ("minilm_dir", "text-classification")])
+# a causal LM asked for a classifier (without --task it generates text: tests/test_generate.py)
+@pytest.mark.parametrize("which,task", [("masked_lm_dir", None), ("gpt2_dir", "text-classification"),
+                                        ("minilm_dir", "text-classification")])
 @pytest.mark.parametrize("backend", ["torch", "onnx"])
 def test_headless_checkpoints_refused(which, task, backend, request, tmp_path):
     from hubtune.core.errors import ModelTaskError

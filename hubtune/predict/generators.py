@@ -19,7 +19,7 @@ tokens it generated (the end-of-sequence token or the one completing a stop stri
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -53,8 +53,9 @@ def row_seed(seed: int, row_id: int, sequence: int) -> int:
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
-def make_sampler(settings: GenSettings, seeds: Sequence[int]) -> Any:
-    """A :class:`transformers.LogitsProcessor` turning greedy decoding into per-row seeded sampling."""
+def make_sampler(settings: GenSettings, seeds: Sequence[int], offset: int = 0) -> Any:
+    """A :class:`transformers.LogitsProcessor` turning greedy decoding into per-row seeded sampling (``offset``:
+    the tokens the rows generated before this ``generate`` call)."""
     import torch
     from transformers import LogitsProcessor, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
@@ -73,7 +74,7 @@ def make_sampler(settings: GenSettings, seeds: Sequence[int]) -> Any:
         def __call__(self, input_ids: Any, scores: Any) -> Any:
             if self.first is None:
                 self.first = int(input_ids.shape[1])
-            step = int(input_ids.shape[1]) - self.first
+            step = int(input_ids.shape[1]) - self.first + offset
             scores = scores.float()
             for w in warpers:
                 scores = w(input_ids, scores)
@@ -175,13 +176,18 @@ def batches(lengths: Sequence[int], batch_size: int, max_batch_tokens: int, new_
     return out
 
 
-def generate_padded(loaded: Loaded, prompts: Sequence[Sequence[int]], seeds: Sequence[int] | None,
-                    settings: GenSettings, *, batch_size: int, max_batch_tokens: int, encoder_decoder: bool) -> list[list[int]]:
-    """The new token ids of every prompt (one entry per prompt; ``seeds``: one per prompt when sampling)."""
-    import torch
-    from transformers import LogitsProcessorList
+ROUND_TOKENS = 16  # a causal LM's batch drops its finished rows after every ROUND_TOKENS new tokens
 
-    gc = generation_config(loaded, settings)
+
+def generate_padded(loaded: Loaded, prompts: Sequence[Sequence[int]], seeds: Sequence[int] | None,
+                    settings: GenSettings, *, batch_size: int, max_batch_tokens: int, encoder_decoder: bool,
+                    round_tokens: int | None = ROUND_TOKENS) -> list[list[int]]:
+    """The new token ids of every prompt (one entry per prompt; ``seeds``: one per prompt when sampling). A
+    causal LM's batch generates ``round_tokens`` at a time and continues only its unfinished rows on the same KV
+    cache (transformers' cache continuation: ``generate(past_key_values=...)``), so rows that ended stop costing
+    compute; None: one ``generate`` call per batch."""
+    import torch
+
     pad = loaded.tokenizer.pad_token_id
     out: list[list[int]] = [[] for _ in prompts]
     for batch in batches([len(p) for p in prompts], batch_size, max_batch_tokens, settings.max_new_tokens):
@@ -193,18 +199,69 @@ def generate_padded(loaded: Loaded, prompts: Sequence[Sequence[int]], seeds: Seq
             sl = slice(width - n, width) if loaded.tokenizer.padding_side == "left" else slice(0, n)
             ids[r, sl] = torch.tensor(list(prompts[i]), dtype=torch.long)
             mask[r, sl] = 1
+        rows_seeds = [seeds[i] for i in batch] if settings.do_sample and seeds is not None else None
+        step = settings.max_new_tokens if encoder_decoder or not round_tokens else round_tokens
+        for r, new in enumerate(_generate_rounds(loaded, ids, mask, rows_seeds, settings, step)):
+            out[batch[r]] = new[1:] if encoder_decoder else new
+    return out
+
+
+def _generate_rounds(loaded: Loaded, ids: Any, mask: Any, seeds: list[int] | None, settings: GenSettings,
+                     step: int) -> list[list[int]]:
+    """One batch's new tokens, ``step`` tokens a ``generate`` call; the rows that finished leave the batch (and
+    its KV cache) between calls."""
+    import torch
+    from transformers import LogitsProcessorList
+
+    rows = list(range(ids.shape[0]))
+    new: list[list[int]] = [[] for _ in rows]
+    cache = None
+    done = 0
+    eos = set(loaded.eos_ids)
+    stop_check = settings.stop and _stop_checker(loaded.tokenizer, settings.stop)
+    while rows and done < settings.max_new_tokens:
+        n = min(step, settings.max_new_tokens - done)
+        gc = generation_config(loaded, replace(settings, max_new_tokens=n))
         extra: dict[str, Any] = {}
-        if settings.do_sample and seeds is not None:
-            extra["logits_processor"] = LogitsProcessorList([make_sampler(settings, [seeds[i] for i in batch])])
+        if seeds is not None:
+            extra["logits_processor"] = LogitsProcessorList([make_sampler(settings, [seeds[r] for r in rows], done)])
         if settings.stop:
             extra["tokenizer"] = loaded.tokenizer
+        if cache is not None:
+            extra["past_key_values"] = cache
+        last = done + n >= settings.max_new_tokens
         with torch.inference_mode():
-            seqs = loaded.model.generate(input_ids=ids.to(loaded.device), attention_mask=mask.to(loaded.device),
-                                         generation_config=gc, **extra)
-        seqs = seqs.cpu().tolist()
-        for r, i in enumerate(batch):
-            out[i] = seqs[r][1:] if encoder_decoder else seqs[r][width:]
-    return out
+            res = loaded.model.generate(input_ids=ids.to(loaded.device), attention_mask=mask.to(loaded.device),
+                                        generation_config=gc, return_dict_in_generate=not last, **extra)
+        seqs = (res if last else res.sequences).cpu()
+        fresh = seqs[:, ids.shape[1]:] if not loaded.model.config.is_encoder_decoder else seqs
+        keep = []
+        for k, r in enumerate(rows):
+            tokens = fresh[k].tolist()
+            new[r].extend(tokens)
+            if loaded.model.config.is_encoder_decoder:
+                continue
+            if not (eos & set(tokens)) and not (stop_check and stop_check(new[r])) and len(tokens) == n:
+                keep.append(k)
+        done += n
+        if last or not keep or loaded.model.config.is_encoder_decoder:
+            break
+        cache = res.past_key_values
+        index = torch.tensor(keep, dtype=torch.long)
+        if len(keep) < len(rows):
+            cache.batch_select_indices(index.to(loaded.device))
+        ids = seqs[index]
+        mask = torch.cat([mask[index], torch.ones((len(keep), n), dtype=mask.dtype)], dim=1)
+        rows = [rows[k] for k in keep]
+    return new
+
+
+def _stop_checker(tokenizer: Any, stop: Sequence[str]) -> Any:
+    def hit(tokens: list[int]) -> bool:
+        text = tokenizer.decode(tokens, skip_special_tokens=True)
+        return any(s in text for s in stop if s)
+
+    return hit
 
 
 def generate_continuous(loaded: Loaded, prompts: Sequence[Sequence[int]], settings: GenSettings) -> list[list[int]]:
@@ -240,7 +297,7 @@ def finish(tokenizer: Any, new_ids: Sequence[int], eos_ids: Sequence[int], pad_i
     end-of-sequence token (counted), or before the first ``stop`` string (the token completing it counted)."""
     ids = list(new_ids)
     end = next((k for k, t in enumerate(ids) if t in eos_ids), None)
-    body = ids[:end] if end is not None else ids
+    body = ids[:end + 1] if end is not None else ids  # the EOS decoded as the pipeline does (skipped when special)
     text = tokenizer.decode(body, skip_special_tokens=True)
     if stop:
         hits = [text.find(s) for s in stop if s and s in text]
