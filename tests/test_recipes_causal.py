@@ -51,6 +51,38 @@ def test_text_generation_lowers_perplexity_and_generates(tiny_gpt2_dir, tmp_path
     gen = pipeline("text-generation", model=str(res.model_dir), device="cpu")
     text = gen("I love", max_new_tokens=5, do_sample=False)[0]["generated_text"]
     assert text.startswith("I love") and len(text) > len("I love")
+    _batch_generation_recipe(res.output_dir, gen, tmp_path)
+
+
+def _batch_generation_recipe(run, gen, tmp_path):
+    """docs/recipes.md §14's commands, run as written on the LM trained above (runs/sft -> its run directory, the
+    first 40 rows): greedy answers equal pipeline("text-generation") on every row; sampling writes 2 texts a row."""
+    import re
+    import shlex
+    import subprocess
+    import sys
+
+    import pyarrow.parquet as pq
+
+    from .conftest import REPO
+
+    section = (REPO / "docs" / "recipes.md").read_text(encoding="utf-8").split("## 14. Batch generation")[1]
+    commands = re.search(r"```bash\n(.*?)```", section, re.S).group(1).strip().splitlines()
+    assert len(commands) == 2
+    for line in commands:
+        argv = [str(run) if a == "runs/sft" else a for a in shlex.split(line)]
+        argv = [str(tmp_path / a) if a.endswith((".parquet", ".jsonl")) and not a.startswith("examples/") else a
+                for a in argv]
+        done = subprocess.run([sys.executable, "-m", *argv, "--limit", "40", "--no-progress"], cwd=REPO,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    answers = pq.read_table(tmp_path / "answers.parquet").to_pylist()
+    prompts = [json.loads(line)["prompt"] for line in open(REPO / "examples/data/sft_sentiment.jsonl", encoding="utf-8")][:40]
+    want = [r[0]["generated_text"] for r in gen(prompts, max_new_tokens=4, do_sample=False, return_full_text=False)]
+    assert [a["generated_text"] for a in answers] == want
+    assert all(a["completion"] is not None and a["prompt_tokens"] > 0 for a in answers)
+    samples = [json.loads(line) for line in open(tmp_path / "samples.jsonl", encoding="utf-8")]
+    assert len(samples) == 40 and all(len(s["generated_text"]) == 2 for s in samples)
 
 
 def test_generative_classification_trains_on_the_label_token(tiny_gpt2_dir, tmp_path):

@@ -43,7 +43,7 @@ from hubtune.predict.generators import (
     load_generator,
     row_seed,
 )
-from hubtune.predict.options import PredictOptions, PredictResult, check_options, make_result
+from hubtune.predict.options import DEFAULT_MAX_BATCH_TOKENS, PredictOptions, PredictResult, check_options, make_result
 from hubtune.predict.output import (
     assemble,
     compare_manifest,
@@ -58,6 +58,9 @@ PROMPT_COLUMNS = ("prompt", "text", "source", "input", "question", "instruction"
 MESSAGES_COLUMNS = ("messages", "conversation", "conversations", "chat")
 OUTPUT_COLUMNS = ("row_id", "generated_text", "finish_reason", "prompt_tokens", "completion_tokens")
 GEN_BACKENDS = ("auto", "torch", "onnx", "vllm")
+# rows x (longest prompt + new tokens) a generation batch holds when --max-batch-tokens is left at its default
+# (4096, a classifier's): bigger batches share each decoding step (bench/bench_generate.py, docs/benchmarks.md)
+GEN_MAX_BATCH_TOKENS = 16384
 SAMPLE_ROWS = 16  # rows of the input the auto choices measure and compare
 # why --batching auto does not measure continuous batching on a CPU (its warm-up alone costs more than it can win)
 CPU_CONTINUOUS = ("on a CPU continuous batching ran 8-35x slower than padded batches in bench/bench_generate.py "
@@ -185,8 +188,10 @@ class Generator:
         if self.batching == "continuous":
             new = generate_continuous(self.loaded, flat, self.settings)
         else:
+            budget = self.opts.max_batch_tokens
+            budget = GEN_MAX_BATCH_TOKENS if budget == DEFAULT_MAX_BATCH_TOKENS else budget
             new = generate_padded(self.loaded, flat, seeds, self.settings, batch_size=self.opts.batch_size,
-                                  max_batch_tokens=self.opts.max_batch_tokens, encoder_decoder=self.task.encoder_decoder)
+                                  max_batch_tokens=budget, encoder_decoder=self.task.encoder_decoder)
         return [new[i * n:(i + 1) * n] for i in range(len(prompts))]
 
 

@@ -222,6 +222,8 @@ def _generate_rounds(loaded: Loaded, ids: Any, mask: Any, seeds: list[int] | Non
     while rows and done < settings.max_new_tokens:
         n = min(step, settings.max_new_tokens - done)
         gc = generation_config(loaded, replace(settings, max_new_tokens=n))
+        last = done + n >= settings.max_new_tokens
+        gc.return_dict_in_generate = not last  # the KV cache comes back to continue the unfinished rows
         extra: dict[str, Any] = {}
         if seeds is not None:
             extra["logits_processor"] = LogitsProcessorList([make_sampler(settings, [seeds[r] for r in rows], done)])
@@ -229,10 +231,9 @@ def _generate_rounds(loaded: Loaded, ids: Any, mask: Any, seeds: list[int] | Non
             extra["tokenizer"] = loaded.tokenizer
         if cache is not None:
             extra["past_key_values"] = cache
-        last = done + n >= settings.max_new_tokens
         with torch.inference_mode():
             res = loaded.model.generate(input_ids=ids.to(loaded.device), attention_mask=mask.to(loaded.device),
-                                        generation_config=gc, return_dict_in_generate=not last, **extra)
+                                        generation_config=gc, **extra)
         seqs = (res if last else res.sequences).cpu()
         fresh = seqs[:, ids.shape[1]:] if not loaded.model.config.is_encoder_decoder else seqs
         keep = []
