@@ -142,7 +142,7 @@ def _validate(cfg: PipelineConfig) -> None:
             "`hubtune push RUN/model --repo-id ORG/NAME`"
         )
     spec = get_task(cfg.task)
-    if spec.language_model and (cfg.gates.min_metrics or cfg.export.quantize or cfg.export.optimize):
+    if (spec.language_model or spec.generates) and (cfg.gates.min_metrics or cfg.export.quantize or cfg.export.optimize):
         raise ConfigError(
             f"train-and-push of a {cfg.task} model: --min-metric, export.quantize and export.optimize apply to "
             "classifiers (its gates are the ONNX logit parity and the fresh-process pipeline() check); drop them"
@@ -159,10 +159,10 @@ def _validate(cfg: PipelineConfig) -> None:
         cfg.publish.validate()
         cfg.export.validate()
         return
-    if not (spec.recipe == "classifier" or spec.language_model) or cfg.mode == "prefix":
+    if not (spec.recipe == "classifier" or spec.language_model or spec.generates) or cfg.mode == "prefix":
         raise ConfigError(
             f"train-and-push publishes text classifiers (task text-classification, mode full/lora/ia3) and language "
-            f"models (task fill-mask or text-generation, mode full); found task "
+            f"models (task fill-mask or text-generation, mode full; SFT runs full or lora); found task "
             f"{cfg.task} mode {cfg.mode}: run `hubtune train` then `hubtune push RUN/model --repo-id ...` instead"
         )
     unknown = [m for m in cfg.gates.min_metrics if m not in SUMMARY_KEYS]
@@ -311,9 +311,16 @@ def _run(cfg: PipelineConfig, opts: PipelineOptions, say: Say, hub: Any) -> Pipe
     check_metric_gates(train_eval, cfg.gates.min_metrics, "the training evaluation")
 
     spec = get_task(tcfg.task)
+    gen_tokens = None  # an SFT run: its greedy generations are verified (sft_publish), at most this many tokens
     if spec.recipe == "head":  # multi-label, regression, token classification
         pub, onnx_file, refused, published_metrics, summary, texts, expected = _task_steps(cfg, opts, say, layout, steps,
                                                                                           repo_id)
+    elif read_json(layout.summary).get("sft"):  # an SFT run: sft_publish's merge gate, card and golden prompts
+        from hubtune.publish.sft_publish import sft_steps
+
+        pub, published_metrics, texts, expected = sft_steps(cfg, layout, steps, repo_id, resume=opts.resume, say=say)
+        onnx_file, refused, summary, gen_tokens = None, {}, read_json(layout.summary), cfg.max_new_tokens
+        write_json(pub / "run_summary.json", _portable({k: v for k, v in summary.items() if k != "pipeline"}))
     elif spec.language_model:  # fill-mask / text-generation: nothing to merge; lm_publish's export and card
         pub, onnx_file, refused, published_metrics, summary, texts, expected = _lm_steps(cfg, opts, say, layout, steps, repo_id)
     else:
@@ -355,7 +362,8 @@ def _run(cfg: PipelineConfig, opts: PipelineOptions, say: Say, hub: Any) -> Pipe
         say(f"verify: pulling {repo_id}@{sha[:12]} in a fresh process")
         try:
             vres = verify(VerifyOptions(repo_id=repo_id, revision=sha, texts=texts, expected=expected, task=cfg.task,
-                                        onnx_file=onnx_file, endpoint=pushed.endpoint, token=hub.token if hub else None))
+                                        onnx_file=onnx_file, endpoint=pushed.endpoint, token=hub.token if hub else None,
+                                        max_new_tokens=gen_tokens))
         except VerificationError as exc:
             steps["verify"] = "FAILED"
             _record(layout, result)

@@ -2,7 +2,7 @@
 
 ``verify`` runs ``python -m hubtune.publish.verify`` with only HF_ENDPOINT/HF_TOKEN and a new, empty HF_HOME; the
 child loads the repo with ``transformers.pipeline`` (and ONNX Runtime from ``onnx/`` when published) and
-predicts the golden examples. Predictions must equal those of the local folder, computed by the same code.
+predicts the golden examples (an SFT model: its greedy generations of the held-out prompts, ``sft_predict``). Predictions must equal those of the local folder, computed by the same code.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ class VerifyOptions:
     token: str | None = None
     timeout_s: int = 900
     task: str = "text-classification"  # or fill-mask / text-generation: outputs from lm_predict
+    max_new_tokens: int | None = None  # set: an SFT model's greedy generations of each prompt (sft_predict)
 
 
 @dataclass
@@ -164,6 +165,16 @@ def lm_predict(model_ref: str, task: str, texts: list[str], *, revision: str | N
     return out
 
 
+def sft_predict(model_ref: str, task: str, prompts: list[Any], *, revision: str | None = None,
+                max_new_tokens: int = GEN_TOKENS) -> dict[str, list[str]]:
+    """An SFT model's greedy generation of each held-out prompt (a text or chat messages), new tokens only: the
+    task's ``greedy_generations`` (``pipeline("text-generation")``, or ``AutoModelForSeq2SeqLM.generate``)."""
+    from hubtune.core.security import check_model_config
+
+    check_model_config(model_ref, revision=revision)
+    return {"pytorch": get_task(task).greedy_generations(model_ref, prompts, revision, max_new_tokens)}
+
+
 # how this machine reaches the Hub (a proxy, a private CA): the verifying process must reach it the same way
 NETWORK_ENV = tuple(k for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY") for k in (name, name.lower()))
 NETWORK_ENV += ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR", "CURL_CA_BUNDLE")
@@ -187,7 +198,7 @@ def verify(opts: VerifyOptions) -> VerifyResult:
     """Pull ``repo_id@revision`` in a fresh process and compare its labels with ``opts.expected``."""
     t0 = time.perf_counter()
     request = {"repo_id": opts.repo_id, "revision": opts.revision, "texts": opts.texts, "onnx_file": opts.onnx_file,
-               "task": opts.task}
+               "task": opts.task, "max_new_tokens": opts.max_new_tokens}
     with tempfile.TemporaryDirectory(prefix="hubtune-verify-") as home:
         try:
             proc = subprocess.run(
@@ -223,8 +234,12 @@ def _main() -> int:
 
     transformers.logging.set_verbosity_error()
     spec = find_task(req.get("task")) or get_task("text-classification")
-    answer = lm_predict if spec.language_model else task_predict  # a language model: its probes' next tokens
-    out = answer(req["repo_id"], spec.name, req["texts"], revision=req["revision"], onnx_file=req.get("onnx_file"))
+    if req.get("max_new_tokens"):  # an SFT model: its greedy generations of the held-out prompts
+        out = sft_predict(req["repo_id"], spec.name, req["texts"], revision=req["revision"],
+                          max_new_tokens=int(req["max_new_tokens"]))
+    else:
+        answer = lm_predict if spec.language_model else task_predict  # a language model: its probes' next tokens
+        out = answer(req["repo_id"], spec.name, req["texts"], revision=req["revision"], onnx_file=req.get("onnx_file"))
     sys.stdout.write(json.dumps(out) + "\n")
     return 0
 

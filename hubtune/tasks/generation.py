@@ -7,7 +7,8 @@ batch of prompts is padded on (a decoder continues the prompt: left; an encoder 
 row's prompt becomes token ids (a prompt text as ``pipeline("text-generation")`` and ``model.generate`` users
 tokenize it, with the tokenizer's special tokens: llama's BOS, t5's closing </s>; chat messages through the
 tokenizer's chat template with the generation prompt, a final assistant message continued as the pipeline does), and where the new tokens start in what
-``generate`` returns (after the prompt, or after the decoder's start token)."""
+``generate`` returns (after the prompt, or after the decoder's start token). A published SFT model's greedy text
+(``greedy_generations``, what train-and-push verifies) and its card's usage are asked of the task too."""
 
 from __future__ import annotations
 
@@ -119,3 +120,30 @@ class Text2TextGeneration(Generates, Task):
     def new_tokens(self, sequence: Any, prompt_length: int) -> Any:
         """Everything after the decoder's start token."""
         return sequence[1:]
+
+    def greedy_generations(self, model_ref: str, prompts: list[Any], revision: str | None,
+                           max_new_tokens: int) -> list[str]:
+        """An SFT model's greedy text for each source (transformers 5 has no text2text pipeline):
+        ``AutoModelForSeq2SeqLM.generate`` one source at a time, the new tokens decoded without special tokens."""
+        import torch
+        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(model_ref, revision=revision)
+        model = AutoModelForSeq2SeqLM.from_pretrained(model_ref, revision=revision, use_safetensors=True).eval()
+        out = []
+        with torch.no_grad():
+            for p in prompts:
+                enc = tok(_text(p), return_tensors="pt")
+                seq = model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                                     max_new_tokens=max_new_tokens, do_sample=False, num_beams=1)[0]
+                out.append(self.decode(tok, self.new_tokens(seq, 0).tolist()))
+        return out
+
+    def generation_usage(self, repo_id: str, prompt: Any, max_new_tokens: int) -> str:
+        """The card's usage snippet of an SFT model (Python)."""
+        return ("from transformers import AutoModelForSeq2SeqLM, AutoTokenizer\n\n"
+                f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")\n'
+                f'model = AutoModelForSeq2SeqLM.from_pretrained("{repo_id}")\n'
+                f"inputs = tokenizer({prompt!r}, return_tensors=\"pt\")\n"
+                f"ids = model.generate(**inputs, max_new_tokens={max_new_tokens}, do_sample=False)\n"
+                "print(tokenizer.decode(ids[0], skip_special_tokens=True))")

@@ -5,7 +5,7 @@ learns completions of prompts or chat messages, full or LoRA: the SFT recipe), a
 
 What differs between them: the transformers Auto class, the token the tokenizer must have (mask / pad = eos),
 the probe a published model is checked with (a masked middle word, or the first words as a prompt), where its
-next-token answer is read, and its card's example."""
+next-token answer is read, and its card's example (an SFT model: its greedy text through ``pipeline()`` and usage)."""
 
 from __future__ import annotations
 
@@ -127,6 +127,24 @@ class TextGeneration(Generates, LanguageModelTask):
                               "prompt/completion or messages columns)")
         check_trained(self)
         check_engine(self, cfg)
+
+    def greedy_generations(self, model_ref: str, prompts: list[Any], revision: str | None,
+                           max_new_tokens: int) -> list[str]:
+        """An SFT model's greedy text for each prompt (a text, or chat messages the pipeline renders with the
+        chat template): ``pipeline("text-generation", return_full_text=False)``, one prompt at a time."""
+        from transformers import pipeline
+
+        pipe = pipeline(self.name, model=model_ref, revision=revision, device=-1)
+        tok = pipe.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        return [pipe(p, do_sample=False, num_beams=1, max_new_tokens=max_new_tokens, return_full_text=False,
+                     pad_token_id=pad)[0]["generated_text"] for p in prompts]
+
+    def generation_usage(self, repo_id: str, prompt: Any, max_new_tokens: int) -> str:
+        """The card's usage snippet of an SFT model (Python)."""
+        return (f'from transformers import pipeline\n\ngenerator = pipeline("{self.name}", model="{repo_id}")\n'
+                f"out = generator({prompt!r}, max_new_tokens={max_new_tokens}, do_sample=False, "
+                'return_full_text=False)\nprint(out[0]["generated_text"])')
 
 
 class GenerativeClassification(LanguageModelTask):
