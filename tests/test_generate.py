@@ -160,3 +160,21 @@ def test_refusals_in_one_line(tmp_path):
     assert r.returncode == 2 and "--temperature" in r.stderr
     r = run("--dataset", str(data), "--output", str(tmp_path / "o.jsonl"), "--threshold", "0.3")
     assert r.returncode == 2 and "--threshold" in r.stderr
+
+
+def test_onnx_runtime_generation_with_onnxruntime_genai(tmp_path, monkeypatch):
+    """--backend onnx: onnxruntime-genai's build of a llama answers like PyTorch on every row; a family its model
+    builder does not convert (gpt2) is refused in one line."""
+    pytest.importorskip("onnxruntime_genai")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    model = build_generator("llama", tmp_path / "llama")
+    data = _prompts_file(tmp_path)
+    res = _run(model, data, tmp_path / "onnx.jsonl", max_new_tokens=NEW, backend="onnx")
+    assert res.choice["backend"] == "onnx"
+    _run(model, data, tmp_path / "torch.jsonl", max_new_tokens=NEW, backend="torch")
+    assert _rows(tmp_path / "onnx.jsonl") == _rows(tmp_path / "torch.jsonl")
+    gpt2 = build_generator("gpt2", tmp_path / "gpt2")
+    r = subprocess.run([sys.executable, "-m", "hubtune", "batch-predict", "--model", str(gpt2), "--dataset", str(data),
+                        "--output", str(tmp_path / "g.jsonl"), "--backend", "onnx", "--no-progress"],
+                       capture_output=True, text=True, env={**os.environ, "HF_HOME": str(tmp_path / "hf")})
+    assert r.returncode == 2 and "--backend torch" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr

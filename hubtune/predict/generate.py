@@ -176,16 +176,21 @@ def _prompts(task: Any, tokenizer: Any, values: list[Any], *, messages: bool, sy
 
 
 class Generator:
-    """One run's model and path: ``run(prompts, row_ids)`` -> per prompt, per sequence, the new token ids."""
+    """One run's model and path: ``run(prompts, row_ids)`` -> per prompt, per sequence, the new token ids
+    (``genai``: an onnxruntime-genai model, :mod:`hubtune.predict.genai`, for ``--backend onnx``)."""
 
-    def __init__(self, loaded: Any, task: Any, settings: GenSettings, batching: str, opts: PredictOptions) -> None:
+    def __init__(self, loaded: Any, task: Any, settings: GenSettings, batching: str, opts: PredictOptions,
+                 genai: Any = None) -> None:
         self.loaded, self.task, self.settings, self.batching, self.opts = loaded, task, settings, batching, opts
+        self.genai = genai
 
     def run(self, prompts: list[list[int]], row_ids: list[int]) -> list[list[list[int]]]:
         n = self.settings.num_return_sequences
         flat = [p for p in prompts for _ in range(n)]
         seeds = [row_seed(self.settings.seed, r, j) for r in row_ids for j in range(n)] if self.settings.do_sample else None
-        if self.batching == "continuous":
+        if self.genai is not None:
+            new = self.genai.generate(flat, self.settings.max_new_tokens, self.opts.batch_size)
+        elif self.batching == "continuous":
             new = generate_continuous(self.loaded, flat, self.settings)
         else:
             budget = self.opts.max_batch_tokens
@@ -210,7 +215,15 @@ def choose_path(opts: PredictOptions, model_dir: Path, task: Any, settings: GenS
         prev = previous["choice"]
         loaded = load_generator(model_dir, task, source=opts.model, device=opts.device, dtype=prev["dtype"],
                                 trust_remote_code=opts.trust_remote_code)
-        return Generator(loaded, task, settings, prev["batching"], opts), dict(prev, reason="resumed: " + prev.get("reason", ""))
+        genai = None
+        if prev.get("backend") == "onnx":
+            from hubtune.predict.genai import GenaiModel, build
+
+            genai = GenaiModel(build(model_dir, identity.get("weights_sha256", ""), loaded.device, opts.model))
+        return (Generator(loaded, task, settings, prev["batching"], opts, genai),
+                dict(prev, reason="resumed: " + prev.get("reason", "")))
+    if opts.backend == "onnx":
+        return _genai_path(opts, model_dir, task, settings, identity, sample)
     hw = detect_hardware(opts.device)
     fast_bf16 = hw["gpu_bf16"] if hw["cuda"] else hw["cpu_bf16"]
     dtype = opts.dtype if opts.dtype != "auto" else ("bf16" if fast_bf16 else "fp32")
@@ -271,6 +284,30 @@ def choose_path(opts: PredictOptions, model_dir: Path, task: Any, settings: GenS
     return Generator(loaded, task, settings, batching, opts), choice
 
 
+def _genai_path(opts: PredictOptions, model_dir: Path, task: Any, settings: GenSettings, identity: dict[str, Any],
+                sample: list[list[int]]) -> tuple[Generator, dict[str, Any]]:
+    """``--backend onnx``: the onnxruntime-genai build of the model, its greedy outputs on the sample compared with
+    PyTorch's (fp32) first."""
+    from hubtune.predict.genai import GenaiModel, build
+
+    loaded = load_generator(model_dir, task, source=opts.model, device=opts.device, dtype="fp32",
+                            trust_remote_code=opts.trust_remote_code)
+    folder = build(model_dir, identity.get("weights_sha256", ""), loaded.device, opts.model)
+    genai = GenaiModel(folder)
+    quick = replace(settings, max_new_tokens=min(settings.max_new_tokens, 16))
+    ids = list(range(len(sample)))
+    ref = Generator(loaded, task, quick, "padded", opts).run(sample, ids)
+    got = Generator(loaded, task, quick, "padded", opts, genai).run(sample, ids)
+    same = sum(a == b for a, b in zip(got, ref))
+    if same < len(sample):
+        raise ConfigError(f"--backend onnx: onnxruntime-genai's greedy outputs differ from PyTorch's on {len(sample) - same} "
+                          f"of {len(sample)} sample rows; expected identical texts: pass --backend torch")
+    choice = {"backend": "onnx", "dtype": "fp32", "device": loaded.device, "batching": "same-length",
+              "reason": f"onnxruntime-genai (--backend onnx): its greedy outputs equal PyTorch's on {len(sample)} sample rows",
+              "measured": {}, "genai_folder": folder.name}
+    return Generator(loaded, task, settings, "same-length", opts, genai), choice
+
+
 def _sample_prompts(ds: Any, task: Any, tokenizer: Any, column: str, messages: bool, opts: PredictOptions,
                     limit: int | None, new_tokens: int) -> list[list[int]]:
     values = [row[column] for row in ds.select_columns([column]).take(SAMPLE_ROWS if opts.limit is None else min(SAMPLE_ROWS, opts.limit))]
@@ -309,13 +346,21 @@ def batch_generate(opts: PredictOptions, task: Any, model_dir: Path, commit: str
     check_generation_options(opts)
     settings = settings_of(opts)
     if opts.backend == "vllm":
-        raise MissingDependencyError(
-            "--backend vllm needs vLLM, which is not installed here; expected `pip install vllm` on a machine with a "
-            "CUDA GPU, or --backend torch")
+        import importlib.util
+
+        if importlib.util.find_spec("vllm") is None:
+            raise MissingDependencyError(
+                "--backend vllm needs vLLM, which is not installed here; expected `pip install vllm` on a machine "
+                "with a CUDA GPU, or --backend torch")
+        raise ConfigError("--backend vllm: vLLM is installed, and hubtune's vLLM engine is not built yet (its "
+                          "per-row seeds and outputs are unverified); expected --backend torch or onnx")
     if opts.backend == "onnx":
-        raise ConfigError(
-            f"--backend onnx: ONNX Runtime generation (onnxruntime-genai) is not wired into batch-predict yet for "
-            f"{task.name} models; expected --backend torch (or auto)")
+        from hubtune.predict.genai import check_genai_settings
+
+        if task.encoder_decoder:
+            raise ConfigError(f"--backend onnx generates causal LMs (onnxruntime-genai's model builder), and this is a "
+                              f"{task.name} model; expected --backend torch")
+        check_genai_settings(settings)
     if str(opts.output).lower().endswith(".csv") and settings.num_return_sequences > 1:
         raise ConfigError(f"--output {opts.output}: --num-return-sequences {settings.num_return_sequences} writes a "
                           "list per row, which CSV cannot hold; expected .parquet or .jsonl")
@@ -351,7 +396,7 @@ def _run(opts: PredictOptions, t0: float, fmt: str, task: Any, model_dir: Path, 
         start = total * opts.shard_index // opts.num_shards
         end = total * (opts.shard_index + 1) // opts.num_shards
     cols = SimpleNamespace(text=column, text_pair=None, label=None)
-    prediction = {"task": task.name, "backend": "torch", "dtype": choice["dtype"], "max_length": None,
+    prediction = {"task": task.name, "backend": choice["backend"], "dtype": choice["dtype"], "max_length": None,
                   "onnx_file": None, "onnx_sha256": None, "text_column": column, "text_pair_column": None,
                   "label_names": None, "long_text": "truncate", "stride": None, "threshold": None, "normalize": None,
                   "pooling": None, "prompt_column": None if messages else column,
