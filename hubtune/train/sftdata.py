@@ -4,8 +4,9 @@ the causal or seq2seq model, the features (a causal LM's labels are -100 on the 
 completion; a seq2seq model's labels are the target), and the held-out metrics: the loss on the completion
 tokens, greedy generations and exact_match / ROUGE-L (``rouge-score``) against the references.
 
-A causal LM's prompt is tokenized without special tokens (chat messages through the chat template with the
-generation prompt), a seq2seq source with them; the padding side and where the new tokens start are asked of
+A prompt is tokenized as the task reads it everywhere (``Generates.prompt_ids``: what batch-predict and
+``pipeline("text-generation")`` feed the model; chat messages through the chat template with the generation
+prompt); the padding side and where the new tokens start are asked of
 the task object (:class:`hubtune.tasks.generation.Generates`). Imports ``config``, ``data.dataset``, ``errors``, ``modeling``,
 ``security``, ``tasks.generation``; no train module.
 """
@@ -204,14 +205,10 @@ def reference_of(row: dict[str, Any]) -> str:
 
 
 def prompt_ids(tokenizer: Any, task: Any, prompt: Any, *, messages: bool) -> list[int]:
-    """A prompt's token ids: chat messages rendered by the chat template with the generation prompt, or the prompt
-    text, without special tokens (a causal LM); a seq2seq source with the tokenizer's special tokens."""
-    if task.encoder_decoder:
-        return list(tokenizer(prompt)["input_ids"])
-    if messages:
-        text = tokenizer.apply_chat_template(check_messages(prompt), add_generation_prompt=True, tokenize=False)
-        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
-    return list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    """A prompt's token ids as the task reads it everywhere (``tasks.generation``: what batch-predict and
+    ``pipeline("text-generation")`` feed the model): chat messages rendered by the chat template with the
+    generation prompt, or the prompt text / seq2seq source with the tokenizer's special tokens (llama's BOS)."""
+    return task.prompt_ids(tokenizer, prompt, messages=messages, system_prompt=None)
 
 
 def _chat_completion(tokenizer: Any, chat: list[dict[str, Any]]) -> str:
