@@ -44,13 +44,7 @@ from hubtune.predict.generators import (
     row_seed,
 )
 from hubtune.predict.options import DEFAULT_MAX_BATCH_TOKENS, PredictOptions, PredictResult, check_options, make_result
-from hubtune.predict.output import (
-    assemble,
-    compare_manifest,
-    compare_requested,
-    new_manifest,
-    write_json,
-)
+from hubtune.predict.output import assemble, compare_requested, new_manifest, take_over, write_json
 from hubtune.predict.shards import kill_point, write_table_shard
 from hubtune.predict.source import model_identity
 
@@ -404,17 +398,7 @@ def _run(opts: PredictOptions, t0: float, fmt: str, task: Any, model_dir: Path, 
                   **settings.record()}
     manifest = new_manifest(opts, identity, None, spec, ds, cols, keep, fmt, start, end, total, prediction)
     manifest["choice"] = choice
-    if previous is not None:
-        compare_manifest(previous, manifest, output)
-        manifest["shards"] = previous.get("shards", [])
-        manifest["complete"] = previous.get("complete", False)
-    done = sum(s["rows"] + s["errors"] for s in manifest["shards"])
-    resumed = done
-    write_json(parts / "manifest.json", manifest)
-    recorded = {s[k] for s in manifest["shards"] for k in ("file", "errors_file") if s.get(k)}
-    for p in parts.iterdir():
-        if p.is_file() and p.name.startswith((".shard-", "shard-")) and p.name not in recorded:
-            p.unlink()
+    done = resumed = take_over(parts, manifest, previous, output)
 
     from_row = start + done
     n_todo = None if end is None else max(0, end - from_row)

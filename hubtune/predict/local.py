@@ -35,12 +35,12 @@ from hubtune.predict.heads import run_head
 from hubtune.predict.options import PredictOptions, PredictResult, check_options, make_result
 from hubtune.predict.output import (
     assemble,
-    compare_manifest,
     compare_requested,
     discard_unfinished,
     new_manifest,
     prediction_settings,
     prepare_output,
+    take_over,
     write_json,
 )
 from hubtune.predict.shards import disk_full_error, is_disk_full, kill_point, write_shard
@@ -155,19 +155,7 @@ def _run(opts: PredictOptions, t0: float, fmt: str, output: Path, parts: Path, p
                                      head.task, head.threshold, getattr(runner, "pooling", None))
     manifest = new_manifest(opts, identity, label_names, spec, ds, cols, keep, fmt, start, end, total, prediction)
     manifest["choice"] = choice
-    if previous is not None:
-        compare_manifest(previous, manifest, output)
-        manifest["shards"] = previous.get("shards", [])
-        manifest["complete"] = previous.get("complete", False)
-    done = sum(s["rows"] + s["errors"] for s in manifest["shards"])
-    resumed = done
-    write_json(parts / "manifest.json", manifest)
-    # remove leftovers of an interrupted shard write (never recorded in the manifest), and with --overwrite the
-    # old run's shards (kept until here: bad input refused above leaves them as they were)
-    recorded = {s[k] for s in manifest["shards"] for k in ("file", "errors_file", "eval_file") if s.get(k)}
-    for p in parts.iterdir():
-        if p.is_file() and p.name.startswith((".shard-", "shard-")) and p.name not in recorded:
-            p.unlink()
+    done = resumed = take_over(parts, manifest, previous, output)
 
     from_row = start + done
     n_todo = None if end is None else max(0, end - from_row)

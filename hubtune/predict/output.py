@@ -283,6 +283,23 @@ def compare_manifest(prev: dict[str, Any], cur: dict[str, Any], output: Path) ->
             )
 
 
+def take_over(parts: Path, manifest: dict[str, Any], previous: dict[str, Any] | None, output: Path) -> int:
+    """Start recording ``manifest`` in OUTPUT.parts/ (both the classifier and the generation path): with --resume
+    the interrupted run's manifest is compared first and its recorded shards taken over; leftovers of an interrupted
+    shard write (never recorded) and, with --overwrite, the old run's shards (kept until here: bad input refused
+    before leaves them as they were) are removed. Returns the rows (and row errors) already done."""
+    if previous is not None:
+        compare_manifest(previous, manifest, output)
+        manifest["shards"] = previous.get("shards", [])
+        manifest["complete"] = previous.get("complete", False)
+    write_json(parts / "manifest.json", manifest)
+    recorded = {s[k] for s in manifest["shards"] for k in ("file", "errors_file", "eval_file") if s.get(k)}
+    for p in parts.iterdir():
+        if p.is_file() and p.name.startswith((".shard-", "shard-")) and p.name not in recorded:
+            p.unlink()
+    return sum(s["rows"] + s["errors"] for s in manifest["shards"])
+
+
 def prediction_settings(
     opts: PredictOptions, cols: Any, label_names: list[str] | None, max_length: int | None, onnx_path: Path | None,
     stride: int | None = None, task: str = "text-classification", threshold: float | None = None,
