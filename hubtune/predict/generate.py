@@ -428,9 +428,10 @@ def _run(opts: PredictOptions, t0: float, fmt: str, task: Any, model_dir: Path, 
                                    "--on-error skip to record such rows in the errors file and go on")
                 new = gen.run(prompts, [row + p for p in valid]) if prompts else []
                 results = []
-                for seqs in new:
+                for prompt, seqs in zip(prompts, new):
+                    decode = lambda body, p=prompt: task.decode(tokenizer, body, p)  # noqa: E731 - as the pipeline
                     read = [finish(tokenizer, s, gen.loaded.eos_ids, tokenizer.pad_token_id, settings.stop,
-                                   settings.max_new_tokens) for s in seqs]
+                                   settings.max_new_tokens, decode) for s in seqs]
                     results.append(([r[0] for r in read], [r[1] for r in read], [r[2] for r in read]))
                 table = _table(row, valid, batch, keep, prompts, results, settings.num_return_sequences)
                 tokens_in = sum(len(p) for p in prompts)

@@ -293,13 +293,15 @@ def continuous_supported(loaded: Loaded, settings: GenSettings, encoder_decoder:
 
 
 def finish(tokenizer: Any, new_ids: Sequence[int], eos_ids: Sequence[int], pad_id: int | None,
-           stop: Sequence[str], max_new_tokens: int) -> tuple[str, str, int]:
+           stop: Sequence[str], max_new_tokens: int, decode: Any = None) -> tuple[str, str, int]:
     """(text, finish reason ``stop``/``length``, tokens generated) of one generated sequence: cut at the first
-    end-of-sequence token (counted), or before the first ``stop`` string (the token completing it counted)."""
+    end-of-sequence token (counted), or before the first ``stop`` string (the token completing it counted);
+    ``decode``: token ids -> text (default: the tokenizer's, special tokens skipped)."""
+    decode = decode or (lambda body: tokenizer.decode(body, skip_special_tokens=True))
     ids = list(new_ids)
     end = next((k for k, t in enumerate(ids) if t in eos_ids), None)
     body = ids[:end + 1] if end is not None else ids  # the EOS decoded as the pipeline does (skipped when special)
-    text = tokenizer.decode(body, skip_special_tokens=True)
+    text = decode(body)
     if stop:
         hits = [text.find(s) for s in stop if s and s in text]
         if hits:
@@ -308,7 +310,7 @@ def finish(tokenizer: Any, new_ids: Sequence[int], eos_ids: Sequence[int], pad_i
             lo, hi = 1, len(body)
             while lo < hi:
                 mid = (lo + hi) // 2
-                if any(s in tokenizer.decode(body[:mid], skip_special_tokens=True) for s in stop if s):
+                if any(s in decode(body[:mid]) for s in stop if s):
                     hi = mid
                 else:
                     lo = mid + 1

@@ -80,10 +80,16 @@ class Generates:
         """The generated part of one row of ``generate``'s output (prompt-padded to ``prompt_length``)."""
         return sequence[prompt_length:]
 
-    def decode(self, tokenizer: Any, new_ids: list[int]) -> str:
-        """The generated text: the new tokens decoded as ``pipeline("text-generation", return_full_text=False)``
-        decodes them (special tokens skipped)."""
-        return tokenizer.decode(new_ids, skip_special_tokens=True)
+    def decode(self, tokenizer: Any, new_ids: list[int], prompt_ids: list[int] | None = None) -> str:
+        """The generated text as the installed ``pipeline("text-generation", return_full_text=False)`` writes it
+        (special tokens skipped): transformers 5 decodes the new tokens; transformers 4 (the Optimum lane) decodes
+        prompt + new tokens and cuts the prompt's decoded length off (``prompt_ids`` given)."""
+        from hubtune.core.compat import transformers_major
+
+        if prompt_ids is None or self.encoder_decoder or transformers_major() >= 5:
+            return tokenizer.decode(list(new_ids), skip_special_tokens=True)
+        full = tokenizer.decode(list(prompt_ids) + list(new_ids), skip_special_tokens=True)
+        return full[len(tokenizer.decode(list(prompt_ids), skip_special_tokens=True)):]
 
 
 def _text(prompt: Any) -> str:
