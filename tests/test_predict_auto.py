@@ -244,7 +244,8 @@ def test_option_checks(tiny, tmp_path):
 
     base = dict(model=str(tiny), dataset=str(TWEETS), output=str(tmp_path / "p.parquet"))
     for bad, pattern in [({"max_batch_tokens": 0}, "--max-batch-tokens"), ({"min_agreement": 99.5}, "--min-agreement"),
-                         ({"backend": "onnx", "dtype": "bf16"}, "bf16/fp16 run on --backend torch"),
+                         ({"backend": "onnx", "dtype": "bf16"}, "bf16 runs on --backend torch or openvino"),
+                         ({"backend": "openvino", "dtype": "fp16"}, "fp16 on torch"),
                          ({"backend": "torch", "dtype": "int8"}, "int8 on --backend onnx")]:
         with pytest.raises(ConfigError, match=pattern):
             batch_predict(opts(**base, **bad))
@@ -416,3 +417,27 @@ def test_reduced_precision_agreement_reads_the_task():
     assert agreement(np.array([[1.5, -2.0], [-0.1, 0.3]]), ref, "multi-label-classification") == 0.5
     assert agreement(np.array([[1.5, -2.0], [-0.1, 0.3]]), ref, "multi-label-classification", logit_of(0.4)) == 1.0
     assert agreement(np.array([[3.0], [10.0]]), np.array([[3.01], [12.0]]), "regression") == 0.5
+
+
+def test_candidates_with_openvino_on_made_up_machines():
+    """Issue 38: where OpenVINO is installed and the model has a graph, auto measures it beside torch and ONNX
+    Runtime (bf16 where OpenVINO's CPU plugin has bf16 units); never on a CUDA machine; asked for, it is alone."""
+    from hubtune.predict.choose import candidates
+
+    o = opts(model="m", dataset="d", output="o.parquet")
+    plain = dict(PLAIN_CPU, openvino=True)
+    assert candidates(o, plain, True, False, True)[0] == [("torch", "fp32"), ("onnx", "fp32"), ("openvino", "fp32")]
+    assert candidates(o, plain, True, False, False)[0] == [("torch", "fp32"), ("onnx", "fp32")]  # no graph for it
+    pairs, why = candidates(o, dict(AMX_CPU, openvino=True, ov_bf16=True), False, False, True)
+    assert pairs == [("torch", "bf16"), ("openvino", "bf16")] and "OpenVINO bf16" in why
+    pairs, why = candidates(o, dict(PLAIN_CPU, openvino=True, ov_bf16=True), True, False, True)
+    assert pairs == [("torch", "fp32"), ("onnx", "fp32"), ("openvino", "fp32"), ("openvino", "bf16")]
+    gpu = dict(PLAIN_CPU, cuda=True, gpu="A100", gpu_bf16=True, openvino=True, ov_bf16=True)
+    assert candidates(o, gpu, True, False, True)[0] == [("torch", "bf16")]
+    ov = opts(model="m", dataset="d", output="o.parquet", backend="openvino")
+    assert candidates(ov, plain, False, False, True)[0] == [("openvino", "fp32")]
+    assert candidates(ov, dict(plain, ov_bf16=True), False, False, True)[0] == [("openvino", "bf16"), ("openvino", "fp32")]
+    ov8 = opts(model="m", dataset="d", output="o.parquet", backend="openvino", dtype="int8")
+    assert candidates(ov8, plain, False, False, True)[0] == [("openvino", "int8")]
+    bf = opts(model="m", dataset="d", output="o.parquet", dtype="bf16")
+    assert candidates(bf, dict(plain, ov_bf16=True), True, False, True)[0] == [("torch", "bf16"), ("openvino", "bf16")]

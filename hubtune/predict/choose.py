@@ -46,6 +46,8 @@ WARMUP_BATCHES = 3  # timed batches per candidate (after one untimed batch)
 def detect_hardware(device: str | None = None) -> dict[str, Any]:
     """What decides the path: CUDA (and whether its GPU runs bf16), AMX, the CPU model and flags."""
     from hubtune.core.envinfo import cpu_fast_bf16, cpu_info, torch_info
+    from hubtune.core.ov_session import available as ov_available
+    from hubtune.core.ov_session import cpu_bf16 as ov_cpu_bf16
 
     cinfo, tinfo = cpu_info(), torch_info()
     gpus = tinfo.get("gpus") or []
@@ -57,6 +59,8 @@ def detect_hardware(device: str | None = None) -> dict[str, Any]:
         "gpu_bf16": bool(gpus and gpus[0].get("bf16")),
         "amx": bool(cinfo["flags"].get("amx_tile") if amx is None else amx),
         "cpu_bf16": not cuda and cpu_fast_bf16()[0],  # AMX, or AVX-512 BF16 measured fast
+        "openvino": ov_available(),  # installed (auto measures it on the CPU)
+        "ov_bf16": not cuda and ov_available() and ov_cpu_bf16(),  # OpenVINO's CPU plugin runs bf16 here
         "cpu": cinfo["model"],
         "flags": sorted(k for k, v in cinfo["flags"].items() if v),
     }
@@ -91,18 +95,49 @@ def onnx_state(model_dir: Path, onnx_file: str | None) -> tuple[Path | None, str
     return path, ""
 
 
-def candidates(opts: PredictOptions, hw: dict[str, Any], onnx_ok: bool, cuda_ort: bool) -> tuple[list[tuple[str, str]], str]:
-    """The (backend, dtype) pairs to consider, best guess first, and why (pure: tested on made-up machines)."""
+def ov_ready(model_dir: Path, hw: dict[str, Any]) -> bool:
+    """Whether auto may measure OpenVINO: it is installed on a CPU machine, and the model is no LoRA adapter."""
+    return bool(hw.get("openvino")) and not hw["cuda"] and not (model_dir / "adapter_config.json").is_file()
+
+
+def ov_ir(model_dir: Path) -> Path | None:
+    """The model's OpenVINO IR exported from these weights (``openvino/openvino_model.xml``), or None."""
+    from hubtune.core.errors import StaleOnnxError
+    from hubtune.core.onnx_tools import check_matches_weights
+    from hubtune.core.ov_session import OV_DIR, OV_XML
+
+    path = model_dir / OV_DIR / OV_XML
+    try:
+        return path if path.is_file() and not check_matches_weights(path, model_dir) else None
+    except StaleOnnxError:
+        return None
+
+
+def candidates(opts: PredictOptions, hw: dict[str, Any], onnx_ok: bool, cuda_ort: bool,
+               ov_ok: bool = False) -> tuple[list[tuple[str, str]], str]:
+    """The (backend, dtype) pairs to consider, best guess first, and why (pure: tested on made-up machines).
+    ``ov_ok``: OpenVINO is installed and the model has a graph it may run (its IR, or an ONNX file from these
+    weights); ``hw["ov_bf16"]``: OpenVINO's CPU plugin runs bf16 here."""
     b, d = opts.backend, opts.dtype
     if b != "auto" and d != "auto":
         return [(b, d)], f"--backend {b} --dtype {d} as asked"
+    if b == "openvino":
+        dtype = d if d != "auto" else ("bf16" if hw.get("ov_bf16") else "fp32")
+        pairs = [("openvino", dtype)] + ([("openvino", "fp32")] if d == "auto" and dtype != "fp32" else [])
+        why = "--backend openvino: " + ("bf16 (the CPU has bf16 units) or fp32, the faster on a warm-up"
+                                        if len(pairs) > 1 else dtype)
+        return pairs, why
     if opts.onnx_file and b == "auto":
         b = "onnx"  # --onnx-file names a graph to run
     if d == "int8" or b == "onnx":
         dtype = "fp32" if d == "auto" else d
         return [("onnx", dtype)], (f"--backend onnx: {dtype}" if d == "auto" else f"--dtype {d}: onnx")
-    if d in ("bf16", "fp16"):
+    if d in ("bf16", "fp16") and b == "torch" or d == "fp16":
         return [("torch", d)], f"--dtype {d}: torch"
+    ov = ov_ok and b == "auto" and not hw["cuda"]
+    ov_bf16 = [("openvino", "bf16")] if ov and hw.get("ov_bf16") else []
+    if d == "bf16":
+        return [("torch", "bf16")] + ov_bf16, "--dtype bf16: " + ("torch or openvino, the faster on a warm-up" if ov_bf16 else "torch")
     if hw["cuda"]:
         half = "bf16" if hw["gpu_bf16"] else "fp16"
         why = f"CUDA GPU {hw['gpu']}: " + ("bf16 (compute capability 8+)" if half == "bf16" else "fp16 (no fast bf16 before Ampere)")
@@ -113,16 +148,22 @@ def candidates(opts: PredictOptions, hw: dict[str, Any], onnx_ok: bool, cuda_ort
             why += "; onnxruntime's CUDA provider measured beside it"
         return pairs, why
     if hw["amx"] and d == "auto":
-        return [("torch", "bf16")], "CPU with AMX: torch bf16 (its bf16 matmuls run several times fp32)"
-    fp32 = [("torch", "fp32")] + ([("onnx", "fp32")] if b == "auto" and onnx_ok else [])
-    if hw.get("cpu_bf16") and d == "auto" and not hw["amx"]:
-        names = " or ".join(["torch fp32", "onnxruntime fp32"][: len(fp32)] + ["torch bf16"])
-        return fp32 + [("torch", "bf16")], (
-            "no GPU and no AMX, but a bf16 matmul measured fast on this CPU (AVX-512 BF16): "
-            f"{names}, the fastest on a warm-up")
+        why = "CPU with AMX: torch bf16 (its bf16 matmuls run several times faster than fp32)"
+        if ov_bf16:
+            return [("torch", "bf16")] + ov_bf16, why[:-1] + " or OpenVINO bf16, the faster on a warm-up)"
+        return [("torch", "bf16")], why
+    fp32 = ([("torch", "fp32")] + ([("onnx", "fp32")] if b == "auto" and onnx_ok else [])
+            + ([("openvino", "fp32")] if ov else []))
+    names = {"torch": "torch", "onnx": "onnxruntime", "openvino": "OpenVINO"}
+    if hw.get("cpu_bf16") and d == "auto" and not hw["amx"] or ov_bf16 and d == "auto":
+        half = ([("torch", "bf16")] if hw.get("cpu_bf16") else []) + ov_bf16
+        listed = " or ".join(f"{names[p[0]]} {p[1]}" for p in fp32 + half)
+        return fp32 + half, (
+            "no GPU and no AMX, but bf16 units on this CPU (AVX-512 BF16): "
+            f"{listed}, the fastest on a warm-up")
     why = "no GPU" + ("" if hw["amx"] else " and no AMX") + ": fp32"
     if len(fp32) > 1:
-        return fp32, why + ", torch or onnxruntime, the faster on a warm-up"
+        return fp32, why + ", " + " or ".join(names[p[0]] for p in fp32) + ", the fastest on a warm-up"
     return fp32, why + " on torch"
 
 
@@ -249,11 +290,14 @@ def choose_runner(
                         "agreement": pchoice.get("agreement")}
     hw = hardware if hardware is not None else detect_hardware(opts.device)
     onnx_path, no_onnx = (None, "")
-    if opts.backend == "auto" and not opts.onnx_file and opts.dtype in ("auto", "fp32"):
-        if not hw["amx"] or hw["cuda"]:
+    ov_graph = False
+    if opts.backend == "auto" and not opts.onnx_file and opts.dtype in ("auto", "fp32", "bf16"):
+        ov_graph = ov_ready(model_dir, hw)
+        if not hw["amx"] or hw["cuda"] or ov_graph:
             onnx_path, no_onnx = onnx_state(model_dir, None)
+        ov_graph = ov_graph and (onnx_path is not None or ov_ir(model_dir) is not None)
     cuda_ort = hw["cuda"] and "CUDAExecutionProvider" in (ort_providers() if onnx_path is not None else [])
-    pairs, reason = candidates(opts, hw, onnx_path is not None, cuda_ort)
+    pairs, reason = candidates(opts, hw, onnx_path is not None and (not hw["amx"] or hw["cuda"]), cuda_ort, ov_graph)
     if no_onnx and len(pairs) == 1 and opts.backend == "auto" and pairs[0][1] == "fp32":
         reason += f" ({no_onnx})"
     runners: dict[tuple[str, str], Runner] = {}
@@ -326,8 +370,10 @@ def choose_runner(
         if fp32_onnx is not None and fp32_onnx.name != QUANTIZED_FILE:
             ref_pair = ("onnx", "fp32")
     fp32_measured = [p for p in pairs if p[1] == "fp32" and "/".join(p) in measured]
-    fallback = max(fp32_measured, key=lambda p: measured["/".join(p)]) if backend == "torch" and fp32_measured else ref_pair
-    if dtype in REDUCED_DTYPES and opts.dtype == "auto" and backend == "torch" and len(sample_rows()) < opts.check_rows:
+    if backend == "openvino":
+        ref_pair = ("openvino", "fp32")  # the same graph at fp32
+    fallback = max(fp32_measured, key=lambda p: measured["/".join(p)]) if backend != "onnx" and fp32_measured else ref_pair
+    if dtype in REDUCED_DTYPES and opts.dtype == "auto" and backend != "onnx" and len(sample_rows()) < opts.check_rows:
         # the check would run the whole input in fp32 anyway: its fp32 answer costs less than checking bf16
         reason += (f"; but the input has only {len(sample_rows())} rows, fewer than the {opts.check_rows} the {dtype} "
                    f"check compares with fp32: {'/'.join(fallback)} (checking would cost more than it saves)")

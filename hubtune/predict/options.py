@@ -13,7 +13,7 @@ from hubtune.tasks.base import check_task_name
 from hubtune.tasks.registry import task_names
 
 OUTPUT_FORMATS = (".parquet", ".jsonl", ".csv")
-BACKENDS = ("auto", "torch", "onnx")
+BACKENDS = ("auto", "torch", "onnx", "openvino")
 GENERATION_FLAGS = {  # option -> flag: what only a generation run reads
     "prompt_column": "--prompt-column", "messages_column": "--messages-column", "system_prompt": "--system-prompt",
     "max_new_tokens": "--max-new-tokens", "temperature": "--temperature", "top_p": "--top-p", "top_k": "--top-k",
@@ -34,7 +34,7 @@ class PredictOptions:
     dataset: str
     output: str
     # auto: chosen from the machine (hubtune/predict/choose.py), recorded with its reason
-    backend: Literal["auto", "torch", "onnx"] = "auto"
+    backend: Literal["auto", "torch", "onnx", "openvino"] = "auto"
     device: str | None = None  # None/auto: cuda when available
     batch_size: int = 256  # rows per batch at most (and max_batch_tokens tokens at most)
     dtype: Literal["auto", "fp32", "fp16", "bf16", "int8"] = "auto"
@@ -171,10 +171,12 @@ def check_options(opts: PredictOptions) -> str:
         raise ConfigError(f"--min-agreement must be between 0 and 1 (0.995 = 99.5%), found {opts.min_agreement}")
     if opts.check_rows < 1:
         raise ConfigError(f"check_rows must be >= 1, found {opts.check_rows}")
-    if opts.dtype in ("bf16", "fp16") and opts.backend == "onnx" or opts.dtype == "int8" and opts.backend == "torch":
+    if (opts.dtype in ("bf16", "fp16") and opts.backend == "onnx" or opts.dtype == "int8" and opts.backend == "torch"
+            or opts.dtype == "fp16" and opts.backend == "openvino"):
         raise ConfigError(
-            f"--dtype {opts.dtype} with --backend {opts.backend}: bf16/fp16 run on --backend torch, int8 on --backend "
-            "onnx (onnx/model_quantized.onnx); pass a matching pair or --backend auto"
+            f"--dtype {opts.dtype} with --backend {opts.backend}: bf16 runs on --backend torch or openvino, fp16 on "
+            "torch (CUDA), int8 on --backend onnx (onnx/model_quantized.onnx) or openvino (weights compressed on load); "
+            "pass a matching pair or --backend auto"
         )
     if opts.long_text not in LONG_TEXT:
         raise ConfigError(f"--long-text {opts.long_text!r} is unknown; expected one of {', '.join(LONG_TEXT)}")

@@ -1,6 +1,7 @@
 """The model behind one small interface (:class:`Runner`): a PyTorch model (:class:`TorchRunner`) or an ONNX
-Runtime session (:class:`OnnxRunner`, exporting ``onnx/model.onnx`` on the fly when the model has none).
-:func:`make_runner` picks one from ``--backend``. torch and onnxruntime are imported when a runner is built."""
+Runtime session (:class:`OnnxRunner`, exporting ``onnx/model.onnx`` on the fly when the model has none) or the
+same graph compiled by OpenVINO (:class:`OpenVinoRunner`).
+:func:`make_runner` picks one from ``--backend``. torch, onnxruntime and openvino are imported when a runner is built."""
 
 from __future__ import annotations
 
@@ -209,42 +210,32 @@ def export_missing_onnx(model_dir: Path, export_dir: Path, task: str = TEXT_CLAS
 
 
 class OnnxRunner:
+    """``--backend onnx``: the model's ONNX graph (``onnx/model.onnx``, int8: ``onnx/model_quantized.onnx``; exported
+    on the fly through `hubtune export`'s gate when the model has none) in an onnxruntime session."""
+
+    backend = "onnx"
+    dtypes = ("fp32", "int8")
+
     def __init__(self, model_dir: Path, opts: PredictOptions, export_dir: Path, *, arena: bool = True) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:  # pragma: no cover - a declared dependency
-            raise MissingDependencyError("--backend onnx needs onnxruntime; pip install onnxruntime") from exc
         from transformers import AutoConfig, AutoTokenizer
 
         from hubtune.core.modeling import check_tokenizer_fits, effective_max_length, ensure_pad_token, label_names_from_config
-        from hubtune.core.onnx_tools import session as ort_session
         from hubtune.tasks.loading import resolve_task
 
-        if opts.dtype not in ("fp32", "int8"):
-            raise ConfigError(
-                f"--dtype {opts.dtype} is for --backend torch; the onnx backend runs the ONNX file as exported: "
-                "fp32 (onnx/model.onnx) or int8 (onnx/model_quantized.onnx)"
-            )
+        if opts.dtype not in self.dtypes:
+            raise ConfigError(self.dtype_refusal(opts.dtype))
         if (model_dir / "adapter_config.json").is_file():
             raise ModelLoadError(
-                f"model {model_dir} is a LoRA adapter; the onnx backend needs a full model: run `hubtune merge` "
-                "first or use --backend torch"
+                f"model {model_dir} is a LoRA adapter; the {self.backend} backend needs a full model: run `hubtune "
+                "merge` first or use --backend torch"
             )
-        from hubtune.core.onnx_tools import QUANTIZED_FILE
-
         cfg = AutoConfig.from_pretrained(model_dir, trust_remote_code=opts.trust_remote_code)
         # the graph answers the head the weights have: a checkpoint without it is refused before any export
         self.task, self.checkpoint = resolve_task(cfg, opts.task, source=opts.model, model_dir=model_dir, served=predict_tasks())
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=opts.trust_remote_code)
         check_tokenizer_fits(self.tokenizer, cfg, opts.model)  # before any export: ids past the embeddings are wrong
         self.notices: list[str] = []
-        if opts.dtype == "int8" and not opts.onnx_file:
-            if not (model_dir / "onnx" / QUANTIZED_FILE).is_file():
-                raise ModelLoadError(
-                    f"--dtype int8 runs onnx/{QUANTIZED_FILE}, which {model_dir} does not have; run "
-                    f"`hubtune export {model_dir} --quantize int8`, or use --dtype fp32"
-                )
-        onnx_path = find_onnx(model_dir, opts.onnx_file or (QUANTIZED_FILE if opts.dtype == "int8" else None))
+        onnx_path = self.graph_file(model_dir, opts)
         if onnx_path is None:
             onnx_path, notice = export_missing_onnx(model_dir, export_dir, self.task)
             self.notices.append(notice)
@@ -255,21 +246,11 @@ class OnnxRunner:
             if note:
                 self.notices.append(note)
         self.onnx_path = onnx_path
-        providers = ["CPUExecutionProvider"]
-        want_cuda = opts.device in (None, "", "auto") or str(opts.device).startswith("cuda")
-        if want_cuda and "CUDAExecutionProvider" in ort.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")
-        elif opts.device and str(opts.device).startswith("cuda"):
-            raise ModelLoadError(
-                "--device cuda was asked for but onnxruntime has no CUDAExecutionProvider "
-                "(install onnxruntime-gpu); use --device cpu"
-            )
+        self.session = self.open(onnx_path, opts, arena)
         from hubtune.core.onnx_tools import check_dynamic, family_of, run_graph
 
         self.run_graph = run_graph
-        self.session = ort_session(onnx_path, threads=opts.num_threads, providers=providers, arena=arena)
         check_dynamic(onnx_path, family_of(model_dir), sess=self.session)  # one fixed shape: refused before any work
-        self.device = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
         self.input_names = [i.name for i in self.session.get_inputs()]
         outputs = [o.name for o in self.session.get_outputs()]
         self.output_name = outputs[0]
@@ -289,6 +270,41 @@ class OnnxRunner:
                 )
             self.output_name = HIDDEN_OUTPUT
 
+    def dtype_refusal(self, dtype: str) -> str:
+        return (f"--dtype {dtype} is for --backend torch or openvino; the onnx backend runs the ONNX file as "
+                "exported: fp32 (onnx/model.onnx) or int8 (onnx/model_quantized.onnx)")
+
+    def graph_file(self, model_dir: Path, opts: PredictOptions) -> Path | None:
+        """The graph to run (None: export one on the fly)."""
+        from hubtune.core.onnx_tools import QUANTIZED_FILE
+
+        if opts.dtype == "int8" and not opts.onnx_file and not (model_dir / "onnx" / QUANTIZED_FILE).is_file():
+            raise ModelLoadError(
+                f"--dtype int8 runs onnx/{QUANTIZED_FILE}, which {model_dir} does not have; run "
+                f"`hubtune export {model_dir} --quantize int8`, or use --dtype fp32 (or --backend openvino --dtype "
+                "int8: weights compressed on load)"
+            )
+        return find_onnx(model_dir, opts.onnx_file or (QUANTIZED_FILE if opts.dtype == "int8" else None))
+
+    def open(self, path: Path, opts: PredictOptions, arena: bool) -> Any:
+        """An onnxruntime session of ``path`` (CUDA's provider where asked for or available); sets ``device``."""
+        import onnxruntime as ort
+
+        from hubtune.core.onnx_tools import session as ort_session
+
+        providers = ["CPUExecutionProvider"]
+        want_cuda = opts.device in (None, "", "auto") or str(opts.device).startswith("cuda")
+        if want_cuda and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        elif opts.device and str(opts.device).startswith("cuda"):
+            raise ModelLoadError(
+                "--device cuda was asked for but onnxruntime has no CUDAExecutionProvider "
+                "(install onnxruntime-gpu); use --device cpu"
+            )
+        sess = ort_session(path, threads=opts.num_threads, providers=providers, arena=arena)
+        self.device = "cuda" if sess.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
+        return sess
+
     def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         inputs = {k: feeds[k] for k in self.input_names if k in feeds}
         if "token_type_ids" in self.input_names and "token_type_ids" not in inputs:
@@ -301,6 +317,35 @@ class OnnxRunner:
         return out
 
 
+class OpenVinoRunner(OnnxRunner):
+    """``--backend openvino``: the model's OpenVINO IR (``openvino/openvino_model.xml``, from `hubtune export
+    --openvino`), else its ONNX graph (exported on the fly through the gate when it has none), compiled by OpenVINO
+    for the CPU at ``--dtype`` (fp32; bf16 on a CPU with bf16 units; int8: weights compressed by NNCF on load)."""
+
+    backend = "openvino"
+    dtypes = ("fp32", "bf16", "int8")
+
+    def dtype_refusal(self, dtype: str) -> str:
+        return f"--dtype {dtype} with --backend openvino; expected fp32, bf16 or int8 (fp16 runs on --backend torch, CUDA)"
+
+    def graph_file(self, model_dir: Path, opts: PredictOptions) -> Path | None:
+        from hubtune.core.ov_session import OV_DIR, OV_XML
+
+        if opts.onnx_file:
+            return find_onnx(model_dir, opts.onnx_file)
+        ir = model_dir / OV_DIR / OV_XML
+        return ir if ir.is_file() else find_onnx(model_dir, None)
+
+    def open(self, path: Path, opts: PredictOptions, arena: bool) -> Any:
+        from hubtune.core.ov_session import OvSession
+
+        if opts.device and not str(opts.device).startswith("cpu") and opts.device != "auto":
+            raise ConfigError(f"--backend openvino runs on the CPU, and --device {opts.device} was asked for; pass "
+                              "--device cpu, or --backend torch/onnx for a GPU")
+        self.device = "cpu"
+        return OvSession(path, precision=opts.dtype, threads=opts.num_threads)
+
+
 def make_runner(model_dir: Path, opts: PredictOptions, export_dir: Path, *, light: bool = False) -> Runner:
     """The backend runner (shared by the local and the Ray engine): tokenizer, label_names, max_length, __call__.
     ``opts.backend``/``opts.dtype`` are resolved ones (not ``auto``: :mod:`hubtune.predict.choose` resolves them).
@@ -309,4 +354,6 @@ def make_runner(model_dir: Path, opts: PredictOptions, export_dir: Path, *, ligh
         raise ConfigError(f"backend {opts.backend!r} / dtype {opts.dtype!r}: resolve 'auto' first (hubtune.predict.choose)")
     if opts.backend == "onnx":
         return OnnxRunner(model_dir, opts, export_dir, arena=not light)
+    if opts.backend == "openvino":
+        return OpenVinoRunner(model_dir, opts, export_dir)
     return TorchRunner(model_dir, opts)
