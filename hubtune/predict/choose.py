@@ -47,7 +47,6 @@ def detect_hardware(device: str | None = None) -> dict[str, Any]:
     """What decides the path: CUDA (and whether its GPU runs bf16), AMX, the CPU model and flags."""
     from hubtune.core.envinfo import cpu_fast_bf16, cpu_info, torch_info
     from hubtune.core.ov_session import available as ov_available
-    from hubtune.core.ov_session import cpu_bf16 as ov_cpu_bf16
 
     cinfo, tinfo = cpu_info(), torch_info()
     gpus = tinfo.get("gpus") or []
@@ -59,11 +58,20 @@ def detect_hardware(device: str | None = None) -> dict[str, Any]:
         "gpu_bf16": bool(gpus and gpus[0].get("bf16")),
         "amx": bool(cinfo["flags"].get("amx_tile") if amx is None else amx),
         "cpu_bf16": not cuda and cpu_fast_bf16()[0],  # AMX, or AVX-512 BF16 measured fast
-        "openvino": ov_available(),  # installed (auto measures it on the CPU)
-        "ov_bf16": not cuda and ov_available() and ov_cpu_bf16(),  # OpenVINO's CPU plugin runs bf16 here
+        "openvino": ov_available(),  # installed (auto measures it on the CPU); "ov_bf16": see choose_runner
         "cpu": cinfo["model"],
         "flags": sorted(k for k, v in cinfo["flags"].items() if v),
     }
+
+
+NO_MACHINE = {"cuda": False, "gpu": None, "gpu_bf16": False, "amx": False, "cpu_bf16": False, "cpu": "", "flags": []}
+
+
+def asks_machine(opts: PredictOptions) -> bool:
+    """Whether the path depends on the machine's facts (auto anywhere but an onnx/openvino backend's dtype)."""
+    if opts.backend in ("onnx", "openvino") or opts.onnx_file and opts.backend == "auto":
+        return False
+    return "auto" in (opts.backend, opts.dtype)
 
 
 def ort_providers() -> list[str]:
@@ -288,7 +296,16 @@ def choose_runner(
         return runner, {"asked": asked, "backend": opts.backend, "dtype": opts.dtype, "device": runner.device,
                         "reason": f"resumed: the interrupted run's choice ({pchoice.get('reason', 'as recorded')})",
                         "agreement": pchoice.get("agreement")}
-    hw = hardware if hardware is not None else detect_hardware(opts.device)
+    if hardware is not None:
+        hw = hardware
+    elif asks_machine(opts):
+        hw = detect_hardware(opts.device)
+    else:  # a path named in full (or onnx, whose dtype needs no machine fact): no torch import to read the machine
+        hw = dict(NO_MACHINE, openvino=opts.backend == "openvino")
+    if hw.get("openvino") and "ov_bf16" not in hw and opts.backend in ("auto", "openvino") and opts.dtype == "auto":
+        from hubtune.core.ov_session import cpu_bf16 as ov_cpu_bf16
+
+        hw["ov_bf16"] = not hw["cuda"] and ov_cpu_bf16()  # OpenVINO's CPU plugin runs bf16 here
     onnx_path, no_onnx = (None, "")
     ov_graph = False
     if opts.backend == "auto" and not opts.onnx_file and opts.dtype in ("auto", "fp32", "bf16"):

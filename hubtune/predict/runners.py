@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from hubtune.core.errors import ConfigError, MissingDependencyError, ModelLoadError
+from hubtune.core.errors import ConfigError, ModelLoadError
 from hubtune.predict.heads import predict_tasks
 from hubtune.predict.options import PredictOptions
 from hubtune.tasks.base import TEXT_CLASSIFICATION
