@@ -72,7 +72,7 @@ def with_pooling(src: str, dest: Path, mode: str) -> str:
 # --------------------------------------------------------------------------------------------------
 # batch-predict: the packaged MiniLM read as feature-extraction, equal to sentence-transformers' encode
 # --------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("backend", ["torch", "onnx"])
+@pytest.mark.parametrize("backend", ["torch", "onnx", "openvino"])
 def test_minilm_embeddings_match_sentence_transformers(minilm_dir, minilm_ref, tmp_path, backend):
     import pyarrow.parquet as pq
 

@@ -39,7 +39,7 @@ def test_readme_lists_the_new_commands():
     assert any(c.startswith("hubtune hub import ./imdb imdb --repo-type dataset --root") for c in cmds)
     assert any("--dataset imdb:test" in c and c.startswith("hubtune batch-predict") for c in cmds)
     text = README.read_text()
-    for needle in ("--resume", "--overwrite", "--port 0", "5 Ray tests", '".[test,ray,genai]"'):
+    for needle in ("--resume", "--overwrite", "--port 0", "5 Ray tests", '".[test,ray,genai,openvino]"'):
         assert needle in text, needle
 
 

@@ -143,7 +143,7 @@ def test_packaged_minilm_refused_by_batch_predict_cli(tmp_path):
 # a causal LM asked for a classifier (without --task it generates text: tests/test_generate.py)
 @pytest.mark.parametrize("which,task", [("masked_lm_dir", None), ("gpt2_dir", "text-classification"),
                                         ("minilm_dir", "text-classification")])
-@pytest.mark.parametrize("backend", ["torch", "onnx"])
+@pytest.mark.parametrize("backend", ["torch", "onnx", "openvino"])
 def test_headless_checkpoints_refused(which, task, backend, request, tmp_path):
     from hubtune.core.errors import ModelTaskError
 
@@ -157,7 +157,7 @@ def test_headless_checkpoints_refused(which, task, backend, request, tmp_path):
 # --------------------------------------------------------------------------------------------------
 # Reproduced failures 2-4: multi-label, regression, token classification answered as their task
 # --------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("backend", ["torch", "onnx"])
+@pytest.mark.parametrize("backend", ["torch", "onnx", "openvino"])
 def test_multilabel_matches_pipeline(multilabel_dir, tmp_path, backend):
     df = predict(multilabel_dir, tmp_path, backend=backend)
     assert "labels" in df.columns and "label" not in df.columns
@@ -176,7 +176,7 @@ def test_multilabel_threshold(multilabel_dir, tmp_path):
     assert [sorted(x) for x in df["labels"]] == [[n for n, s in zip(ML_LABELS, r) if s > 0.9] for r in scores]
 
 
-@pytest.mark.parametrize("backend", ["torch", "onnx"])
+@pytest.mark.parametrize("backend", ["torch", "onnx", "openvino"])
 def test_regression_matches_pipeline(regression_dir, tmp_path, backend):
     df = predict(regression_dir, tmp_path, backend=backend)
     assert "label" not in df.columns and df["score"].dtype == np.float32
@@ -191,7 +191,7 @@ def _entities_ref(model_dir: str) -> list[list[dict]]:
              for e in row] for row in ref]
 
 
-@pytest.mark.parametrize("backend", ["torch", "onnx"])
+@pytest.mark.parametrize("backend", ["torch", "onnx", "openvino"])
 def test_token_classification_matches_pipeline(ner_dir, tmp_path, backend):
     df = predict(ner_dir, tmp_path, backend=backend)
     assert "entities" in df.columns and "label" not in df.columns

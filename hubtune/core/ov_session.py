@@ -33,6 +33,17 @@ def openvino_module() -> Any:
     return openvino
 
 
+def require(flag: str) -> None:
+    """OpenVINO importable, else MissingDependencyError naming ``flag`` (checked before any work)."""
+    try:
+        openvino_module()
+    except MissingDependencyError:
+        raise MissingDependencyError(
+            f"{flag} needs OpenVINO, which is not installed (`import openvino` failed); expected it installed: "
+            f"{INSTALL}, or drop {flag}"
+        ) from None
+
+
 def available() -> bool:
     """Whether OpenVINO can be imported (found without importing it)."""
     import importlib.util
