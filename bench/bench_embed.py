@@ -87,16 +87,20 @@ def peak_rss_mb() -> float:
 # one case, in a subprocess
 # --------------------------------------------------------------------------------------------------
 def case_st(model: str, data: Path, out: Path, backend: str) -> dict:
+    """sentence-transformers' encode; ``backend`` torch, onnx, or bf16 (torch with the weights loaded in bf16,
+    ``model_kwargs={"torch_dtype": torch.bfloat16}``)."""
+    import torch
     from sentence_transformers import SentenceTransformer
 
     texts = pd.read_parquet(data)["text"].tolist()
     t0 = time.perf_counter()
-    st = SentenceTransformer(model, device="cpu", backend=backend)
+    kw = {"model_kwargs": {"torch_dtype": torch.bfloat16}} if backend == "bf16" else {}
+    st = SentenceTransformer(model, device="cpu", backend="torch" if backend == "bf16" else backend, **kw)
     st.encode(texts[:32], batch_size=32)  # warm-up
     t1 = time.perf_counter()
     emb = st.encode(texts, batch_size=32)
     t2 = time.perf_counter()
-    np.save(out, emb.astype(np.float32))
+    np.save(out, np.asarray(emb, dtype=np.float32))
     return {"rows_per_s": len(texts) / (t2 - t1), "wall_s": t2 - t0}
 
 
@@ -196,9 +200,14 @@ def bench_embed(work: Path, sets: dict[str, Path], model_onnx: Path) -> list[dic
         ref = np.load(ref_file)
         cases = [
             ("sentence-transformers encode (backend=onnx)", dict(case="st", model=minilm_dir(), backend="onnx")),
+            ("sentence-transformers encode (weights in bf16)", dict(case="st", model=minilm_dir(), backend="bf16")),
             ("hubtune batch-predict --backend torch --dtype fp32", dict(case="hubtune", model=minilm_dir(), backend="torch", dtype="fp32")),
             ("hubtune batch-predict --backend onnx (fp32)", dict(case="hubtune", model=str(model_onnx), backend="onnx", dtype="fp32")),
             ("hubtune batch-predict --backend onnx --dtype int8", dict(case="hubtune", model=str(model_onnx), backend="onnx", dtype="int8")),
+            ("hubtune batch-predict --backend torch --dtype bf16", dict(case="hubtune", model=minilm_dir(), backend="torch", dtype="bf16")),
+            ("hubtune batch-predict --backend openvino (fp32)", dict(case="hubtune", model=str(model_onnx), backend="openvino", dtype="fp32")),
+            ("hubtune batch-predict --backend openvino --dtype bf16", dict(case="hubtune", model=str(model_onnx), backend="openvino", dtype="bf16")),
+            ("hubtune batch-predict --backend openvino --dtype int8", dict(case="hubtune", model=str(model_onnx), backend="openvino", dtype="int8")),
             ("hubtune batch-predict (auto)", dict(case="hubtune", model=str(model_onnx), backend="auto", dtype="auto")),
         ]
         for i, (label, kw) in enumerate(cases):
@@ -239,6 +248,9 @@ def bench_token(work: Path, data: Path, token_onnx: Path) -> list[dict]:
     ref = json.loads(ref_file.read_text())
     for i, (label, backend, dtype) in enumerate((("hubtune batch-predict --backend torch --dtype fp32", "torch", "fp32"),
                                                  ("hubtune batch-predict --backend onnx (fp32)", "onnx", "fp32"),
+                                                 ("hubtune batch-predict --backend torch --dtype bf16", "torch", "bf16"),
+                                                 ("hubtune batch-predict --backend openvino (fp32)", "openvino", "fp32"),
+                                                 ("hubtune batch-predict --backend openvino --dtype bf16", "openvino", "bf16"),
                                                  ("hubtune batch-predict (auto)", "auto", "auto"))):
         out = work / f"tok-{i}.json"
         res = spawn(case="hubtune", model=str(token_onnx), data=str(data), out=str(out), backend=backend, dtype=dtype,

@@ -197,7 +197,11 @@ def main() -> None:
         model_dir = build_model(work, None if args.quick else train)
     export_onnx(model_dir, [o for o in args.quant_ops.split(',') if o])
     peak = gemm_peak()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; fp32 GEMM peak {peak:.0f} GFLOP/s", flush=True)
+    flags = sorted({f for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")
+                    for f in line.split(":", 1)[1].split() if f.startswith(("avx512", "amx"))}) if Path("/proc/cpuinfo").is_file() else []
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").is_file() else platform.processor()
+    print(f"machine: {cpu}, {os.cpu_count()} cores, flags {' '.join(flags) or '-'}; fp32 GEMM peak {peak:.0f} GFLOP/s", flush=True)
 
     results: dict = {"quant_ops": args.quant_ops, "rows": rows, "gemm_peak_gflops": peak, "cpu_count": os.cpu_count(), "cases": {}}
     for name, frame in (("reviews", reviews), ("tweets", tweets)):
@@ -208,15 +212,34 @@ def main() -> None:
         case = {"baseline_rows_s": base_rps, "encoder_gflop": gflop}
         print(f"[{name}] pipeline(batch_size=32): {base_rps:.1f} rows/s", flush=True)
         fp32 = {}
-        for backend in ("torch", "onnx"):
-            labels, rps, e2e = hubtune_run(model_dir, data, work, backend=backend, chunk_size=4096)
+        for backend in ("torch", "onnx", "openvino"):
+            if backend == "openvino" and importlib.util.find_spec("openvino") is None:
+                continue
+            labels, rps, e2e = hubtune_run(model_dir, data, work, backend=backend, dtype="fp32", chunk_size=4096)
             fp32[backend] = labels
             agree = float(np.mean(np.array(labels) == np.array(base_labels)))
             gflops = gflop / (len(texts) / rps)
             case[backend] = {"rows_s": rps, "end_to_end_rows_s": e2e, "speedup": rps / base_rps,
                              "label_agreement_with_baseline": agree, "gflops": gflops, "peak_fraction": gflops / peak}
-            print(f"[{name}] hubtune {backend:5s} fp32: {rps:.1f} rows/s ({rps / base_rps:.2f}x; end-to-end {e2e:.1f}), "
+            print(f"[{name}] hubtune {backend:8s} fp32: {rps:.1f} rows/s ({rps / base_rps:.2f}x; end-to-end {e2e:.1f}), "
                   f"labels identical to baseline: {agree:.4f}, {gflops:.0f} GFLOP/s = {gflops / peak:.0%} of peak", flush=True)
+        # the reduced precisions this machine offers, and the default path (--backend auto --dtype auto)
+        reduced = [("torch bf16", dict(backend="torch", dtype="bf16"))]
+        if "openvino" in fp32:
+            reduced += [("openvino bf16", dict(backend="openvino", dtype="bf16")),
+                        ("openvino int8", dict(backend="openvino", dtype="int8"))]
+        reduced.append(("default (auto)", dict(backend="auto", dtype="auto")))
+        for label, kw in reduced:
+            try:
+                labels, rps, e2e = hubtune_run(model_dir, data, work, chunk_size=4096, **kw)
+            except Exception as exc:  # noqa: BLE001 - e.g. bf16 on a CPU without bf16 units: reported, not fatal
+                print(f"[{name}] hubtune {label}: not run ({type(exc).__name__}: {str(exc)[:120]})", flush=True)
+                continue
+            agree = float(np.mean(np.array(labels) == np.array(base_labels)))
+            case[label] = {"rows_s": rps, "end_to_end_rows_s": e2e, "speedup": rps / base_rps,
+                           "label_agreement_with_baseline": agree}
+            print(f"[{name}] hubtune {label}: {rps:.1f} rows/s ({rps / base_rps:.2f}x; end-to-end {e2e:.1f}), "
+                  f"labels identical to baseline: {agree:.4f}", flush=True)
         labels, rps, e2e = hubtune_run(model_dir, data, work, backend="onnx", onnx_file="model_quantized.onnx")
         truth = frame["label"].tolist()
         acc32 = float(np.mean(np.array(fp32["onnx"]) == np.array(truth)))
