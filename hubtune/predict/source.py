@@ -31,6 +31,10 @@ def resolve_model_dir(source: str, *, revision: str | None, backend: str) -> tup
     patterns = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja", "tokenizer*"]
     if backend == "onnx":
         patterns.append("onnx/*")
+    if backend in ("openvino", "auto"):  # OpenVINO's IR where the repo publishes one (auto measures it on a CPU)
+        patterns.append("openvino/*")
+    if backend == "openvino":  # else the ONNX graph it compiles
+        patterns += ["onnx/model.onnx", "onnx/model.onnx_data", "onnx/export_info.json"]
     path = download_model(source, revision=revision, patterns=patterns)
     return path, path.name
 
