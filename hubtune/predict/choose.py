@@ -92,7 +92,7 @@ def onnx_state(model_dir: Path, onnx_file: str | None) -> tuple[Path | None, str
     if path is None:
         return None, (
             "the model has no onnx/ folder, and auto does not export one silently (a minute or more): torch only; "
-            "run `hubtune export` once to let auto measure onnxruntime"
+            "run `hubtune export` once (with --openvino: OpenVINO's IR too) to let auto measure onnxruntime and OpenVINO"
         )
     try:
         note = check_matches_weights(path, model_dir)
