@@ -142,9 +142,10 @@ def _validate(cfg: PipelineConfig) -> None:
             "`hubtune push RUN/model --repo-id ORG/NAME`"
         )
     spec = get_task(cfg.task)
-    if (spec.language_model or spec.generates) and (cfg.gates.min_metrics or cfg.export.quantize or cfg.export.optimize):
+    if (spec.language_model or spec.generates) and (cfg.gates.min_metrics or cfg.export.quantize or cfg.export.optimize
+                                                    or cfg.export.openvino):
         raise ConfigError(
-            f"train-and-push of a {cfg.task} model: --min-metric, export.quantize and export.optimize apply to "
+            f"train-and-push of a {cfg.task} model: --min-metric, export.quantize, export.optimize and export.openvino apply to "
             "classifiers (its gates are the ONNX logit parity and the fresh-process pipeline() check); drop them"
         )
     if spec.recipe == "head":  # a task that normalises its own data: its metrics, its gates
@@ -477,6 +478,7 @@ def _export_step(cfg: PipelineConfig, opts: PipelineOptions, say: Say, layout: R
             ExportOptions(
                 source=str(layout.root), optimize=cfg.export.optimize, quantize=cfg.export.quantize,
                 tolerance=cfg.export.tolerance, max_accuracy_drop_pt=cfg.gates.max_accuracy_drop, overwrite=True,
+                openvino=cfg.export.openvino,
             ),
             progress=say,
         )
@@ -571,6 +573,7 @@ def _export_done(layout: RunLayout, pub: Path, cfg: PipelineConfig) -> bool:
     tried = set(summary.get("variants") or {}) | set(info["refused"])
     wanted = {"pytorch", "onnx"} | ({"onnx-int8"} if cfg.export.quantize else set())
     wanted |= {f"onnx-{cfg.export.optimize.upper()}"} if cfg.export.optimize else set()
+    wanted |= {"openvino"} if cfg.export.openvino else set()  # export --openvino's IR beside onnx/
     return (tried == wanted and info.get("tolerance") == cfg.export.tolerance
             and info.get("max_accuracy_drop_pt") == cfg.gates.max_accuracy_drop)
 

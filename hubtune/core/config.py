@@ -531,6 +531,7 @@ class ExportSettings:
     onnx: bool = True
     optimize: typing.Literal["O1", "O2", "O3"] | None = None
     quantize: typing.Literal["int8"] | None = None
+    openvino: bool = False  # also openvino/: OpenVINO's IR of model.onnx through the same gate (export --openvino)
     tolerance: float = 1e-4
     require_variants: list[str] = field(default_factory=list)
 
@@ -539,6 +540,13 @@ class ExportSettings:
         return [VARIANT_NAMES[v.lower().removeprefix("onnx-")] for v in self.require_variants]
 
     def validate(self) -> None:
+        if self.openvino:  # the IR is converted from onnx/model.onnx; OpenVINO checked before any work
+            if not self.onnx:
+                raise ConfigError("export.openvino converts onnx/model.onnx, and export.onnx is false; expected "
+                                  "export.onnx true (--set export.onnx=true), or drop export.openvino")
+            from hubtune.core.ov_session import require
+
+            require("export.openvino")
         for v in self.require_variants:
             key = v.lower().removeprefix("onnx-")
             if key not in VARIANT_NAMES:

@@ -35,6 +35,14 @@ def session(path: Path, *, threads: int | None = None, providers: Sequence[str] 
         raise ModelLoadError(f"could not load ONNX file {path} ({type(exc).__name__}: {exc}); re-export it with hubtune export") from exc
 
 
+def open_session(source: Any, threads: int | None = None) -> tuple[Any, Path | None]:
+    """(a session, its file): ``source`` a graph's path (an onnxruntime session of it), or a session already
+    made (an onnxruntime or OpenVINO one: any object with ``run`` and ``get_inputs``), used as it is."""
+    if isinstance(source, (str, os.PathLike)):
+        return session(Path(source), threads=threads), Path(source)
+    return source, getattr(source, "path", None)
+
+
 def feeds_for(sess: Any, encoded: dict[str, Any]) -> dict[str, Any]:
     """The graph's inputs from a tokenizer's numpy output (zeros for a ``token_type_ids`` it did not make)."""
     import numpy as np
@@ -65,12 +73,12 @@ def run_graph(sess: Any, outputs: list[str] | None, feeds: dict[str, Any]) -> li
 
 
 class OrtClassifier:
-    """An ONNX graph behind the call shape of a transformers classifier: ``model(**enc).logits``."""
+    """An ONNX graph behind the call shape of a transformers classifier: ``model(**enc).logits``. ``path``: the
+    graph's file (an onnxruntime session is made), or a session already made (an ``OvSession``)."""
 
-    def __init__(self, path: Path, config: Any, *, threads: int | None = None) -> None:
-        self.session = session(path, threads=threads)
+    def __init__(self, path: Any, config: Any, *, threads: int | None = None) -> None:
+        self.session, self.path = open_session(path, threads)
         self.config = config
-        self.path = path
 
     def __call__(self, **enc: Any) -> Any:
         import numpy as np

@@ -544,6 +544,7 @@ def quantize_int8(src: Path, dest: Path, *, calibration: Sequence[dict[str, Any]
     how = "per-channel" if per_channel else "per-tensor"
     info: dict[str, Any] = {
         "method": "onnxruntime quantize_dynamic",
+        "kind": "dynamic",  # weights int8, activations quantized at run time (variant_claims.INT8_KINDS)
         "description": (f"dynamic int8 (onnxruntime quantize_dynamic, MatMul, {how} int8 weights, uint8 activations "
                         f"per tensor at run time); {len(keep)} of {total} MatMuls kept fp32"
                         + (f" (the most int8-sensitive, measured on {calibration_source})" if sens else "")),
@@ -573,6 +574,7 @@ def quantize_int8(src: Path, dest: Path, *, calibration: Sequence[dict[str, Any]
     agree2 = round(_agreement(src, dest, calibration), 5)
     return {
         "method": "onnxruntime MatMulNBitsQuantizer (weight-only int8)",
+        "kind": "weight-only",  # MatMulNBits: weights int8, dequantized to fp32 at run time
         "description": (f"weight-only int8 (onnxruntime MatMulNBitsQuantizer, 8-bit symmetric weights in blocks of "
                         f"{WEIGHT_ONLY_BLOCK}, dequantized to fp32 for the matmul); dynamic int8 agreed with fp32 on only {agree:.1%} of "
                         f"{calibration_source} (< {min_agreement:.1%})"),
@@ -583,6 +585,6 @@ def quantize_int8(src: Path, dest: Path, *, calibration: Sequence[dict[str, Any]
         "fp32_nodes": list(exclude_nodes),
         "calibration": calibration_source,
         "calibration_agreement": agree2,
-        "rejected": {k: info[k] for k in ("method", "description", "fp32_nodes", "calibration_agreement")},
+        "rejected": {k: info[k] for k in ("method", "kind", "description", "fp32_nodes", "calibration_agreement")},
         "sensitivity": info["sensitivity"],
     }

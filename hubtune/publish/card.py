@@ -31,6 +31,7 @@ from hubtune.core.parity import bench_model, bench_texts, file_sha256, size_mb, 
 from hubtune.tasks.registry import find_task, get_task
 from hubtune.core.rundir import RunInfo, eval_data, load_run, published_dir, update_summary
 from hubtune.publish.head_card import task_card_parts
+from hubtune.publish.variant_claims import int8_kind, int8_sentence
 from hubtune.publish.head_card import TEMPLATE as TASK_TEMPLATE
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
@@ -247,7 +248,7 @@ def card(opts: CardOptions, progress: Callable[[str], None] | None = None) -> Ca
         }
     ]
     onnx_files: list[str] = []
-    quantized_file = None
+    quantized_file = openvino_file = None
     for key, rec in recorded.items():
         if key == "pytorch" or not rec.get("file"):
             continue
@@ -257,7 +258,8 @@ def card(opts: CardOptions, progress: Callable[[str], None] | None = None) -> Ca
             continue
         m = rec.get("metrics") or {}
         tp = rec.get("throughput") or {}
-        label = {"onnx": "ONNX (fp32)", "onnx-int8": "ONNX int8 (dynamic)"}.get(key, key.replace("onnx-", "ONNX optimized "))
+        label = {"onnx": "ONNX (fp32)", "onnx-int8": f"ONNX int8 ({int8_kind({**rec, **(rec.get('claims') or {})})})"}.get(
+            key, key.replace("onnx-", "ONNX optimized "))
         rows.append(
             {
                 "name": label,
@@ -270,7 +272,10 @@ def card(opts: CardOptions, progress: Callable[[str], None] | None = None) -> Ca
                 "latency": _fmt(tp.get("latency_ms_per_batch"), 1),
             }
         )
-        onnx_files.append(Path(rec["file"]).name)
+        if key == "openvino":  # OpenVINO's IR of model.onnx (export --openvino): its own usage lines
+            rows[-1]["name"], openvino_file = "OpenVINO IR (fp32)", rec["file"]
+        else:
+            onnx_files.append(Path(rec["file"]).name)
         if key == "onnx-int8":
             quantized_file = Path(rec["file"]).name
 
@@ -318,7 +323,8 @@ def card(opts: CardOptions, progress: Callable[[str], None] | None = None) -> Ca
             datasets.append(i["type"])
     # tags describe what is published: an adapter is PEFT; a merged LoRA model is a plain transformers model
     adapter_tags = ["peft", run.mode] if adapter and run.mode else ["adapter-transformers", "adapters"] if bottleneck else []
-    tags = list(dict.fromkeys(["text-classification", "hubtune", *adapter_tags, *(["onnx"] if onnx_files else []), *opts.tags]))
+    tags = list(dict.fromkeys(["text-classification", "hubtune", *adapter_tags, *(["onnx"] if onnx_files else []),
+                                 *(["openvino"] if openvino_file else []), *opts.tags]))
     data = ModelCardData(
         language=opts.language or None,
         license=opts.license,
@@ -360,8 +366,10 @@ def card(opts: CardOptions, progress: Callable[[str], None] | None = None) -> Ca
         variants=rows,
         bench_batch_size=throughput.get("batch_size", opts.batch_size),
         onnx_files=onnx_files,
+        openvino_file=openvino_file,
         quantized_file=quantized_file,
         has_quantized=quantized_file is not None,
+        int8_note=int8_sentence(recorded) if quantized_file else None,  # kind, size and speed vs fp32 as measured
         example_text=example,
         max_length=min(loaded.max_length, int(cfg.get("max_length") or loaded.max_length)),
         hubtune_version=__version__,

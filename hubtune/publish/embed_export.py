@@ -12,7 +12,6 @@ Imports `data`, `embeddings`, `errors`, `onnx_tools`, `parity`.
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Sequence
 
@@ -20,7 +19,8 @@ import numpy as np
 
 from hubtune.tasks.feature_extraction import DEFAULT_MIN_COSINE, DEFAULT_NEIGHBOURS, Pooling, agreement, pool
 from hubtune.core.errors import DataError, EmptyDatasetError
-from hubtune.core.onnx_tools import HIDDEN_OUTPUT, feeds_for, run_graph, session
+from hubtune.core.onnx_tools import HIDDEN_OUTPUT, feeds_for, run_graph
+from hubtune.core.onnx_session import open_session
 from hubtune.core.parity import REFERENCE_TEXTS, ParityReport, measure_throughput
 
 DEFAULT_VARIANT_COSINE = 0.99  # int8/optimized: mean cosine per row with the PyTorch embedding
@@ -28,11 +28,11 @@ DEFAULT_MIN_OVERLAP = 0.8  # int8/optimized: top-10 neighbour overlap with the P
 
 
 class OrtEncoder:
-    """An encoder's ONNX graph behind the call shape of a transformers encoder: ``model(**enc).last_hidden_state``."""
+    """An encoder's ONNX graph behind the call shape of a transformers encoder: ``model(**enc).last_hidden_state``.
+    ``path``: the graph's file, or a session already made (an ``OvSession``)."""
 
-    def __init__(self, path: Path, *, threads: int | None = None) -> None:
-        self.session = session(path, threads=threads)
-        self.path = path
+    def __init__(self, path: Any, *, threads: int | None = None) -> None:
+        self.session, self.path = open_session(path, threads)
 
     def __call__(self, **enc: Any) -> Any:
         import torch

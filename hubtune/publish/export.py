@@ -78,7 +78,9 @@ from hubtune.core.onnx_tools import (
     write_info,
 )
 from hubtune.core.rundir import eval_data, load_run, update_summary
+from hubtune.publish import ov_export
 from hubtune.publish.head_export import flat, metric_drop, task_examples, task_gate_metrics, task_outputs_of
+from hubtune.publish.variant_claims import INT8_KINDS, int8_kind, machine, refusal, versus_fp32
 from hubtune.tasks.base import TEXT_CLASSIFICATION, checkpoint_task
 from hubtune.tasks.registry import get_task, task_names
 
@@ -107,6 +109,7 @@ class ExportOptions:
     task: str | None = None  # default: the checkpoint's (batch-predict --task hands its own)
     measure_speed: bool = True  # throughput of each variant (off for batch-predict's export on the fly)
     record: bool = True  # write the figures into the run's summary (off for batch-predict's export on the fly)
+    openvino: bool = False  # also openvino/ (OpenVINO's IR of model.onnx, the same gate): publish.ov_export
 
 
 @dataclass
@@ -122,6 +125,7 @@ class VariantReport:
     throughput: dict[str, Any] | None = None
     sha256: str | None = None
     config: str | None = None  # optimization level / quantization config
+    claims: dict[str, Any] | None = None  # size and speed vs fp32 as measured here (publish.variant_claims)
 
 
 @dataclass
@@ -262,6 +266,8 @@ def export(opts: ExportOptions, progress: Callable[[str], None] | None = None) -
     if out.exists() and not opts.overwrite:
         raise OutputExistsError(f"ONNX folder {out} already exists; pass --overwrite to replace it or --output DIR")
     choose_exporter(opts.exporter)  # a missing exporter fails before any work
+    ov_dest = ov_export.prepare(out, opts.overwrite) if opts.openvino else None  # openvino missing: before any work
+    ov_tmp: Path | None = None
 
     say(f"loading PyTorch model {model_dir}")
     task = opts.task or model_task(model_dir)
@@ -345,9 +351,12 @@ def export(opts: ExportOptions, progress: Callable[[str], None] | None = None) -
                                 exporter=opts.exporter, task=task)
         del loaded
 
-        def check(name: str, file_name: str, is_base: bool, cfg: str | None = None) -> VariantReport:
+        def check(name: str, file_name: str, is_base: bool, cfg: str | None = None, session: Any = None,
+                  folder: Path | None = None) -> VariantReport:  # session/folder: a graph made elsewhere (OpenVINO)
             say(f"checking {name} ({file_name}) against PyTorch")
-            ort = OrtEncoder(tmp / file_name) if embed else OrtClassifier(tmp / file_name, ort_config)
+            where = folder or tmp
+            src = session if session is not None else where / file_name
+            ort = OrtEncoder(src) if embed else OrtClassifier(src, ort_config)
             raw = raw_outputs(ort, ort_tokenizer, device="cpu")
             logits = flat(task, raw) if other else raw
             gate_why = None
@@ -371,11 +380,11 @@ def export(opts: ExportOptions, progress: Callable[[str], None] | None = None) -
             rep = VariantReport(
                 name=name,
                 file=f"{rel_prefix}/{file_name}",
-                size_mb=size_mb(list(tmp.glob(file_name + "*"))),
+                size_mb=size_mb(list(where.glob(file_name + "*"))),
                 parity=parity,
                 metrics=m,
                 accuracy_drop_pt=drop,
-                sha256=file_sha256(tmp / file_name),
+                sha256=file_sha256(where / file_name),
                 config=cfg,
             )
             reasons = []
@@ -407,7 +416,13 @@ def export(opts: ExportOptions, progress: Callable[[str], None] | None = None) -
             err.figures, err.expected = base.reason, expected  # what batch-predict's export on the fly reports
             raise err
         variants["onnx"] = base
+        cpu = machine() if opts.measure_speed else None
         info["gate"] = gate_record(base, source, opts.tolerance)
+        if ov_dest is not None:  # OpenVINO's IR of the gated model.onnx, through the same gate
+            ov_tmp, variants[ov_export.NAME] = ov_export.build(
+                tmp, FP32_FILE, ov_dest, info, lambda sess, where: check(ov_export.NAME, ov_export.OV_XML, True,
+                                                                         session=sess, folder=where),
+                lambda rep: gate_record(rep, source, opts.tolerance), say)
         extra: list[tuple[str, Callable[[Path], tuple[Path, str]]]] = []
         if opts.optimize:
             level = opts.optimize.upper()
@@ -426,7 +441,7 @@ def export(opts: ExportOptions, progress: Callable[[str], None] | None = None) -
                 argmax_free = not spec.argmax_labels
                 produced, q = _quantize(tmp, w, feeds, c_source, **({"min_agreement": 0.0} if argmax_free else {}))
                 quant_info.update(q)
-                return produced, q["description"]
+                return produced, q["description"]  # it starts with the kind: dynamic / weight-only int8 (...)
 
             extra.append(("onnx-int8", make_int8))
         for name, make in extra:
@@ -438,6 +453,11 @@ def export(opts: ExportOptions, progress: Callable[[str], None] | None = None) -
             finally:
                 shutil.rmtree(work, ignore_errors=True)
             rep = check(name, moved.name, False, cfg=cfg)
+            rep.claims = versus_fp32(rep.size_mb, rep.throughput, base.size_mb, base.throughput, cpu=cpu)
+            if name == "onnx-int8":  # size and speed are int8's only reasons to exist: neither, not published
+                rep.claims["kind"] = int8_kind(quant_info)
+                if rep.passed and refusal(rep.claims):
+                    rep.passed, rep.reason = False, refusal(rep.claims)
             if rep.passed:
                 variants[name] = rep
             else:
@@ -450,13 +470,18 @@ def export(opts: ExportOptions, progress: Callable[[str], None] | None = None) -
             (tmp / junk).unlink(missing_ok=True)
         info["files"] = {f.name: file_sha256(f) for f in sorted(tmp.glob("*.onnx"))}
         if quant_info and "onnx-int8" in variants:
-            info["quantization"] = {"file": QUANTIZED_FILE, **quant_info}
+            info["quantization"] = {"file": QUANTIZED_FILE, **quant_info, "kind_description": INT8_KINDS[int8_kind(quant_info)],
+                                    "versus_fp32": variants["onnx-int8"].claims}
         write_info(tmp, info)
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
+        if ov_tmp is not None and ov_dest is not None:
+            ov_export.commit(ov_tmp, ov_dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if ov_tmp is not None:
+            shutil.rmtree(ov_tmp, ignore_errors=True)
         raise
     result = ExportResult(
         model_dir=str(model_dir),

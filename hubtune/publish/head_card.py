@@ -65,6 +65,14 @@ Measured on the published files, reloaded, on {{ eval_role }} ({{ eval_examples 
 {% for v in onnx -%}
 | {{ v.name }} | `{{ v.file }}` | {{ v.size_mb }} | {{ v.agreement }} | {{ v.max_diff }} | {{ v.rows_per_s }} |
 {% endfor %}
+{% if onnx_int8_note %}
+{{ onnx_int8_note }}
+{% endif %}
+{% if openvino %}
+`{{ openvino }}` is OpenVINO's IR of `onnx/model.onnx` (optimum-intel's layout), checked like it: optimum-intel's
+`OVModelFor...from_pretrained(repo, subfolder="openvino")` loads it, and
+`hubtune batch-predict --model REPO --dataset DATA --output preds.parquet --backend openvino` runs it.
+{% endif %}
 {% endif %}
 {% if data_note %}
 {{ data_note }}
@@ -85,6 +93,7 @@ def task_card_parts(run: RunInfo, pub: Path, task: str, *, repo_id: str | None, 
                 "metric_name": METRIC_INFO[k][1], "metric_args": METRIC_INFO[k][2], "metric_value": float(metrics[k])}
                for k in t.summary_keys if k in metrics]
     example = "The service was quick and the staff were friendly."
+    graphs = onnx_rows(run, pub)
     variables = {
         "model_name": model_name, "task": task.replace("-", " "), "mode": run.mode or "full",
         "labels": names,
@@ -92,10 +101,20 @@ def task_card_parts(run: RunInfo, pub: Path, task: str, *, repo_id: str | None, 
         "eval_role": role, "eval_examples": metrics.get("num_examples"), "eval_dataset": spec,
         "rows": [(METRIC_INFO[k][1], f"{metrics[k]:.4f}") for k in t.summary_keys if k in metrics],
         "is_adapter": is_adapter_dir(pub),
-        "onnx": onnx_rows(run, pub), "onnx_agrees": t.agrees,
+        "onnx": graphs, "onnx_agrees": t.agrees,
+        "openvino": next((r["file"] for r in graphs if r["name"] == "openvino"), None),  # export --openvino
+        "onnx_int8_note": int8_note(run, pub),
         "onnx_examples": (run.summary.get("export") or {}).get("num_examples"),
     }
     return metrics, results, variables
+
+
+def int8_note(run: RunInfo, pub: Path) -> str | None:
+    """What the published int8 file is, with its size and speed vs fp32 as the export measured them."""
+    from hubtune.publish.variant_claims import int8_sentence
+
+    rows = {r["name"] for r in onnx_rows(run, pub)}
+    return int8_sentence(run.summary.get("variants") or {}) if "onnx-int8" in rows else None
 
 
 def onnx_rows(run: RunInfo, pub: Path) -> list[dict[str, Any]]:

@@ -81,7 +81,8 @@ def task_predict(model_ref: str, task: str, texts: list[str], *, revision: str |
     (single-label: the top label; multi-label: those with a sigmoid score >= ``threshold``, joined by ","; regression: none; token
     classification: each entity as ``GROUP:start-end``, aggregation_strategy="simple"), ``pytorch_scores``
     the scores (every label's sigmoid; the value; each entity's score), compared within SCORE_TOLERANCE; with
-    ``onnx_file`` also ONNX Runtime's over ``onnx/`` (:func:`onnx_task_answers`)."""
+    ``onnx_file`` also ONNX Runtime's over ``onnx/`` and, where published, OpenVINO's over ``openvino/``
+    (:func:`onnx_task_answers`)."""
     from hubtune.core.security import check_model_config
 
     check_model_config(model_ref, revision=revision)
@@ -95,7 +96,8 @@ def onnx_task_answers(model_ref: str, task: str, texts: list[str], onnx_file: st
                       threshold: float = 0.5) -> dict[str, list[Any]]:
     """ONNX Runtime's answers over ``onnx/ONNX_FILE`` (refused when it was exported from other weights):
     ``onnx`` the labels over ``threshold`` (multi-label), none (regression), or the tag of every token
-    (token classification, special tokens left out); ``onnx_scores`` the sigmoid scores / the value."""
+    (token classification, special tokens left out); ``onnx_scores`` the sigmoid scores / the value; the same as
+    ``openvino`` / ``openvino_scores`` from ``openvino/`` where the model has one."""
     import numpy as np
     from transformers import AutoConfig, AutoTokenizer
 
@@ -104,23 +106,57 @@ def onnx_task_answers(model_ref: str, task: str, texts: list[str], onnx_file: st
     spec = get_task(task)
     path = onnx_beside_weights(model_ref, onnx_file, revision)
     config = AutoConfig.from_pretrained(model_ref, revision=revision)
-    model = OrtClassifier(path, config)
     tok = AutoTokenizer.from_pretrained(model_ref, revision=revision)
     names = [config.id2label[i] for i in range(len(config.id2label))]
-    labels: list[Any] = []
-    scores: list[Any] = []
-    for i in range(0, len(texts), 16):
-        enc = tok(texts[i : i + 16], padding=True, truncation=True, return_tensors="pt", return_special_tokens_mask=True)
-        special = enc.pop("special_tokens_mask").numpy()
-        logits = np.asarray(model(**enc).logits, dtype=np.float64)
-        mask = enc["attention_mask"].numpy().astype(bool) & ~special.astype(bool)  # the tokens that are words
-        got, got_scores = spec.logits_answer(logits, mask, names, threshold)
-        labels += got
-        scores += got_scores
-    out: dict[str, list[Any]] = {"onnx": labels}
-    if scores:
-        out["onnx_scores"] = scores
+    out: dict[str, list[Any]] = {}
+    models = [("onnx", OrtClassifier(path, config))]
+    ir = openvino_beside_weights(model_ref, revision)
+    if ir is not None:  # openvino/ (export --openvino): OpenVINO's IR compiled at fp32 answers the same
+        from hubtune.core.ov_session import OvSession
+
+        models.append(("openvino", OrtClassifier(OvSession(ir, precision="fp32"), config)))
+    for key, model in models:
+        labels: list[Any] = []
+        scores: list[Any] = []
+        for i in range(0, len(texts), 16):
+            enc = tok(texts[i : i + 16], padding=True, truncation=True, return_tensors="pt", return_special_tokens_mask=True)
+            special = enc.pop("special_tokens_mask").numpy()
+            logits = np.asarray(model(**enc).logits, dtype=np.float64)
+            mask = enc["attention_mask"].numpy().astype(bool) & ~special.astype(bool)  # the tokens that are words
+            got, got_scores = spec.logits_answer(logits, mask, names, threshold)
+            labels += got
+            scores += got_scores
+        out[key] = labels
+        if scores:
+            out[f"{key}_scores"] = scores
     return out
+
+
+def openvino_beside_weights(model_ref: str, revision: str | None) -> Path | None:
+    """``openvino/openvino_model.xml`` of a folder or of the same Hub snapshot (with its ``.bin`` and
+    ``export_info.json``), refused when exported from other weights; None where there is no ``openvino/``."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    from hubtune.core.onnx_tools import INFO_FILE, check_matches_weights
+    from hubtune.core.ov_session import OV_BIN, OV_DIR, OV_XML
+    from hubtune.core.parity import weight_files
+
+    local = Path(model_ref)
+    if local.is_dir():
+        path = local / OV_DIR / OV_XML
+        if not path.is_file():
+            return None
+    else:
+        try:
+            path = Path(hf_hub_download(model_ref, f"{OV_DIR}/{OV_XML}", revision=revision))
+        except EntryNotFoundError:
+            return None
+        for name in (OV_BIN, INFO_FILE):
+            hf_hub_download(model_ref, f"{OV_DIR}/{name}", revision=revision)
+    if weight_files(path.parent.parent):
+        check_matches_weights(path, path.parent.parent)  # an openvino/ exported from other weights is refused
+    return path
 
 
 def same_output(a: Any, b: Any) -> bool:
