@@ -220,24 +220,31 @@ def open_dataset(
     revision: str | None = None,
     default_split: str = "train",
 ) -> "datasets.Dataset | datasets.IterableDataset":
-    """Open a spec as a ``datasets`` (Iterable)Dataset with its original columns."""
-    import datasets
-
+    """Open a spec as a ``datasets`` (Iterable)Dataset with its original columns; streamed local files as a
+    :class:`hubtune.data.stream.LocalStream` (pyarrow alone: no ``datasets``, pandas or torch import)."""
     if isinstance(spec, str):
         spec = parse_spec(spec)
-    datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # a failed read is reported once, by hubtune
     if spec.kind == "local":
         builder, files, kwargs = local_files(Path(spec.path))
+        text_encoding = encoding
         if builder == "csv":
             check_encoding(files, encoding)
-            kwargs["encoding"] = encoding
-            kwargs["keep_default_na"] = False
-            kwargs["na_values"] = [""]
+            kwargs.update(encoding=encoding, keep_default_na=False, na_values=[""])
         elif builder == "json":
-            check_encoding(files, "utf-8" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding)
+            text_encoding = "utf-8" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+            check_encoding(files, text_encoding)
             check_json_lines(files)
         if all(_blank_file(f) for f in files):
             raise EmptyDatasetError(f"dataset {spec.path} has no rows (the file is empty); expected at least one example")
+        if streaming:
+            from hubtune.data.stream import open_local_stream
+
+            stream = open_local_stream(builder, files, kwargs, text_encoding)
+            if stream is not None:
+                return stream
+        import datasets
+
+        datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # a failed read is reported once, by hubtune
         try:
             return datasets.load_dataset(builder, data_files=files, split="train", streaming=streaming, **kwargs)
         except DataError:
@@ -247,10 +254,17 @@ def open_dataset(
                 raise EmptyDatasetError(
                     f"dataset {spec.path} has no rows; expected at least one example"
                 ) from None
+            if builder == "csv" and "tokenizing" in str(exc):
+                from hubtune.data.stream import csv_error
+
+                raise csv_error(files, kwargs.get("sep", ","), encoding, exc) from None
             raise DataError(
                 f"could not read {spec.path} as {builder} ({type(exc).__name__}: {_short(exc)}); "
                 "expected a well-formed file of that format"
             ) from exc
+    import datasets
+
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)
     split = spec.split or default_split
     check_reachable(f"dataset {spec.path!r}")
     path = spec.path if "/" in spec.path else canonical_dataset_id(spec.path)
