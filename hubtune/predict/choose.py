@@ -321,8 +321,12 @@ def choose_runner(
 
     def build(pair: tuple[str, str], light: bool = False, **changes: Any) -> Runner:
         if pair not in runners:
-            runners[pair] = make_runner(model_dir, replace(opts, backend=pair[0], dtype=pair[1], **changes), export_dir,
-                                        light=light)
+            # OpenVINO at another precision: the graph of a runner already built, compiled again (no files reread)
+            sibling = next((r for p, r in runners.items() if p[0] == pair[0] and hasattr(r, "at_dtype")
+                            and getattr(r, "onnx_path", Path()).name != QUANTIZED_FILE), None)
+            runners[pair] = (sibling.at_dtype(pair[1]) if sibling is not None else
+                             make_runner(model_dir, replace(opts, backend=pair[0], dtype=pair[1], **changes), export_dir,
+                                         light=light))
         return runners[pair]
 
     def release(*pairs: tuple[str, str]) -> None:

@@ -343,7 +343,19 @@ class OpenVinoRunner(OnnxRunner):
             raise ConfigError(f"--backend openvino runs on the CPU, and --device {opts.device} was asked for; pass "
                               "--device cpu, or --backend torch/onnx for a GPU")
         self.device = "cpu"
+        self.threads = opts.num_threads
         return OvSession(path, precision=opts.dtype, threads=opts.num_threads)
+
+    def at_dtype(self, dtype: str) -> "OpenVinoRunner":
+        """The same graph, tokenizer and settings compiled at another precision (a reduced precision's fp32
+        reference without loading the model's files again)."""
+        import copy
+
+        from hubtune.core.ov_session import OvSession
+
+        other = copy.copy(self)
+        other.session = OvSession(self.onnx_path, precision=dtype, threads=self.threads)
+        return other
 
 
 def make_runner(model_dir: Path, opts: PredictOptions, export_dir: Path, *, light: bool = False) -> Runner:
