@@ -261,6 +261,23 @@ def bench_token(work: Path, data: Path, token_onnx: Path) -> list[dict]:
                        agreement=round(float(np.mean([a == b for a, b in zip(got, ref)])), 4))
         print(f"[token] {label}: {res}", flush=True)
         rows.append({"set": "tweets", "case": label, **res})
+    # the default path on a model exported as train-and-push publishes it (onnx/ + openvino/ from these weights):
+    # auto then measures ONNX Runtime and OpenVINO too
+    from hubtune.publish.export import ExportOptions, export
+
+    exported = work / "ner-exported"
+    shutil.copytree(token_onnx, exported)
+    export(ExportOptions(source=str(exported), openvino=True, measure_speed=False))
+    label = "hubtune batch-predict (auto), model with onnx/ + openvino/ (hubtune export --openvino)"
+    out = work / "tok-exported.json"
+    res = spawn(case="hubtune", model=str(exported), data=str(data), out=str(out), backend="auto", dtype="auto",
+                column="entities")
+    if "error" not in res:
+        got = json.loads(out.read_text())
+        res.update(ratio=round(res["rows_per_s"] / base["rows_per_s"], 2),
+                   agreement=round(float(np.mean([a == b for a, b in zip(got, ref)])), 4))
+    print(f"[token] {label}: {res}", flush=True)
+    rows.append({"set": "tweets", "case": label, **res})
     return rows
 
 

@@ -170,6 +170,8 @@ def test_refusals_in_one_line(tmp_path):
     assert r.returncode == 2 and "--temperature" in r.stderr
     r = run("--dataset", str(data), "--output", str(tmp_path / "o.jsonl"), "--threshold", "0.3")
     assert r.returncode == 2 and "--threshold" in r.stderr
+    r = run("--dataset", str(data), "--output", str(tmp_path / "o.jsonl"), "--backend", "openvino")
+    assert r.returncode == 2 and "--backend torch or onnx" in r.stderr and "unknown" not in r.stderr, r.stderr
 
 
 def test_onnx_runtime_generation_with_onnxruntime_genai(tmp_path, monkeypatch):

@@ -89,6 +89,10 @@ def settings_of(opts: PredictOptions) -> GenSettings:
 
 def check_generation_options(opts: PredictOptions) -> None:
     """Refuse classifier options a generation run cannot take."""
+    if opts.backend == "openvino":
+        raise ConfigError("--backend openvino runs the classifier, embedding and token-classification tasks; a "
+                          "generation model is generated with --backend torch or onnx (onnxruntime-genai): pass one "
+                          "of those, or --backend auto")
     if opts.backend not in GEN_BACKENDS:
         raise ConfigError(f"--backend {opts.backend!r} is unknown; expected one of {', '.join(GEN_BACKENDS)}")
     if opts.batching not in BATCHING:
