@@ -36,6 +36,14 @@ def _short(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def unreadable(path: str, builder: str, exc: BaseException) -> DataError:
+    """A file pyarrow cannot read as ``builder``: one line naming it, what pyarrow said and what is expected."""
+    return DataError(
+        f"could not read {path} as {builder} ({type(exc).__name__}: {_short(str(exc))}): the file is corrupt or not a "
+        f"{builder} file; expected a well-formed {builder} file: re-export it, or pass the right file with --dataset"
+    )
+
+
 def csv_problem(path: str, delimiter: str, encoding: str) -> str | None:
     """Where a CSV stops being one: 'line N has K fields, the header has H' for the first such record, or None."""
     with open(path, encoding=encoding, errors="replace", newline="") as fh:
@@ -124,9 +132,13 @@ class LocalStream:
     def features(self) -> dict[str, Any]:
         if self.builder != "parquet":
             return {}
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        return _hf_features(pq.ParquetFile(self.files[0]).schema_arrow)
+        try:
+            return _hf_features(pq.ParquetFile(self.files[0]).schema_arrow)
+        except (pa.ArrowException, OSError) as exc:
+            raise unreadable(self.files[0], self.builder, exc) from None
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for table in self._tables(1024):
@@ -172,10 +184,15 @@ class LocalStream:
                 return
 
     def _read(self, rows: int) -> Iterator[Any]:
+        import pyarrow as pa
+
         for path in self.files:
             reader = {"csv": self._csv, "json": self._json, "parquet": self._parquet}[self.builder]
-            for table in reader(path, rows):
-                yield self._select(table)
+            try:
+                for table in reader(path, rows):
+                    yield self._select(table)
+            except (pa.ArrowException, OSError) as exc:  # a corrupt or truncated file (pyarrow's own errors)
+                raise unreadable(path, self.builder, exc) from None
 
     def _select(self, table: Any) -> Any:
         if self._columns is None:
